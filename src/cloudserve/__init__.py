@@ -1,0 +1,135 @@
+"""cloudserve: one provider-neutral way to deploy, serve, batch-predict, tune and monitor models.
+
+>>> import cloudserve as cs
+>>> client = cs.connect()          # the default target, else CLOUDSERVE_TARGET, else local
+
+This module imports no cloud SDK: a provider is imported when a target that names it is first
+used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cloudserve.client import Client, connect
+from cloudserve.errors import (
+    AlreadyExists,
+    AuthError,
+    CloudServeError,
+    ConfigError,
+    InvalidRequest,
+    NotFound,
+    OperationFailed,
+    PayloadTooLarge,
+    ProviderNotFound,
+    ServiceUnavailable,
+    SmokeTestFailed,
+    Throttled,
+    Timeout,
+    UnsupportedOperation,
+)
+from cloudserve.provider import Capability, Provider, ProviderConfig
+from cloudserve.registry import register
+from cloudserve.resources import (
+    AsyncPrediction,
+    BatchJob,
+    CostEstimate,
+    DriftReport,
+    Endpoint,
+    EndpointStatus,
+    FeatureDrift,
+    JobStatus,
+    MetricsReport,
+    ModelVersion,
+    Plan,
+    PlannedCall,
+    Prediction,
+    Trial,
+    TuningJob,
+    Variant,
+)
+from cloudserve.specs import (
+    BatchSpec,
+    Choice,
+    Compute,
+    DataCapture,
+    DeploySpec,
+    IntRange,
+    LogUniform,
+    ModelSpec,
+    Objective,
+    TrainSpec,
+    TuningSpec,
+    Uniform,
+    Workload,
+)
+from cloudserve.waiting import Progress
+
+if TYPE_CHECKING:
+    from cloudserve.bench import compare
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "AsyncPrediction",
+    "AuthError",
+    "BatchJob",
+    "BatchSpec",
+    "Capability",
+    "Choice",
+    "Client",
+    "CloudServeError",
+    "Compute",
+    "ConfigError",
+    "CostEstimate",
+    "DataCapture",
+    "DeploySpec",
+    "DriftReport",
+    "Endpoint",
+    "EndpointStatus",
+    "FeatureDrift",
+    "IntRange",
+    "InvalidRequest",
+    "JobStatus",
+    "LogUniform",
+    "MetricsReport",
+    "ModelSpec",
+    "ModelVersion",
+    "NotFound",
+    "Objective",
+    "OperationFailed",
+    "PayloadTooLarge",
+    "Plan",
+    "PlannedCall",
+    "Prediction",
+    "Progress",
+    "Provider",
+    "ProviderConfig",
+    "ProviderNotFound",
+    "ServiceUnavailable",
+    "SmokeTestFailed",
+    "Throttled",
+    "Timeout",
+    "TrainSpec",
+    "Trial",
+    "TuningJob",
+    "TuningSpec",
+    "Uniform",
+    "UnsupportedOperation",
+    "Variant",
+    "Workload",
+    "__version__",
+    "compare",
+    "connect",
+    "register",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # compare pulls in the load generator and report code: import it only when used.
+    if name == "compare":
+        from cloudserve.bench import compare
+
+        return compare
+    raise AttributeError(f"module 'cloudserve' has no attribute {name!r}")
