@@ -102,6 +102,7 @@ class Client:
         compute: Compute | None = None,
         *,
         variant: str | None = None,
+        traffic: int = 100,
         data_capture: DataCapture | bool | None = None,
         sample_input: list[Any] | None = None,
         smoke_test: bool = True,
@@ -116,7 +117,9 @@ class Client:
         own ``sample_input``) the artifact is first run locally through the serving runtime; a
         broken artifact raises SmokeTestFailed before anything is created.
         """
-        spec = self._deploy_spec(model, endpoint, compute, variant, data_capture, keep_on_failure)
+        spec = self._deploy_spec(
+            model, endpoint, compute, variant, traffic, data_capture, keep_on_failure
+        )
         self.provider.require(Capability.DEPLOY)
         self.provider.validate(spec)
         sample = sample_input if sample_input is not None else spec.model.sample_input
@@ -133,6 +136,7 @@ class Client:
         endpoint: str | None,
         compute: Compute | None,
         variant: str | None,
+        traffic: int,
         data_capture: DataCapture | bool | None,
         keep_on_failure: bool,
     ) -> DeploySpec:
@@ -146,6 +150,7 @@ class Client:
             endpoint=endpoint or model.name,
             compute=compute or Compute(),
             variant=variant,
+            traffic=traffic,
             data_capture=capture,
             keep_on_failure=keep_on_failure,
         )

@@ -140,12 +140,19 @@ class DataCapture(_Spec):
 
 
 class DeploySpec(_Spec):
-    """One model version behind one endpoint, on given compute."""
+    """One model version behind one endpoint, on given compute.
+
+    ``traffic`` is the share (percent) the new variant gets. 100 (the default) is a blue/green
+    update: the new variant becomes ready, takes all traffic, and the others are drained and
+    removed. Below 100 the new variant is added beside the others (a canary), which keep their
+    relative shares of the rest.
+    """
 
     model: ModelSpec
     endpoint: Annotated[str, Field(pattern=NAME_PATTERN)]
     compute: Compute = Field(default_factory=Compute)
     variant: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    traffic: Annotated[int, Field(ge=0, le=100)] = 100
     data_capture: DataCapture | None = None
     keep_on_failure: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
