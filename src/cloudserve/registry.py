@@ -22,9 +22,9 @@ GROUP = "cloudserve.providers"
 _BUILTIN: dict[str, str] = {"local": "cloudserve.local:LocalProvider"}
 _INSTALL_HINTS: dict[str, str] = {
     "local": "pip install 'cloudserve[local]'",
-    "sagemaker": "pip install 'cloudserve[sagemaker]'  (from a clone: pip install -e providers/sagemaker)",
-    "vertex": "pip install 'cloudserve[vertex]'  (from a clone: pip install -e providers/vertex)",
-    "azureml": "pip install 'cloudserve[azureml]'  (from a clone: pip install -e providers/azureml)",
+    "sagemaker": "pip install 'cloudserve[sagemaker]' (from a clone: pip install -e providers/sagemaker)",
+    "vertex": "pip install 'cloudserve[vertex]' (from a clone: pip install -e providers/vertex)",
+    "azureml": "pip install 'cloudserve[azureml]' (from a clone: pip install -e providers/azureml)",
 }
 _registered: dict[str, type[Provider]] = {}
 

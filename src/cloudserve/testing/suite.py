@@ -11,6 +11,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import uuid
 from collections.abc import Callable, Iterator
@@ -77,10 +78,8 @@ class _Base:
     def endpoint_name(self, client: Client) -> Iterator[str]:
         name = f"cs-{uuid.uuid4().hex[:8]}"
         yield name
-        try:
+        with contextlib.suppress(CloudServeError):
             client.delete_endpoint(name)
-        except CloudServeError:
-            pass
 
     def harness(self) -> ProviderHarness:
         return self  # type: ignore[return-value]
@@ -476,7 +475,7 @@ def _has_xfail_reason(fn: Any) -> bool:
 
 
 class ProviderConformance(*_STANDARD):  # type: ignore[misc]
-    """Every standard test. Combine with a harness: ``class TestX(XHarness, ProviderConformance)``."""
+    """Every standard test; use as ``class TestX(XHarness, ProviderConformance)``."""
 
     def test_no_unmarked_overrides(self) -> None:
         overridden = [
