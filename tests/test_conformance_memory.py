@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memory_provider import MemoryConfig, MemoryProvider, MemoryService
-
 from cloudserve.provider import RetrySettings, WaitSettings
 from cloudserve.specs import ModelSpec
 from cloudserve.testing import Fault, ProviderHarness
 from cloudserve.testing.suite import ProviderConformance
+from memory_provider import MemoryConfig, MemoryProvider, MemoryService
 
 FAST = {
     "retry": RetrySettings(max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.01),

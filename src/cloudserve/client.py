@@ -458,5 +458,5 @@ def model_spec_of(version: ModelVersion) -> ModelSpec:
         name=version.name,
         version=version.version,
         artifact=version.uri,
-        framework=version.framework,  # type: ignore[arg-type]
+        framework=version.framework,
     )

@@ -208,7 +208,7 @@ class ErrorTable:
             cls = self.codes.get(code, self.default) if code is not None else self.default
             code_str = None if code is None else str(code)
             if issubclass(cls, Throttled):
-                err = cls(message, provider=provider, code=code_str, retry_after=retry_after)  # type: ignore[call-arg]
+                err = cls(message, provider=provider, code=code_str, retry_after=retry_after)
             else:
                 err = cls(message, provider=provider, code=code_str)
         err.__cause__ = exc

@@ -86,8 +86,8 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str
-    retry: RetrySettings = Field(default_factory=RetrySettings)
-    waits: WaitSettings = Field(default_factory=WaitSettings)
+    retry: RetrySettings = RetrySettings()
+    waits: WaitSettings = WaitSettings()
     tags: dict[str, str] = Field(default_factory=dict)
 
 

@@ -73,11 +73,12 @@ SIZES: dict[str, dict[str, InstanceChoice | str]] = {
 
 def sizes_for(provider: str) -> dict[str, InstanceChoice]:
     """Every size the provider can serve, with its instance choice."""
-    return {
-        s: row[provider]
-        for s, row in SIZES.items()
-        if isinstance(row.get(provider), InstanceChoice)
-    }  # type: ignore[misc]
+    out: dict[str, InstanceChoice] = {}
+    for size, row in SIZES.items():
+        choice = row.get(provider)
+        if isinstance(choice, InstanceChoice):
+            out[size] = choice
+    return out
 
 
 def resolve_instance(

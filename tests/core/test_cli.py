@@ -8,7 +8,10 @@ import pytest
 BAD = {
     "unknown provider": ("targets:\n  a: {provider: nope}\n", "field 'provider'"),
     "missing field": ("targets:\n  a: {region: x}\n", "field 'provider'"),
-    "wrong type": ("targets:\n  a: {provider: local, retry: {max_attempts: lots}}\n", "field 'retry.max_attempts'"),
+    "wrong type": (
+        "targets:\n  a: {provider: local, retry: {max_attempts: lots}}\n",
+        "field 'retry.max_attempts'",
+    ),
     "unknown key": ("targets:\n  a: {provider: local, colour: blue}\n", "field 'colour'"),
     "malformed yaml": ("targets:\n  a: [provider: local\n", "malformed YAML at line"),
 }

@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from memory_provider import MemoryConfig, MemoryProvider
 
 from cloudserve.config import load_targets, resolve_target
 from cloudserve.errors import ConfigError
 from cloudserve.registry import register, unregister
+from memory_provider import MemoryConfig, MemoryProvider
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,11 @@ def test_target_validated_by_its_provider_class(tmp_path):
 
 
 def test_toml_file(tmp_path):
-    p = write(tmp_path, 'default = "m"\n[targets.m]\nprovider = "memory"\nlabel = "t"\n', "cloudserve.toml")
+    p = write(
+        tmp_path,
+        'default = "m"\n[targets.m]\nprovider = "memory"\nlabel = "t"\n',
+        "cloudserve.toml",
+    )
     assert resolve_target(path=p, env={}).config.label == "t"
 
 
@@ -63,7 +67,12 @@ def test_no_file_means_local(tmp_path, monkeypatch):
         ("targets:\n  m: {label: x}\n", "m", "provider", "missing required key"),
         ("targets:\n  m: {provider: memory, label: [1, 2]}\n", "m", "label", "valid string"),
         ("targets:\n  m: {provider: memory, lable: x}\n", "m", "lable", "unknown key"),
-        ("targets:\n  m: {provider: memory, retry: {max_attempts: many}}\n", "m", "retry.max_attempts", "integer"),
+        (
+            "targets:\n  m: {provider: memory, retry: {max_attempts: many}}\n",
+            "m",
+            "retry.max_attempts",
+            "integer",
+        ),
     ],
 )
 def test_bad_config_names_file_target_field(tmp_path, text, target, field, words):

@@ -21,7 +21,9 @@ def flaky(errors):
 
 def test_retries_only_retry_safe_errors():
     sleeps: list[float] = []
-    policy = RetryPolicy(max_attempts=5, initial_backoff_s=0.1, max_backoff_s=1, sleep=sleeps.append)
+    policy = RetryPolicy(
+        max_attempts=5, initial_backoff_s=0.1, max_backoff_s=1, sleep=sleeps.append
+    )
     fn, calls = flaky([Throttled("slow down"), ServiceUnavailable("503"), ConnectionResetError()])
     assert policy.call(fn) == "ok" and len(calls) == 4 and len(sleeps) == 3
     assert all(0 <= s <= 1 for s in sleeps)
@@ -41,7 +43,9 @@ def test_attempts_are_bounded_and_last_error_raised():
 
 def test_retry_after_is_honoured_and_capped():
     sleeps: list[float] = []
-    policy = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=5, sleep=sleeps.append)
+    policy = RetryPolicy(
+        max_attempts=3, initial_backoff_s=0.01, max_backoff_s=5, sleep=sleeps.append
+    )
     fn, _ = flaky([Throttled("a", retry_after=2.5), Throttled("b", retry_after=60)])
     policy.call(fn)
     assert sleeps == [2.5, 5]
@@ -68,8 +72,14 @@ def test_wait_for_returns_when_done_with_progress():
     states = iter(["CREATING", "CREATING", "READY"])
     seen = []
     result = wait_for(
-        lambda: next(states), is_done=lambda s: s == "READY", timeout=60, description="deploy",
-        progress=seen.append, sleep=clock.sleep, clock=clock, interval=1,
+        lambda: next(states),
+        is_done=lambda s: s == "READY",
+        timeout=60,
+        description="deploy",
+        progress=seen.append,
+        sleep=clock.sleep,
+        clock=clock,
+        interval=1,
     )
     assert result == "READY"
     assert [p.status for p in seen] == ["CREATING", "CREATING", "READY"] and seen[-1].done
@@ -78,8 +88,16 @@ def test_wait_for_returns_when_done_with_progress():
 def test_wait_for_times_out_naming_last_status():
     clock = FakeClock()
     with pytest.raises(Timeout, match="last status: CREATING"):
-        wait_for(lambda: "CREATING", is_done=lambda s: False, timeout=10, description="deploy",
-                 sleep=clock.sleep, clock=clock, interval=1, max_interval=4)
+        wait_for(
+            lambda: "CREATING",
+            is_done=lambda s: False,
+            timeout=10,
+            description="deploy",
+            sleep=clock.sleep,
+            clock=clock,
+            interval=1,
+            max_interval=4,
+        )
     assert clock.now == pytest.approx(10, abs=0.01)
 
 

@@ -61,8 +61,10 @@ class _Override:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_suite_fails_broken_provider(pytester, case):
     body, must_fail = CASES[case]
-    bases = "_Override, MemoryHarness, ProviderConformance" if "_Override" in body else (
-        "MemoryHarness, ProviderConformance"
+    bases = (
+        "_Override, MemoryHarness, ProviderConformance"
+        if "_Override" in body
+        else ("MemoryHarness, ProviderConformance")
     )
     pytester.makepyfile(
         **{
@@ -76,9 +78,7 @@ class TestBroken({bases}):
     )
     result = pytester.runpytest_subprocess("-q", "-rf", "-p", "no:cacheprovider")
     failed = {
-        line.split("::")[-1].split(" ")[0]
-        for line in result.outlines
-        if line.startswith("FAILED ")
+        line.split("::")[-1].split(" ")[0] for line in result.outlines if line.startswith("FAILED ")
     }
     for name in must_fail:
         assert name in failed, f"{case}: {name} should fail, failed: {sorted(failed)}"

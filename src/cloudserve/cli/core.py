@@ -35,12 +35,14 @@ def _model(
     artifact: str, name: str | None, version: str, framework: str | None, image: str | None
 ) -> ModelSpec:
     model_name = name or Path(artifact).stem.replace("_", "-").replace(".", "-") or "model"
-    return ModelSpec(
-        name=model_name,
-        version=version,
-        artifact=artifact,
-        framework=framework,
-        image=image,  # type: ignore[arg-type]
+    return ModelSpec.model_validate(
+        {
+            "name": model_name,
+            "version": version,
+            "artifact": artifact,
+            "framework": framework,
+            "image": image,
+        }
     )
 
 
