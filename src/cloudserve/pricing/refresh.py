@@ -1,0 +1,158 @@
+"""Refresh prices from the clouds' pricing APIs into the user catalog.
+
+Each provider package implements ``Provider.refresh_prices()`` against its cloud's public
+pricing API (capability ``PRICING_REFRESH``) and returns catalog rows. This module validates
+those rows (a row without source or date is refused), merges them into the user catalog under
+the state directory — a refreshed row replaces the row with the same key — and reports what
+happened per provider. One provider failing does not stop the others.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudserve.errors import CloudServeError, ConfigError
+from cloudserve.pricing.catalog import Catalog, load_catalog, parse_rows, user_catalog_path
+from cloudserve.provider import Capability, Provider
+
+__all__ = ["ProviderRefresh", "RefreshReport", "refresh", "stale_warnings"]
+
+
+class ProviderRefresh(BaseModel):
+    """The outcome for one provider: rows merged, or why it was skipped or failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    rows: int = 0
+    status: str = "refreshed"
+    reason: str | None = None
+
+
+class RefreshReport(BaseModel):
+    """What ``refresh`` did, per provider, and the user catalog it wrote."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    results: list[ProviderRefresh] = Field(default_factory=list)
+
+    @property
+    def refreshed(self) -> list[str]:
+        """Providers whose rows were merged."""
+        return [r.provider for r in self.results if r.status == "refreshed"]
+
+
+def refresh(
+    providers: Iterable[str | Provider] | None = None,
+    *,
+    path: str | Path | None = None,
+) -> RefreshReport:
+    """Call ``refresh_prices()`` on each provider and merge the rows into the user catalog.
+
+    ``providers`` are provider names (built from the first configured target of that provider,
+    else its default config) or provider instances; default: every provider cloudserve knows.
+    """
+    target = Path(path) if path is not None else user_catalog_path()
+    report = RefreshReport(path=str(target))
+    existing = _read(target)
+    fresh: list = []
+    for item in providers if providers is not None else _known_providers():
+        name = item if isinstance(item, str) else item.name
+        try:
+            provider = _instance(item)
+            if not provider.supports(Capability.PRICING_REFRESH):
+                report.results.append(
+                    ProviderRefresh(
+                        provider=name,
+                        status="skipped",
+                        reason=provider.reason(Capability.PRICING_REFRESH),
+                    )
+                )
+                continue
+            rows = parse_rows(provider.refresh_prices(), origin=f"{name}.refresh_prices()")
+            _check_owner(rows, name)
+        except CloudServeError as exc:
+            report.results.append(
+                ProviderRefresh(
+                    provider=name, status="failed", reason=f"{type(exc).__name__}: {exc}"
+                )
+            )
+            continue
+        fresh.extend(rows)
+        report.results.append(ProviderRefresh(provider=name, rows=len(rows)))
+    if fresh:
+        _write(target, existing.merged(fresh))
+    return report
+
+
+def stale_warnings(
+    catalog: Catalog | None = None, max_age_days: int = 180, today: date | None = None
+) -> list[str]:
+    """One line per provider whose catalog rows are older than ``max_age_days``."""
+    cat = catalog if catalog is not None else load_catalog()
+    today = today or date.today()
+    return [
+        f"{provider} prices date from {oldest.isoformat()} ({(today - oldest).days} days old, "
+        f"more than {max_age_days}); run `cloudserve pricing refresh --provider {provider}`"
+        for provider, oldest in sorted(cat.stale(max_age_days, today).items())
+    ]
+
+
+def _known_providers() -> list[str]:
+    from cloudserve.registry import available
+
+    return sorted(available())
+
+
+def _instance(item: str | Provider) -> Provider:
+    if isinstance(item, Provider):
+        return item
+    from cloudserve.config import load_targets
+    from cloudserve.registry import get_provider_class
+
+    cls = get_provider_class(item)
+    try:
+        targets = load_targets()
+    except ConfigError:
+        targets = None
+    if targets is not None:
+        for tname, block in targets.targets.items():
+            if block.get("provider") == item:
+                from cloudserve.client import connect
+
+                return connect(tname).provider
+    try:
+        config = cls.config_cls.model_validate({"provider": item})
+    except ValueError as exc:
+        raise ConfigError(
+            f"no target configures provider {item} and its defaults are incomplete: {exc}"
+        ) from None
+    return cls(config)
+
+
+def _check_owner(rows: list, name: str) -> None:
+    for row in rows:
+        if row.provider != name:
+            raise ConfigError(f"{name}.refresh_prices() returned a row for provider {row.provider}")
+
+
+def _read(path: Path) -> Catalog:
+    if not path.is_file():
+        return Catalog()
+    return Catalog.from_csv(path.read_text(encoding="utf-8"), origin=str(path))
+
+
+def _write(path: Path, catalog: Catalog) -> None:
+    # Write then rename, so a crash never leaves a half-written catalog behind.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".catalog-", suffix=".csv")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(catalog.to_csv())
+    os.replace(tmp, path)
