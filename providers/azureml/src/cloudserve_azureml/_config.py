@@ -1,0 +1,49 @@
+"""The ``azureml`` target's typed config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from cloudserve.provider import ProviderConfig
+
+__all__ = ["AzureMLConfig"]
+
+
+class AzureMLConfig(ProviderConfig):
+    """Where the Azure ML workspace is and how to reach it.
+
+    ``credential`` picks the identity: ``default`` (``DefaultAzureCredential``: environment,
+    managed identity, Azure CLI …) or ``service_principal`` (``tenant_id``, ``client_id`` and
+    ``client_secret``, the secret never printed). ``compute`` names the compute cluster that
+    batch and sweep jobs run on. ``sdk_polling_interval_s`` is how often the SDK polls a
+    long-running operation (``None`` keeps the SDK's 30 s; tests use 0.01).
+    """
+
+    provider: Literal["azureml"] = "azureml"
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    region: str | None = None
+    credential: Literal["default", "service_principal"] = "default"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    compute: str | None = None
+    sdk_polling_interval_s: float | None = Field(None, gt=0)
+    environment_image: str = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+    runtime_requirement: str = "cloudserve[sklearn]"
+    request_timeout_ms: int = Field(5000, ge=1000, le=180000)
+    max_request_mb: float = Field(5.0, gt=0)
+    predict_concurrency: int = Field(4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _service_principal(self) -> AzureMLConfig:
+        if self.credential == "service_principal":
+            missing = [
+                f for f in ("tenant_id", "client_id", "client_secret") if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(f"credential 'service_principal' needs {', '.join(missing)}")
+        return self

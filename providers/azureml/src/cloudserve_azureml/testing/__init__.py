@@ -1,0 +1,258 @@
+"""A stateful fake Azure ML service for offline tests of code that uses azure-ai-ml.
+
+The real ``MLClient`` (and azure-storage-blob, and cloudserve's scoring calls) talk to it over
+HTTP, intercepted in-process by ``responses``::
+
+    from cloudserve_azureml.testing import FakeAzureML
+
+    with FakeAzureML(in_progress_polls=2) as fake:
+        ml = fake.ml_client()                    # an MLClient pointed at the fake, fast polls
+        ...
+        fake.deployments("my-endpoint")          # inspect what was created
+        fake.inject("throttle", times=2)         # 429 with Retry-After on the next 2 calls
+
+Why ``responses`` and not a local HTTP server: azure-core's bearer-token policy refuses
+non-HTTPS URLs and MLClient builds its ARM, run-history and scoring URLs from Azure's public
+hostnames, so intercepting those hostnames in-process is what lets the *unmodified* SDK run
+against the fake. Anything not served by the fake fails as a connection error — no request
+ever leaves the process.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cloudserve_azureml.testing._service import FakeAzureMLService, ScoringRecord
+
+__all__ = ["FakeAzureML", "FakeCredential", "ScoringRecord"]
+
+_HOSTS = re.compile(
+    r"https://(management\.azure\.com|[a-z0-9]+\.blob\.core\.windows\.net"
+    r"|[a-z0-9-]+\.[a-z0-9]+\.inference\.ml\.azure\.com|[a-z0-9]+\.api\.azureml\.ms)/.*"
+)
+
+
+class FakeCredential:
+    """A token credential that hands out a fake bearer token (no identity service is called)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("fake-token", int(time.time()) + 3600)
+
+
+class FakeAzureML:
+    """The fake Azure ML workspace; a context manager that intercepts Azure's hostnames.
+
+    ``in_progress_polls`` is how many ``InProgress`` answers each long-running operation gives
+    before it ends; ``poll_retry_after`` is the ``Retry-After`` the fake sends with them (small,
+    so that even an MLClient with default polling settles fast). ``run_jobs`` makes submitted
+    sweep and batch jobs run in-process (scripts run for real) when they are first polled.
+    """
+
+    def __init__(
+        self,
+        *,
+        subscription_id: str = "00000000-0000-0000-0000-000000000000",
+        resource_group: str = "rg-fake",
+        workspace: str = "ws-fake",
+        location: str = "eastus",
+        in_progress_polls: int = 1,
+        poll_retry_after: str = "0.01",
+        storage_account: str = "fakestore",
+        container: str = "azureml-blobstore-fake",
+        workdir: str | Path | None = None,
+        seed: int = 0,
+    ):
+        self.service = FakeAzureMLService(
+            subscription_id=subscription_id,
+            resource_group=resource_group,
+            workspace=workspace,
+            location=location,
+            in_progress_polls=in_progress_polls,
+            poll_retry_after=poll_retry_after,
+            storage_account=storage_account,
+            container=container,
+            seed=seed,
+        )
+        self._workdir = Path(workdir) if workdir else None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._mock: Any = None
+        from cloudserve_azureml.testing._jobs import JobRunner
+
+        self.jobs = JobRunner(self.service)
+        self.service.job_runner = self.jobs.submitted
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeAzureML:
+        """Start intercepting Azure hostnames (idempotent)."""
+        import responses
+
+        if self._mock is not None:
+            return self
+        if self._workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="cs-fake-azureml-")
+            self._workdir = Path(self._tmp.name)
+        self.service.workdir = self._workdir
+        mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+        for method in ("GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"):
+            mock.add_callback(method, _HOSTS, callback=self._callback)
+        mock.start()
+        self._mock = mock
+        return self
+
+    def stop(self) -> None:
+        """Stop intercepting and drop temporary files (idempotent)."""
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock.reset()
+            self._mock = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+            self._workdir = None
+
+    def __enter__(self) -> FakeAzureML:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _callback(self, request: Any) -> tuple[int, dict[str, str], Any]:
+        body = request.body
+        if body is None:
+            data = b""
+        elif isinstance(body, str):
+            data = body.encode()
+        elif isinstance(body, bytes | bytearray):
+            data = bytes(body)
+        else:  # a file-like upload stream
+            data = body.read()
+        return self.service.handle(request.method, request.url, request.headers, data)
+
+    # -- clients pointed at the fake ---------------------------------------------------------
+
+    @property
+    def subscription_id(self) -> str:
+        return self.service.subscription_id
+
+    @property
+    def resource_group(self) -> str:
+        return self.service.resource_group
+
+    @property
+    def workspace(self) -> str:
+        return self.service.workspace
+
+    def credential(self) -> FakeCredential:
+        """A credential the fake accepts."""
+        return FakeCredential()
+
+    def ml_client(self, *, polling_interval: float = 0.01, retry_total: int = 0) -> Any:
+        """A real ``azure.ai.ml.MLClient`` for the fake workspace, with fast polls."""
+        from azure.ai.ml import MLClient
+
+        return MLClient(
+            self.credential(),
+            self.subscription_id,
+            self.resource_group,
+            self.workspace,
+            polling_interval=polling_interval,
+            retry_total=retry_total,
+            show_progress=False,
+            enable_telemetry=False,
+        )
+
+    # -- fault injection -----------------------------------------------------------------------
+
+    def inject(
+        self,
+        fault: str,
+        *,
+        times: int = 1,
+        message: str = "injected failure",
+        retry_after: str = "1",
+        status: int = 503,
+    ) -> None:
+        """Make the fake misbehave.
+
+        ``throttle``: the next ``times`` API calls answer 429 with ``Retry-After``.
+        ``unavailable``: the next ``times`` API calls answer ``status`` (503 or 500).
+        ``fail_operation``: the next ``times`` long-running PUTs end ``Failed`` with ``message``.
+        ``fail_deployment``: the next ``times`` deployment PUTs are refused (400, ``message``),
+        after the endpoint and assets already exist.
+        """
+        f = self.service.faults
+        with self.service.lock:
+            if fault == "throttle":
+                f.throttle, f.throttle_retry_after = times, retry_after
+            elif fault == "unavailable":
+                f.unavailable, f.unavailable_status = times, status
+            elif fault == "fail_operation":
+                f.fail_operation.extend([message] * times)
+            elif fault == "fail_deployment":
+                f.fail_deployment_put.extend([message] * times)
+            else:
+                raise ValueError(f"unknown fault {fault!r}")
+
+    # -- state, for assertions -------------------------------------------------------------------
+
+    def resource(self, key: str) -> dict[str, Any] | None:
+        """A stored ARM resource by its path under the workspace (``onlineEndpoints/ep``)."""
+        with self.service.lock:
+            return self.service.get(key)
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Every online endpoint."""
+        with self.service.lock:
+            return self.service.children("onlineEndpoints")
+
+    def deployments(self, endpoint: str) -> list[dict[str, Any]]:
+        """The online deployments of ``endpoint``."""
+        with self.service.lock:
+            return self.service.children(f"onlineEndpoints/{endpoint}/deployments")
+
+    def traffic(self, endpoint: str) -> dict[str, int]:
+        """The endpoint's traffic split (deployment → percent)."""
+        res = self.resource(f"onlineEndpoints/{endpoint}")
+        if res is None:
+            raise KeyError(endpoint)
+        return {k: int(v) for k, v in (res["properties"].get("traffic") or {}).items()}
+
+    def model_versions(self, name: str) -> list[str]:
+        """Registered versions of model ``name``."""
+        with self.service.lock:
+            return sorted(r["name"] for r in self.service.children(f"models/{name}/versions"))
+
+    def batch_deployments(self, endpoint: str) -> list[dict[str, Any]]:
+        """The batch deployments of batch endpoint ``endpoint``."""
+        with self.service.lock:
+            return self.service.children(f"batchEndpoints/{endpoint}/deployments")
+
+    def jobs_of_type(self, job_type: str) -> list[dict[str, Any]]:
+        """Submitted jobs whose ``jobType`` is ``job_type`` (``Sweep``, ``Command`` …)."""
+        with self.service.lock:
+            return [
+                j
+                for j in self.service.children("jobs")
+                if j["properties"].get("jobType") == job_type
+            ]
+
+    def leftovers(self) -> list[str]:
+        """Every resource of a kind cloudserve creates that still exists."""
+        return self.service.owned()
+
+    def scoring_requests(self) -> list[ScoringRecord]:
+        """Every scoring request the fake answered."""
+        with self.service.lock:
+            return list(self.service.scoring)
+
+    def requests_made(self) -> list[tuple[str, str]]:
+        """(method, url) of every request the fake saw, in order."""
+        with self.service.lock:
+            return list(self.service.requests)

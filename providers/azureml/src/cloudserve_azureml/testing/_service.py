@@ -1,0 +1,802 @@
+"""The stateful fake Azure ML service: ARM workspace routes, LROs, scoring, faults.
+
+Every request the real ``azure-ai-ml`` MLClient (and azure-storage-blob, and cloudserve's own
+scoring calls) sends through ``requests`` is answered here through ``responses``. Resources
+under the workspace live in one generic ARM store keyed by their path, so a PUT, GET, list or
+DELETE works for any collection; the collections Azure runs as long-running operations
+(online/batch endpoints and deployments) answer through ``Azure-AsyncOperation`` with a
+configurable number of ``InProgress`` polls.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cloudserve_azureml.testing._blob import BLOB_HOST, BlobStore, Response
+
+ARM = "https://management.azure.com"
+RP = "Microsoft.MachineLearningServices"
+LRO_KINDS = {
+    "onlineendpoints",
+    "onlineendpoints/deployments",
+    "batchendpoints",
+    "batchendpoints/deployments",
+}
+# Collections whose leftovers count as "what cloudserve created" (the workspace's own
+# datastores and the fake's seeded compute are not).
+OWNED_KINDS = LRO_KINDS | {
+    "models/versions",
+    "environments/versions",
+    "codes/versions",
+    "data/versions",
+    "jobs",
+}
+SCORING_HOST = re.compile(r"https://([a-z0-9-]+)\.([a-z0-9]+)\.inference\.ml\.azure\.com/(.*)")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(body)
+
+
+def arm_error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    """An ARM error answer, shaped as azure-core's ARM error format expects."""
+    return _json(
+        status,
+        {"error": {"code": code, "message": message}},
+        {"x-ms-error-code": code, **(headers or {})},
+    )
+
+
+@dataclass
+class Operation:
+    """A long-running operation tracked by ``Azure-AsyncOperation``."""
+
+    id: str
+    key: str
+    kind: str  # "put" or "delete"
+    remaining: int
+    error: str | None = None
+    status: str = "InProgress"
+
+
+@dataclass
+class Faults:
+    """Pending injected faults; each counter is consumed one request at a time."""
+
+    throttle: int = 0
+    throttle_retry_after: str = "1"
+    unavailable: int = 0
+    unavailable_status: int = 503
+    fail_operation: list[str] = field(default_factory=list)
+    fail_deployment_put: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScoringRecord:
+    """One scoring request, as Azure Monitor would count it."""
+
+    time: float
+    endpoint: str
+    deployment: str
+    status: int
+    latency_ms: float
+
+
+class FakeAzureMLService:
+    """State and request handlers of the fake; see :class:`cloudserve_azureml.testing.FakeAzureML`."""
+
+    def __init__(
+        self,
+        *,
+        subscription_id: str,
+        resource_group: str,
+        workspace: str,
+        location: str,
+        in_progress_polls: int,
+        poll_retry_after: str,
+        storage_account: str,
+        container: str,
+        seed: int = 0,
+    ):
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.workspace = workspace
+        self.location = location
+        self.in_progress_polls = in_progress_polls
+        self.poll_retry_after = poll_retry_after
+        self.storage_account = storage_account
+        self.container = container
+        self.lock = threading.RLock()
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.operations: dict[str, Operation] = {}
+        self.keys: dict[str, tuple[str, str]] = {}
+        self.blobs = BlobStore()
+        self.faults = Faults()
+        self.scoring: list[ScoringRecord] = []
+        self.requests: list[tuple[str, str]] = []
+        self.rng = random.Random(seed)
+        self.workdir: Path | None = None
+        self._models: dict[str, Any] = {}
+        self.job_runner: Callable[[str, dict[str, Any]], None] | None = None
+        self._seed()
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @property
+    def workspace_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/{RP}/workspaces/{self.workspace}"
+        )
+
+    def resource_id(self, key: str) -> str:
+        """The ARM id of a resource from its store key (``onlineEndpoints/ep``)."""
+        return f"{self.workspace_id}/{key}"
+
+    @staticmethod
+    def kind_of(key: str) -> str:
+        """``onlineEndpoints/ep/deployments/d`` → ``onlineendpoints/deployments``."""
+        parts = key.split("/")
+        return "/".join(p.lower() for p in parts[0::2])
+
+    @staticmethod
+    def norm(key: str) -> str:
+        return key.lower()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored resource at ``key`` (case-insensitive), or None."""
+        return self.resources.get(self.norm(key))
+
+    def children(self, collection_key: str) -> list[dict[str, Any]]:
+        """Resources directly inside a collection path (``onlineEndpoints/ep/deployments``)."""
+        prefix = self.norm(collection_key) + "/"
+        return [
+            r
+            for k, r in sorted(self.resources.items())
+            if k.startswith(prefix) and "/" not in k[len(prefix) :]
+        ]
+
+    # -- seeding -----------------------------------------------------------------------------
+
+    def _seed(self) -> None:
+        self._store(
+            "datastores/workspaceblobstore",
+            {
+                "properties": {
+                    "datastoreType": "AzureBlob",
+                    "accountName": self.storage_account,
+                    "containerName": self.container,
+                    "endpoint": "core.windows.net",
+                    "protocol": "https",
+                    "isDefault": True,
+                    "serviceDataAccessAuthIdentity": "None",
+                    "credentials": {"credentialsType": "AccountKey"},
+                }
+            },
+        )
+        self._store(
+            "computes/cpu-cluster",
+            {
+                "properties": {
+                    "computeType": "AmlCompute",
+                    "provisioningState": "Succeeded",
+                    "properties": {
+                        "vmSize": "Standard_DS3_v2",
+                        "scaleSettings": {"maxNodeCount": 4, "minNodeCount": 0},
+                    },
+                }
+            },
+        )
+
+    def workspace_body(self) -> dict[str, Any]:
+        api = f"https://{self.location}.api.azureml.ms"
+        return {
+            "id": self.workspace_id,
+            "name": self.workspace,
+            "type": f"{RP}/workspaces",
+            "location": self.location,
+            "kind": "Default",
+            "identity": {"type": "SystemAssigned"},
+            "sku": {"name": "Basic", "tier": "Basic"},
+            "properties": {
+                "friendlyName": self.workspace,
+                "workspaceId": str(uuid.UUID(int=0)),
+                "discoveryUrl": f"{api}/discovery",
+                "mlFlowTrackingUri": f"azureml://{self.location}.api.azureml.ms/mlflow/v1.0{self.workspace_id}",
+                "storageAccount": f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/Microsoft.Storage/storageAccounts/{self.storage_account}",
+                "provisioningState": "Succeeded",
+                "publicNetworkAccess": "Enabled",
+            },
+        }
+
+    # -- generic ARM store ---------------------------------------------------------------------
+
+    def _store(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        parts = key.split("/")
+        res = {
+            "id": self.resource_id(key),
+            "name": parts[-1],
+            "type": f"{RP}/workspaces/" + "/".join(parts[0::2]),
+            "properties": dict(body.get("properties") or {}),
+            "systemData": {
+                "createdAt": _now(),
+                "createdBy": "fake",
+                "createdByType": "User",
+                "lastModifiedAt": _now(),
+            },
+        }
+        for extra in ("location", "tags", "identity", "sku", "kind"):
+            if extra in body:
+                res[extra] = body[extra]
+        self.resources[self.norm(key)] = res
+        return res
+
+    def owned(self) -> list[str]:
+        """Every resource of a kind cloudserve creates, as store keys."""
+        with self.lock:
+            return [
+                r["id"][len(self.workspace_id) + 1 :]
+                for k, r in sorted(self.resources.items())
+                if self.kind_of(k) in OWNED_KINDS
+            ]
+
+    # -- request entry point -------------------------------------------------------------------
+
+    def handle(self, method: str, url: str, headers: Any, body: bytes) -> Response:
+        """Answer one HTTP request (the ``responses`` callback calls this)."""
+        with self.lock:
+            self.requests.append((method, url))
+            fault = self._consume_fault(url)
+        if fault is not None:
+            return fault
+        if SCORING_HOST.match(url):
+            return self.score(method, url, headers, body)
+        with self.lock:
+            if BLOB_HOST.match(url):
+                return self.blobs.handle(method, url, headers, body)
+            if url.startswith(ARM):
+                return self._arm(method, url, headers, body)
+            if ".api.azureml.ms/" in url:
+                return self._workspace_dataplane(method, url, body)
+        return arm_error(404, "NotFound", f"the fake does not serve {method} {url}")
+
+    def _consume_fault(self, url: str) -> Response | None:
+        if BLOB_HOST.match(url) or "/operations/" in url or "mfeOperationsStatus" in url:
+            return None  # faults hit the API calls a client makes, not its polls or uploads
+        f = self.faults
+        if f.throttle > 0:
+            f.throttle -= 1
+            return arm_error(
+                429,
+                "TooManyRequests",
+                "request rate is too high",
+                {"Retry-After": f.throttle_retry_after},
+            )
+        if f.unavailable > 0:
+            f.unavailable -= 1
+            return arm_error(
+                f.unavailable_status, "ServiceUnavailable", "the service is unavailable"
+            )
+        return None
+
+    # -- ARM -----------------------------------------------------------------------------------
+
+    def _arm(self, method: str, url: str, headers: Any, body: bytes) -> Response:
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        m = re.match(
+            r"^/subscriptions/[^/]+/providers/"
+            + RP
+            + r"/locations/[^/]+/mfeOperations(?:Status|Results)/([^/]+)$",
+            path,
+            re.I,
+        )
+        if m:
+            return self._poll(m.group(1))
+        prefix = self.workspace_id
+        if not path.lower().startswith(prefix.lower()):
+            return arm_error(404, "ResourceNotFound", f"no such resource {path}")
+        rest = path[len(prefix) :].strip("/")
+        if (
+            rest.lower().startswith("providers/microsoft.insights/")
+            or "/providers/microsoft.insights/metrics" in rest.lower()
+        ):
+            return self._metrics(rest, query)
+        if not rest:
+            if method == "GET":
+                return _json(200, self.workspace_body())
+            return arm_error(405, "MethodNotAllowed", "the fake workspace is read-only")
+        segs = rest.split("/")
+        payload = json.loads(body) if body else {}
+        if method == "POST":
+            return self._action("/".join(segs[:-1]), segs[-1], payload)
+        if len(segs) % 2 == 1:
+            if method == "GET":
+                return self._list(rest, query)
+            return arm_error(405, "MethodNotAllowed", f"{method} on a collection")
+        if method == "GET":
+            return self._get(rest)
+        if method == "PUT":
+            return self._put(rest, payload)
+        if method == "PATCH":
+            return self._patch(rest, payload)
+        if method == "DELETE":
+            return self._delete(rest)
+        return arm_error(405, "MethodNotAllowed", method)
+
+    def _get(self, key: str) -> Response:
+        res = self.get(key)
+        if res is None:
+            return arm_error(404, "ResourceNotFound", f"{key} was not found")
+        for op in list(self.operations.values()):
+            if op.key == self.norm(key) and op.status == "InProgress":
+                self._advance(op)
+        res = self.get(key)
+        if res is None:
+            return arm_error(404, "ResourceNotFound", f"{key} was not found")
+        return _json(200, res)
+
+    def _list(self, collection: str, query: dict[str, str]) -> Response:
+        items = self.children(collection)
+        if query.get("isDefault", "").lower() == "true":
+            items = [i for i in items if i["properties"].get("isDefault")]
+        if collection.lower().endswith("/versions"):
+            items = sorted(items, key=lambda r: _version_key(r["name"]), reverse=True)
+        return _json(200, {"value": items})
+
+    def _put(self, key: str, payload: dict[str, Any]) -> Response:
+        kind = self.kind_of(key)
+        existed = self.get(key) is not None
+        check = self._validate_put(kind, key, payload)
+        if check is not None:
+            return check
+        old = self.get(key)
+        res = self._store(key, payload)
+        if old is not None:
+            res["systemData"]["createdAt"] = old["systemData"]["createdAt"]
+        self._complete_put(kind, key, res, payload)
+        if kind.endswith("/versions"):
+            self._ensure_container(key)
+        if kind not in LRO_KINDS:
+            res["properties"].setdefault("provisioningState", "Succeeded")
+            if kind == "jobs" and self.job_runner is not None:
+                self.job_runner(key, res)
+            return _json(201 if not existed else 200, res)
+        res["properties"]["provisioningState"] = "Updating" if existed else "Creating"
+        error = None
+        if self.faults.fail_operation:
+            error = self.faults.fail_operation.pop(0)
+        op = self._operation(key, "put", error)
+        return _json(201 if not existed else 200, res, self._op_headers(op))
+
+    def _validate_put(self, kind: str, key: str, payload: dict[str, Any]) -> Response | None:
+        props = payload.get("properties") or {}
+        if kind == "onlineendpoints":
+            traffic = props.get("traffic") or {}
+            deployments = {d["name"].lower() for d in self.children(key + "/deployments")}
+            unknown = [n for n in traffic if n.lower() not in deployments]
+            if unknown:
+                return arm_error(
+                    400, "BadArgument", f"traffic names deployments that do not exist: {unknown}"
+                )
+            total = sum(int(v) for v in traffic.values())
+            if traffic and total not in (0, 100):
+                return arm_error(400, "BadArgument", f"traffic must sum to 100, got {total}")
+        if kind in ("onlineendpoints/deployments", "batchendpoints/deployments"):
+            parent = key.rsplit("/", 2)[0]
+            if self.get(parent) is None:
+                return arm_error(404, "ResourceNotFound", f"endpoint {parent} was not found")
+            if self.faults.fail_deployment_put:
+                msg = self.faults.fail_deployment_put.pop(0)
+                return arm_error(400, "BadArgument", msg)
+            model = props.get("model")
+            if model and self._asset(model) is None:
+                return arm_error(400, "BadArgument", f"model {model} was not found")
+            if kind == "onlineendpoints/deployments" and not props.get("instanceType"):
+                return arm_error(400, "BadArgument", "instanceType is required")
+        return None
+
+    def _complete_put(
+        self, kind: str, key: str, res: dict[str, Any], payload: dict[str, Any]
+    ) -> None:
+        props = res["properties"]
+        name = key.split("/")[1]
+        if kind == "onlineendpoints":
+            host = f"https://{name}.{self.location}.inference.ml.azure.com"
+            props["scoringUri"] = f"{host}/score"
+            props["swaggerUri"] = f"{host}/swagger.json"
+            props.setdefault("authMode", "Key")
+            props.setdefault("traffic", {})
+            res.setdefault("location", self.location)
+            res.setdefault(
+                "identity",
+                {
+                    "type": "SystemAssigned",
+                    "principalId": str(uuid.uuid4()),
+                    "tenantId": str(uuid.UUID(int=1)),
+                },
+            )
+            self.keys.setdefault(self.norm(key), (secrets.token_hex(16), secrets.token_hex(16)))
+        elif kind == "batchendpoints":
+            props["scoringUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/jobs"
+            props.setdefault("authMode", "AADToken")
+            props.setdefault("defaults", {})
+            res.setdefault("location", self.location)
+        elif kind == "onlineendpoints/deployments":
+            props.setdefault("scaleSettings", {"scaleType": "Default"})
+            props.setdefault("endpointComputeType", "Managed")
+            res.setdefault("location", self.location)
+            res.setdefault("sku", {"name": "Default", "capacity": 1})
+        elif kind == "batchendpoints/deployments":
+            res.setdefault("location", self.location)
+        elif kind.endswith("/versions"):
+            props.setdefault("isArchived", False)
+            props.setdefault("properties", {})
+            props.setdefault("tags", {})
+            if kind == "models/versions":
+                props.setdefault("flavors", {})
+
+    def _ensure_container(self, key: str) -> None:
+        container = key.rsplit("/", 2)[0]
+        if self.get(container) is None:
+            self._store(container, {"properties": {"isArchived": False}})
+        latest = max((r["name"] for r in self.children(container + "/versions")), key=_version_key)
+        self.get(container)["properties"]["latestVersion"] = latest  # type: ignore[index]
+
+    def _patch(self, key: str, payload: dict[str, Any]) -> Response:
+        res = self.get(key)
+        if res is None:
+            return arm_error(404, "ResourceNotFound", f"{key} was not found")
+        merged = {**res, "properties": {**res["properties"], **(payload.get("properties") or {})}}
+        for extra in ("tags", "sku", "identity"):
+            if extra in payload:
+                merged[extra] = payload[extra]
+        return self._put(key, merged)
+
+    def _delete(self, key: str) -> Response:
+        kind = self.kind_of(key)
+        res = self.get(key)
+        if res is None:
+            return 204, {}, b""
+        if kind == "onlineendpoints/deployments":
+            endpoint = self.get(key.rsplit("/", 2)[0]) or {"properties": {}}
+            share = {k.lower(): v for k, v in (endpoint["properties"].get("traffic") or {}).items()}
+            if share.get(res["name"].lower(), 0) > 0:
+                return arm_error(
+                    400,
+                    "BadArgument",
+                    f"deployment {res['name']} still takes traffic; move it first",
+                )
+        if kind not in LRO_KINDS:
+            self._remove(key)
+            return 200, {}, b""
+        res["properties"]["provisioningState"] = "Deleting"
+        op = self._operation(key, "delete", None)
+        return (
+            202,
+            {**self._op_headers(op), "Location": self._op_url(op, "mfeOperationsResults")},
+            b"",
+        )
+
+    def _remove(self, key: str) -> None:
+        prefix = self.norm(key)
+        for k in [k for k in self.resources if k == prefix or k.startswith(prefix + "/")]:
+            del self.resources[k]
+        self.keys.pop(prefix, None)
+        self._models.pop(prefix, None)
+        if self.kind_of(key).endswith("/versions"):
+            container = key.rsplit("/", 2)[0]
+            if not self.children(container + "/versions"):
+                self.resources.pop(self.norm(container), None)
+            else:
+                self._ensure_container(key)
+
+    # -- long-running operations ----------------------------------------------------------------
+
+    def _operation(self, key: str, kind: str, error: str | None) -> Operation:
+        op = Operation(
+            id=uuid.uuid4().hex,
+            key=self.norm(key),
+            kind=kind,
+            remaining=self.in_progress_polls,
+            error=error,
+        )
+        self.operations[op.id] = op
+        if op.remaining == 0:
+            self._advance(op)
+        return op
+
+    def _op_url(self, op: Operation, route: str = "mfeOperationsStatus") -> str:
+        return (
+            f"{ARM}/subscriptions/{self.subscription_id}/providers/{RP}/locations/{self.location}"
+            f"/{route}/{op.id}?api-version=2023-04-01"
+        )
+
+    def _op_headers(self, op: Operation) -> dict[str, str]:
+        # No Retry-After here: the SDK deserialises it as an int on PUT answers.
+        return {"Azure-AsyncOperation": self._op_url(op)}
+
+    def _advance(self, op: Operation) -> None:
+        if op.status != "InProgress":
+            return
+        if op.remaining > 0:
+            op.remaining -= 1
+            return
+        res = self.resources.get(op.key)
+        if op.kind == "delete":
+            self._remove(op.key)
+            op.status = "Succeeded"
+        elif op.error is not None:
+            op.status = "Failed"
+            if res is not None:
+                res["properties"]["provisioningState"] = "Failed"
+        else:
+            op.status = "Succeeded"
+            if res is not None:
+                res["properties"]["provisioningState"] = "Succeeded"
+
+    def _poll(self, op_id: str) -> Response:
+        op = self.operations.get(op_id)
+        if op is None:
+            return arm_error(404, "NotFound", f"operation {op_id} not found")
+        self._advance(op)
+        body: dict[str, Any] = {
+            "id": op.id,
+            "name": op.id,
+            "status": op.status,
+            "startTime": _now(),
+        }
+        if op.status == "Failed":
+            body["error"] = {"code": "DeploymentFailed", "message": op.error}
+        return _json(
+            200, body, {"Retry-After": self.poll_retry_after} if op.status == "InProgress" else None
+        )
+
+    # -- POST actions ------------------------------------------------------------------------
+
+    def _action(self, key: str, action: str, payload: dict[str, Any]) -> Response:
+        if action.lower() == "startpendingupload":
+            return self._pending_upload(key)
+        res = self.get(key) if key else None
+        if res is None:
+            return arm_error(404, "ResourceNotFound", f"{key} was not found")
+        kind = self.kind_of(key)
+        act = action.lower()
+        if kind == "onlineendpoints" and act == "listkeys":
+            primary, secondary = self.keys[self.norm(key)]
+            return _json(200, {"primaryKey": primary, "secondaryKey": secondary})
+        if kind == "onlineendpoints" and act == "regeneratekeys":
+            self.keys[self.norm(key)] = (secrets.token_hex(16), secrets.token_hex(16))
+            return 202, {}, b""
+        if kind == "datastores" and act == "listsecrets":
+            return _json(200, {"secretsType": "AccountKey", "key": "ZmFrZWtleQ=="})
+        if kind == "onlineendpoints/deployments" and act == "getlogs":
+            return _json(200, {"content": f"fake logs of {key}"})
+        if kind == "jobs" and act == "cancel":
+            res["properties"]["status"] = "Canceled"
+            return 202, {}, b""
+        return arm_error(400, "BadArgument", f"the fake does not know action {action} on {kind}")
+
+    def _pending_upload(self, key: str) -> Response:
+        """A temporary blob location for a code/data asset upload (SAS-authorised)."""
+        blob_uri = (
+            f"https://{self.storage_account}.blob.core.windows.net/{self.container}"
+            f"/LocalUpload/{uuid.uuid4().hex}"
+        )
+        return _json(
+            200,
+            {
+                "pendingUploadId": uuid.uuid4().hex,
+                "pendingUploadType": "TemporaryBlobReference",
+                "blobReferenceForConsumption": {
+                    "blobUri": blob_uri,
+                    "storageAccountArmId": f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/Microsoft.Storage/storageAccounts/{self.storage_account}",
+                    "credential": {
+                        "credentialType": "SAS",
+                        "sasUri": f"{blob_uri}?sv=2021-08-06&sig=fake",
+                    },
+                },
+            },
+        )
+
+    # -- assets ------------------------------------------------------------------------------
+
+    def _asset(self, ref: str) -> dict[str, Any] | None:
+        """The stored asset an ``azureml:`` / ARM id reference points to."""
+        m = re.search(r"/workspaces/[^/]+/(.+)$", ref)
+        if m:
+            return self.get(m.group(1))
+        m = re.match(r"^azureml:([^:/@]+)[:@]([^/]+)$", ref)
+        if m:
+            return None  # name:version references are resolved to ARM ids by the SDK
+        return None
+
+    def datastore_blobs(self, uri: str) -> tuple[str, dict[str, bytes]]:
+        """(prefix, blob name → bytes) under an ``azureml://…/datastores/NAME/paths/P`` URI."""
+        m = re.search(r"datastores/([^/]+)/paths/(.*)$", uri)
+        if not m:
+            raise ValueError(f"not a datastore URI: {uri}")
+        prefix = m.group(2).rstrip("/")
+        return prefix, self.blobs.under(self.storage_account, self.container, prefix)
+
+    def materialize(self, uri: str, dest: Path) -> Path:
+        """Copy the blobs under a datastore URI into ``dest``; return the model directory."""
+        prefix, blobs = self.datastore_blobs(uri)
+        if not blobs:
+            raise FileNotFoundError(f"nothing uploaded under {uri}")
+        if len(blobs) == 1 and next(iter(blobs)) == prefix:
+            target = dest / Path(prefix).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blobs[prefix])
+            return dest
+        for name, data in blobs.items():
+            target = dest / name[len(prefix) :].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        return dest
+
+    def load_deployment_model(self, key: str) -> Any:
+        """The deployed model of a deployment, loaded through the cloudserve serving runtime."""
+        cached = self._models.get(self.norm(key))
+        if cached is not None:
+            return cached
+        from cloudserve.serving import load_model
+
+        with self.lock:
+            dep = self.get(key)
+            if dep is None:
+                raise LookupError(key)
+            model = self._asset(dep["properties"].get("model") or "")
+            if model is None:
+                raise LookupError(f"deployment {key} has no registered model")
+            assert self.workdir is not None
+            dest = self.workdir / "models" / uuid.uuid4().hex
+            directory = self.materialize(model["properties"]["modelUri"], dest)
+        loaded = load_model(directory)
+        self._models[self.norm(key)] = loaded
+        return loaded
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def score(self, method: str, url: str, headers: Any, body: bytes) -> Response:
+        m = SCORING_HOST.match(url)
+        assert m is not None
+        name = m.group(1)
+        with self.lock:
+            key = self._endpoint_key(name)
+            if key is None:
+                return _json(404, {"message": f"endpoint {name} not found"})
+            primary, secondary = self.keys.get(key, ("", ""))
+            auth = headers.get("Authorization", "")
+            if auth not in (f"Bearer {primary}", f"Bearer {secondary}"):
+                return _json(401, {"message": "key is missing or invalid"})
+            deployment = self._route(key, headers.get("azureml-model-deployment"))
+            if deployment is None:
+                return _json(
+                    404, {"message": "no deployment takes traffic or the named one is missing"}
+                )
+            dep_key = f"{key}/deployments/{deployment}"
+        start = time.perf_counter()
+        status, out = self._run_model(dep_key, body)
+        latency = (time.perf_counter() - start) * 1000
+        with self.lock:
+            self.scoring.append(ScoringRecord(time.time(), name, deployment, status, latency))
+        return _json(status, out, {"azureml-model-deployment": deployment})
+
+    def _endpoint_key(self, name: str) -> str | None:
+        for k, r in self.resources.items():
+            if self.kind_of(k) == "onlineendpoints" and r["name"].lower() == name.lower():
+                return k
+        return None
+
+    def _route(self, key: str, wanted: str | None) -> str | None:
+        deps = {d["name"].lower(): d["name"] for d in self.children(key + "/deployments")}
+        if wanted:
+            return deps.get(wanted.lower())
+        traffic = {
+            k: int(v)
+            for k, v in (self.resources[key]["properties"].get("traffic") or {}).items()
+            if int(v) > 0
+        }
+        if not traffic:
+            return None
+        names = sorted(traffic)
+        return deps.get(self.rng.choices(names, weights=[traffic[n] for n in names])[0].lower())
+
+    def _run_model(self, dep_key: str, body: bytes) -> tuple[int, Any]:
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError as exc:
+            return 400, {"error": f"the body is not JSON: {exc}"}
+        instances = (
+            payload.get("instances", payload.get("data")) if isinstance(payload, dict) else None
+        )
+        if not isinstance(instances, list):
+            return 400, {"error": "the body needs an 'instances' (or 'data') list"}
+        try:
+            model = self.load_deployment_model(dep_key)
+        except Exception as exc:  # a model that cannot load answers like a broken container
+            return 500, {"error": f"the model could not be loaded: {exc}"}
+        try:
+            outputs = model.predict(instances)
+        except Exception as exc:  # bad input: the generated scoring script answers 400
+            return 400, {"error": f"{type(exc).__name__}: {exc}"}
+        self._capture(dep_key, instances, outputs)
+        return 200, {"predictions": _jsonable(outputs)}
+
+    def _capture(self, dep_key: str, instances: list[Any], outputs: Any) -> None:
+        """Write model inputs where Azure ML data collection puts them, when it is on."""
+        with self.lock:
+            dep = self.get(dep_key)
+            if dep is None:
+                return
+            collector = dep["properties"].get("dataCollector") or {}
+            inputs = (collector.get("collections") or {}).get("model_inputs") or {}
+            if str(inputs.get("dataCollectionMode", inputs.get("enabled", ""))).lower() not in (
+                "enabled",
+                "true",
+            ):
+                return
+            ep, dep_name = dep_key.split("/")[1], dep["name"]
+            stamp = datetime.now(timezone.utc)
+            path = (
+                f"modelDataCollector/{ep}/{dep_name}/model_inputs/"
+                f"{stamp:%Y/%m/%d/%H}/{uuid.uuid4().hex}.jsonl"
+            )
+            line = json.dumps(
+                {"specversion": "1.0", "time": stamp.isoformat(), "data": _jsonable(instances)}
+            )
+            self.blobs.put(self.storage_account, self.container, path, (line + "\n").encode())
+
+    # -- Azure Monitor ------------------------------------------------------------------------
+
+    def _metrics(self, rest: str, query: dict[str, str]) -> Response:
+        m = re.match(r"^onlineEndpoints/([^/]+)/providers/microsoft\.insights/metrics$", rest, re.I)
+        if not m:
+            return arm_error(404, "ResourceNotFound", f"no metrics at {rest}")
+        name = m.group(1)
+        if self._endpoint_key(name) is None:
+            return arm_error(404, "ResourceNotFound", f"endpoint {name} was not found")
+        from cloudserve_azureml.testing._monitor import metrics_body
+
+        return _json(200, metrics_body(self, name, query))
+
+    # -- workspace data plane (run history, discovery) -------------------------------------------
+
+    def _workspace_dataplane(self, method: str, url: str, body: bytes) -> Response:
+        from cloudserve_azureml.testing._jobs import dataplane
+
+        return dataplane(self, method, url, body)
+
+
+def _version_key(version: str) -> tuple[int, Any]:
+    return (0, int(version)) if version.isdigit() else (1, version)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "item"):
+        return value.item()
+    return value
