@@ -1,4 +1,4 @@
-"""The Azure ML provider: managed online endpoints, batch endpoints, sweep jobs, monitoring.
+"""The Azure ML provider: managed online endpoints, traffic, scoring, monitoring, registry.
 
 azure-ai-ml and azure-identity are imported inside methods only. Every SDK call runs through
 ``self._sdk(...)`` (stdout noise → logging, native errors → the cloudserve tree, retry-safe
@@ -35,7 +35,7 @@ from cloudserve.resources import (
     Variant,
 )
 from cloudserve.sizes import resolve_instance
-from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
+from cloudserve.specs import DeploySpec, ModelSpec
 from cloudserve.waiting import ProgressCallback
 from cloudserve_azureml import _packaging as pkg
 from cloudserve_azureml._config import AzureMLConfig
@@ -89,8 +89,6 @@ class AzureMLProvider(Provider):
             Capability.DEPLOY,
             Capability.PREDICT,
             Capability.TRAFFIC_SPLIT,
-            Capability.BATCH,
-            Capability.TUNE,
             Capability.METRICS,
             Capability.DATA_CAPTURE,
             Capability.DRIFT,
@@ -109,6 +107,10 @@ class AzureMLProvider(Provider):
             "managed online endpoints have no queued mode; use batch_predict for large inputs"
         ),
         Capability.PRICING_REFRESH: "refreshing from the Azure Retail Prices API is not built yet",
+        Capability.BATCH: (
+            "batch endpoints are not wired up in this release of the Azure ML provider"
+        ),
+        Capability.TUNE: "sweep jobs are not wired up in this release of the Azure ML provider",
     }
     error_table = ERROR_TABLE
 
@@ -265,15 +267,6 @@ class AzureMLProvider(Provider):
         super().validate(spec)
         if isinstance(spec, DeploySpec):
             self._validate_deploy(spec)
-        elif isinstance(spec, TuningSpec):
-            from cloudserve_azureml._jobs import validate_tuning
-
-            validate_tuning(spec, self.name)
-        elif isinstance(spec, BatchSpec) and spec.resolved_format == "parquet":
-            raise InvalidRequest(
-                "the generated Azure batch scoring script reads CSV and JSON Lines, not Parquet",
-                provider=self.name,
-            )
 
     def _validate_deploy(self, spec: DeploySpec) -> None:
         if not 3 <= len(spec.endpoint) <= 32:
@@ -292,7 +285,7 @@ class AzureMLProvider(Provider):
             )
         self._instance_type(spec)
 
-    def _instance_type(self, spec: DeploySpec | BatchSpec) -> str:
+    def _instance_type(self, spec: DeploySpec) -> str:
         choice = resolve_instance(self.name, spec.compute.size, spec.compute.instance_type)
         return spec.compute.instance_type if choice is None else choice.instance_type  # type: ignore[return-value]
 
@@ -323,8 +316,8 @@ class AzureMLProvider(Provider):
         previous = None
         try:
             if existing is None:
+                created.append(f"endpoint:{spec.endpoint}")  # before the call: it may half-fail
                 existing = self._create_endpoint(spec)
-                created.append(f"endpoint:{spec.endpoint}")
             else:
                 previous = self._deployments(spec.endpoint).get(dep_name)
             if previous is None or (previous.tags or {}).get(TAG_HASH) != digest:
@@ -419,10 +412,8 @@ class AzureMLProvider(Provider):
         if spec.model.image:
             env_vars.update(pkg.container_env_vars(spec.model))
         else:
-            code_dir = pkg.write_code(
-                Path(self._tmp.name) / f"{spec.endpoint}-{dep_name}", pkg.SCORING_SCRIPT
-            )
-            code = CodeConfiguration(code=str(code_dir), scoring_script="score.py")
+            code_id = self._upload_code(spec, dep_name, created)
+            code = CodeConfiguration(code=code_id, scoring_script="score.py")
         probe = ProbeSettings(initial_delay=10, period=10, timeout=2, failure_threshold=30)
         deployment = ManagedOnlineDeployment(
             name=dep_name,
@@ -450,10 +441,28 @@ class AzureMLProvider(Provider):
             },
         )
         created.append(f"deployment:{dep_name}")
-        made = self._lro(self.ml.online_deployments.begin_create_or_update, deployment)
-        code_id = getattr(getattr(made, "code_configuration", None), "code", None)
-        if isinstance(code_id, str) and "/codes/" in code_id:
-            created.append(f"asset:{code_id}")
+        self._lro(self.ml.online_deployments.begin_create_or_update, deployment)
+
+    def _upload_code(self, spec: DeploySpec, dep_name: str, created: list[str]) -> str:
+        """Upload the generated scoring script as a named code asset; returns its ARM id.
+
+        Uploading it ourselves (rather than letting the deployment upload a path) gives the
+        asset a name we know, so a failed deploy and a delete can remove it. MLClient has no
+        public accessor for its code operations, hence ``_code``.
+        """
+        from azure.ai.ml.entities._assets import Code
+
+        code_dir = pkg.write_code(
+            Path(self._tmp.name) / f"{spec.endpoint}-{dep_name}", pkg.SCORING_SCRIPT
+        )
+        asset = Code(
+            name=pkg.asset_name("cs", spec.endpoint, dep_name, "score"),
+            version=pkg.spec_hash(spec)[:8],
+            path=str(code_dir),
+        )
+        made = self._sdk(self.ml._code.create_or_update, asset)
+        created.append(f"asset:{made.id}")
+        return str(made.id)
 
     def _data_collector(self, spec: DeploySpec) -> Any:
         if spec.data_capture is None or not spec.data_capture.enabled:
@@ -712,46 +721,6 @@ class AzureMLProvider(Provider):
         data = resp.json()
         outputs = data.get("predictions", data) if isinstance(data, dict) else data
         return list(outputs), resp.headers.get("azureml-model-deployment")
-
-    # -- batch, tuning -------------------------------------------------------------------------
-
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> Any:
-        """Run a batch endpoint job over ``spec.input``; outputs land in ``spec.output``."""
-        from cloudserve_azureml._jobs import BatchRunner
-
-        return BatchRunner(self).start(spec)
-
-    def get_batch_job(self, job_id: str) -> Any:
-        """The batch job's state; once it succeeded, its predictions are downloaded."""
-        from cloudserve_azureml._jobs import BatchRunner
-
-        return BatchRunner(self).get(job_id)
-
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> Any:
-        """Submit a sweep job for ``spec``."""
-        from cloudserve_azureml._jobs import SweepRunner
-
-        return SweepRunner(self).start(spec)
-
-    def get_tuning_job(self, job_id: str) -> Any:
-        """The sweep job's state, its trials (child jobs) and the best trial."""
-        from cloudserve_azureml._jobs import SweepRunner
-
-        return SweepRunner(self).get(job_id)
 
     # -- monitoring, registry ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from cloudserve_azureml.testing._service import FakeAzureMLService, ScoringRecord
@@ -50,8 +51,9 @@ class FakeAzureML:
 
     ``in_progress_polls`` is how many ``InProgress`` answers each long-running operation gives
     before it ends; ``poll_retry_after`` is the ``Retry-After`` the fake sends with them (small,
-    so that even an MLClient with default polling settles fast). ``run_jobs`` makes submitted
-    sweep and batch jobs run in-process (scripts run for real) when they are first polled.
+    so that even an MLClient with default polling settles fast). ``load_model`` turns a model
+    directory into an object with ``predict(instances)``; the default is cloudserve's serving
+    runtime, so scoring answers are the deployed artifact's real outputs.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class FakeAzureML:
         container: str = "azureml-blobstore-fake",
         workdir: str | Path | None = None,
         seed: int = 0,
+        load_model: Callable[[Path], Any] | None = None,
     ):
         self.service = FakeAzureMLService(
             subscription_id=subscription_id,
@@ -78,14 +81,11 @@ class FakeAzureML:
             storage_account=storage_account,
             container=container,
             seed=seed,
+            load_model=load_model,
         )
         self._workdir = Path(workdir) if workdir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._mock: Any = None
-        from cloudserve_azureml.testing._jobs import JobRunner
-
-        self.jobs = JobRunner(self.service)
-        self.service.job_runner = self.jobs.submitted
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -228,20 +228,6 @@ class FakeAzureML:
         """Registered versions of model ``name``."""
         with self.service.lock:
             return sorted(r["name"] for r in self.service.children(f"models/{name}/versions"))
-
-    def batch_deployments(self, endpoint: str) -> list[dict[str, Any]]:
-        """The batch deployments of batch endpoint ``endpoint``."""
-        with self.service.lock:
-            return self.service.children(f"batchEndpoints/{endpoint}/deployments")
-
-    def jobs_of_type(self, job_type: str) -> list[dict[str, Any]]:
-        """Submitted jobs whose ``jobType`` is ``job_type`` (``Sweep``, ``Command`` …)."""
-        with self.service.lock:
-            return [
-                j
-                for j in self.service.children("jobs")
-                if j["properties"].get("jobType") == job_type
-            ]
 
     def leftovers(self) -> list[str]:
         """Every resource of a kind cloudserve creates that still exists."""

@@ -57,7 +57,7 @@ class BlobStore:
     # -- helpers for the fake and for tests ------------------------------------------------
 
     def put(self, account: str, container: str, name: str, data: bytes) -> None:
-        """Store a blob directly (used by the fake's batch jobs and data capture)."""
+        """Store a blob directly (used by the fake's data capture)."""
         self.blobs[(account, container, name)] = Blob(data)
 
     def under(self, account: str, container: str, prefix: str) -> dict[str, bytes]:

@@ -41,7 +41,6 @@ OWNED_KINDS = LRO_KINDS | {
     "environments/versions",
     "codes/versions",
     "data/versions",
-    "jobs",
 }
 SCORING_HOST = re.compile(r"https://([a-z0-9-]+)\.([a-z0-9]+)\.inference\.ml\.azure\.com/(.*)")
 
@@ -113,6 +112,7 @@ class FakeAzureMLService:
         storage_account: str,
         container: str,
         seed: int = 0,
+        load_model: Callable[[Path], Any] | None = None,
     ):
         self.subscription_id = subscription_id
         self.resource_group = resource_group
@@ -133,7 +133,7 @@ class FakeAzureMLService:
         self.rng = random.Random(seed)
         self.workdir: Path | None = None
         self._models: dict[str, Any] = {}
-        self.job_runner: Callable[[str, dict[str, Any]], None] | None = None
+        self._load_model = load_model
         self._seed()
 
     # -- paths -------------------------------------------------------------------------------
@@ -272,8 +272,6 @@ class FakeAzureMLService:
                 return self.blobs.handle(method, url, headers, body)
             if url.startswith(ARM):
                 return self._arm(method, url, headers, body)
-            if ".api.azureml.ms/" in url:
-                return self._workspace_dataplane(method, url, body)
         return arm_error(404, "NotFound", f"the fake does not serve {method} {url}")
 
     def _consume_fault(self, url: str) -> Response | None:
@@ -376,8 +374,6 @@ class FakeAzureMLService:
             self._ensure_container(key)
         if kind not in LRO_KINDS:
             res["properties"].setdefault("provisioningState", "Succeeded")
-            if kind == "jobs" and self.job_runner is not None:
-                self.job_runner(key, res)
             return _json(201 if not existed else 200, res)
         res["properties"]["provisioningState"] = "Updating" if existed else "Creating"
         error = None
@@ -589,9 +585,6 @@ class FakeAzureMLService:
             return _json(200, {"secretsType": "AccountKey", "key": "ZmFrZWtleQ=="})
         if kind == "onlineendpoints/deployments" and act == "getlogs":
             return _json(200, {"content": f"fake logs of {key}"})
-        if kind == "jobs" and act == "cancel":
-            res["properties"]["status"] = "Canceled"
-            return 202, {}, b""
         return arm_error(400, "BadArgument", f"the fake does not know action {action} on {kind}")
 
     def _pending_upload(self, key: str) -> Response:
@@ -657,8 +650,6 @@ class FakeAzureMLService:
         cached = self._models.get(self.norm(key))
         if cached is not None:
             return cached
-        from cloudserve.serving import load_model
-
         with self.lock:
             dep = self.get(key)
             if dep is None:
@@ -669,7 +660,11 @@ class FakeAzureMLService:
             assert self.workdir is not None
             dest = self.workdir / "models" / uuid.uuid4().hex
             directory = self.materialize(model["properties"]["modelUri"], dest)
-        loaded = load_model(directory)
+        if self._load_model is None:
+            from cloudserve.serving import load_model
+
+            self._load_model = load_model
+        loaded = self._load_model(directory)
         self._models[self.norm(key)] = loaded
         return loaded
 
@@ -777,13 +772,6 @@ class FakeAzureMLService:
         from cloudserve_azureml.testing._monitor import metrics_body
 
         return _json(200, metrics_body(self, name, query))
-
-    # -- workspace data plane (run history, discovery) -------------------------------------------
-
-    def _workspace_dataplane(self, method: str, url: str, body: bytes) -> Response:
-        from cloudserve_azureml.testing._jobs import dataplane
-
-        return dataplane(self, method, url, body)
 
 
 def _version_key(version: str) -> tuple[int, Any]:
