@@ -26,7 +26,9 @@ _ML, _MR, _MT, _MB = 70, 170, 20, 50
 
 
 def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.1f}"
+    if value is None:
+        return "—"
+    return f"{value:,.2f}" if value < 10 else f"{value:,.1f}"
 
 
 def _money(value: float | None, currency: str, digits: int = 3) -> str:
