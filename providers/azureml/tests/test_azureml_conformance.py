@@ -5,7 +5,7 @@ from azureml_harness import AzureMLHarness
 
 pytest.importorskip("cloudserve.serving", reason="the fake scores through cloudserve.serving")
 
-from cloudserve.testing.suite import ProviderConformance  # noqa: E402
+from cloudserve.testing.suite import ProviderConformance
 
 
 class TestAzureMLConformance(AzureMLHarness, ProviderConformance):

@@ -307,11 +307,10 @@ class AzureMLProvider(Provider):
         if existing is not None:
             current = self._deployments(spec.endpoint)
             same = current.get(dep_name)
-            if same is not None and (same.tags or {}).get(TAG_HASH) == digest:
-                if self._traffic_after(existing, current, dep_name, spec.traffic) == dict(
-                    existing.traffic or {}
-                ):
-                    return self.get_endpoint(spec.endpoint)
+            unchanged = same is not None and (same.tags or {}).get(TAG_HASH) == digest
+            wanted = self._traffic_after(existing, current, dep_name, spec.traffic)
+            if unchanged and wanted == dict(existing.traffic or {}):
+                return self.get_endpoint(spec.endpoint)
         created: list[str] = []
         previous = None
         try:
@@ -531,7 +530,7 @@ class AzureMLProvider(Provider):
     def _delete_owned_assets(self, endpoint: str, deployments: list[Any]) -> None:
         for dep in deployments:
             code = getattr(getattr(dep, "code_configuration", None), "code", None)
-            for asset in (code, getattr(dep, "environment", None)):
+            for asset in (code, getattr(dep, "environment", None), *_collector_data(dep)):
                 if isinstance(asset, str) and "/subscriptions/" in asset:
                     self._delete_asset(asset)
             model = getattr(dep, "model", None)
@@ -788,6 +787,18 @@ class AzureMLProvider(Provider):
     def region(self) -> str | None:
         """The workspace region (from the config; pricing uses it)."""
         return self.cfg.region
+
+
+def _collector_data(dep: Any) -> list[str]:
+    """ARM ids of the data assets a deployment's data collector writes to."""
+    collector = getattr(dep, "data_collector", None)
+    ids = []
+    for collection in (getattr(collector, "collections", None) or {}).values():
+        data = getattr(collection, "data", None)
+        ref = getattr(data, "id", data)
+        if isinstance(ref, str):
+            ids.append(ref)
+    return ids
 
 
 def _route_sdk_loggers_to_logging() -> None:

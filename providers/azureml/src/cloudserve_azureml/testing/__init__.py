@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cloudserve_azureml.testing._service import FakeAzureMLService, ScoringRecord

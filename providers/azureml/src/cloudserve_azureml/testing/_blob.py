@@ -192,4 +192,7 @@ def _now_http() -> str:
 
 
 def _error_xml(code: str) -> str:
-    return f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{code}</Message></Error>'
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f"<Error><Code>{code}</Code><Message>{code}</Message></Error>"
+    )

@@ -98,7 +98,7 @@ class ScoringRecord:
 
 
 class FakeAzureMLService:
-    """State and request handlers of the fake; see :class:`cloudserve_azureml.testing.FakeAzureML`."""
+    """State and request handlers of the fake (used through ``testing.FakeAzureML``)."""
 
     def __init__(
         self,
@@ -143,6 +143,13 @@ class FakeAzureMLService:
         return (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/{RP}/workspaces/{self.workspace}"
+        )
+
+    @property
+    def storage_account_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Storage/storageAccounts/{self.storage_account}"
         )
 
     def resource_id(self, key: str) -> str:
@@ -219,7 +226,7 @@ class FakeAzureMLService:
                 "workspaceId": str(uuid.UUID(int=0)),
                 "discoveryUrl": f"{api}/discovery",
                 "mlFlowTrackingUri": f"azureml://{self.location}.api.azureml.ms/mlflow/v1.0{self.workspace_id}",
-                "storageAccount": f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/Microsoft.Storage/storageAccounts/{self.storage_account}",
+                "storageAccount": self.storage_account_id,
                 "provisioningState": "Succeeded",
                 "publicNetworkAccess": "Enabled",
             },
@@ -600,7 +607,7 @@ class FakeAzureMLService:
                 "pendingUploadType": "TemporaryBlobReference",
                 "blobReferenceForConsumption": {
                     "blobUri": blob_uri,
-                    "storageAccountArmId": f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/Microsoft.Storage/storageAccounts/{self.storage_account}",
+                    "storageAccountArmId": self.storage_account_id,
                     "credential": {
                         "credentialType": "SAS",
                         "sasUri": f"{blob_uri}?sv=2021-08-06&sig=fake",
