@@ -151,17 +151,12 @@ def estimate_cmd(
 
     if kind not in ("hosting", "batch", "training"):
         raise InvalidRequest(f"--kind must be hosting, batch or training, not {kind!r}")
+    chosen: Kind = kind  # type: ignore[assignment]  # checked just above
     compute = _compute(
         size, instance_type, replicas, min_replicas, max_replicas, accelerator, accelerator_count
     )
     spec = _estimate_spec(
-        kind,
-        compute,
-        rows,
-        rows_per_second,
-        trials,
-        parallel_trials,
-        trial_minutes,  # type: ignore[arg-type]
+        chosen, compute, rows, rows_per_second, trials, parallel_trials, trial_minutes
     )
     ov = PriceOverrides.load(overrides)
     results: list[tuple[str, Any]] = []
@@ -228,7 +223,8 @@ def plan_cmd(
     compute = _compute(size, instance_type, replicas, min_replicas, max_replicas)
     spec = DeploySpec(model=model, endpoint=endpoint or model.name, compute=compute)
     plans = []
-    for tname in target or [None]:
+    names: list[str | None] = list(target) if target else [None]
+    for tname in names:
         with connect(tname, config=config) as client:
             plans.append(client.plan(spec))
     if json:
