@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import socket
+import threading
 
 import pytest
 
@@ -151,3 +152,24 @@ def test_locustfile_export(tmp_path):
     assert "self.client.post('/invocations'" in text
     assert "constant_throughput(5.0)" in text and "-u 4 -r 4 -t 65s" in text
     assert '{"instances": [[1.0, 2.0, 3.0, 4.0]]}' in text
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_requests_that_never_return_count_as_timeouts(mode):
+    release = threading.Event()
+    calls = []
+
+    def predict(rows):
+        calls.append(1)
+        if len(calls) == 3:
+            release.wait(30)  # hangs well past the workload's timeout
+        return rows
+
+    kw = {"rps": 10} if mode == "open" else {"concurrency": 2}
+    wl = cs.Workload(duration_s=0.5, warmup_s=0, timeout_s=0.2, payload=ROWS, **kw)
+    try:
+        r = run_load(predict, wl)
+    finally:
+        release.set()
+    assert r.errors == {"timeout": 1}
+    assert r.ok == r.requests - 1 and r.ok >= 4

@@ -84,29 +84,51 @@ class LoadResult(BaseModel):
 
 
 class _Recorder:
-    """Collects latencies and error counts from many threads."""
+    """Collects latencies and error counts from many threads.
+
+    Requests are counted from when they are issued (``issue``) to when they finish (``done``);
+    ``close`` counts the measured ones still unfinished as timeouts and ignores them after.
+    """
 
     def __init__(self) -> None:
         self.hist = LatencyHistogram()
         self.errors: Counter[str] = Counter()
         self.requests = 0
         self.warmup = 0
+        self.in_flight = 0
         self.last_done = 0.0
+        self.closed = False
         self.fatal: BaseException | None = None
         self._lock = threading.Lock()
+
+    def issue(self, measured: bool) -> None:
+        with self._lock:
+            if measured:
+                self.in_flight += 1
 
     def done(self, started: float, measured: bool, error: str | None) -> None:
         now = time.perf_counter()
         with self._lock:
+            if self.closed:
+                return
             if not measured:
                 self.warmup += 1
                 return
+            self.in_flight -= 1
             self.requests += 1
             self.last_done = max(self.last_done, now)
             if error is not None:
                 self.errors[error] += 1
         if error is None:
             self.hist.record((now - started) * 1000)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            if self.in_flight > 0:
+                self.errors["timeout"] += self.in_flight
+                self.requests += self.in_flight
+                self.in_flight = 0
 
 
 def classify_error(exc: BaseException) -> ErrorClass:
@@ -148,7 +170,7 @@ def to_callable(target: Target, *, timeout_s: float = 30.0, max_connections: int
     a ``(client, endpoint_name)`` pair go through ``Client.predict``; a callable is used as is.
     """
     if isinstance(target, str):
-        return _http_call(target, timeout_s, max_connections)
+        return _HttpCall(target, timeout_s, max_connections)
     if isinstance(target, tuple) and len(target) == 2:
         client, name = target
         return lambda rows: client.predict(name, rows)
@@ -159,20 +181,25 @@ def to_callable(target: Target, *, timeout_s: float = 30.0, max_connections: int
     raise InvalidRequest(f"cannot drive load at {target!r}: give a URL, a callable or an endpoint")
 
 
-def _http_call(url: str, timeout_s: float, max_connections: int) -> Call:
-    import httpx
+class _HttpCall:
+    """POSTs ``{"instances": rows}`` to a URL over a pooled httpx client."""
 
-    client = httpx.Client(
-        timeout=timeout_s,
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=64),
-    )
+    def __init__(self, url: str, timeout_s: float, max_connections: int):
+        import httpx
 
-    def call(rows: list[Any]) -> Any:
-        response = client.post(url, json={"instances": rows})
+        self.url = url
+        self.client = httpx.Client(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=64),
+        )
+
+    def __call__(self, rows: list[Any]) -> Any:
+        response = self.client.post(self.url, json={"instances": rows})
         response.raise_for_status()
         return response.content
 
-    return call
+    def close(self) -> None:
+        self.client.close()
 
 
 def describe(target: Target) -> str:
@@ -210,16 +237,20 @@ def run_load(
     requests beyond that wait, and their wait counts in their latency.
     """
     limit = max_in_flight or workload.concurrency or _DEFAULT_MAX_IN_FLIGHT
-    call = to_callable(target, timeout_s=workload.timeout_s, max_connections=limit)
     batches = _payloads(workload, payload)
+    call = to_callable(target, timeout_s=workload.timeout_s, max_connections=limit)
     rec = _Recorder()
-    if workload.mode == "open":
-        assert workload.rps is not None
-        lag, start = _open_loop(call, workload.rps, workload, batches, rec, limit)
-    else:
-        assert workload.concurrency is not None
-        limit = workload.concurrency
-        lag, start = 0.0, _closed_loop(call, workload.concurrency, workload, batches, rec)
+    try:
+        if workload.mode == "open":
+            assert workload.rps is not None
+            lag, start = _open_loop(call, workload.rps, workload, batches, rec, limit)
+        else:
+            assert workload.concurrency is not None
+            limit = workload.concurrency
+            lag, start = 0.0, _closed_loop(call, workload.concurrency, workload, batches, rec)
+    finally:
+        if isinstance(call, _HttpCall):
+            call.close()
     if rec.fatal is not None:
         raise rec.fatal
     return _result(label or describe(target), workload, rec, start, lag, limit)
@@ -259,13 +290,15 @@ def _open_loop(
                 max_lag = max(max_lag, -delay)
             if rec.fatal is not None:
                 break
+            rec.issue(i >= warm)
             fut = pool.submit(_one, call, next(batches), intended, i >= warm, rec)
             fut.add_done_callback(lambda f: _keep_fatal(f, rec))
             futures.append(fut)
         _drain(futures, rec, workload.timeout_s)
-        finished = rec.fatal is None
+        finished = rec.fatal is None and all(f.done() for f in futures)
     finally:
-        # On Ctrl-C or a fatal error, drop what has not started and do not wait for the rest.
+        rec.close()
+        # On Ctrl-C, a fatal error or hung requests: drop what has not started, do not wait.
         pool.shutdown(wait=finished, cancel_futures=not finished)
     return max_lag * 1000, begin + warm / rps
 
@@ -277,7 +310,7 @@ def _keep_fatal(fut: Future[None], rec: _Recorder) -> None:
 
 
 def _drain(futures: list[Future[None]], rec: _Recorder, timeout_s: float) -> None:
-    deadline = time.perf_counter() + timeout_s + 5
+    deadline = time.perf_counter() + timeout_s + 1
     for fut in futures:
         remaining = deadline - time.perf_counter()
         if remaining <= 0 or rec.fatal is not None:
@@ -312,6 +345,7 @@ def _closed_loop(
                     return
                 with lock:
                     rows = next(batches)
+                rec.issue(started >= measure_from)
                 _one(call, rows, started, started >= measure_from, rec)
         except BaseException as exc:
             # Re-raised by run_load in the calling thread (e.g. a KeyboardInterrupt).
@@ -323,8 +357,16 @@ def _closed_loop(
     ]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    deadline = stop_at + workload.timeout_s + 1
+    try:
+        for t in threads:
+            t.join(max(0.0, deadline - time.perf_counter()))
+    except BaseException as exc:
+        # Ctrl-C while waiting: tell the workers to stop, then let the interrupt through.
+        rec.fatal = rec.fatal or exc
+        raise
+    finally:
+        rec.close()
     return measure_from
 
 
