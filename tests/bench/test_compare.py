@@ -74,11 +74,11 @@ def leftovers(c: cs.Client) -> list[str]:
 
 def run(clients, **kw):
     kw.setdefault("slo_p99_ms", 25)
+    kw.setdefault("compute", COMPUTE)
     return compare(
         clients,
         MODEL,
         cs.Workload(rps=40, duration_s=1.0, warmup_s=0.25, payload=ROWS),
-        compute=COMPUTE,
         catalog=CATALOG,
         overrides=PriceOverrides(),
         **kw,
@@ -149,6 +149,17 @@ def test_existing_endpoint_is_measured_and_kept():
     (r,) = run([c], endpoints={"existing": "live"}).results
     assert r.error is None and not r.created and r.torn_down is None
     assert [e.name for e in c.list_endpoints()] == ["live"]
+
+
+def test_existing_endpoint_on_other_hardware_is_not_mispriced():
+    c = client("existing")
+    c.deploy(MODEL, endpoint="live", compute=COMPUTE)
+    (r,) = run(
+        [c], endpoints={"existing": "live"}, compute=cs.Compute(size=None, instance_type="big")
+    ).results
+    # The memory provider reports instance type "memory"; compare was told "big".
+    assert r.hourly is None and r.cost_per_1k is None
+    assert "runs on memory but compare priced big" in (r.price_unknown_reason or "")
 
 
 def test_keep_leaves_the_endpoints():

@@ -201,6 +201,8 @@ class _Run:
                 # Marked before the call: a deploy interrupted half-way must still be deleted.
                 result.created = True
                 self._deploy(client, spec, result)
+            else:
+                _check_instance(client.get_endpoint(existing), result)
             self.say(f"{name}: driving {self.workload.mode}-loop load")
             result.load = run_load((client, endpoint), self.workload, payload=self.rows, label=name)
             _server_latency(client, endpoint, self.workload, result)
@@ -220,7 +222,7 @@ class _Run:
         t0 = time.perf_counter()
         ep = client.deploy(spec)
         result.deploy_s = round(time.perf_counter() - t0, 3)
-        result.instance_type = _instance_of(ep) or result.instance_type
+        _check_instance(ep, result)
         self._first_prediction(client, spec.endpoint, t0)
         result.cold_start_s = round(time.perf_counter() - t0, 3)
 
@@ -261,10 +263,6 @@ def _endpoint_name(model: ModelSpec) -> str:
     return model.name[: 63 - len(suffix)] + suffix
 
 
-def _instance_of(ep: Endpoint) -> str | None:
-    return next((v.instance_type for v in ep.variants if v.instance_type), None)
-
-
 def _price(result: TargetResult, spec: DeploySpec, catalog: Any, overrides: Any) -> None:
     from cloudserve.pricing import estimate
 
@@ -277,6 +275,21 @@ def _price(result: TargetResult, spec: DeploySpec, catalog: Any, overrides: Any)
     result.hourly = est.hourly
     result.instance_type = est.instance_type
     result.price_unknown_reason = est.unknown_reason
+
+
+def _check_instance(ep: Endpoint, result: TargetResult) -> None:
+    # The price comes from the compute compare was given; if the endpoint runs on something
+    # else (an existing endpoint, a provider's own mapping), that price would be wrong, and a
+    # wrong price is worse than an unknown one.
+    running = {v.instance_type for v in ep.variants if v.instance_type}
+    priced = result.instance_type
+    if result.hourly is not None and running and running != {priced}:
+        result.price_unknown_reason = (
+            f"endpoint {ep.name} runs on {', '.join(sorted(running))} but compare priced "
+            f"{priced}; pass compute= with the instance type (and replicas) it runs on"
+        )
+        result.hourly = None
+        result.instance_type = ", ".join(sorted(running))
 
 
 def _server_latency(
