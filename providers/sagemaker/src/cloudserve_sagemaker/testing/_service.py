@@ -1,0 +1,599 @@
+"""A WSGI layer in front of moto's server that adds what moto 5.2 lacks for SageMaker.
+
+moto stays the source of truth: every request it can answer goes to it, and this layer only
+changes moto's own objects (an endpoint's status, a job's counters) or answers the operations
+moto does not implement (``UpdateEndpoint``, ``ListTrainingJobsForHyperParameterTuningJob``,
+``CreateMonitoringSchedule`` …) from moto's state. What it adds:
+
+- endpoints that stay ``Creating`` / ``Updating`` for a set number of ``DescribeEndpoint`` polls;
+  a failed update rolls back to the previous config and reports ``FailureReason`` (as AWS does);
+- faults: throttling (``ThrottlingException``), 503s, failed endpoints / jobs, and a failure of
+  the next ``CreateEndpoint`` (after the model and endpoint config exist);
+- ``InvokeEndpoint`` answered by the deployed model (see ``_container``), with CloudWatch
+  ``AWS/SageMaker`` metrics and S3 data capture written the way SageMaker writes them;
+- ``InvokeEndpointAsync`` reading its input from S3 and writing the output object;
+- batch transform jobs that really transform their S3 input (Line split, MultiRecord batches);
+- tuning jobs whose trials run the training script with sampled hyperparameters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
+
+__all__ = ["FakeState", "Middleware", "RecordedRequest"]
+
+PAYLOAD_LIMIT = 6 * 1024 * 1024
+_INVOKE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-invocations)$")
+_REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
+
+StartResponse = Callable[..., Any]
+
+
+@dataclass
+class RecordedRequest:
+    """One request the fake received: operation (or runtime route), endpoint, body size."""
+
+    operation: str
+    endpoint: str | None
+    size: int
+    status: int = 200
+
+
+@dataclass
+class _Pending:
+    polls: int
+    final: str
+    reason: str | None = None
+    rollback: Callable[[], None] | None = None
+
+
+@dataclass
+class FakeState:
+    """Faults to inject and what the fake has seen; shared by the middleware and its owner."""
+
+    creating_polls: int = 0
+    updating_polls: int = 0
+    job_polls: int = 0
+    throttle: int = 0
+    unavailable: int = 0
+    fail_endpoint: str | None = None
+    fail_create_endpoint: str | None = None
+    fail_job: str | None = None
+    requests: list[RecordedRequest] = field(default_factory=list)
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    job_countdown: dict[str, int] = field(default_factory=dict)
+    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def operations(self, name: str | None = None) -> list[RecordedRequest]:
+        """Recorded requests, all or of one operation."""
+        with self.lock:
+            return [r for r in self.requests if name is None or r.operation == name]
+
+
+def _json_error(status: int, code: str, message: str) -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"__type": code, "message": message, "Message": message}).encode()
+    headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code}
+    return status, headers, body
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Middleware:
+    """WSGI middleware around moto's ``DomainDispatcherApplication``."""
+
+    def __init__(self, app: Any, state: FakeState, workdir: Path):
+        self.app = app
+        self.state = state
+        self.containers = ContainerPool(workdir / "containers")
+        self.workdir = workdir
+        self.rng = random.Random(0)
+        self._capture_counter = 0
+        self._handlers: dict[str, Callable[[dict[str, Any], str], Any]] = {
+            "UpdateEndpoint": self._update_endpoint,
+            "ListTrainingJobsForHyperParameterTuningJob": self._list_tuning_trials,
+            "CreateMonitoringSchedule": self._create_monitoring_schedule,
+        }
+
+    # -- WSGI plumbing --------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = _read_body(environ)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        path = environ.get("PATH_INFO", "")
+        invoke = _INVOKE.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        if target.startswith("SageMaker."):
+            op = target.split(".", 1)[1]
+            params = json.loads(body or b"{}")
+            endpoint = params.get("EndpointName")
+        elif invoke:
+            op, params = ("InvokeEndpointAsync" if "async" in invoke["kind"] else "InvokeEndpoint"), {}
+            endpoint = invoke["name"]
+        else:
+            return self.app(environ, start_response)
+        region = _region(environ)
+        record = RecordedRequest(op, endpoint, len(body))
+        with self.state.lock:
+            self.state.requests.append(record)
+        fault = self._fault()
+        if fault is not None:
+            record.status = fault[0]
+            return _respond(start_response, *fault)
+        if invoke:
+            status, headers, out = self._invoke(environ, body, invoke["name"], op, region)
+            record.status = status
+            return _respond(start_response, status, headers, out)
+        return self._api(environ, start_response, op, params, region, record)
+
+    def _fault(self) -> tuple[int, dict[str, str], bytes] | None:
+        with self.state.lock:
+            if self.state.throttle > 0:
+                self.state.throttle -= 1
+                return _json_error(400, "ThrottlingException", "Rate exceeded")
+            if self.state.unavailable > 0:
+                self.state.unavailable -= 1
+                return _json_error(503, "ServiceUnavailable", "Service is unavailable (injected)")
+        return None
+
+    def _api(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        op: str,
+        params: dict[str, Any],
+        region: str,
+        record: RecordedRequest,
+    ) -> Iterable[bytes]:
+        handler = self._handlers.get(op)
+        if handler is not None:
+            status, headers, out = handler(params, region)
+            record.status = status
+            return _respond(start_response, status, headers, out)
+        early = self._before(op, params, region)
+        if early is not None:
+            record.status = early[0]
+            return _respond(start_response, *early)
+        status_line, headers, out = _call(self.app, environ)
+        record.status = int(status_line.split()[0])
+        if record.status < 300:
+            self._after(op, params, region)
+        start_response(status_line, headers)
+        return [out]
+
+    # -- hooks around moto ------------------------------------------------------------------
+
+    def _before(
+        self, op: str, params: dict[str, Any], region: str
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        sm = _sagemaker(region)
+        if op == "DescribeEndpoint":
+            self._advance(params["EndpointName"], region)
+        elif op in ("DescribeTransformJob", "DescribeHyperParameterTuningJob"):
+            self._advance_job(params.get("TransformJobName") or params["HyperParameterTuningJobName"], op, region)
+        duplicates = {
+            "CreateModel": ("ModelName", sm._models, "model"),
+            "CreateEndpointConfig": ("EndpointConfigName", sm.endpoint_configs, "endpoint configuration"),
+            "CreateEndpoint": ("EndpointName", sm.endpoints, "endpoint"),
+            "CreateTransformJob": ("TransformJobName", sm.transform_jobs, "transform job"),
+        }
+        if op in duplicates:
+            key, table, kind = duplicates[op]
+            if params[key] in table:
+                arn = f"arn:aws:sagemaker:{region}:{DEFAULT_ACCOUNT_ID}:{kind.replace(' ', '-')}/{params[key]}"
+                return _json_error(400, "ValidationException", f'Cannot create already existing {kind} "{arn}".')
+        if op == "CreateEndpoint" and self.state.fail_create_endpoint is not None:
+            message, self.state.fail_create_endpoint = self.state.fail_create_endpoint, None
+            return _json_error(400, "ResourceLimitExceeded", message)
+        return None
+
+    def _after(self, op: str, params: dict[str, Any], region: str) -> None:
+        if op == "CreateEndpoint":
+            name = params["EndpointName"]
+            reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+            final = "Failed" if reason else "InService"
+            self._schedule(name, region, "Creating", self.state.creating_polls, final, reason)
+        elif op == "UpdateEndpointWeightsAndCapacities":
+            self._schedule(params["EndpointName"], region, "Updating", self.state.updating_polls, "InService")
+        elif op == "CreateTransformJob":
+            self._run_transform(params["TransformJobName"], region)
+        elif op == "CreateHyperParameterTuningJob":
+            self._run_tuning(params["HyperParameterTuningJobName"], region)
+
+    def _schedule(
+        self,
+        name: str,
+        region: str,
+        during: str,
+        polls: int,
+        final: str,
+        reason: str | None = None,
+        rollback: Callable[[], None] | None = None,
+    ) -> None:
+        endpoint = _sagemaker(region).endpoints[name]
+        pending = _Pending(polls, final, reason, rollback)
+        if polls <= 0:
+            _finish(endpoint, pending)
+            return
+        endpoint.endpoint_status = during
+        with self.state.lock:
+            self.state.pending[name] = pending
+
+    def _advance(self, name: str, region: str) -> None:
+        with self.state.lock:
+            pending = self.state.pending.get(name)
+            if pending is None:
+                return
+            pending.polls -= 1
+            if pending.polls > 0:
+                return
+            del self.state.pending[name]
+        endpoint = _sagemaker(region).endpoints.get(name)
+        if endpoint is not None:
+            _finish(endpoint, pending)
+
+    def _advance_job(self, name: str, op: str, region: str) -> None:
+        with self.state.lock:
+            left = self.state.job_countdown.get(name)
+            if left is None:
+                return
+            if left > 1:
+                self.state.job_countdown[name] = left - 1
+                return
+            del self.state.job_countdown[name]
+        sm = _sagemaker(region)
+        if op == "DescribeTransformJob":
+            job = sm.transform_jobs[name]
+            job.transform_job_status = "Failed" if job.failure_reason else "Completed"
+        else:
+            tuning = sm.hyper_parameter_tuning_jobs[name]
+            tuning.hyper_parameter_tuning_job_status = "Failed" if tuning.failure_reason else "Completed"
+
+    # -- operations moto lacks ---------------------------------------------------------------
+
+    def _update_endpoint(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+        sm = _sagemaker(region)
+        name, config_name = params["EndpointName"], params["EndpointConfigName"]
+        endpoint = sm.endpoints.get(name)
+        if endpoint is None:
+            return _json_error(400, "ValidationException", f"Could not find endpoint \"{name}\".")
+        config = sm.endpoint_configs.get(config_name)
+        if config is None:
+            return _json_error(400, "ValidationException", f"Could not find endpoint configuration \"{config_name}\".")
+        if endpoint.endpoint_status != "InService":
+            return _json_error(400, "ValidationException", f"Cannot update in-progress endpoint \"{name}\".")
+        before = (endpoint.endpoint_config_name, endpoint.production_variants, endpoint.data_capture_config)
+
+        def rollback() -> None:
+            endpoint.endpoint_config_name, endpoint.production_variants, endpoint.data_capture_config = before
+
+        endpoint.endpoint_config_name = config_name
+        endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+        endpoint.data_capture_config = config.data_capture_config
+        endpoint.failure_reason = None
+        endpoint.last_modified_time = _now()
+        reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+        self._schedule(name, region, "Updating", self.state.updating_polls, "InService", reason, rollback)
+        return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps({"EndpointArn": endpoint.arn}).encode()
+
+    def _create_monitoring_schedule(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+        name = params["MonitoringScheduleName"]
+        arn = f"arn:aws:sagemaker:{region}:{DEFAULT_ACCOUNT_ID}:monitoring-schedule/{name}"
+        return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps({"MonitoringScheduleArn": arn}).encode()
+
+    def _list_tuning_trials(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+        name = params["HyperParameterTuningJobName"]
+        if name not in _sagemaker(region).hyper_parameter_tuning_jobs:
+            return _json_error(400, "ResourceNotFound", f"Amazon SageMaker can't find a tuning job with name {name}")
+        with self.state.lock:
+            summaries = list(self.state.trials.get(name, []))
+        body = json.dumps({"TrainingJobSummaries": summaries}, default=_iso).encode()
+        return 200, {"Content-Type": "application/x-amz-json-1.1"}, body
+
+    # -- runtime --------------------------------------------------------------------------------
+
+    def _invoke(
+        self, environ: dict[str, Any], body: bytes, name: str, op: str, region: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        sm = _sagemaker(region)
+        endpoint = sm.endpoints.get(name)
+        if endpoint is None:
+            return _json_error(400, "ValidationError", f"Endpoint {name} of account {DEFAULT_ACCOUNT_ID} not found.")
+        config = sm.endpoint_configs[endpoint.endpoint_config_name]
+        is_async = bool(config.async_inference_config)
+        if endpoint.endpoint_status not in ("InService", "Updating"):
+            return _json_error(400, "ValidationError", f"Endpoint {name} is not in service ({endpoint.endpoint_status}).")
+        if is_async != (op == "InvokeEndpointAsync"):
+            kind = "asynchronous" if is_async else "real-time"
+            return _json_error(400, "ValidationError", f"Endpoint {name} is a {kind} endpoint; {op} is not supported on it.")
+        if len(body) > PAYLOAD_LIMIT and op == "InvokeEndpoint":
+            return _json_error(413, "ValidationError", f"Received payload of {len(body)} bytes exceeds the 6 MB limit.")
+        variant = self._pick_variant(endpoint, environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT"))
+        if variant is None:
+            return _json_error(400, "ValidationError", "The target variant is not present on the endpoint.")
+        if op == "InvokeEndpointAsync":
+            return self._invoke_async(environ, endpoint, config, variant, region)
+        content_type = environ.get("CONTENT_TYPE") or "application/json"
+        accept = environ.get("HTTP_ACCEPT") or "application/json"
+        started = time.perf_counter()
+        try:
+            container = self._container(config, variant, region)
+            out, out_type = container.invoke(body, content_type, accept)
+        except ContainerError as exc:
+            self._publish(region, name, variant, time.perf_counter() - started, error=exc.status)
+            message = f"Received client error ({exc.status}) from primary with message \"{exc.message}\"."
+            payload = {"message": message, "OriginalStatusCode": exc.status, "OriginalMessage": exc.message,
+                       "LogStreamArn": f"arn:aws:logs:{region}:{DEFAULT_ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"}
+            return 424, {"Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"}, json.dumps(payload).encode()
+        self._publish(region, name, variant, time.perf_counter() - started)
+        self._capture(region, endpoint, variant, body, content_type, out, out_type)
+        return 200, {"Content-Type": out_type, "x-Amzn-Invoked-Production-Variant": variant}, out
+
+    def _pick_variant(self, endpoint: Any, wanted: str | None) -> str | None:
+        names = [v["VariantName"] for v in endpoint.production_variants]
+        if wanted:
+            return wanted if wanted in names else None
+        weights = [float(v.get("CurrentWeight") or 0) for v in endpoint.production_variants]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(names)
+        return self.rng.choices(names, weights=weights)[0]
+
+    def _container(self, config: Any, variant: str, region: str) -> Any:
+        sm = _sagemaker(region)
+        row = next(v for v in config.production_variants if v["VariantName"] == variant)
+        model = sm._models[row["ModelName"]]
+        url = model.primary_container.get("ModelDataUrl")
+        if not url:
+            raise ContainerError(500, f"model {model.model_name} has no ModelDataUrl")
+        return self.containers.get(_s3_get(url))
+
+    def _invoke_async(
+        self, environ: dict[str, Any], endpoint: Any, config: Any, variant: str, region: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        source = environ.get("HTTP_X_AMZN_SAGEMAKER_INPUTLOCATION", "")
+        inference_id = environ.get("HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID") or str(uuid.uuid4())
+        output = config.async_inference_config["OutputConfig"]
+        out_uri = f"{output['S3OutputPath'].rstrip('/')}/{inference_id}.out"
+        fail_uri = f"{output.get('S3FailurePath', output['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"
+        content_type = environ.get("HTTP_X_AMZN_SAGEMAKER_CONTENT_TYPE") or "application/json"
+        accept = environ.get("HTTP_X_AMZN_SAGEMAKER_ACCEPT") or "application/json"
+        try:
+            out, _ = self._container(config, variant, region).invoke(_s3_get(source), content_type, accept)
+            _s3_put(out_uri, out)
+        except ContainerError as exc:
+            _s3_put(fail_uri, json.dumps({"error": exc.message, "status": exc.status}).encode())
+        headers = {"Content-Type": "application/json", "X-Amzn-SageMaker-OutputLocation": out_uri,
+                   "X-Amzn-SageMaker-FailureLocation": fail_uri}
+        return 202, headers, json.dumps({"InferenceId": inference_id, "OutputLocation": out_uri}).encode()
+
+    def _publish(self, region: str, endpoint: str, variant: str, seconds: float, error: int | None = None) -> None:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+        micros = seconds * 1e6
+        data = [
+            {"MetricName": "Invocations", "Value": 1.0, "Unit": "None"},
+            {"MetricName": "Invocation4XXErrors", "Value": float(error is not None and error < 500), "Unit": "None"},
+            {"MetricName": "Invocation5XXErrors", "Value": float(error is not None and error >= 500), "Unit": "None"},
+            {"MetricName": "ModelLatency", "Value": micros, "Unit": "Microseconds"},
+            {"MetricName": "OverheadLatency", "Value": min(micros * 0.05, 2000.0), "Unit": "Microseconds"},
+        ]
+        stamp = _now()
+        for d in data:
+            d.update({"Dimensions": dims, "Timestamp": stamp})
+        cloudwatch_backends[DEFAULT_ACCOUNT_ID][region].put_metric_data("AWS/SageMaker", data)
+
+    def _capture(
+        self, region: str, endpoint: Any, variant: str, body: bytes, content_type: str, out: bytes, out_type: str
+    ) -> None:
+        cfg = endpoint.data_capture_config or {}
+        if not cfg.get("EnableCapture"):
+            return
+        with self.state.lock:
+            self._capture_counter += 1
+            n = self._capture_counter
+        # Deterministic sampling: every k-th request for a percentage of 100/k.
+        pct = int(cfg.get("InitialSamplingPercentage", 100))
+        if pct <= 0 or (n * pct) // 100 == ((n - 1) * pct) // 100:
+            return
+        modes = {o.get("CaptureMode") for o in cfg.get("CaptureOptions", [])}
+        capture: dict[str, Any] = {}
+        if "Input" in modes:
+            capture["endpointInput"] = _capture_part(body, content_type, "INPUT")
+        if "Output" in modes:
+            capture["endpointOutput"] = _capture_part(out, out_type, "OUTPUT")
+        when = _now()
+        event = {"captureData": capture, "eventMetadata": {"eventId": str(uuid.uuid4()),
+                 "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}, "eventVersion": "0"}
+        key = f"{endpoint.endpoint_name}/{variant}/{when:%Y/%m/%d/%H}/{when:%M-%S-%f}-{uuid.uuid4().hex[:8]}.jsonl"
+        _s3_put(cfg["DestinationS3Uri"].rstrip("/") + "/" + key, (json.dumps(event) + "\n").encode())
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def _run_transform(self, name: str, region: str) -> None:
+        from cloudserve_sagemaker.testing._jobs import run_transform
+
+        sm = _sagemaker(region)
+        job = sm.transform_jobs[name]
+        reason, self.state.fail_job = self.state.fail_job, None
+        if reason is None:
+            model = sm._models[job.model_name]
+            reason = run_transform(job, lambda: self.containers.get(_s3_get(model.primary_container["ModelDataUrl"])))
+        job.failure_reason = reason or ""
+        self._hold_job(name, lambda status: setattr(job, "transform_job_status", status), reason)
+
+    def _run_tuning(self, name: str, region: str) -> None:
+        from cloudserve_sagemaker.testing._jobs import run_tuning
+
+        tuning = _sagemaker(region).hyper_parameter_tuning_jobs[name]
+        reason, self.state.fail_job = self.state.fail_job, None
+        trials = [] if reason else run_tuning(tuning, self.workdir / "tuning" / name, _s3_get)
+        with self.state.lock:
+            self.state.trials[name] = trials
+        _summarise_tuning(tuning, trials)
+        if reason:
+            tuning.failure_reason = reason
+        elif not any(t.get("FinalHyperParameterTuningJobObjectiveMetric") for t in trials):
+            tuning.failure_reason = "No training job succeeded with an objective metric."
+        self._hold_job(name, lambda s: setattr(tuning, "hyper_parameter_tuning_job_status", s), tuning.failure_reason or None)
+
+    def _hold_job(self, name: str, set_status: Callable[[str], None], reason: str | None) -> None:
+        polls = self.state.job_polls
+        if polls > 0:
+            set_status("InProgress")
+            with self.state.lock:
+                self.state.job_countdown[name] = polls
+        else:
+            set_status("Failed" if reason else "Completed")
+
+
+def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
+    done = [t for t in trials if t["TrainingJobStatus"] == "Completed"]
+    scored = [t for t in done if t.get("FinalHyperParameterTuningJobObjectiveMetric")]
+    tuning.training_job_status_counters = {
+        "Completed": len(done), "InProgress": 0, "RetryableError": 0,
+        "NonRetryableError": len(trials) - len(done), "Stopped": 0,
+    }
+    tuning.objective_status_counters = {"Succeeded": len(scored), "Pending": 0, "Failed": len(trials) - len(scored)}
+    if not scored:
+        tuning.best_training_job = None
+        tuning.OverallBestTrainingJob = None
+        return
+    objective = tuning.hyper_parameter_tuning_job_config["HyperParameterTuningJobObjective"]
+    pick = max if objective["Type"] == "Maximize" else min
+    best = pick(scored, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
+    tuning.best_training_job = best
+    tuning.OverallBestTrainingJob = best
+
+
+def _finish(endpoint: Any, pending: _Pending) -> None:
+    # A failed update rolls back to the previous config and stays InService with a
+    # FailureReason; a failed create ends Failed.
+    if pending.reason and pending.rollback is not None:
+        pending.rollback()
+    endpoint.endpoint_status = pending.final
+    if pending.reason:
+        endpoint.failure_reason = pending.reason
+    endpoint.last_modified_time = _now()
+
+
+def _capture_part(data: bytes, content_type: str, mode: str) -> dict[str, str]:
+    kind = content_type.split(";")[0].strip().lower()
+    encoding = "CSV" if kind == "text/csv" else "JSON" if "json" in kind else "BASE64"
+    if encoding == "BASE64":
+        import base64
+
+        text = base64.b64encode(data).decode()
+    else:
+        text = data.decode()
+    return {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    raise TypeError(type(value).__name__)
+
+
+def _sagemaker(region: str) -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[DEFAULT_ACCOUNT_ID][region]
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    rest = uri.removeprefix("s3://")
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def _s3() -> Any:
+    from moto.s3.models import s3_backends
+
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
+def _s3_get(uri: str) -> bytes:
+    """The bytes of an S3 object held by moto; ContainerError when it is missing."""
+    bucket, key = _split_uri(uri)
+    try:
+        obj = _s3().get_object(bucket, key)
+    except Exception as exc:  # moto raises its own MissingBucket / MissingKey
+        raise ContainerError(500, f"could not read {uri}: {type(exc).__name__}") from exc
+    if obj is None:
+        raise ContainerError(500, f"could not read {uri}: no such key")
+    return bytes(obj.value)
+
+
+def _s3_put(uri: str, data: bytes) -> None:
+    bucket, key = _split_uri(uri)
+    _s3().put_object(bucket, key, data)
+
+
+def s3_list(prefix_uri: str) -> list[str]:
+    """Every object URI under an S3 prefix held by moto, sorted."""
+    bucket, prefix = _split_uri(prefix_uri)
+    try:
+        keys = _s3().get_bucket(bucket).keys.keys()
+    except Exception:
+        return []
+    return sorted(f"s3://{bucket}/{k}" for k in keys if k.startswith(prefix))
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    stream = environ["wsgi.input"]
+    body = stream.read(length) if length else b""
+    if not length and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        body = stream.read()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    return body
+
+
+def _region(environ: dict[str, Any]) -> str:
+    found = _REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return found.group(1) if found else "us-east-1"
+
+
+def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    captured: dict[str, Any] = {}
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        captured["status"], captured["headers"] = status, headers
+
+    chunks = app(environ, start)
+    try:
+        out = b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close:
+            close()
+    return captured["status"], captured["headers"], out
+
+
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 413: "Payload Too Large",
+            424: "Failed Dependency", 503: "Service Unavailable"}
+
+
+def _respond(start_response: StartResponse, status: int, headers: dict[str, str], body: bytes) -> list[bytes]:
+    start_response(f"{status} {_REASONS.get(status, 'Status')}",
+                   [*headers.items(), ("Content-Length", str(len(body)))])
+    return [body]
