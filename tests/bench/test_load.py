@@ -38,9 +38,9 @@ def test_open_loop_percentiles_follow_the_injected_distribution():
     with loopback_server(every_nth(10, 0.010, 0.120)) as url:
         r = run_load(url, cs.Workload(rps=50, duration_s=2, warmup_s=0, payload=ROWS))
     assert r.mode == "open" and r.requests == 100 and r.ok == 100 and r.errors == {}
-    assert 10 <= r.p50_ms < 60
+    assert 10 <= r.p50_ms < 120 <= r.p95_ms
     assert r.p95_ms >= 120 and r.p99_ms >= 120
-    assert r.p99_ms < 120 + 400
+    assert r.p99_ms < 120 + 1000
     assert r.max_ms >= r.p99_ms >= r.p95_ms >= r.p50_ms
     assert r.hdr_histogram
 
