@@ -1,0 +1,170 @@
+"""The local provider's state: one SQLite database under the state directory.
+
+Every process — the user's, a CLI call, a batch or tuning runner, an endpoint agent — opens the
+same file, so an endpoint deployed from one Python process is seen (with its health) from any
+other. WAL mode lets readers run beside one writer; ``busy_timeout`` makes writers queue
+instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["StateDB", "dumps", "loads"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS endpoints(
+    name TEXT PRIMARY KEY, status TEXT NOT NULL, message TEXT, token TEXT NOT NULL,
+    capture_rate REAL NOT NULL DEFAULT 0, capture_responses INTEGER NOT NULL DEFAULT 1,
+    tags TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    agent_pid INTEGER, agent_ctime REAL);
+CREATE TABLE IF NOT EXISTS variants(
+    endpoint TEXT NOT NULL, name TEXT NOT NULL, model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL, model_dir TEXT NOT NULL, weight INTEGER NOT NULL,
+    spec TEXT NOT NULL, spec_hash TEXT NOT NULL, replicas INTEGER NOT NULL,
+    min_replicas INTEGER NOT NULL, max_replicas INTEGER NOT NULL,
+    autoscale_target REAL, created_at REAL NOT NULL, PRIMARY KEY(endpoint, name));
+CREATE TABLE IF NOT EXISTS workers(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL, variant TEXT NOT NULL,
+    pid INTEGER NOT NULL, ctime REAL NOT NULL, port INTEGER NOT NULL, log TEXT NOT NULL,
+    started_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS models(
+    name TEXT NOT NULL, version TEXT NOT NULL, uri TEXT NOT NULL, framework TEXT,
+    content_hash TEXT NOT NULL, created_at REAL NOT NULL, stage TEXT,
+    lineage TEXT NOT NULL, tags TEXT NOT NULL, PRIMARY KEY(name, version));
+CREATE TABLE IF NOT EXISTS invocations(
+    endpoint TEXT NOT NULL, variant TEXT, ts REAL NOT NULL, latency_ms REAL,
+    rows INTEGER NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations(endpoint, ts);
+CREATE TABLE IF NOT EXISTS captures(
+    endpoint TEXT NOT NULL, variant TEXT, ts REAL NOT NULL, inputs TEXT NOT NULL, outputs TEXT);
+CREATE INDEX IF NOT EXISTS captures_by_time ON captures(endpoint, ts);
+CREATE TABLE IF NOT EXISTS async_requests(
+    id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, variant TEXT, status TEXT NOT NULL,
+    inputs TEXT NOT NULL, parameters TEXT, outputs TEXT, error TEXT,
+    created_at REAL NOT NULL, finished_at REAL, fetched_at REAL);
+CREATE INDEX IF NOT EXISTS async_by_status ON async_requests(endpoint, status, created_at);
+CREATE TABLE IF NOT EXISTS batch_jobs(
+    id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL, rows_total INTEGER,
+    rows_succeeded INTEGER NOT NULL DEFAULT 0, rows_failed INTEGER NOT NULL DEFAULT 0,
+    error_file TEXT, message TEXT, pid INTEGER, ctime REAL,
+    created_at REAL NOT NULL, ended_at REAL);
+CREATE TABLE IF NOT EXISTS batch_chunks(
+    job TEXT NOT NULL, chunk INTEGER NOT NULL, rows INTEGER NOT NULL, ok INTEGER NOT NULL,
+    failed INTEGER NOT NULL, PRIMARY KEY(job, chunk));
+CREATE TABLE IF NOT EXISTS tuning_jobs(
+    id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL, message TEXT,
+    pid INTEGER, ctime REAL, created_at REAL NOT NULL, ended_at REAL);
+CREATE TABLE IF NOT EXISTS trials(
+    job TEXT NOT NULL, number INTEGER NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
+    value REAL, intermediate TEXT NOT NULL DEFAULT '[]', artifact TEXT, log TEXT,
+    message TEXT, PRIMARY KEY(job, number));
+CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
+    message TEXT);
+"""
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a state column (numpy scalars and arrays allowed)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def loads(text: str | bytes | None) -> Any:
+    """The value of a JSON state column (None stays None)."""
+    return None if text is None else orjson.loads(text)
+
+
+class StateDB:
+    """The state database of one state directory; safe to share between threads.
+
+    Each thread gets its own connection; each ``tx()`` block is one transaction.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.path = state_dir / "state.db"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self.tx() as db:
+            db.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: writers queue rather than deadlock)."""
+        conn = self._conn()
+        if conn.in_transaction:  # nested use joins the outer transaction
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Every row of a read query."""
+        return self._conn().execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The first row of a read query, or None."""
+        return self._conn().execute(sql, params).fetchone()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """One write statement in its own transaction."""
+        with self.tx() as db:
+            db.execute(sql, params)
+
+    # -- faults (the test hook of the conformance harness) -------------------------------------
+
+    def set_fault(self, kind: str, times: int, message: str | None) -> None:
+        """Arm a fault for the next ``times`` operations that check ``kind``."""
+        self.run(
+            "INSERT OR REPLACE INTO faults(kind, remaining, message) VALUES (?, ?, ?)",
+            (kind, times, message),
+        )
+
+    def take_fault(self, kind: str) -> str | None:
+        """Consume one shot of an armed fault; its message, or None when none is armed."""
+        if self.one("SELECT 1 FROM faults WHERE remaining > 0 LIMIT 1") is None:
+            return None  # the common case: one cheap read, no write lock
+        with self.tx() as db:
+            row = db.execute(
+                "SELECT remaining, message FROM faults WHERE kind = ?", (kind,)
+            ).fetchone()
+            if row is None or row["remaining"] <= 0:
+                return None
+            db.execute("UPDATE faults SET remaining = remaining - 1 WHERE kind = ?", (kind,))
+            return str(row["message"] or "injected failure")
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def now() -> float:
+    """Wall-clock seconds (state timestamps are shared between processes)."""
+    return time.time()

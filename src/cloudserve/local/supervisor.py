@@ -1,0 +1,144 @@
+"""Child processes of the local provider: serving workers, batch and tuning runners, agents.
+
+Processes start in their own session so they outlive the Python process that deployed them (a
+later process or CLI call finds them through the state database). A process is named by its
+pid *and* its start time, so a recycled pid is never mistaken for a live worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from cloudserve.errors import OperationFailed
+
+__all__ = ["ProcessRef", "free_port", "spawn", "stop_all", "tail", "wait_ready"]
+
+# Popen objects of the children this process started, so that their exit is reaped here
+# (a dead child that is never waited for stays a zombie and looks alive).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """A process by pid and creation time."""
+
+    pid: int
+    ctime: float
+
+    def alive(self) -> bool:
+        """True while the very process (not a pid reuse) runs and is not a zombie."""
+        child = _CHILDREN.get(self.pid)
+        if child is not None and child.poll() is not None:
+            _CHILDREN.pop(self.pid, None)
+            return False
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.ctime) > 0.5:
+                return False
+            return proc.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+def spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> ProcessRef:
+    """Start ``argv`` detached (own session), output appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    _CHILDREN[proc.pid] = proc
+    return ProcessRef(proc.pid, psutil.Process(proc.pid).create_time())
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """argv running ``python -m module args`` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+def free_port(host: str, port_range: tuple[int, int] | None = None) -> int:
+    """A loopback port nobody listens on right now (any, or within ``port_range``)."""
+    candidates: Iterable[int] = (
+        [0] if port_range is None else range(port_range[0], port_range[1] + 1)
+    )
+    for port in candidates:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OperationFailed(f"no free port in {port_range}", provider="local")
+
+
+def tail(log: Path, lines: int = 15) -> str:
+    """The last lines of a log file (empty when it does not exist)."""
+    with contextlib.suppress(OSError):
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def wait_ready(
+    ref: ProcessRef, url: str, *, log: Path, timeout: float, headers: dict[str, str]
+) -> None:
+    """Poll ``url`` until it answers 200; OperationFailed if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    with httpx.Client(timeout=2.0, headers=headers) as http:
+        while True:
+            if not ref.alive():
+                raise OperationFailed(
+                    f"worker (pid {ref.pid}) exited before it was ready; its log ends:\n"
+                    + tail(log),
+                    provider="local",
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get(url).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise OperationFailed(
+                    f"worker (pid {ref.pid}) not ready after {timeout:g}s; its log ends:\n"
+                    + tail(log),
+                    provider="local",
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+
+def stop_all(refs: Iterable[ProcessRef], *, grace_s: float = 10.0) -> None:
+    """SIGTERM every live process (they drain), then SIGKILL what is left after ``grace_s``."""
+    procs = []
+    for ref in refs:
+        if not ref.alive():
+            continue
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(ref.pid)
+            proc.send_signal(signal.SIGTERM)
+            procs.append(proc)
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    for proc in procs:
+        child = _CHILDREN.pop(proc.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
