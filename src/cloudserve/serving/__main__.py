@@ -1,0 +1,63 @@
+"""``python -m cloudserve.serving --model-dir DIR [--host H --port N ...]``: run the server.
+
+Defaults follow the container contracts: the port is ``AIP_HTTP_PORT`` or 8080, the model
+directory ``CLOUDSERVE_MODEL_DIR``, ``AZUREML_MODEL_DIR`` or ``/opt/ml/model``, and the token
+may come from ``CLOUDSERVE_TOKEN`` (so it does not show in the process list). A first argument
+``serve`` is ignored, because SageMaker starts containers as ``docker run IMAGE serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cloudserve.serving._settings import ServerSettings, default_model_dir, default_port
+
+
+def parse_args(argv: list[str]) -> ServerSettings:
+    """Settings from the command line (and the environment for defaults)."""
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
+    p = argparse.ArgumentParser(prog="python -m cloudserve.serving", description=__doc__)
+    p.add_argument("--model-dir", type=Path, default=default_model_dir())
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    p.add_argument("--port", type=int, default=default_port())
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64, help="max rows per model call; 1 = off")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--max-queue", type=int, default=1024)
+    p.add_argument("--token", default=os.environ.get("CLOUDSERVE_TOKEN"))
+    p.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
+    p.add_argument("--cache-size", type=int, default=0, help="in-process LRU entries; 0 = off")
+    p.add_argument("--cache-url", default=os.environ.get("CLOUDSERVE_CACHE_URL"))
+    p.add_argument("--model-name", default=None)
+    p.add_argument("--log-level", default="info")
+    a = p.parse_args(argv)
+    return ServerSettings(
+        model_dir=a.model_dir,
+        host=a.host,
+        port=a.port,
+        workers=a.workers,
+        max_batch_size=a.batch_size,
+        max_wait_ms=a.batch_wait_ms,
+        max_queue=a.max_queue,
+        token=a.token or None,
+        max_body_bytes=a.max_body_bytes,
+        cache_size=a.cache_size,
+        cache_url=a.cache_url or None,
+        model_name=a.model_name,
+        log_level=a.log_level,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until SIGTERM; returns the exit code."""
+    from cloudserve.serving._server import serve
+
+    return serve(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,432 @@
+"""The ASGI app: every cloud's container contract on one port.
+
+A raw ASGI callable (no web framework) because every microsecond of routing and header handling
+counts against the model's own time on small tabular requests; orjson does the JSON.
+
+Routes (``{name}`` is the model name):
+
+=============================================  ======  ===========================================
+path                                           method  contract
+=============================================  ======  ===========================================
+``/ping``                                      GET     SageMaker health (200 once loaded)
+``/invocations``                               POST    SageMaker predict
+``/predict``, ``AIP_PREDICT_ROUTE``            POST    Vertex AI predict
+``AIP_HEALTH_ROUTE``                           GET     Vertex AI health
+``/score``                                     POST    Azure ML scoring
+``/``, ``/live``                               GET     liveness (200 while the process is up)
+``/ready``                                     GET     readiness (200 once loaded)
+``/v2/health/live``, ``/v2/health/ready``      GET     Open Inference Protocol health
+``/v2``, ``/v2/models/{name}``                 GET     server and model metadata
+``/v2/models/{name}/ready``                    GET     model readiness
+``/v2/models/{name}[/versions/{v}]/infer``     POST    typed-tensor inference
+``/metrics``                                   GET     Prometheus text
+=============================================  ======  ===========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import orjson
+
+from cloudserve import codecs
+from cloudserve.errors import InvalidRequest, PayloadTooLarge
+from cloudserve.serving._batching import Batcher, Overloaded
+from cloudserve.serving._cache import PredictionCache, cache_key, make_cache
+from cloudserve.serving._metrics import CONTENT_TYPE, ServerMetrics
+from cloudserve.serving._model import LoadedModel, load_model
+from cloudserve.serving._settings import ServerSettings
+
+__all__ = ["ServingApp"]
+
+log = logging.getLogger("cloudserve.serving")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_STATUS_CODES: dict[type[Exception], int] = {
+    PayloadTooLarge: 413,
+    codecs.UnsupportedMediaType: 415,
+    codecs.NotAcceptable: 406,
+    InvalidRequest: 400,
+}
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class HTTPError(Exception):
+    """An answer other than 200, with a JSON body naming the problem."""
+
+    def __init__(self, status: int, message: str, code: str, headers: list[Any] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+        self.headers = headers or []
+
+
+class ServingApp:
+    """The ASGI application for one model directory.
+
+    The model loads in a background thread at startup so the port accepts connections at once
+    (SageMaker wants that within 250 ms); readiness routes answer 503 until it is loaded and 500
+    if it failed to load.
+    """
+
+    def __init__(
+        self, settings: ServerSettings, *, on_load_failure: Callable[[], None] | None = None
+    ):
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.model: LoadedModel | None = None
+        self.load_error: str | None = None
+        self.batcher: Batcher | None = None
+        self.cache: PredictionCache | None = None
+        self._receiving = 0  # requests whose body is being read or decoded
+        self._on_load_failure = on_load_failure
+        self._token = settings.token.encode() if settings.token else None
+        self._static = self._static_routes()
+
+    # -- ASGI ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Start loading the model and open the cache."""
+        s = self.settings
+        self.cache = make_cache(s.cache_size, s.cache_url, s.cache_ttl_s)
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=self._load, args=(loop,), daemon=True, name="cloudserve-load"
+        ).start()
+
+    def _load(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            model = load_model(self.settings.model_dir)
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("cannot load the model from %s: %s", self.settings.model_dir, self.load_error)
+            if self._on_load_failure is not None:
+                loop.call_soon_threadsafe(self._on_load_failure)
+            return
+        loop.call_soon_threadsafe(self._ready, model)
+
+    def _ready(self, model: LoadedModel) -> None:
+        s = self.settings
+        if s.model_name:
+            model.name = s.model_name
+        self.batcher = Batcher(
+            model,
+            max_batch_size=s.max_batch_size,
+            max_wait_ms=s.max_wait_ms,
+            max_queue=s.max_queue,
+            pending=lambda: self._receiving,
+            on_batch=self.metrics.batch_rows.observe,
+        )
+        self.batcher.start()
+        self.model = model
+        log.info(
+            "serving %s model %s version %s from %s (batching %s)",
+            model.framework,
+            model.name,
+            model.version,
+            s.model_dir,
+            f"up to {s.max_batch_size} rows / {s.max_wait_ms} ms" if s.batching else "off",
+        )
+
+    async def shutdown(self) -> None:
+        """Stop the batcher and close the cache (the server has drained requests by now)."""
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self.cache is not None:
+            await self.cache.close()
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def _static_routes(self) -> dict[str, tuple[str, str, Any]]:
+        """path -> (method, route label, handler)."""
+        predict = ("POST", "predict", self._predict)
+        routes: dict[str, tuple[str, str, Any]] = {
+            "/ping": ("GET", "ping", self._readiness),
+            "/ready": ("GET", "ready", self._readiness),
+            "/": ("GET", "live", self._liveness),
+            "/live": ("GET", "live", self._liveness),
+            "/v2/health/live": ("GET", "v2_live", self._liveness),
+            "/v2/health/ready": ("GET", "v2_ready", self._readiness),
+            "/v2": ("GET", "v2_server", self._v2_server),
+            "/metrics": ("GET", "metrics", self._metrics),
+            "/invocations": ("POST", "invocations", self._predict),
+            "/predict": predict,
+            "/score": ("POST", "score", self._predict),
+        }
+        if self.settings.predict_route:
+            routes[self.settings.predict_route] = ("POST", "vertex_predict", self._predict)
+        if self.settings.health_route:
+            routes[self.settings.health_route] = ("GET", "vertex_health", self._readiness)
+        return routes
+
+    def _route(self, path: str) -> tuple[str, str, Any, str | None]:
+        found = self._static.get(path)
+        if found is not None:
+            return (*found, None)
+        if path.startswith("/v2/models/"):
+            parts = path[len("/v2/models/") :].split("/")
+            name = parts[0]
+            rest = parts[1:]
+            if len(rest) >= 2 and rest[0] == "versions":
+                rest = rest[2:]
+            if rest == []:
+                return "GET", "v2_model", self._v2_model, name
+            if rest == ["ready"]:
+                return "GET", "v2_model_ready", self._v2_model_ready, name
+            if rest == ["infer"]:
+                return "POST", "v2_infer", self._v2_infer, name
+        raise HTTPError(404, f"no route {path}", "not_found")
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        label = "other"
+        try:
+            method, label, handler, name = self._route(scope["path"])
+            if scope["method"] != method and not (method == "GET" and scope["method"] == "HEAD"):
+                raise HTTPError(405, f"{scope['path']} takes {method}", "method_not_allowed")
+            if self._token is not None and label not in _PUBLIC_ROUTES:
+                self._authorize(scope)
+            status, body, headers = await handler(scope, receive, name)
+        except HTTPError as err:
+            status, body, headers = (
+                err.status,
+                _error(err.message, err.code),
+                [*_JSON_HEADERS, *err.headers],
+            )
+        except Exception as exc:  # the server never dies of a request
+            status, body, headers = self._failure(exc)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+        self.metrics.observe(label, status, time.perf_counter() - started)
+
+    def _authorize(self, scope: Scope) -> None:
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and hmac.compare_digest(
+                    token.strip(), self._token or b""
+                ):
+                    return
+                break
+        raise HTTPError(
+            401, "missing or wrong bearer token", "unauthorized", [(b"www-authenticate", b"Bearer")]
+        )
+
+    def _failure(self, exc: Exception) -> tuple[int, bytes, list[Any]]:
+        for cls, status in _STATUS_CODES.items():
+            if isinstance(exc, cls):
+                code = getattr(exc, "code", None) or cls.__name__
+                return status, _error(getattr(exc, "message", str(exc)), code), _JSON_HEADERS
+        if isinstance(exc, Overloaded):
+            self.metrics.shed.inc()
+            headers = [*_JSON_HEADERS, (b"retry-after", str(exc.retry_after_s).encode())]
+            return 503, _error(str(exc), "overloaded"), headers
+        error_id = uuid.uuid4().hex[:16]
+        log.exception("prediction failed (error id %s)", error_id)
+        body = orjson.dumps(
+            {
+                "error": "the model failed on this request; the server log has the details",
+                "code": "model_error",
+                "error_id": error_id,
+            }
+        )
+        return 500, body, _JSON_HEADERS
+
+    # -- health and metadata ------------------------------------------------------------------
+
+    async def _liveness(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        return 200, orjson.dumps({"status": "alive"}), _JSON_HEADERS
+
+    async def _readiness(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        self._require_model()
+        return 200, orjson.dumps({"status": "ready"}), _JSON_HEADERS
+
+    def _require_model(self, name: str | None = None) -> LoadedModel:
+        if self.model is None:
+            if self.load_error is not None:
+                raise HTTPError(500, f"the model failed to load: {self.load_error}", "load_failed")
+            raise HTTPError(503, "the model is loading", "loading", [(b"retry-after", b"1")])
+        if name is not None and name != self.model.name:
+            raise HTTPError(
+                404, f"no model named '{name}' (this server has '{self.model.name}')", "not_found"
+            )
+        return self.model
+
+    async def _v2_server(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        from cloudserve import __version__
+
+        body = {"name": "cloudserve", "version": __version__, "extensions": []}
+        return 200, orjson.dumps(body), _JSON_HEADERS
+
+    async def _v2_model(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        model = self._require_model(name)
+        width = -1 if model.n_features is None else model.n_features
+        dtype = codecs.encode_v2_tensor("x", np.zeros(0, dtype=model.dtype))["datatype"]
+        body = {
+            "name": model.name,
+            "versions": [model.version],
+            "platform": model.framework,
+            "inputs": [{"name": model.input_name, "datatype": dtype, "shape": [-1, width]}],
+            "outputs": [{"name": "output-0", "datatype": "BYTES", "shape": [-1]}],
+        }
+        return 200, orjson.dumps(body), _JSON_HEADERS
+
+    async def _v2_model_ready(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        model = self._require_model(name)
+        return 200, orjson.dumps({"name": model.name, "ready": True}), _JSON_HEADERS
+
+    async def _metrics(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        if self.batcher is not None:
+            self.metrics.queue_depth.set(self.batcher.depth)
+        return 200, self.metrics.render(), [(b"content-type", CONTENT_TYPE.encode())]
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_body_bytes
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(
+                    f"the body is {int(value)} bytes, over the {limit}-byte limit",
+                    code="payload_too_large",
+                )
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPError(400, "the client went away", "disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"the body is over the {limit}-byte limit", code="payload_too_large"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _predict(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        model = self._require_model()
+        self._receiving += 1
+        try:
+            body = await self._read_body(scope, receive)
+            content_type, accept = _header(scope, b"content-type"), _header(scope, b"accept")
+            instances, parameters = codecs.decode_request(body, content_type)
+            rows = model.prepare(instances)
+        finally:
+            self._receiving -= 1
+        outputs = await self._outputs(model, instances, rows, parameters)
+        data, out_type = codecs.encode_response(outputs, accept)
+        return 200, data, [(b"content-type", out_type.encode())]
+
+    async def _outputs(
+        self, model: LoadedModel, instances: Any, rows: Any, parameters: dict[str, Any]
+    ) -> list[Any]:
+        assert self.batcher is not None
+        if self.cache is None:
+            return model.finish(await self.batcher.submit(rows, parameters))
+        key = cache_key(model.name, model.version, instances, parameters)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            self.metrics.cache_hits.inc()
+            return cached
+        self.metrics.cache_misses.inc()
+        outputs = model.finish(await self.batcher.submit(rows, parameters))
+        await self.cache.set(key, outputs)
+        return outputs
+
+    async def _v2_infer(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        model = self._require_model(name)
+        self._receiving += 1
+        try:
+            doc = _v2_document(await self._read_body(scope, receive))
+            instances = _v2_instances(doc, model)
+            parameters = doc.get("parameters") or {}
+            rows = model.prepare(instances)
+        finally:
+            self._receiving -= 1
+        outputs = await self._outputs(model, instances, rows, parameters)
+        body: dict[str, Any] = {
+            "model_name": model.name,
+            "model_version": model.version,
+            "outputs": [codecs.encode_v2_tensor("output-0", outputs)],
+        }
+        if "id" in doc:
+            body["id"] = doc["id"]
+        return 200, orjson.dumps(body), _JSON_HEADERS
+
+
+_PUBLIC_ROUTES = frozenset({"ping", "ready", "live", "v2_live", "v2_ready", "vertex_health"})
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _error(message: str, code: str) -> bytes:
+    return orjson.dumps({"error": message, "code": code})
+
+
+def _v2_document(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body: {exc}", code="malformed_json") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
+        raise InvalidRequest(
+            "a v2 inference request needs a non-empty 'inputs' list", code="bad_shape"
+        )
+    return doc
+
+
+def _v2_instances(doc: dict[str, Any], model: LoadedModel) -> np.ndarray:
+    """One 2-D tensor is the rows; several 1-D (or [N, 1]) tensors are named feature columns."""
+    tensors = []
+    for t in doc["inputs"]:
+        if not isinstance(t, dict):
+            raise InvalidRequest("each v2 input must be an object", code="bad_shape")
+        tensors.append((t.get("name"), codecs.decode_v2_tensor(t)))
+    if len(tensors) == 1:
+        return tensors[0][1]
+    order = model.feature_names or [n for n, _ in tensors]
+    by_name = {n: a.reshape(len(a), -1) for n, a in tensors}
+    missing = [n for n in order if n not in by_name]
+    if missing:
+        raise InvalidRequest(f"v2 inputs lack feature(s) {missing[:5]}", code="wrong_shape")
+    if len({by_name[n].shape[0] for n in order}) > 1:
+        raise InvalidRequest(
+            "the v2 input tensors differ in their number of rows", code="wrong_shape"
+        )
+    return np.hstack([by_name[n] for n in order])

@@ -1,0 +1,378 @@
+"""Model loaders behind one interface: :func:`load_model` returns a :class:`LoadedModel`.
+
+Each framework's library is imported only when a model of that framework is loaded, so this
+module is cheap to import and needs none of the server's dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloudserve.errors import InvalidRequest
+from cloudserve.packaging import Manifest, find_artifact, read_manifest
+from cloudserve.serving._predictor import Predictor
+
+__all__ = ["LoadedModel", "concat_rows", "load_model"]
+
+_EXTRAS = {
+    "sklearn": "cloudserve[sklearn]",
+    "xgboost": "cloudserve[xgboost]",
+    "onnx": "cloudserve[onnx]",
+    "pytorch": "cloudserve[torch]",
+}
+_ONNX_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(bool)": "bool",
+    "tensor(string)": "object",
+}
+
+
+class ModelOutputError(RuntimeError):
+    """The model ran but answered something the server cannot send back (a 500)."""
+
+
+class LoadedModel:
+    """A model ready to predict.
+
+    ``predict(instances)`` takes a list of rows, a list of dicts (keyed by feature name) or a
+    numpy array and returns a JSON-able list with one output per input row. The server splits
+    that into :meth:`prepare` (per request: validate and convert, raising ``InvalidRequest``),
+    :meth:`run` (per batch, in a worker thread) and :meth:`finish` (per request).
+    """
+
+    framework: str = ""
+
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path = path
+        self.manifest = manifest
+        self.name = manifest.name or (path.name if path.is_dir() else path.stem) or "model"
+        sig = manifest.signature
+        self.n_features: int | None = sig.n_features
+        self.feature_names: list[str] | None = sig.feature_names
+        self.dtype: str = sig.dtype
+        self.input_name: str = sig.input_name or "input"
+
+    @property
+    def version(self) -> str:
+        """The model version from the manifest."""
+        return self.manifest.version
+
+    def predict(self, instances: Any, parameters: dict[str, Any] | None = None) -> list[Any]:
+        """One JSON-able output per input row."""
+        rows = self.prepare(instances)
+        return self.finish(self.run(rows, parameters or {}))
+
+    def prepare(self, instances: Any) -> Any:
+        """Validate one request's instances and convert them to the model's input rows."""
+        array = self._to_array(instances)
+        if array.ndim == 1:  # one row of n_features values, else one value per row
+            single = self.n_features is not None and self.n_features > 1
+            array = array.reshape(1, -1) if single else array.reshape(-1, 1)
+        if self.n_features is not None and array.shape[1] != self.n_features:
+            raise InvalidRequest(
+                f"each row needs {self.n_features} features, got {array.shape[1]}",
+                code="wrong_shape",
+            )
+        return array
+
+    def run(self, rows: Any, parameters: dict[str, Any]) -> list[Any]:
+        """Predict a batch of prepared rows; one output per row."""
+        outputs = self._predict(rows, parameters)
+        result = outputs.tolist() if isinstance(outputs, np.ndarray) else list(outputs)
+        if len(result) != len(rows):
+            raise ModelOutputError(f"the model returned {len(result)} outputs for {len(rows)} rows")
+        return result
+
+    def finish(self, outputs: list[Any]) -> list[Any]:
+        """Turn one request's slice of the batch outputs into the response values."""
+        return outputs
+
+    def _predict(self, rows: Any, parameters: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _to_array(self, instances: Any) -> np.ndarray:
+        if isinstance(instances, np.ndarray):
+            rows: Any = instances
+        elif isinstance(instances, list) and instances and isinstance(instances[0], dict):
+            rows = self._records_to_rows(instances)
+        elif isinstance(instances, list | tuple):
+            rows = instances
+        else:
+            raise InvalidRequest(
+                f"instances must be a list of rows, got {type(instances).__name__}",
+                code="bad_shape",
+            )
+        if len(rows) == 0:
+            raise InvalidRequest("the request holds no rows", code="empty_input")
+        try:
+            array = np.asarray(rows, dtype=self.dtype)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(
+                f"rows must be equal-length lists of numbers ({self.dtype}): {exc}",
+                code="wrong_shape",
+            ) from exc
+        if array.ndim > 2 and self.framework != "pytorch":
+            raise InvalidRequest(
+                f"rows must be flat lists of features, got shape {list(array.shape)}",
+                code="wrong_shape",
+            )
+        return array
+
+    def _records_to_rows(self, records: list[Any]) -> list[list[Any]]:
+        names = self.feature_names or list(records[0])
+        rows = []
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                raise InvalidRequest(f"row {i} is not an object like row 0", code="bad_shape")
+            missing = [n for n in names if n not in rec]
+            if missing:
+                raise InvalidRequest(f"row {i} lacks feature(s) {missing[:5]}", code="wrong_shape")
+            rows.append([rec[n] for n in names])
+        return rows
+
+
+class SklearnModel(LoadedModel):
+    """scikit-learn estimators and pipelines from joblib/pickle (trusted files only) or skops.
+
+    ``parameters={"method": "predict_proba"}`` (or ``decision_function``) picks another method.
+    """
+
+    framework = "sklearn"
+    _METHODS = ("predict", "predict_proba", "decision_function", "transform")
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path, manifest)
+        artifact = find_artifact(path, manifest)
+        if artifact.suffix == ".skops":
+            import skops.io
+
+            trusted = (
+                list(manifest.model_extra.get("trusted_types", [])) if manifest.model_extra else []
+            )
+            self.model = skops.io.load(artifact, trusted=trusted or None)
+        else:
+            import joblib
+
+            self.model = joblib.load(artifact)
+        if self.n_features is None:
+            self.n_features = getattr(self.model, "n_features_in_", None)
+        names = getattr(self.model, "feature_names_in_", None)
+        self._columns = None if names is None else [str(n) for n in names]
+        if self.feature_names is None and self._columns is not None:
+            self.feature_names = self._columns
+
+    def _to_array(self, instances: Any) -> np.ndarray:
+        try:
+            return super()._to_array(instances)
+        except InvalidRequest:
+            if self._columns is None:
+                raise
+        # A pipeline with named columns may take text (categorical) values: keep them as objects.
+        self_dtype, self.dtype = self.dtype, "object"
+        try:
+            return super()._to_array(instances)
+        finally:
+            self.dtype = self_dtype
+
+    def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
+        method = parameters.get("method", "predict")
+        if method not in self._METHODS or not hasattr(self.model, method):
+            raise InvalidRequest(
+                f"method '{method}' is not available; use one of "
+                f"{[m for m in self._METHODS if hasattr(self.model, m)]}",
+                code="bad_parameters",
+            )
+        if self._columns is not None:
+            import pandas as pd
+
+            rows = pd.DataFrame(rows, columns=self._columns)
+        return getattr(self.model, method)(rows)
+
+
+class XGBoostModel(LoadedModel):
+    """An XGBoost ``Booster`` saved in its native JSON or UBJ format (no pickle involved).
+
+    ``parameters={"output_margin": true}`` returns raw margins instead of transformed scores.
+    """
+
+    framework = "xgboost"
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path, manifest)
+        import xgboost as xgb
+
+        self.booster = xgb.Booster()
+        self.booster.load_model(str(find_artifact(path, manifest)))
+        if self.n_features is None:
+            self.n_features = self.booster.num_features()
+        if self.feature_names is None and self.booster.feature_names:
+            self.feature_names = list(self.booster.feature_names)
+        self._named = bool(self.booster.feature_names)
+
+    def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
+        margin = bool(parameters.get("output_margin", False))
+        if self._named:  # a booster with feature names checks them: hand it a named frame
+            import pandas as pd
+
+            rows = pd.DataFrame(rows, columns=self.feature_names)
+        return self.booster.inplace_predict(rows, predict_type="margin" if margin else "value")
+
+
+class OnnxModel(LoadedModel):
+    """An ONNX graph run by ONNX Runtime on the CPU.
+
+    The first graph input takes the rows. The first output is returned unless
+    ``parameters={"output": NAME}`` names another (e.g. a classifier's probabilities).
+    """
+
+    framework = "onnx"
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path, manifest)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # Batches are small and a request waits on one at a time: extra threads only add
+        # hand-off cost, and replicas scale with --workers instead.
+        options.intra_op_num_threads = (
+            int(manifest.model_extra.get("onnx_threads", 1)) if manifest.model_extra else 1
+        )
+        self.session = ort.InferenceSession(
+            str(find_artifact(path, manifest)), options, providers=["CPUExecutionProvider"]
+        )
+        first = self.session.get_inputs()[0]
+        self.input_name = manifest.signature.input_name or first.name
+        self.dtype = _ONNX_DTYPES.get(first.type, self.dtype)
+        shape = first.shape
+        if self.n_features is None and len(shape) == 2 and isinstance(shape[1], int):
+            self.n_features = shape[1]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
+        name = parameters.get("output", self.outputs[0])
+        if name not in self.outputs:
+            raise InvalidRequest(
+                f"output '{name}' is not in the graph; outputs are {self.outputs}",
+                code="bad_parameters",
+            )
+        return self.session.run([name], {self.input_name: rows})[0]
+
+
+class TorchScriptModel(LoadedModel):
+    """A TorchScript module (``torch.jit.save``) run on the CPU under ``inference_mode``."""
+
+    framework = "pytorch"
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path, manifest)
+        import torch
+
+        self._torch = torch
+        self.module = torch.jit.load(str(find_artifact(path, manifest)), map_location="cpu")
+        self.module.eval()
+        if manifest.signature.dtype == "float64":  # torch models default to float32 weights
+            self.dtype = "float32"
+
+    def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
+        with self._torch.inference_mode():
+            out = self.module(self._torch.from_numpy(np.ascontiguousarray(rows)))
+        return out.numpy()
+
+
+class CustomModel(LoadedModel):
+    """A :class:`~cloudserve.serving.Predictor` subclass named by the manifest's ``predictor``."""
+
+    framework = "custom"
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path, manifest)
+        if not manifest.predictor or ":" not in manifest.predictor:
+            raise InvalidRequest(
+                "a custom model's manifest needs 'predictor': 'module:Class'", code="bad_manifest"
+            )
+        module_name, class_name = manifest.predictor.split(":", 1)
+        cls = getattr(_import_from(path, module_name), class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Predictor)):
+            raise InvalidRequest(
+                f"{manifest.predictor} is not a cloudserve.serving.Predictor subclass",
+                code="bad_manifest",
+            )
+        self.predictor: Predictor = cls()
+        self.predictor.load(path)
+
+    def prepare(self, instances: Any) -> Any:
+        rows = self.predictor.preprocess(instances)
+        if not isinstance(rows, list | np.ndarray):
+            rows = list(rows)
+        if len(rows) == 0:
+            raise InvalidRequest("the request holds no rows", code="empty_input")
+        return rows
+
+    def _predict(self, rows: Any, parameters: dict[str, Any]) -> Any:
+        return self.predictor.predict(rows)
+
+    def finish(self, outputs: list[Any]) -> list[Any]:
+        return list(self.predictor.postprocess(outputs))
+
+
+def _import_from(directory: Path, module_name: str) -> Any:
+    file = directory / (module_name.replace(".", "/") + ".py")
+    if not file.exists():
+        raise InvalidRequest(f"predictor module {file} does not exist", code="bad_manifest")
+    # A unique name per directory: two model versions with the same module file can coexist.
+    unique = f"cloudserve_predictor_{abs(hash(str(file.resolve())))}_{module_name}"
+    spec = importlib.util.spec_from_file_location(unique, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_LOADERS: dict[str, type[LoadedModel]] = {
+    "sklearn": SklearnModel,
+    "xgboost": XGBoostModel,
+    "onnx": OnnxModel,
+    "pytorch": TorchScriptModel,
+    "custom": CustomModel,
+}
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load the model in a directory (or a single model file) for prediction.
+
+    The framework comes from ``cloudserve.json``, an MLflow ``MLmodel`` file, or the files
+    present. Raises ``InvalidRequest`` for a directory with nothing servable, and
+    ``ImportError`` naming the extra to install when the framework's library is missing.
+    """
+    model_path = Path(path)
+    manifest = read_manifest(model_path)
+    loader = _LOADERS[manifest.framework]
+    try:
+        return loader(model_path, manifest)
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get(manifest.framework, "the framework's package")
+        raise ImportError(
+            f"serving a {manifest.framework} model needs {exc.name}: pip install '{extra}'"
+        ) from exc
+
+
+def concat_rows(parts: Sequence[Any]) -> Any:
+    """Join the prepared rows of several requests into one batch."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    joined: list[Any] = []
+    for p in parts:
+        joined.extend(p.tolist() if isinstance(p, np.ndarray) else p)
+    return joined

@@ -1,0 +1,58 @@
+"""Server settings, from arguments and the clouds' environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ServerSettings", "default_model_dir", "default_port"]
+
+
+def default_port() -> int:
+    """``AIP_HTTP_PORT`` on Vertex AI, else 8080 (SageMaker's port)."""
+    return int(os.environ.get("AIP_HTTP_PORT", "8080"))
+
+
+def default_model_dir() -> Path:
+    """Where the clouds mount the model: ``CLOUDSERVE_MODEL_DIR``, Azure's ``AZUREML_MODEL_DIR``,
+    else SageMaker's ``/opt/ml/model``."""
+    for var in ("CLOUDSERVE_MODEL_DIR", "AZUREML_MODEL_DIR"):
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    return Path("/opt/ml/model")
+
+
+class ServerSettings(BaseModel):
+    """Everything the server can be told. Defaults are safe for a laptop.
+
+    Batching is on by default and adaptive: a batch closes when it holds ``max_batch_size`` rows,
+    when ``max_wait_ms`` passed since its first request, or at once when no other request is
+    arriving — so a lone request never waits. ``max_batch_size=1`` turns batching off.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path
+    host: str = "127.0.0.1"
+    port: int = Field(default_factory=default_port, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_batch_size: int = Field(default=64, ge=1)
+    max_wait_ms: float = Field(default=2.0, ge=0)
+    max_queue: int = Field(default=1024, ge=1, description="requests waiting beyond → 503")
+    token: str | None = Field(default=None, repr=False)
+    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1)
+    cache_size: int = Field(default=0, ge=0, description="in-process LRU entries; 0 = off")
+    cache_url: str | None = Field(default=None, description="redis://… shared cache")
+    cache_ttl_s: int = Field(default=3600, ge=1)
+    model_name: str | None = None
+    predict_route: str | None = Field(default_factory=lambda: os.environ.get("AIP_PREDICT_ROUTE"))
+    health_route: str | None = Field(default_factory=lambda: os.environ.get("AIP_HEALTH_ROUTE"))
+    drain_timeout_s: float = Field(default=25.0, ge=0)
+    log_level: str = "info"
+
+    @property
+    def batching(self) -> bool:
+        """Whether requests are coalesced."""
+        return self.max_batch_size > 1
