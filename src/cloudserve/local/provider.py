@@ -392,14 +392,19 @@ class LocalProvider(Provider):
             port = supervisor.free_port(self.config.host, self.config.port_range)
             log = model_dir / "logs" / f"worker-{port}-{uuid.uuid4().hex[:6]}.log"
             args = ["--model-dir", str(model_dir / "model"), "--host", self.config.host]
-            args += ["--port", str(port), "--token", token]
+            args += ["--port", str(port)]
             if self.config.server_batch_size:
                 args += ["--batch-size", str(self.config.server_batch_size)]
                 args += ["--batch-wait-ms", str(self.config.server_batch_wait_ms)]
             ref = supervisor.spawn(
                 supervisor.python_module("cloudserve.serving", *args),
                 log=log,
-                env={"CLOUDSERVE_ENDPOINT": endpoint, "CLOUDSERVE_VARIANT": variant},
+                # the token goes by environment so that it does not show in the process list
+                env={
+                    "CLOUDSERVE_TOKEN": token,
+                    "CLOUDSERVE_ENDPOINT": endpoint,
+                    "CLOUDSERVE_VARIANT": variant,
+                },
             )
             started.append(ref)
             out.append((ref, port, log))

@@ -1,0 +1,56 @@
+"""The local provider passes the whole conformance suite, faults included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloudserve.local import LocalProvider
+from cloudserve.local.provider import (
+    FAULT_FAIL_AFTER_CREATE,
+    FAULT_FAIL_OPERATION,
+    FAULT_THROTTLE,
+    FAULT_UNAVAILABLE,
+)
+from cloudserve.local.state import StateDB
+from cloudserve.testing import Fault, ProviderHarness
+from cloudserve.testing.suite import ProviderConformance
+from conftest import cleanup, local_config, processes_of
+
+_KINDS = {
+    Fault.THROTTLE: FAULT_THROTTLE,
+    Fault.UNAVAILABLE: FAULT_UNAVAILABLE,
+    Fault.FAIL_OPERATION: FAULT_FAIL_OPERATION,
+    Fault.FAIL_AFTER_CREATE: FAULT_FAIL_AFTER_CREATE,
+}
+
+
+class LocalHarness(ProviderHarness):
+    """Faults are armed in the state database, where the provider checks them (its test hook)."""
+
+    native_errors = False
+
+    def start(self, workdir: Path) -> None:
+        self.state_dir = workdir / "state"
+
+    def stop(self) -> None:
+        cleanup(self.state_dir)
+
+    def make_provider(self) -> LocalProvider:
+        return LocalProvider(local_config(self.state_dir))
+
+    def inject_fault(
+        self, fault: Fault, *, times: int = 1, message: str = "injected failure"
+    ) -> None:
+        StateDB(self.state_dir).set_fault(_KINDS[fault], times, message)
+
+    def leftover_resources(self) -> list[str]:
+        db = StateDB(self.state_dir)
+        rows = [f"endpoint/{r['name']}" for r in db.all("SELECT name FROM endpoints")]
+        rows += [f"variant/{r['endpoint']}/{r['name']}" for r in db.all("SELECT * FROM variants")]
+        rows += [f"worker/{r['pid']}" for r in db.all("SELECT pid FROM workers")]
+        rows += [f"process/{p.pid}" for p in processes_of(self.state_dir)]
+        return rows
+
+
+class TestLocalConformance(LocalHarness, ProviderConformance):
+    pass
