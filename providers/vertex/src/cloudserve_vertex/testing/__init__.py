@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["FakeVertex", "PredictRecord"]
 
 _HOSTS = re.compile(
-    r"https://([a-z0-9-]+-aiplatform|aiplatform|storage|monitoring)\.googleapis\.com/.*"
+    r"https://([a-z0-9-]+-aiplatform|aiplatform|storage|monitoring|bigquery)\.googleapis\.com/.*"
 )
 
 

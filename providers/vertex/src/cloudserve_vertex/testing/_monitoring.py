@@ -20,8 +20,16 @@ if TYPE_CHECKING:
     from cloudserve_vertex.testing._service import FakeVertexService, PredictRecord
 
 PREFIX = "aiplatform.googleapis.com/prediction/online/"
-_ALIGN_SUM, _ALIGN_MEAN = 14, 12
+_ALIGN_MEAN = 12
 _PERCENTILES = {18: 99, 19: 95, 20: 50}
+# The REST API takes aligners by name; gRPC-transcoded clients send the numbers.
+_ALIGNERS = {
+    "ALIGN_SUM": 14,
+    "ALIGN_MEAN": 12,
+    "ALIGN_PERCENTILE_99": 18,
+    "ALIGN_PERCENTILE_95": 19,
+    "ALIGN_PERCENTILE_50": 20,
+}
 
 
 def _ts(text: str) -> float:
@@ -49,7 +57,8 @@ def time_series(
         for r in records
         if start <= r.time <= end and (endpoint_id is None or r.endpoint_id == endpoint_id)
     ]
-    aligner = int(query.get("aggregation.perSeriesAligner", "0") or 0)
+    raw = query.get("aggregation.perSeriesAligner", "0") or "0"
+    aligner = int(raw) if raw.isdigit() else _ALIGNERS.get(raw, 0)
     kind = metric.removeprefix(PREFIX)
     if kind == "response_count":
         return _counts(chosen, metric, query, service)

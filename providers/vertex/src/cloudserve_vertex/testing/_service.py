@@ -116,6 +116,8 @@ class FakeVertexService:
         self.batch_jobs: dict[str, dict[str, Any]] = {}
         self.tuning_jobs: dict[str, dict[str, Any]] = {}
         self.predictions: list[PredictRecord] = []
+        # BigQuery tables written by request-response logging: (project, dataset, table) → rows.
+        self.bq_tables: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str]] = []
         self._job_polls: dict[str, int] = {}
         self._last_version: dict[str, int] = {}
@@ -185,6 +187,11 @@ class FakeVertexService:
             ("POST", rf"^/v1/{_LOC}/hyperparameterTuningJobs$", self.create_tuning_job),
             ("GET", rf"^/v1/{_LOC}/hyperparameterTuningJobs/([^/:]+)$", self.get_tuning_job),
             ("GET", r"^/v3/projects/([^/]+)/timeSeries$", self.list_time_series),
+            (
+                "GET",
+                r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/data$",
+                self.list_table_rows,
+            ),
         ]
         return [(m, re.compile(p), fn) for m, p, fn in table]
 
@@ -667,6 +674,62 @@ class FakeVertexService:
             )
             with self.lock:
                 self.predictions.append(record)
+                if preds is not None:
+                    self._log_request(ep, dm, instances, preds)
+
+    def _log_request(
+        self, ep: dict[str, Any], dm: dict[str, Any], instances: list[Any], preds: list[Any]
+    ) -> None:
+        """Request-response logging: one row per request into the configured BigQuery table."""
+        cfg = ep.get("predictRequestResponseLoggingConfig") or {}
+        if not cfg.get("enabled") or self._rng.random() >= float(cfg.get("samplingRate") or 0):
+            return
+        uri = (cfg.get("bigqueryDestination") or {}).get("outputUri", "")
+        project, _, rest = uri.removeprefix("bq://").partition(".")
+        dataset, _, table = rest.partition(".")
+        rows = self.bq_tables.setdefault(
+            (project, dataset, table or "request_response_logging"), []
+        )
+        rows.append(
+            {
+                "endpoint": ep["name"],
+                "deployed_model_id": dm["id"],
+                "logging_time": int(time.time() * 1_000_000),
+                "request_id": str(len(rows) + 1),
+                "request_payload": [orjson.dumps(i).decode() for i in instances],
+                "response_payload": [orjson.dumps(p).decode() for p in preds],
+            }
+        )
+
+    def list_table_rows(
+        self, project: str, dataset: str, table: str, query: dict[str, str], **_: Any
+    ) -> Reply:
+        """BigQuery ``tabledata.list`` (TIMESTAMP as int64 microseconds)."""
+        with self.lock:
+            rows = self.bq_tables.get((project, dataset, table))
+            if rows is None:
+                raise ApiError(404, f"Not found: Table {project}:{dataset}.{table}")
+            rows = list(rows)
+        fields = [f for f in query.get("selectedFields", "").split(",") if f] or list(
+            rows[0] if rows else []
+        )
+        start = int(query.get("pageToken") or 0)
+        size = int(query.get("maxResults") or 1000)
+        page = rows[start : start + size]
+
+        def cell(value: Any) -> Any:
+            if isinstance(value, list):
+                return [{"v": v} for v in value]
+            return str(value)
+
+        out: dict[str, Any] = {
+            "kind": "bigquery#tableDataList",
+            "totalRows": str(len(rows)),
+            "rows": [{"f": [{"v": cell(r[f])} for f in fields]} for r in page],
+        }
+        if start + size < len(rows):
+            out["pageToken"] = str(start + size)
+        return json_reply(out)
 
     def raw_predict(self, endpoint_id: str, headers: Any, body: bytes, **_: Any) -> Reply:
         ctype = (headers.get("content-type") or "application/json").split(";")[0].strip()
