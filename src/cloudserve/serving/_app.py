@@ -222,6 +222,7 @@ class ServingApp:
             )
         except Exception as exc:  # the server never dies of a request
             status, body, headers = self._failure(exc)
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
