@@ -185,9 +185,9 @@ def parse_rows(records: Iterable[dict[str, Any]], *, origin: str) -> list[PriceR
 
 
 def state_dir() -> Path:
-    """Where cloudserve keeps its state: ``CLOUDSERVE_STATE_DIR``, else ``~/.cloudserve``."""
-    env = os.environ.get("CLOUDSERVE_STATE_DIR")
-    return Path(env) if env else Path.home() / ".cloudserve"
+    """Where cloudserve keeps its state: ``CLOUDSERVE_STATE_DIR``, else ``.cloudserve`` in the
+    working directory (the same place as the local provider's state)."""
+    return Path(os.environ.get("CLOUDSERVE_STATE_DIR") or ".cloudserve")
 
 
 def user_catalog_path() -> Path:
