@@ -135,9 +135,11 @@ class FakeSageMaker:
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` pointed at the fake (dummy credentials)."""
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             service,
+            config=Config(s3={"addressing_style": "path"}),
             region_name=self.region,
             endpoint_url=self.url,
             aws_access_key_id=ACCESS_KEY,

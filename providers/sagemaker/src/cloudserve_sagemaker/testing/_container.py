@@ -59,20 +59,19 @@ class Container:
 
 
 def _decode(body: bytes, content_type: str) -> Any:
-    kind = (content_type or "application/json").split(";")[0].strip().lower()
-    text = body.decode()
-    if kind == "text/csv":
-        return [[float(v) for v in line.split(",")] for line in text.splitlines() if line]
-    if kind == "application/jsonlines":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    parsed = json.loads(text)
-    return parsed["instances"] if isinstance(parsed, dict) else parsed
+    from cloudserve import codecs
+
+    if codecs.media_type(content_type) == "application/jsonlines":
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+    return codecs.decode_request(body, content_type or codecs.JSON)[0]
 
 
-def _encode(prediction: Any, accept: str) -> tuple[str, str]:
-    if (accept or "").startswith("application/jsonlines"):
-        return "".join(json.dumps(p) + "\n" for p in prediction), "application/jsonlines"
-    return json.dumps({"predictions": prediction}), "application/json"
+def _encode(prediction: Any, accept: str) -> tuple[bytes, str]:
+    from cloudserve import codecs
+
+    if codecs.media_type(accept) == "application/jsonlines":
+        return "".join(json.dumps(p) + "\n" for p in prediction).encode(), "application/jsonlines"
+    return codecs.encode_response(prediction, accept or codecs.JSON)
 
 
 def _unpack(data: bytes, into: Path) -> None:

@@ -115,10 +115,12 @@ class Middleware:
     # -- WSGI plumbing --------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        body = _read_body(environ)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         path = environ.get("PATH_INFO", "")
         invoke = _INVOKE.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        if not (invoke or target.startswith("SageMaker.")):
+            return self.app(environ, start_response)
+        body = _read_body(environ)
         if target.startswith("SageMaker."):
             op = target.split(".", 1)[1]
             params = json.loads(body or b"{}")
@@ -126,8 +128,6 @@ class Middleware:
         elif invoke:
             op, params = ("InvokeEndpointAsync" if "async" in invoke["kind"] else "InvokeEndpoint"), {}
             endpoint = invoke["name"]
-        else:
-            return self.app(environ, start_response)
         region = _region(environ)
         record = RecordedRequest(op, endpoint, len(body))
         with self.state.lock:
@@ -394,7 +394,8 @@ class Middleware:
             {"MetricName": "ModelLatency", "Value": micros, "Unit": "Microseconds"},
             {"MetricName": "OverheadLatency", "Value": min(micros * 0.05, 2000.0), "Unit": "Microseconds"},
         ]
-        stamp = _now()
+        # moto keeps metric timestamps naive (UTC) and compares them with naive query bounds.
+        stamp = _now().replace(tzinfo=None)
         for d in data:
             d.update({"Dimensions": dims, "Timestamp": stamp})
         cloudwatch_backends[DEFAULT_ACCOUNT_ID][region].put_metric_data("AWS/SageMaker", data)

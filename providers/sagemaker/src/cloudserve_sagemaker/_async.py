@@ -1,0 +1,103 @@
+"""Asynchronous inference: input uploaded to S3, InvokeEndpointAsync, output polled in S3.
+
+The request id is the inference id cloudserve chooses, and the output object is
+``<S3OutputPath>/<id>.out`` (``<S3FailurePath>/<id>-error.out`` on failure), so any process that
+knows the endpoint and the id can poll for the result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from cloudserve.errors import InvalidRequest
+from cloudserve.resources import AsyncPrediction, JobStatus
+
+if TYPE_CHECKING:
+    from cloudserve_sagemaker._provider import SageMakerProvider
+
+__all__ = ["get_async_result", "predict_async"]
+
+
+def _async_output(p: SageMakerProvider, endpoint: str) -> dict[str, str]:
+    current = p._current(endpoint, missing_ok=False)
+    assert current is not None
+    cfg = current["config"].get("AsyncInferenceConfig")
+    if not cfg:
+        raise InvalidRequest(
+            f"endpoint {endpoint} is a real-time endpoint; deploy it from a target with "
+            "async_inference set to queue predictions",
+            provider=p.name,
+        )
+    return dict(cfg["OutputConfig"])
+
+
+def predict_async(
+    p: SageMakerProvider,
+    endpoint: str,
+    instances: list[Any],
+    *,
+    variant: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> AsyncPrediction:
+    """Upload the input, queue it, and return a handle with the request id at once."""
+    from cloudserve import codecs
+
+    if variant is not None:
+        raise InvalidRequest("asynchronous endpoints serve one variant; drop variant=", provider=p.name)
+    output = _async_output(p, endpoint)
+    request_id = uuid.uuid4().hex
+    source = p.cfg.s3_uri("async-input", endpoint, f"{request_id}.json")
+    body = codecs.encode_instances(instances)
+    if parameters:
+        import orjson
+
+        body = orjson.dumps({"instances": instances, "parameters": parameters})
+    p.call(p.aws.put, source, body)
+    answer = p.call(
+        p.aws.runtime.invoke_endpoint_async,
+        EndpointName=endpoint,
+        InputLocation=source,
+        ContentType=codecs.JSON,
+        Accept=codecs.JSON,
+        InferenceId=request_id,
+    )
+    return AsyncPrediction(
+        request_id=request_id,
+        endpoint=endpoint,
+        status=JobStatus.RUNNING,
+        output_location=answer.get("OutputLocation") or f"{output['S3OutputPath']}/{request_id}.out",
+        raw=answer,
+    )
+
+
+def get_async_result(p: SageMakerProvider, endpoint: str, request_id: str) -> AsyncPrediction:
+    """SUCCEEDED with outputs once the output object exists, FAILED once the failure object
+    exists, RUNNING before either."""
+    from cloudserve import codecs
+
+    output = _async_output(p, endpoint)
+    out_uri = f"{output['S3OutputPath'].rstrip('/')}/{request_id}.out"
+    fail_base = output.get("S3FailurePath", output["S3OutputPath"]).rstrip("/")
+    fail_uri = f"{fail_base}/{request_id}-error.out"
+    if p.call(p.aws.exists, out_uri):
+        body = p.call(p.aws.get_bytes, out_uri)
+        return AsyncPrediction(
+            request_id=request_id,
+            endpoint=endpoint,
+            status=JobStatus.SUCCEEDED,
+            outputs=codecs.decode_predictions(body, codecs.JSON),
+            output_location=out_uri,
+        )
+    if p.call(p.aws.exists, fail_uri):
+        error = p.call(p.aws.get_bytes, fail_uri).decode(errors="replace")
+        return AsyncPrediction(
+            request_id=request_id,
+            endpoint=endpoint,
+            status=JobStatus.FAILED,
+            error=error,
+            output_location=fail_uri,
+        )
+    return AsyncPrediction(
+        request_id=request_id, endpoint=endpoint, status=JobStatus.RUNNING, output_location=out_uri
+    )

@@ -1,0 +1,138 @@
+"""boto3 clients and S3 helpers for one SageMaker target; boto3 is imported here, lazily.
+
+botocore is told to make exactly one attempt per call (``total_max_attempts=1``) so that the
+provider's :class:`~cloudserve.retry.RetryPolicy` is the only thing that retries: the number of
+attempts a user configures is the number that happens, never multiplied by botocore's own.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from cloudserve_sagemaker._config import SageMakerConfig
+
+__all__ = ["Clients", "split_s3"]
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://bucket/key`` URI."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+class Clients:
+    """Lazily built, thread-safe boto3 clients for the services cloudserve uses."""
+
+    def __init__(self, config: SageMakerConfig):
+        self.config = config
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _botocore_config(self) -> Any:
+        from botocore.config import Config
+
+        cfg = self.config
+        return Config(
+            region_name=cfg.region,
+            retries={"total_max_attempts": 1, "mode": cfg.retry_mode},
+            connect_timeout=cfg.connect_timeout_s,
+            read_timeout=cfg.read_timeout_s,
+            max_pool_connections=max(10, cfg.predict_concurrency * 2),
+            s3={"addressing_style": "path"} if cfg.endpoint_url else None,
+        )
+
+    def get(self, service: str) -> Any:
+        """The client for ``service`` (``sagemaker``, ``sagemaker-runtime``, ``s3`` …)."""
+        with self._lock:
+            found = self._clients.get(service)
+            if found is None:
+                if self._session is None:
+                    import boto3
+
+                    self._session = boto3.session.Session(
+                        profile_name=self.config.profile, region_name=self.config.region
+                    )
+                url = self.config.service_endpoints.get(service, self.config.endpoint_url)
+                found = self._session.client(
+                    service, endpoint_url=url, config=self._botocore_config()
+                )
+                self._clients[service] = found
+            return found
+
+    @property
+    def sm(self) -> Any:
+        """The SageMaker control-plane client."""
+        return self.get("sagemaker")
+
+    @property
+    def runtime(self) -> Any:
+        """The SageMaker runtime (invocation) client."""
+        return self.get("sagemaker-runtime")
+
+    @property
+    def s3(self) -> Any:
+        """The S3 client."""
+        return self.get("s3")
+
+    # -- S3 ---------------------------------------------------------------------------------
+
+    def exists(self, uri: str) -> bool:
+        """True when the S3 object exists."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def put(self, uri: str, data: bytes) -> None:
+        """Write an S3 object (encrypted with the target's KMS key when one is set)."""
+        bucket, key = split_s3(uri)
+        extra: dict[str, Any] = {}
+        if self.config.kms_key_id:
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.config.kms_key_id}
+        self.s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+    def get_bytes(self, uri: str) -> bytes:
+        """The bytes of an S3 object."""
+        bucket, key = split_s3(uri)
+        return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def list(self, prefix_uri: str) -> list[dict[str, Any]]:
+        """Every object under an S3 prefix (``Key``, ``Size``, ``LastModified`` …)."""
+        bucket, prefix = split_s3(prefix_uri)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [obj for page in pages for obj in page.get("Contents", [])]
+
+    def upload_path(self, path: Path, prefix_uri: str, *, transform: Any = None) -> str:
+        """Upload a file, or every file of a directory, under ``prefix_uri``; returns the prefix.
+
+        ``transform(path, data) -> bytes`` may rewrite each file on the way (header stripping).
+        """
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        base = path if path.is_dir() else path.parent
+        for f in files:
+            data = f.read_bytes()
+            if transform is not None:
+                data = transform(f, data)
+            self.put(f"{prefix_uri.rstrip('/')}/{f.relative_to(base).as_posix()}", data)
+        return prefix_uri
+
+    def download_prefix(self, prefix_uri: str, into: Path) -> list[Path]:
+        """Download every object under ``prefix_uri`` into ``into`` (relative names kept)."""
+        bucket, prefix = split_s3(prefix_uri)
+        written = []
+        for obj in self.list(prefix_uri):
+            relative = obj["Key"][len(prefix) :].lstrip("/") or Path(obj["Key"]).name
+            target = into / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.get_bytes(f"s3://{bucket}/{obj['Key']}"))
+            written.append(target)
+        return written

@@ -1,0 +1,823 @@
+"""The SageMaker provider: endpoints, traffic, autoscaling and online prediction.
+
+boto3 is imported only when a client is first needed (see ``_aws``). Batch transform, tuning,
+monitoring and the registry live in their own modules and are reached through the methods
+below. See ``docs/providers/sagemaker.md`` for the concept mapping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from cloudserve.errors import (
+    CloudServeError,
+    InvalidRequest,
+    NotFound,
+    OperationFailed,
+)
+from cloudserve.provider import Capability, Provider, ProviderConfig
+from cloudserve.resources import (
+    AsyncPrediction,
+    BatchJob,
+    Endpoint,
+    EndpointStatus,
+    MetricsReport,
+    ModelVersion,
+    PlannedCall,
+    Prediction,
+    TuningJob,
+    Variant,
+)
+from cloudserve.sizes import resolve_instance
+from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
+from cloudserve.waiting import ProgressCallback
+from cloudserve_sagemaker import _naming as names
+from cloudserve_sagemaker import _packaging as pkg
+from cloudserve_sagemaker._aws import Clients
+from cloudserve_sagemaker._config import SageMakerConfig
+from cloudserve_sagemaker._errors import ERROR_TABLE
+
+__all__ = ["SageMakerProvider"]
+
+STATES: dict[str, EndpointStatus] = {
+    "Creating": EndpointStatus.CREATING,
+    "Updating": EndpointStatus.UPDATING,
+    "SystemUpdating": EndpointStatus.UPDATING,
+    "RollingBack": EndpointStatus.UPDATING,
+    "UpdateRollbackFailed": EndpointStatus.FAILED,
+    "InService": EndpointStatus.READY,
+    "Deleting": EndpointStatus.DELETING,
+    "Failed": EndpointStatus.FAILED,
+    "OutOfService": EndpointStatus.FAILED,
+}
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+ENV_NAME, ENV_VERSION = "CLOUDSERVE_MODEL_NAME", "CLOUDSERVE_MODEL_VERSION"
+SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+# JSON wrapper bytes and headroom below the 6 MB invoke limit.
+PAYLOAD_MARGIN = 16 * 1024
+
+
+@dataclass
+class _Created:
+    """What one deploy created, so a failure half-way can remove exactly that."""
+
+    models: list[str] = field(default_factory=list)
+    config: str | None = None
+    endpoint: str | None = None
+    scaling: list[str] = field(default_factory=list)
+
+
+def _scaling_resource(endpoint: str, variant: str) -> str:
+    return f"endpoint/{endpoint}/variant/{variant}"
+
+
+class SageMakerProvider(Provider):
+    """cloudserve on Amazon SageMaker (real-time, serverless and asynchronous endpoints)."""
+
+    name = "sagemaker"
+    config_cls = SageMakerConfig
+    capabilities = frozenset(
+        {
+            Capability.DEPLOY,
+            Capability.PREDICT,
+            Capability.TRAFFIC_SPLIT,
+            Capability.AUTOSCALE,
+            Capability.SERVERLESS,
+            Capability.BATCH,
+            Capability.TUNE,
+            Capability.METRICS,
+            Capability.DATA_CAPTURE,
+            Capability.DRIFT,
+            Capability.REGISTRY,
+            Capability.ASYNC_PREDICT,
+        }
+    )
+    unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.PRICING_REFRESH: (
+            "refreshing from the AWS Pricing API is not built yet; the catalog rows for "
+            "SageMaker are maintained by hand"
+        ),
+    }
+    error_table = ERROR_TABLE
+
+    def __init__(self, config: ProviderConfig, *, target: str | None = None):
+        if not isinstance(config, SageMakerConfig):
+            config = SageMakerConfig.model_validate(config.model_dump())
+        super().__init__(config, target=target)
+        self.cfg: SageMakerConfig = config
+        self.aws = Clients(config)
+        self._versions: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def sm(self, operation: str, *, retry: bool = True, **params: Any) -> Any:
+        """Call a SageMaker control-plane operation, translated and (when safe) retried."""
+        return self.call(getattr(self.aws.sm, operation), retry=retry, **params)
+
+    def aws_call(self, service: str, operation: str, *, retry: bool = True, **params: Any) -> Any:
+        """Call any AWS operation through the same error table and retry policy."""
+        return self.call(getattr(self.aws.get(service), operation), retry=retry, **params)
+
+    def _quiet_delete(self, operation: str, **params: Any) -> None:
+        # Deleting what is already gone is success: delete stays idempotent.
+        with contextlib.suppress(NotFound):
+            self.sm(operation, **params)
+
+    def close(self) -> None:
+        """Stop the prediction thread pool (the boto3 clients need no closing)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    # -- validation -------------------------------------------------------------------------
+
+    def validate(self, spec: Any) -> None:
+        """Reject what SageMaker cannot honour, before any request (see the docs page)."""
+        super().validate(spec)
+        if isinstance(spec, DeploySpec):
+            self._validate_model(spec.model)
+            self._validate_compute(spec)
+        elif isinstance(spec, BatchSpec):
+            from cloudserve_sagemaker._batch import validate_batch
+
+            self._validate_model(spec.model)
+            validate_batch(spec)
+        elif isinstance(spec, TuningSpec):
+            from cloudserve_sagemaker._tuning import validate_tuning
+
+            validate_tuning(spec)
+
+    def _validate_model(self, model: ModelSpec) -> None:
+        if model.artifact is None:
+            raise InvalidRequest(
+                "SageMaker needs a model artifact (model.tar.gz or a local directory); an "
+                "image alone has nothing to serve",
+                provider=self.name,
+            )
+        if not model.is_local and not model.artifact.startswith("s3://"):
+            raise InvalidRequest(
+                f"artifact {model.artifact} must be a local path or an s3:// URI",
+                provider=self.name,
+            )
+        if model.image is None:
+            pkg.framework_image(model.framework or "", model.framework_version, self.cfg.region)
+
+    def _validate_compute(self, spec: DeploySpec) -> None:
+        c = spec.compute
+        if c.accelerator or c.accelerator_count:
+            raise InvalidRequest(
+                "SageMaker instance types carry their GPUs: use a gpu.* size or an ml.g* "
+                "instance_type instead of accelerator",
+                provider=self.name,
+            )
+        if c.serverless:
+            if c.autoscaling:
+                raise InvalidRequest(
+                    "serverless endpoints scale by themselves; drop min/max_replicas",
+                    provider=self.name,
+                )
+            if c.serverless_memory_mb is not None and c.serverless_memory_mb not in SERVERLESS_MEMORY:
+                raise InvalidRequest(
+                    f"serverless memory must be one of {SERVERLESS_MEMORY} MB", provider=self.name
+                )
+            if spec.data_capture is not None and spec.data_capture.enabled:
+                raise InvalidRequest(
+                    "SageMaker serverless endpoints do not support data capture",
+                    provider=self.name,
+                )
+            if self.cfg.async_inference is not None:
+                raise InvalidRequest(
+                    "asynchronous endpoints cannot be serverless", provider=self.name
+                )
+        else:
+            resolve_instance(self.name, c.size, c.instance_type)
+
+    # -- packaging and models ---------------------------------------------------------------
+
+    def _artifact_uri(self, model: ModelSpec) -> str:
+        """Where the model's ``model.tar.gz`` is: uploaded once per content hash."""
+        assert model.artifact is not None
+        if not model.is_local:
+            return model.artifact
+        data = pkg.build_model_tarball(model)
+        digest = pkg.content_hash(len(data), __import__("hashlib").sha256(data).hexdigest())
+        uri = self.cfg.s3_uri("models", model.name, model.version, digest[:16], "model.tar.gz")
+        if not self.call(self.aws.exists, uri):
+            self.call(self.aws.put, uri, data)
+        return uri
+
+    def _image(self, model: ModelSpec, gpu: bool = False) -> str:
+        if model.image:
+            return model.image
+        return pkg.framework_image(
+            model.framework or "", model.framework_version, self.cfg.region, gpu=gpu
+        )
+
+    def _container(self, model: ModelSpec, data_url: str, gpu: bool) -> dict[str, Any]:
+        env = {**model.env, ENV_NAME: model.name, ENV_VERSION: model.version}
+        if model.image is None:
+            # The prebuilt containers find the generated handlers through these.
+            env |= {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": data_url}
+        return {"Image": self._image(model, gpu), "ModelDataUrl": data_url, "Environment": env}
+
+    def _ensure_model(
+        self, name: str, container: dict[str, Any], tags: list[dict[str, str]], created: _Created
+    ) -> None:
+        params: dict[str, Any] = {
+            "ModelName": name,
+            "ExecutionRoleArn": self.cfg.role_arn,
+            "PrimaryContainer": container,
+            "Tags": tags,
+        }
+        if self.cfg.vpc is not None:
+            params["VpcConfig"] = {
+                "Subnets": self.cfg.vpc.subnets,
+                "SecurityGroupIds": self.cfg.vpc.security_group_ids,
+            }
+        try:
+            self.sm("create_model", retry=False, **params)
+        except CloudServeError as exc:
+            if "already exist" not in str(exc):
+                raise
+            return
+        created.models.append(name)
+
+    # -- endpoint config --------------------------------------------------------------------
+
+    def _variant_row(self, spec: DeploySpec, model_name: str, weight: int) -> dict[str, Any]:
+        c = spec.compute
+        row: dict[str, Any] = {
+            "VariantName": spec.variant_name,
+            "ModelName": model_name,
+            "InitialVariantWeight": float(weight),
+        }
+        if c.serverless:
+            row["ServerlessConfig"] = {
+                "MemorySizeInMB": c.serverless_memory_mb or 2048,
+                "MaxConcurrency": c.max_concurrency or 5,
+            }
+        else:
+            choice = resolve_instance(self.name, c.size, c.instance_type)
+            row["InstanceType"] = c.instance_type or (choice.instance_type if choice else "")
+            row["InitialInstanceCount"] = c.replicas
+        return row
+
+    def _data_capture(self, spec: DeploySpec) -> dict[str, Any] | None:
+        dc = spec.data_capture
+        if dc is None or not dc.enabled:
+            return None
+        modes = [{"CaptureMode": "Input"}] + ([{"CaptureMode": "Output"}] if dc.capture_responses else [])
+        out: dict[str, Any] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": max(1, round(dc.sampling_rate * 100)),
+            "DestinationS3Uri": dc.destination or self.cfg.capture_path or self.cfg.s3_uri("capture"),
+            "CaptureOptions": modes,
+            "CaptureContentTypeHeader": {
+                "JsonContentTypes": ["application/json"],
+                "CsvContentTypes": ["text/csv"],
+            },
+        }
+        if self.cfg.kms_key_id:
+            out["KmsKeyId"] = self.cfg.kms_key_id
+        return out
+
+    def _async_config(self, endpoint: str) -> dict[str, Any] | None:
+        a = self.cfg.async_inference
+        if a is None:
+            return None
+        base = a.output_path or self.cfg.s3_uri("async-output")
+        out: dict[str, Any] = {
+            "OutputConfig": {
+                "S3OutputPath": f"{base.rstrip('/')}/{endpoint}",
+                "S3FailurePath": f"{base.rstrip('/')}/{endpoint}-failures",
+            },
+            "ClientConfig": {
+                "MaxConcurrentInvocationsPerInstance": a.max_concurrent_invocations_per_instance
+            },
+        }
+        if self.cfg.kms_key_id:
+            out["OutputConfig"]["KmsKeyId"] = self.cfg.kms_key_id
+        return out
+
+    def _rows_beside(
+        self, current: dict[str, Any] | None, new_variant: str, traffic: int
+    ) -> list[dict[str, Any]]:
+        """The variants kept beside a canary, re-weighted to share ``100 - traffic``."""
+        if current is None or traffic >= 100:
+            return []
+        live = {v["VariantName"]: float(v.get("CurrentWeight", 0)) for v in current["endpoint"].get("ProductionVariants", [])}
+        keep = [dict(r) for r in current["config"]["ProductionVariants"] if r["VariantName"] != new_variant]
+        total = sum(live.get(r["VariantName"], 0.0) for r in keep)
+        rest = 100 - traffic
+        for r in keep:
+            share = live.get(r["VariantName"], 0.0) / total if total else 1 / len(keep)
+            r["InitialVariantWeight"] = float(round(rest * share))
+        if keep:
+            drift = rest - sum(r["InitialVariantWeight"] for r in keep)
+            keep[0]["InitialVariantWeight"] += drift
+        return keep
+
+    # -- deploy -----------------------------------------------------------------------------
+
+    def _current(self, endpoint: str, *, missing_ok: bool = True) -> dict[str, Any] | None:
+        """The endpoint and its config; None (or NotFound) when it does not exist."""
+        try:
+            ep = self.sm("describe_endpoint", EndpointName=endpoint)
+        except NotFound:
+            if missing_ok:
+                return None
+            raise
+        config = self.sm("describe_endpoint_config", EndpointConfigName=ep["EndpointConfigName"])
+        return {"endpoint": ep, "config": config}
+
+    def deploy(
+        self,
+        spec: DeploySpec,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Endpoint:
+        """Create the endpoint or update it blue/green (new endpoint config + UpdateEndpoint).
+
+        The same spec again is a no-op. A failure half-way deletes the models, endpoint config
+        and endpoint this deploy created, unless ``spec.keep_on_failure``.
+        """
+        self.validate(spec)
+        current = self._settled(spec.endpoint, timeout, progress)
+        if current is not None and current["endpoint"]["EndpointStatus"] == "Failed":
+            self.delete_endpoint(spec.endpoint)
+            current = None
+        gpu = (spec.compute.size or "").startswith("gpu.") or (spec.compute.instance_type or "").startswith(("ml.g", "ml.p"))
+        data_url = self._artifact_uri(spec.model)
+        container = self._container(spec.model, data_url, gpu)
+        model = names.model_name(spec.endpoint, spec.variant_name, pkg.content_hash(container, self.cfg.vpc, self.cfg.role_arn))
+        rows = [*self._rows_beside(current, spec.variant_name, spec.traffic), self._variant_row(spec, model, spec.traffic)]
+        capture, async_cfg = self._data_capture(spec), self._async_config(spec.endpoint)
+        scaling = self._scaling_plan(spec, current)
+        config = names.config_name(spec.endpoint, pkg.content_hash(rows, capture, async_cfg, scaling, self.cfg.kms_key_id))
+        if current is not None and current["endpoint"]["EndpointConfigName"] == config and self._weights_match(current, rows):
+            return self.get_endpoint(spec.endpoint)
+        created = _Created()
+        tags = names.tags({**self.cfg.tags, **spec.model.tags, **spec.tags}, spec.endpoint)
+        try:
+            self._ensure_model(model, container, tags, created)
+            self._create_config(config, rows, capture, async_cfg, tags, created)
+            if current is None:
+                self.sm("create_endpoint", retry=False, EndpointName=spec.endpoint, EndpointConfigName=config, Tags=tags)
+                created.endpoint = spec.endpoint
+            else:
+                self._deregister_scaling(spec.endpoint, [v["VariantName"] for v in current["config"]["ProductionVariants"]])
+                self.sm("update_endpoint", retry=False, EndpointName=spec.endpoint, EndpointConfigName=config)
+            if not wait:
+                return self.get_endpoint(spec.endpoint)
+            self._await_config(spec.endpoint, config, timeout, progress)
+            self._register_scaling(spec.endpoint, scaling, created)
+        except BaseException:
+            if not spec.keep_on_failure:
+                self._roll_back(created, restore=None if current is None else self._scaling_plan_of(current))
+            raise
+        self._collect_garbage(spec.endpoint, keep=config)
+        with self._lock:
+            self._versions.pop(spec.endpoint, None)
+        return self.get_endpoint(spec.endpoint)
+
+    def _create_config(
+        self,
+        name: str,
+        rows: list[dict[str, Any]],
+        capture: dict[str, Any] | None,
+        async_cfg: dict[str, Any] | None,
+        tags: list[dict[str, str]],
+        created: _Created,
+    ) -> None:
+        params: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": rows, "Tags": tags}
+        if capture is not None:
+            params["DataCaptureConfig"] = capture
+        if async_cfg is not None:
+            params["AsyncInferenceConfig"] = async_cfg
+        if self.cfg.kms_key_id:
+            params["KmsKeyId"] = self.cfg.kms_key_id
+        try:
+            self.sm("create_endpoint_config", retry=False, **params)
+        except CloudServeError as exc:
+            if "already exist" not in str(exc):
+                raise
+            return
+        created.config = name
+
+    def _weights_match(self, current: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+        live = {v["VariantName"]: float(v.get("CurrentWeight", 0)) for v in current["endpoint"].get("ProductionVariants", [])}
+        return all(abs(live.get(r["VariantName"], -1) - r["InitialVariantWeight"]) < 1e-6 for r in rows)
+
+    def _settled(self, endpoint: str, timeout: float | None, progress: ProgressCallback | None) -> dict[str, Any] | None:
+        """The endpoint once no create/update is in flight (None when it does not exist)."""
+        current = self._current(endpoint)
+        if current is None or STATES.get(current["endpoint"]["EndpointStatus"], EndpointStatus.UPDATING).is_terminal:
+            return current
+        self._wait_status(endpoint, timeout, progress)
+        return self._current(endpoint)
+
+    def _wait_status(self, endpoint: str, timeout: float | None, progress: ProgressCallback | None) -> dict[str, Any]:
+        return self.wait(
+            lambda: self.sm("describe_endpoint", EndpointName=endpoint),
+            is_done=lambda d: STATES.get(d["EndpointStatus"], EndpointStatus.UPDATING).is_terminal,
+            description=f"endpoint {endpoint}",
+            timeout=timeout,
+            progress=progress,
+            status_of=lambda d: str(d["EndpointStatus"]),
+        )
+
+    def _await_config(self, endpoint: str, config: str, timeout: float | None, progress: ProgressCallback | None) -> None:
+        final = self._wait_status(endpoint, timeout, progress)
+        reason = final.get("FailureReason") or "no reason given"
+        if final["EndpointStatus"] != "InService":
+            raise OperationFailed(f"endpoint {endpoint} ended {final['EndpointStatus']}: {reason}", provider=self.name, code=final["EndpointStatus"])
+        if final["EndpointConfigName"] != config:
+            raise OperationFailed(f"the update of endpoint {endpoint} was rolled back: {reason}", provider=self.name, code="UpdateRolledBack")
+
+    def _roll_back(self, created: _Created, restore: list[dict[str, Any]] | None) -> None:
+        """Remove what a failed deploy created; put back the scaling a failed update removed."""
+        with contextlib.suppress(CloudServeError):
+            if created.endpoint:
+                self._quiet_delete("delete_endpoint", EndpointName=created.endpoint)
+                self._wait_gone(created.endpoint, None)
+            if created.config:
+                self._quiet_delete("delete_endpoint_config", EndpointConfigName=created.config)
+            for model in created.models:
+                self._quiet_delete("delete_model", ModelName=model)
+            for resource in created.scaling:
+                self._deregister_one(resource)
+            if restore:
+                self._register_scaling(restore[0]["endpoint"], restore, _Created())
+
+    # -- autoscaling (Application Auto Scaling, target tracking) ------------------------------
+
+    def _scaling_plan(self, spec: DeploySpec, current: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Scaling of every variant the new config keeps: carried over, plus the new one."""
+        plan = [p for p in (self._scaling_plan_of(current) if current and spec.traffic < 100 else []) if p["variant"] != spec.variant_name]
+        c = spec.compute
+        if c.autoscaling:
+            lo, hi = c.replica_range
+            plan.append({"endpoint": spec.endpoint, "variant": spec.variant_name, "min": max(lo, 1), "max": hi,
+                         "target": c.autoscale_target or self.cfg.autoscale_target})
+        return plan
+
+    def _scaling_plan_of(self, current: dict[str, Any]) -> list[dict[str, Any]]:
+        endpoint = current["endpoint"]["EndpointName"]
+        variants = [v["VariantName"] for v in current["config"]["ProductionVariants"]]
+        targets = self._scalable_targets(endpoint, variants)
+        plan = []
+        for variant, t in targets.items():
+            target = self._policy_target(endpoint, variant)
+            plan.append({"endpoint": endpoint, "variant": variant, "min": t["MinCapacity"], "max": t["MaxCapacity"], "target": target})
+        return plan
+
+    def _policy_target(self, endpoint: str, variant: str) -> float:
+        found = self.aws_call("application-autoscaling", "describe_scaling_policies", ServiceNamespace="sagemaker",
+                              ResourceId=_scaling_resource(endpoint, variant), ScalableDimension=SCALABLE_DIMENSION)
+        for p in found.get("ScalingPolicies", []):
+            cfg = p.get("TargetTrackingScalingPolicyConfiguration")
+            if cfg:
+                return float(cfg["TargetValue"])
+        return self.cfg.autoscale_target
+
+    def _scalable_targets(self, endpoint: str, variants: list[str]) -> dict[str, dict[str, Any]]:
+        if not variants:
+            return {}
+        ids = {_scaling_resource(endpoint, v): v for v in variants}
+        found = self.aws_call("application-autoscaling", "describe_scalable_targets", ServiceNamespace="sagemaker",
+                              ResourceIds=list(ids), ScalableDimension=SCALABLE_DIMENSION)
+        return {ids[t["ResourceId"]]: t for t in found.get("ScalableTargets", []) if t["ResourceId"] in ids}
+
+    def _register_scaling(self, endpoint: str, plan: list[dict[str, Any]], created: _Created) -> None:
+        for p in plan:
+            resource = _scaling_resource(endpoint, p["variant"])
+            self.aws_call("application-autoscaling", "register_scalable_target", ServiceNamespace="sagemaker",
+                          ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION, MinCapacity=p["min"], MaxCapacity=p["max"])
+            created.scaling.append(resource)
+            self.aws_call(
+                "application-autoscaling", "put_scaling_policy",
+                PolicyName=f"cloudserve-{endpoint}-{p['variant']}", ServiceNamespace="sagemaker", ResourceId=resource,
+                ScalableDimension=SCALABLE_DIMENSION, PolicyType="TargetTrackingScaling",
+                TargetTrackingScalingPolicyConfiguration={
+                    "TargetValue": float(p["target"]),
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                    "ScaleInCooldown": 300,
+                    "ScaleOutCooldown": 60,
+                },
+            )
+
+    def _deregister_one(self, resource: str) -> None:
+        found = self.aws_call("application-autoscaling", "describe_scaling_policies", ServiceNamespace="sagemaker",
+                              ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION)
+        for p in found.get("ScalingPolicies", []):
+            with contextlib.suppress(CloudServeError):
+                self.aws_call("application-autoscaling", "delete_scaling_policy", PolicyName=p["PolicyName"],
+                              ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION)
+        with contextlib.suppress(CloudServeError):
+            self.aws_call("application-autoscaling", "deregister_scalable_target", ServiceNamespace="sagemaker",
+                          ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION)
+
+    def _deregister_scaling(self, endpoint: str, variants: list[str]) -> None:
+        # SageMaker refuses to update or delete a variant that is still registered for scaling.
+        for variant in self._scalable_targets(endpoint, variants):
+            self._deregister_one(_scaling_resource(endpoint, variant))
+
+    # -- reading endpoints -------------------------------------------------------------------
+
+    def get_endpoint(self, name: str) -> Endpoint:
+        """The endpoint, its variants (model version, weight, instances, scaling range)."""
+        current = self._current(name, missing_ok=False)
+        assert current is not None
+        return self._endpoint(current)
+
+    def _endpoint(self, current: dict[str, Any]) -> Endpoint:
+        ep, config = current["endpoint"], current["config"]
+        rows = {r["VariantName"]: r for r in config["ProductionVariants"]}
+        scaling = self._scalable_targets(ep["EndpointName"], list(rows))
+        status = STATES.get(ep["EndpointStatus"], EndpointStatus.UPDATING)
+        variants = []
+        versions: dict[str, str] = {}
+        for live in ep.get("ProductionVariants", []):
+            row = rows.get(live["VariantName"], {})
+            env = self._model_env(row.get("ModelName"))
+            target = scaling.get(live["VariantName"])
+            version = env.get(ENV_VERSION, "")
+            versions[live["VariantName"]] = version
+            variants.append(
+                Variant(
+                    name=live["VariantName"],
+                    model_name=env.get(ENV_NAME, row.get("ModelName", "")),
+                    model_version=version,
+                    weight=round(float(live.get("CurrentWeight", row.get("InitialVariantWeight", 0)))),
+                    instance_type=row.get("InstanceType") or ("serverless" if row.get("ServerlessConfig") else None),
+                    replicas=int(live.get("CurrentInstanceCount", row.get("InitialInstanceCount", 0)) or 0),
+                    min_replicas=target["MinCapacity"] if target else None,
+                    max_replicas=target["MaxCapacity"] if target else None,
+                    status=status,
+                    raw={"endpoint": live, "config": row},
+                )
+            )
+        with self._lock:
+            self._versions[ep["EndpointName"]] = versions
+        return Endpoint(
+            name=ep["EndpointName"],
+            provider=self.name,
+            status=status,
+            variants=variants,
+            url=f"https://runtime.sagemaker.{self.cfg.region}.amazonaws.com/endpoints/{ep['EndpointName']}/invocations",
+            created_at=ep.get("CreationTime"),
+            updated_at=ep.get("LastModifiedTime"),
+            message=ep.get("FailureReason"),
+            raw=current,
+        )
+
+    def _model_env(self, model: str | None) -> dict[str, str]:
+        if not model:
+            return {}
+        try:
+            found = self.sm("describe_model", ModelName=model)
+        except NotFound:
+            return {}
+        return dict(found.get("PrimaryContainer", {}).get("Environment", {}))
+
+    def list_endpoints(self) -> list[Endpoint]:
+        """Every endpoint in the region, with status and times (variants: ``get_endpoint``)."""
+        pages = self.call(lambda: list(self.aws.sm.get_paginator("list_endpoints").paginate()))
+        return [
+            Endpoint(
+                name=e["EndpointName"],
+                provider=self.name,
+                status=STATES.get(e["EndpointStatus"], EndpointStatus.UPDATING),
+                created_at=e.get("CreationTime"),
+                updated_at=e.get("LastModifiedTime"),
+                raw=e,
+            )
+            for page in pages
+            for e in page.get("Endpoints", [])
+        ]
+
+    # -- delete -----------------------------------------------------------------------------
+
+    def delete_endpoint(self, name: str, *, wait: bool = True) -> None:
+        """Delete the endpoint, its scaling, its endpoint configs and models (those tagged as
+        cloudserve's for it). A missing endpoint is fine."""
+        current = self._current(name)
+        if current is not None:
+            self._deregister_scaling(name, [v["VariantName"] for v in current["config"]["ProductionVariants"]])
+            self._quiet_delete("delete_endpoint", EndpointName=name)
+            if wait:
+                self._wait_gone(name, None)
+        self._collect_garbage(name, keep=None)
+        with self._lock:
+            self._versions.pop(name, None)
+
+    def _wait_gone(self, name: str, timeout: float | None) -> None:
+        def poll() -> str:
+            try:
+                return str(self.sm("describe_endpoint", EndpointName=name)["EndpointStatus"])
+            except NotFound:
+                return "Gone"
+
+        self.wait(poll, is_done=lambda s: s in ("Gone", "Failed"), description=f"delete of endpoint {name}", timeout=timeout)
+
+    def _owned(self, arn: str, endpoint: str) -> bool:
+        try:
+            found = self.sm("list_tags", ResourceArn=arn)
+        except NotFound:
+            return False
+        tags = {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+        return tags.get(names.ENDPOINT_TAG) == endpoint
+
+    def _collect_garbage(self, endpoint: str, keep: str | None) -> None:
+        """Delete this endpoint's configs (but ``keep``) and the models no kept config uses."""
+        used: set[str] = set()
+        if keep is not None:
+            kept = self.sm("describe_endpoint_config", EndpointConfigName=keep)
+            used = {v["ModelName"] for v in kept["ProductionVariants"]}
+        configs = self.sm("list_endpoint_configs", NameContains=endpoint, MaxResults=100)["EndpointConfigs"]
+        for c in configs:
+            if c["EndpointConfigName"] != keep and self._owned(c["EndpointConfigArn"], endpoint):
+                self._quiet_delete("delete_endpoint_config", EndpointConfigName=c["EndpointConfigName"])
+        models = self.sm("list_models", NameContains=endpoint, MaxResults=100)["Models"]
+        for m in models:
+            if m["ModelName"] not in used and self._owned(m["ModelArn"], endpoint):
+                self._quiet_delete("delete_model", ModelName=m["ModelName"])
+
+    # -- traffic ----------------------------------------------------------------------------
+
+    def set_traffic(self, endpoint: str, weights: dict[str, int]) -> Endpoint:
+        """Move traffic between variants with UpdateEndpointWeightsAndCapacities (no redeploy)."""
+        current = self._current(endpoint, missing_ok=False)
+        assert current is not None
+        known = {v["VariantName"] for v in current["endpoint"].get("ProductionVariants", [])}
+        unknown = sorted(set(weights) - known)
+        if unknown:
+            raise NotFound(f"endpoint {endpoint} has no variant {', '.join(unknown)} (has {', '.join(sorted(known))})", provider=self.name)
+        if set(weights) != known:
+            raise InvalidRequest(f"give a weight for every variant of {endpoint}: {', '.join(sorted(known))}", provider=self.name)
+        desired = [{"VariantName": v, "DesiredWeight": float(w)} for v, w in weights.items()]
+        self.sm("update_endpoint_weights_and_capacities", EndpointName=endpoint, DesiredWeightsAndCapacities=desired)
+        self._wait_status(endpoint, None, None)
+        return self.get_endpoint(endpoint)
+
+    # -- online prediction -------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.cfg.predict_concurrency, thread_name_prefix="cloudserve-sm")
+            return self._pool
+
+    def _invoke(self, endpoint: str, rows: list[Any], variant: str | None, parameters: dict[str, Any] | None) -> tuple[list[Any], str | None]:
+        from cloudserve import codecs
+
+        body = codecs.encode_instances(rows) if not parameters else __import__("orjson").dumps({"instances": rows, "parameters": parameters})
+        params: dict[str, Any] = {"EndpointName": endpoint, "Body": body, "ContentType": codecs.JSON, "Accept": codecs.JSON}
+        if variant:
+            params["TargetVariant"] = variant
+        # Predictions change nothing, so a throttled or 5xx invocation is safe to repeat.
+        answer = self.call(lambda: self._read_invoke(params))
+        outputs = codecs.decode_predictions(answer["Body"], answer.get("ContentType") or codecs.JSON)
+        if len(outputs) != len(rows):
+            raise OperationFailed(f"endpoint {endpoint} returned {len(outputs)} outputs for {len(rows)} rows", provider=self.name)
+        return outputs, answer.get("InvokedProductionVariant")
+
+    def _read_invoke(self, params: dict[str, Any]) -> dict[str, Any]:
+        answer = self.aws.runtime.invoke_endpoint(**params)
+        return {**answer, "Body": answer["Body"].read()}
+
+    def predict(self, endpoint: str, instances: list[Any], *, variant: str | None = None, parameters: dict[str, Any] | None = None) -> Prediction:
+        """InvokeEndpoint; inputs over the payload limit go as concurrent chunks, in order."""
+        from cloudserve import codecs
+
+        started = time.perf_counter()
+        limit = int(self.cfg.max_payload_mb * 1024 * 1024) - PAYLOAD_MARGIN
+        chunks = codecs.split_for_limit(instances, limit) if instances else [[]]
+        if len(chunks) == 1:
+            results = [self._invoke(endpoint, chunks[0], variant, parameters)]
+        else:
+            results = list(self._executor().map(lambda rows: self._invoke(endpoint, rows, variant, parameters), chunks))
+        outputs = [o for chunk, _ in results for o in chunk]
+        served = results[0][1]
+        return Prediction(
+            outputs=outputs,
+            model_version=self._version_of(endpoint, served),
+            variant=served,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            raw={"invoked_variants": [v for _, v in results], "chunks": len(chunks)},
+        )
+
+    def _version_of(self, endpoint: str, variant: str | None) -> str | None:
+        if variant is None:
+            return None
+        with self._lock:
+            version = self._versions.get(endpoint, {}).get(variant)
+        if version is None:
+            with contextlib.suppress(NotFound):
+                self.get_endpoint(endpoint)
+            with self._lock:
+                version = self._versions.get(endpoint, {}).get(variant)
+        return version
+
+    # -- optional capabilities, in their own modules -------------------------------------------
+
+    def predict_async(self, endpoint: str, instances: list[Any], *, variant: str | None = None, parameters: dict[str, Any] | None = None) -> AsyncPrediction:
+        """InvokeEndpointAsync: the input goes to S3 first; poll with ``get_async_result``."""
+        from cloudserve_sagemaker._async import predict_async
+
+        return predict_async(self, endpoint, instances, variant=variant, parameters=parameters)
+
+    def get_async_result(self, endpoint: str, request_id: str) -> AsyncPrediction:
+        """The queued prediction's state, read from its S3 output (or failure) object."""
+        from cloudserve_sagemaker._async import get_async_result
+
+        return get_async_result(self, endpoint, request_id)
+
+    def batch_predict(self, spec: BatchSpec, *, wait: bool = False, timeout: float | None = None, progress: ProgressCallback | None = None) -> BatchJob:
+        """A batch transform job (Line split, MultiRecord batches, outputs assembled by line)."""
+        from cloudserve_sagemaker._batch import start_transform
+
+        self.validate(spec)
+        job = start_transform(self, spec)
+        if not wait:
+            return job
+        return self.wait(lambda: self.get_batch_job(job.id), is_done=lambda j: j.status.is_terminal,
+                         description=f"transform job {job.id}", timeout=timeout, progress=progress,
+                         status_of=lambda j: j.status.value, job=True)
+
+    def get_batch_job(self, job_id: str) -> BatchJob:
+        """The transform job; once it succeeds, outputs are downloaded to a local output path."""
+        from cloudserve_sagemaker._batch import describe_transform
+
+        return describe_transform(self, job_id)
+
+    def tune(self, spec: TuningSpec, *, wait: bool = False, timeout: float | None = None, progress: ProgressCallback | None = None) -> TuningJob:
+        """A hyperparameter tuning job running the script in SageMaker's framework container."""
+        from cloudserve_sagemaker._tuning import start_tuning
+
+        self.validate(spec)
+        job = start_tuning(self, spec)
+        if not wait:
+            return job
+        return self.wait(lambda: self.get_tuning_job(job.id), is_done=lambda j: j.status.is_terminal,
+                         description=f"tuning job {job.id}", timeout=timeout, progress=progress,
+                         status_of=lambda j: j.status.value, job=True)
+
+    def get_tuning_job(self, job_id: str) -> TuningJob:
+        """The tuning job, its trials (training jobs) and the best one."""
+        from cloudserve_sagemaker._tuning import describe_tuning
+
+        return describe_tuning(self, job_id)
+
+    def metrics(self, endpoint: str, window_s: float) -> MetricsReport:
+        """CloudWatch ``AWS/SageMaker`` invocations, 4xx/5xx errors and latency percentiles."""
+        from cloudserve_sagemaker._monitor import endpoint_metrics
+
+        return endpoint_metrics(self, endpoint, window_s)
+
+    def captured_inputs(self, endpoint: str, window_s: float) -> list[list[float]]:
+        """Input rows from the endpoint's data-capture JSON Lines files in S3."""
+        from cloudserve_sagemaker._monitor import captured_rows
+
+        return captured_rows(self, endpoint, window_s)
+
+    def register_model(self, model: ModelSpec, lineage: dict[str, Any]) -> ModelVersion:
+        """A model package in the model package group named after the model."""
+        from cloudserve_sagemaker._registry import register_model
+
+        self._validate_model(model)
+        return register_model(self, model, lineage)
+
+    def list_models(self, name: str | None = None) -> list[ModelVersion]:
+        """Registered model packages, of one group or of all groups."""
+        from cloudserve_sagemaker._registry import list_models
+
+        return list_models(self, name)
+
+    def plan(self, spec: DeploySpec) -> list[PlannedCall]:
+        """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""
+        self.validate(spec)
+        calls = []
+        if spec.model.is_local:
+            calls.append(PlannedCall(service="s3", operation="PutObject", params={"bucket": self.cfg.bucket}, creates="model.tar.gz"))
+        calls += [
+            PlannedCall(service="sagemaker", operation="CreateModel", params={"image": self._image(spec.model)}, creates=f"model for {spec.variant_name}"),
+            PlannedCall(service="sagemaker", operation="CreateEndpointConfig", params={"variant": spec.variant_name, "serverless": spec.compute.serverless}, creates="endpoint config"),
+            PlannedCall(service="sagemaker", operation="CreateEndpoint", params={"endpoint": spec.endpoint}, creates=f"endpoint {spec.endpoint}"),
+        ]
+        if spec.compute.autoscaling:
+            calls += [
+                PlannedCall(service="application-autoscaling", operation="RegisterScalableTarget", params={"range": list(spec.compute.replica_range)}, creates="scalable target"),
+                PlannedCall(service="application-autoscaling", operation="PutScalingPolicy", params={"metric": "SageMakerVariantInvocationsPerInstance"}, creates="target-tracking policy"),
+            ]
+        return calls
+
