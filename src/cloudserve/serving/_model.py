@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -277,7 +278,9 @@ class TorchScriptModel(LoadedModel):
         import torch
 
         self._torch = torch
-        self.module = torch.jit.load(str(find_artifact(path, manifest)), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream yet still served
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(find_artifact(path, manifest)), map_location="cpu")
         self.module.eval()
         if manifest.signature.dtype == "float64":  # torch models default to float32 weights
             self.dtype = "float32"
