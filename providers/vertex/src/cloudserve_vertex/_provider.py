@@ -1060,7 +1060,8 @@ class VertexProvider(Provider):
     def _to_tuning(self, job: Any) -> TuningJob:
         metric = job.study_spec.metrics[0]
         goal = "maximize" if int(metric.goal) == 1 else "minimize"
-        trials = [self._to_trial(t) for t in job.trials]
+        integers = {p.parameter_id for p in job.study_spec.parameters if "integer_value_spec" in p}
+        trials = [self._to_trial(t, integers) for t in job.trials]
         scored = [t for t in trials if t.value is not None]
         pick = max if goal == "maximize" else min
         best = pick(scored, key=lambda t: t.value) if scored else None  # type: ignore[type-var]
@@ -1077,13 +1078,14 @@ class VertexProvider(Provider):
         )
 
     @staticmethod
-    def _to_trial(t: Any) -> Trial:
+    def _to_trial(t: Any, integers: set[str]) -> Trial:
         from google.protobuf import json_format
 
         params = {}
         for p in t.parameters:
             value = json_format.MessageToDict(p._pb).get("value")
-            params[p.parameter_id] = value
+            # protobuf Values carry every number as a double; integer parameters come back whole.
+            params[p.parameter_id] = int(value) if p.parameter_id in integers else value
         values = [m.value for m in t.final_measurement.metrics]
         return Trial(
             id=t.id,
