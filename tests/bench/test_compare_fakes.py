@@ -7,6 +7,7 @@ injected model (a fixed latency, then faults), so the runs are deterministic.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,31 +19,32 @@ ROWS = [[1.0, 2.0, 3.0, 4.0]]
 
 
 class ScriptedModel:
-    """Sums each row after ``delay_s``; from call ``fail_from`` on, raises ``fail_with``."""
+    """Sums each row after ``delay_s``; from call ``fail_from`` on, raises RuntimeError."""
 
-    def __init__(self, delay_s: float = 0.003, fail_from: int | None = None,
-                 fail_with: type[BaseException] = RuntimeError):  # fmt: skip
-        self.delay_s, self.fail_from, self.fail_with = delay_s, fail_from, fail_with
+    def __init__(self, delay_s: float = 0.003, fail_from: int | None = None):
+        self.delay_s, self.fail_from = delay_s, fail_from
         self.calls = 0
 
     def predict(self, instances):
         self.calls += 1
         if self.fail_from is not None and self.calls >= self.fail_from:
-            raise self.fail_with("injected scoring failure")
+            raise RuntimeError("injected scoring failure")
         time.sleep(self.delay_s)
         return [sum(r) for r in instances]
 
 
-@pytest.fixture
-def azure(tmp_path: Path):
-    pytest.importorskip("cloudserve_azureml.testing", reason="cloudserve-azureml not installed")
-    from cloudserve_azureml import AzureMLConfig, AzureMLProvider
-    from cloudserve_azureml.testing import FakeAzureML
-
+def _model_dir(tmp_path: Path) -> Path:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "model.joblib").write_bytes(b"scored by the injected model")
-    scripted = ScriptedModel()
+    return model_dir
+
+
+@contextmanager
+def _azure(tmp_path: Path, scripted: ScriptedModel):
+    pytest.importorskip("cloudserve_azureml.testing", reason="cloudserve-azureml not installed")
+    from cloudserve_azureml import AzureMLConfig, AzureMLProvider
+    from cloudserve_azureml.testing import FakeAzureML
 
     with FakeAzureML(workdir=tmp_path / "fake", load_model=lambda _path: scripted) as fake:
         config = AzureMLConfig(
@@ -52,9 +54,33 @@ def azure(tmp_path: Path):
             region="eastus",
             sdk_polling_interval_s=0.01,
         )
-        client = cs.Client(AzureMLProvider(config, credential=fake.credential()), target="azure")
-        model = cs.ModelSpec(name="churn", artifact=str(model_dir), framework="sklearn")
-        yield fake, client, model, scripted
+        yield fake, cs.Client(AzureMLProvider(config, credential=fake.credential()), target="azure")
+
+
+@contextmanager
+def _vertex(tmp_path: Path, scripted: ScriptedModel):
+    pytest.importorskip("cloudserve_vertex.testing", reason="cloudserve-vertex not installed")
+    from cloudserve_vertex import VertexProvider
+    from cloudserve_vertex.testing import FakeVertex
+
+    with FakeVertex(workdir=tmp_path / "fake", load_model=lambda _path: scripted) as fake:
+        yield fake, cs.Client(VertexProvider(fake.config()), target="gcp")
+
+
+# cloud → (fake factory, instance type and hourly price of cpu.medium from the catalog)
+CLOUDS = {
+    "azureml": (_azure, "Standard_DS3_v2", 0.293),
+    "vertex": (_vertex, "n1-standard-4", 0.219),
+}
+
+
+@pytest.fixture(params=sorted(CLOUDS))
+def cloud(request, tmp_path: Path):
+    factory, instance, hourly = CLOUDS[request.param]
+    scripted = ScriptedModel()
+    model = cs.ModelSpec(name="churn", artifact=str(_model_dir(tmp_path)), framework="sklearn")
+    with factory(tmp_path, scripted) as (fake, client):
+        yield fake, client, model, scripted, (request.param, instance, hourly)
 
 
 def _compare(client, model):
@@ -68,19 +94,19 @@ def _compare(client, model):
     )
 
 
-def test_compare_on_the_azure_fake(azure):
-    fake, client, model, _ = azure
+def test_compare_on_a_cloud_fake(cloud):
+    fake, client, model, _, (provider, instance, hourly) = cloud
     (r,) = _compare(client, model).results
     assert r.error is None, r.error
-    assert r.provider == "azureml" and r.instance_type == "Standard_DS3_v2"
-    assert r.hourly == pytest.approx(0.293) and r.cost_per_1k is not None
+    assert r.provider == provider and r.instance_type == instance
+    assert r.hourly == pytest.approx(hourly) and r.cost_per_1k is not None
     assert r.load is not None and r.load.ok == 20 and r.load.p50_ms >= 3
     assert r.server_p99_ms is not None and r.slo_met is (r.load.p99_ms <= 500)
     assert r.torn_down and fake.leftovers() == []
 
 
-def test_failure_mid_run_on_the_azure_fake_still_tears_down(azure):
-    fake, client, model, scripted = azure
+def test_failure_mid_run_on_a_cloud_fake_still_tears_down(cloud):
+    fake, client, model, scripted, _ = cloud
     scripted.fail_from = 10  # the cold-start probe and a few requests succeed, then 5xx
     (r,) = _compare(client, model).results
     assert r.load is not None and r.load.error_count >= 10
@@ -88,9 +114,22 @@ def test_failure_mid_run_on_the_azure_fake_still_tears_down(azure):
     assert r.torn_down and fake.leftovers() == []
 
 
-def test_ctrl_c_on_the_azure_fake_tears_down(azure):
-    fake, client, model, scripted = azure
-    scripted.fail_from, scripted.fail_with = 6, KeyboardInterrupt
+def test_ctrl_c_on_a_cloud_fake_tears_down(cloud):
+    fake, client, model, _, _ = cloud
+
+    def interrupt_once_deployed(message: str) -> None:
+        # The user presses Ctrl-C once the endpoint exists, as the load is about to start.
+        if "driving" in message:
+            assert fake.leftovers(), "the endpoint exists at this point"
+            raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
-        _compare(client, model)
+        cs.compare(
+            [client],
+            model,
+            cs.Workload(rps=20, duration_s=1.0, payload=ROWS),
+            compute=cs.Compute(size="cpu.medium"),
+            overrides=PriceOverrides(),
+            status=interrupt_once_deployed,
+        )
     assert fake.leftovers() == []
