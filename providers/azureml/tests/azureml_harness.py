@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
+from typing import Any
 
 from cloudserve.provider import RetrySettings, WaitSettings
 from cloudserve.testing import Fault, ProviderHarness
@@ -24,6 +27,7 @@ def fast_config(fake: FakeAzureML, **overrides: object) -> AzureMLConfig:
         resource_group=fake.resource_group,
         workspace=fake.workspace,
         region="eastus",
+        compute="cpu-cluster",
         sdk_polling_interval_s=0.01,
         retry=RetrySettings(
             max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05, max_elapsed_s=20
@@ -54,3 +58,12 @@ class AzureMLHarness(ProviderHarness):
 
     def leftover_resources(self) -> list[str]:
         return self.fake.leftovers()
+
+    def read_batch_output(self, output: str) -> list[Any]:
+        """Predictions from Azure's ``predictions.csv`` (``file,row,prediction,error``, no
+        header), in input order."""
+        path = Path(output) / "predictions.csv"
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+        rows.sort(key=lambda r: (r[0], int(r[1])))
+        return [json.loads(r[2]) for r in rows if not r[3]]

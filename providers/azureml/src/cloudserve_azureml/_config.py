@@ -19,6 +19,13 @@ class AzureMLConfig(ProviderConfig):
     ``client_secret``, the secret never printed). ``compute`` names the compute cluster that
     batch and sweep jobs run on. ``sdk_polling_interval_s`` is how often the SDK polls a
     long-running operation (``None`` keeps the SDK's 30 s; tests use 0.01).
+
+    Batch: ``batch_mini_batch_size`` is how many input *files* one ``run()`` call of a batch
+    deployment gets (Azure's ``mini_batch_size``; the rows per model call come from
+    ``BatchSpec.batch_size``). Tuning: ``early_termination`` picks the policy a sweep uses when
+    ``TuningSpec.early_stopping`` is set; ``training_environment`` names an existing environment
+    for the trials (``azureml:NAME:VERSION``), else one is built from ``environment_image`` and
+    ``runtime_requirement``.
     """
 
     provider: Literal["azureml"] = "azureml"
@@ -37,6 +44,10 @@ class AzureMLConfig(ProviderConfig):
     request_timeout_ms: int = Field(5000, ge=1000, le=180000)
     max_request_mb: float = Field(5.0, gt=0)
     predict_concurrency: int = Field(4, ge=1, le=64)
+    batch_mini_batch_size: int = Field(10, ge=1)
+    batch_max_retries: int = Field(3, ge=0)
+    early_termination: Literal["bandit", "median_stopping", "truncation_selection"] = "bandit"
+    training_environment: str | None = None
 
     @model_validator(mode="after")
     def _service_principal(self) -> AzureMLConfig:

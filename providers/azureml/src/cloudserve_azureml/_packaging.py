@@ -17,8 +17,10 @@ from typing import Any
 from cloudserve.specs import DeploySpec, ModelSpec
 
 __all__ = [
+    "BATCH_SCRIPT",
     "RUNTIME_PORT",
     "SCORING_SCRIPT",
+    "TRIAL_WRAPPER",
     "deployment_name",
     "spec_hash",
     "write_code",
@@ -63,6 +65,14 @@ def run(raw_data):
 '''
 
 
+# The scripts that run on Azure are real modules of this package (linted and tested here),
+# uploaded as their source text.
+BATCH_SCRIPT = (Path(__file__).parent / "_batch_script.py").read_text()
+BATCH_SCRIPT_NAME = "batch_score.py"
+TRIAL_WRAPPER = (Path(__file__).parent / "_trial_script.py").read_text()
+TRIAL_WRAPPER_NAME = "cloudserve_trial.py"
+
+
 def deployment_name(variant: str) -> str:
     """The Azure deployment name for a variant (Azure wants 3–32 lowercase characters)."""
     name = variant.lower()
@@ -87,16 +97,13 @@ def write_code(directory: Path, script: str, filename: str = "score.py") -> Path
     return directory
 
 
-def conda_file(runtime_requirement: str) -> dict[str, Any]:
-    """The conda spec of the framework-route environment."""
+def conda_file(runtime_requirement: str, extra: list[str] | None = None) -> dict[str, Any]:
+    """The conda spec of a cloudserve environment (serving by default; ``extra`` pip packages)."""
+    pip = extra if extra is not None else ["azureml-inference-server-http"]
     return {
         "name": "cloudserve",
         "channels": ["conda-forge"],
-        "dependencies": [
-            "python=3.11",
-            "pip",
-            {"pip": ["azureml-inference-server-http", runtime_requirement]},
-        ],
+        "dependencies": ["python=3.11", "pip", {"pip": [*pip, runtime_requirement]}],
     }
 
 
@@ -112,3 +119,12 @@ def inference_config() -> dict[str, Any]:
 def container_env_vars(model: ModelSpec) -> dict[str, str]:
     """Tell the runtime image where Azure mounts the registered model."""
     return {"CLOUDSERVE_MODEL_DIR": f"{MODEL_MOUNT}/{model.name}/{model.version}"}
+
+
+def batch_endpoint_name(model: str) -> str:
+    """The batch endpoint that serves a model's batch jobs (Azure: 3–32 characters, a letter
+    first, letters, digits and hyphens)."""
+    name = "csb-" + re.sub(r"[^a-z0-9-]", "-", model.lower())
+    if len(name) <= 32:
+        return name
+    return f"{name[:23]}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"

@@ -27,15 +27,17 @@ from cloudserve.errors import (
 )
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
+    BatchJob,
     Endpoint,
     EndpointStatus,
     MetricsReport,
     ModelVersion,
     Prediction,
+    TuningJob,
     Variant,
 )
 from cloudserve.sizes import resolve_instance
-from cloudserve.specs import DeploySpec, ModelSpec
+from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
 from cloudserve.waiting import ProgressCallback
 from cloudserve_azureml import _packaging as pkg
 from cloudserve_azureml._config import AzureMLConfig
@@ -93,6 +95,8 @@ class AzureMLProvider(Provider):
             Capability.DATA_CAPTURE,
             Capability.DRIFT,
             Capability.REGISTRY,
+            Capability.BATCH,
+            Capability.TUNE,
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
@@ -107,10 +111,6 @@ class AzureMLProvider(Provider):
             "managed online endpoints have no queued mode; use batch_predict for large inputs"
         ),
         Capability.PRICING_REFRESH: "refreshing from the Azure Retail Prices API is not built yet",
-        Capability.BATCH: (
-            "batch endpoints are not wired up in this release of the Azure ML provider"
-        ),
-        Capability.TUNE: "sweep jobs are not wired up in this release of the Azure ML provider",
     }
     error_table = ERROR_TABLE
 
@@ -267,6 +267,14 @@ class AzureMLProvider(Provider):
         super().validate(spec)
         if isinstance(spec, DeploySpec):
             self._validate_deploy(spec)
+        elif isinstance(spec, BatchSpec):
+            from cloudserve_azureml._batch import validate_batch
+
+            validate_batch(self, spec)
+        elif isinstance(spec, TuningSpec):
+            from cloudserve_azureml._tuning import validate_tuning
+
+            validate_tuning(self, spec)
 
     def _validate_deploy(self, spec: DeploySpec) -> None:
         if not 3 <= len(spec.endpoint) <= 32:
@@ -285,7 +293,7 @@ class AzureMLProvider(Provider):
             )
         self._instance_type(spec)
 
-    def _instance_type(self, spec: DeploySpec) -> str:
+    def _instance_type(self, spec: DeploySpec | BatchSpec) -> str:
         choice = resolve_instance(self.name, spec.compute.size, spec.compute.instance_type)
         return spec.compute.instance_type if choice is None else choice.instance_type  # type: ignore[return-value]
 
@@ -720,6 +728,73 @@ class AzureMLProvider(Provider):
         data = resp.json()
         outputs = data.get("predictions", data) if isinstance(data, dict) else data
         return list(outputs), resp.headers.get("azureml-model-deployment")
+
+    # -- batch, tuning ----------------------------------------------------------------------------
+
+    def batch_predict(
+        self,
+        spec: BatchSpec,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> BatchJob:
+        """Score ``spec.input`` through a batch endpoint (see ``_batch``); ``wait`` to the end."""
+        from cloudserve_azureml import _batch
+
+        self.validate(spec)
+        job = _batch.batch_predict(self, spec)
+        if not wait:
+            return job
+        return self._wait_job(lambda: _batch.get_batch_job(self, job.id), job.id, timeout, progress)
+
+    def get_batch_job(self, job_id: str) -> BatchJob:
+        """A batch job's state; once it succeeded, its rows counted and a local output filled."""
+        from cloudserve_azureml._batch import get_batch_job
+
+        return get_batch_job(self, job_id)
+
+    def tune(
+        self,
+        spec: TuningSpec,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TuningJob:
+        """Run a sweep job over the search space (see ``_tuning``); ``wait`` to the end."""
+        from cloudserve_azureml import _tuning
+
+        self.validate(spec)
+        job = _tuning.tune(self, spec)
+        if not wait:
+            return job
+        return self._wait_job(
+            lambda: _tuning.get_tuning_job(self, job.id), job.id, timeout, progress
+        )
+
+    def get_tuning_job(self, job_id: str) -> TuningJob:
+        """A sweep's state, its trials and the best trial so far."""
+        from cloudserve_azureml._tuning import get_tuning_job
+
+        return get_tuning_job(self, job_id)
+
+    def _wait_job(
+        self,
+        poll: Callable[[], T],
+        job_id: str,
+        timeout: float | None,
+        progress: ProgressCallback | None,
+    ) -> T:
+        return self.wait(
+            poll,
+            is_done=lambda j: j.status.is_terminal,  # type: ignore[attr-defined]
+            description=f"job {job_id}",
+            timeout=timeout,
+            progress=progress,
+            status_of=lambda j: j.status.value,  # type: ignore[attr-defined]
+            job=True,
+        )
 
     # -- monitoring, registry ------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ HTTP, intercepted in-process by ``responses``::
         ...
         fake.deployments("my-endpoint")          # inspect what was created
         fake.inject("throttle", times=2)         # 429 with Retry-After on the next 2 calls
+        fake.batch_deployments("csb-churn")      # batch deployment settings
+        fake.job("sweep-1"); fake.child_jobs("sweep-1")   # jobs and sweep trials
 
 Why ``responses`` and not a local HTTP server: azure-core's bearer-token policy refuses
 non-HTTPS URLs and MLClient builds its ARM, run-history and scoring URLs from Azure's public
@@ -54,6 +56,11 @@ class FakeAzureML:
     so that even an MLClient with default polling settles fast). ``load_model`` turns a model
     directory into an object with ``predict(instances)``; the default is cloudserve's serving
     runtime, so scoring answers are the deployed artifact's real outputs.
+
+    ``job_polls`` is how many reads a batch or sweep job answers ``Queued``/``Running`` before it
+    does its work: a batch job then runs the deployment's uploaded scoring script over the
+    uploaded input and writes ``predictions.csv``; a sweep job runs one wave of trials (the
+    user's training script, as a subprocess) per read until its budget is spent.
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class FakeAzureML:
         workdir: str | Path | None = None,
         seed: int = 0,
         load_model: Callable[[Path], Any] | None = None,
+        job_polls: int = 2,
     ):
         self.service = FakeAzureMLService(
             subscription_id=subscription_id,
@@ -82,6 +90,7 @@ class FakeAzureML:
             container=container,
             seed=seed,
             load_model=load_model,
+            job_polls=job_polls,
         )
         self._workdir = Path(workdir) if workdir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -223,6 +232,35 @@ class FakeAzureML:
         if res is None:
             raise KeyError(endpoint)
         return {k: int(v) for k, v in (res["properties"].get("traffic") or {}).items()}
+
+    def batch_endpoints(self) -> list[dict[str, Any]]:
+        """Every batch endpoint."""
+        with self.service.lock:
+            return self.service.children("batchEndpoints")
+
+    def batch_deployments(self, endpoint: str) -> list[dict[str, Any]]:
+        """The batch deployments of ``endpoint``."""
+        with self.service.lock:
+            return self.service.children(f"batchEndpoints/{endpoint}/deployments")
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        """A stored job (batch, sweep or trial) as the fake holds it, without advancing it."""
+        return self.resource(f"jobs/{name}")
+
+    def child_jobs(self, parent: str) -> list[dict[str, Any]]:
+        """The trial jobs a sweep job has started so far, in order."""
+        with self.service.lock:
+            state = self.service.jobs.states.get(parent.lower())
+            names = state.trials if state is not None else []
+            return [r for r in (self.service.get(f"jobs/{n}") for n in names) if r is not None]
+
+    def blob(self, path: str) -> bytes | None:
+        """A blob of the workspace's default datastore, by its path in the container."""
+        with self.service.lock:
+            found = self.service.blobs.blobs.get(
+                (self.service.storage_account, self.service.container, path)
+            )
+            return found.data if found is not None else None
 
     def model_versions(self, name: str) -> list[str]:
         """Registered versions of model ``name``."""

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cloudserve_azureml.testing._blob import BLOB_HOST, BlobStore, Response
+from cloudserve_azureml.testing._jobs import FakeJobs
 
 ARM = "https://management.azure.com"
 RP = "Microsoft.MachineLearningServices"
@@ -43,6 +44,7 @@ OWNED_KINDS = LRO_KINDS | {
     "data/versions",
 }
 SCORING_HOST = re.compile(r"https://([a-z0-9-]+)\.([a-z0-9]+)\.inference\.ml\.azure\.com/(.*)")
+API_HOST = re.compile(r"https://([a-z0-9]+)\.api\.azureml\.ms(/[^?]*)")
 
 
 def _now() -> str:
@@ -113,6 +115,7 @@ class FakeAzureMLService:
         container: str,
         seed: int = 0,
         load_model: Callable[[Path], Any] | None = None,
+        job_polls: int = 2,
     ):
         self.subscription_id = subscription_id
         self.resource_group = resource_group
@@ -134,6 +137,7 @@ class FakeAzureMLService:
         self.workdir: Path | None = None
         self._models: dict[str, Any] = {}
         self._load_model = load_model
+        self.jobs = FakeJobs(self, job_polls)
         self._seed()
 
     # -- paths -------------------------------------------------------------------------------
@@ -275,6 +279,8 @@ class FakeAzureMLService:
         if SCORING_HOST.match(url):
             return self.score(method, url, headers, body)
         with self.lock:
+            if API_HOST.match(url):
+                return self._workspace_api(method, url)
             if BLOB_HOST.match(url):
                 return self.blobs.handle(method, url, headers, body)
             if url.startswith(ARM):
@@ -350,6 +356,8 @@ class FakeAzureMLService:
         res = self.get(key)
         if res is None:
             return arm_error(404, "ResourceNotFound", f"{key} was not found")
+        if self.kind_of(key) == "jobs":
+            self.jobs.read(res["name"])
         for op in list(self.operations.values()):
             if op.key == self.norm(key) and op.status == "InProgress":
                 self._advance(op)
@@ -377,6 +385,8 @@ class FakeAzureMLService:
         if old is not None:
             res["systemData"]["createdAt"] = old["systemData"]["createdAt"]
         self._complete_put(kind, key, res, payload)
+        if kind == "jobs":
+            self.jobs.put_job(key, res)
         if kind.endswith("/versions"):
             self._ensure_container(key)
         if kind not in LRO_KINDS:
@@ -596,10 +606,8 @@ class FakeAzureMLService:
 
     def _pending_upload(self, key: str) -> Response:
         """A temporary blob location for a code/data asset upload (SAS-authorised)."""
-        blob_uri = (
-            f"https://{self.storage_account}.blob.core.windows.net/{self.container}"
-            f"/LocalUpload/{uuid.uuid4().hex}"
-        )
+        # Like Azure: a fresh temporary container per upload, authorised by a container SAS.
+        blob_uri = f"https://{self.storage_account}.blob.core.windows.net/{uuid.uuid4().hex}"
         return _json(
             200,
             {
@@ -618,15 +626,28 @@ class FakeAzureMLService:
 
     # -- assets ------------------------------------------------------------------------------
 
-    def _asset(self, ref: str) -> dict[str, Any] | None:
-        """The stored asset an ``azureml:`` / ARM id reference points to."""
+    def _asset(self, ref: Any) -> dict[str, Any] | None:
+        """The stored asset an ARM id (or an ``{"assetId": …}`` reference) points to."""
+        if isinstance(ref, dict):
+            ref = ref.get("assetId") or ""
         m = re.search(r"/workspaces/[^/]+/(.+)$", ref)
-        if m:
-            return self.get(m.group(1))
-        m = re.match(r"^azureml:([^:/@]+)[:@]([^/]+)$", ref)
-        if m:
-            return None  # name:version references are resolved to ARM ids by the SDK
-        return None
+        return self.get(m.group(1)) if m else None  # the SDK sends ARM ids, not name:version
+
+    def materialize_code(self, asset: dict[str, Any], dest: Path) -> Path:
+        """Copy a code asset's uploaded files into ``dest``."""
+        uri = str(asset["properties"]["codeUri"])
+        if uri.startswith("azureml://"):
+            return self.materialize(uri, dest)
+        parts = urlsplit(uri)  # https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX
+        container, _, prefix = unquote(parts.path).lstrip("/").partition("/")
+        blobs = self.blobs.under(parts.netloc.split(".")[0], container, prefix.rstrip("/"))
+        if not blobs:
+            raise FileNotFoundError(f"nothing uploaded under {uri}")
+        for name, data in blobs.items():
+            target = dest / name[len(prefix) :].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        return dest
 
     def datastore_blobs(self, uri: str) -> tuple[str, dict[str, bytes]]:
         """(prefix, blob name → bytes) under an ``azureml://…/datastores/NAME/paths/P`` URI."""
@@ -682,6 +703,9 @@ class FakeAzureMLService:
         assert m is not None
         name = m.group(1)
         with self.lock:
+            batch = self._endpoint_key(name, "batchendpoints")
+            if batch is not None and m.group(3).split("?")[0] == "jobs":
+                return self._invoke_batch(batch, headers, body)
             key = self._endpoint_key(name)
             if key is None:
                 return _json(404, {"message": f"endpoint {name} not found"})
@@ -702,11 +726,51 @@ class FakeAzureMLService:
             self.scoring.append(ScoringRecord(time.time(), name, deployment, status, latency))
         return _json(status, out, {"azureml-model-deployment": deployment})
 
-    def _endpoint_key(self, name: str) -> str | None:
+    def _endpoint_key(self, name: str, kind: str = "onlineendpoints") -> str | None:
         for k, r in self.resources.items():
-            if self.kind_of(k) == "onlineendpoints" and r["name"].lower() == name.lower():
+            if self.kind_of(k) == kind and r["name"].lower() == name.lower():
                 return k
         return None
+
+    def _invoke_batch(self, endpoint_key: str, headers: Any, body: bytes) -> Response:
+        """A batch endpoint's ``/jobs`` POST: start a batch job (AAD token, not a key)."""
+        if not headers.get("Authorization", "").startswith("Bearer "):
+            return _json(401, {"message": "an Azure AD token is required"})
+        try:
+            payload = json.loads(body or b"{}")
+            job = self.jobs.invoke_batch(
+                endpoint_key, headers.get("azureml-model-deployment"), payload
+            )
+        except (ValueError, LookupError) as exc:
+            return _json(400, {"error": {"code": "BadArgument", "message": str(exc)}})
+        return _json(200, job)
+
+    def _workspace_api(self, method: str, url: str) -> Response:
+        """The workspace's data-plane host: discovery and run history (child runs)."""
+        m = API_HOST.match(url)
+        assert m is not None
+        host, path = f"https://{m.group(1)}.api.azureml.ms", m.group(2)
+        if path == "/discovery":
+            return _json(
+                200,
+                {
+                    "api": host,
+                    "catalog": host,
+                    "experimentation": host,
+                    "history": host,
+                    "hyperdrive": host,
+                    "labeling": host,
+                    "modelmanagement": host,
+                    "pipelines": host,
+                    "studiohost": host,
+                },
+            )
+        child = re.match(r"^/history/v1\.0/.*/runs/([^/]+)/children$", path)
+        if child and method in ("GET", "POST"):
+            if self.get(f"jobs/{child.group(1)}") is None:
+                return arm_error(404, "NotFound", f"run {child.group(1)} was not found")
+            return _json(200, {"value": self.jobs.children(child.group(1))})
+        return arm_error(404, "NotFound", f"the fake does not serve {method} {url}")
 
     def _route(self, key: str, wanted: str | None) -> str | None:
         deps = {d["name"].lower(): d["name"] for d in self.children(key + "/deployments")}

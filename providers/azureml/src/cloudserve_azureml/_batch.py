@@ -1,0 +1,314 @@
+"""Batch prediction on Azure ML: a batch endpoint per model, a model batch deployment per
+version, one invocation per job.
+
+The deployment runs ``batch_score.py`` (the source of :mod:`cloudserve_azureml._batch_script`)
+with ``output_action: append_row``, so ``predictions.csv`` holds one line
+``file,row,prediction,error`` per input row. Local input is uploaded as a data asset
+(``uri_file`` for a file, ``uri_folder`` for a directory); an ``azureml://`` URI is passed as is.
+A local ``output`` gets ``predictions.csv`` downloaded into it once the job has succeeded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cloudserve.errors import InvalidRequest, NotFound
+from cloudserve.resources import BatchJob, JobStatus
+from cloudserve.specs import BatchSpec
+from cloudserve_azureml import _batch_script
+from cloudserve_azureml import _packaging as pkg
+from cloudserve_azureml._jobstates import job_status
+
+if TYPE_CHECKING:
+    from cloudserve_azureml._provider import AzureMLProvider
+
+__all__ = ["batch_predict", "get_batch_job", "validate_batch"]
+
+OUTPUT_FILE = "predictions.csv"
+PROP_INPUT = "cloudserve.input"
+PROP_OUTPUT = "cloudserve.output"
+PROP_ROWS = "cloudserve.rows"
+TAG_HASH = "cloudserve-spec-hash"
+
+
+def _is_datastore_uri(value: str) -> bool:
+    return value.startswith("azureml://")
+
+
+def validate_batch(p: AzureMLProvider, spec: BatchSpec) -> None:
+    """Reject what an Azure batch deployment cannot honour, before any request."""
+
+    def bad(message: str) -> InvalidRequest:
+        return InvalidRequest(message, provider=p.name)
+
+    if p.cfg.compute is None:
+        raise bad("batch deployments run on a compute cluster: set `compute` in the azureml target")
+    if spec.model.artifact is None:
+        raise bad("Azure batch scoring needs a model artifact (the container route is online-only)")
+    if spec.resolved_format == "parquet":
+        raise bad("the Azure batch scoring script reads CSV and JSON Lines, not Parquet")
+    if "max_payload_mb" in spec.model_fields_set:
+        raise bad("Azure batch jobs read files, there is no request payload to limit")
+    if spec.compute.autoscaling or spec.compute.serverless:
+        raise bad("a batch deployment runs a fixed instance_count (compute.replicas)")
+    if not _is_datastore_uri(spec.input) and not Path(spec.input).exists():
+        raise bad(f"batch input {spec.input} is neither an azureml:// URI nor a local path")
+    if "://" in spec.output and not _is_datastore_uri(spec.output):
+        raise bad(f"batch output {spec.output} must be a local path or an azureml:// URI")
+    p._instance_type(spec)  # type: ignore[arg-type]  # an unknown size fails here
+
+
+def _settings_hash(p: AzureMLProvider, spec: BatchSpec, instance_type: str) -> str:
+    data = "|".join(
+        str(v)
+        for v in (
+            spec.model.name,
+            spec.model.version,
+            spec.batch_size,
+            spec.max_concurrency,
+            spec.error_threshold,
+            spec.compute.replicas,
+            instance_type,
+            p.cfg.compute,
+            p.cfg.batch_mini_batch_size,
+            p.cfg.batch_max_retries,
+            pkg.BATCH_SCRIPT,
+        )
+    )
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _ensure_endpoint(p: AzureMLProvider, name: str, tags: dict[str, str]) -> Any:
+    from azure.ai.ml.entities import BatchEndpoint
+
+    try:
+        return p._sdk(p.ml.batch_endpoints.get, name)
+    except NotFound:
+        endpoint = BatchEndpoint(name=name, tags={**tags, "cloudserve": "true"})
+        return p._lro(p.ml.batch_endpoints.begin_create_or_update, endpoint)
+
+
+def _ensure_deployment(p: AzureMLProvider, spec: BatchSpec, endpoint: str) -> str:
+    """Create or update the model's batch deployment; make it the endpoint's default."""
+    dep_name = pkg.deployment_name(spec.model.variant_name)
+    instance_type = p._instance_type(spec)  # type: ignore[arg-type]
+    digest = _settings_hash(p, spec, instance_type)
+    try:
+        current = p._sdk(p.ml.batch_deployments.get, name=dep_name, endpoint_name=endpoint)
+    except NotFound:
+        current = None
+    if current is None or (current.tags or {}).get(TAG_HASH) != digest:
+        _put_deployment(p, spec, endpoint, dep_name, instance_type, digest)
+    ep = p._sdk(p.ml.batch_endpoints.get, endpoint)
+    defaults = ep.defaults
+    current_default = (
+        defaults.get("deployment_name")
+        if isinstance(defaults, dict)
+        else getattr(defaults, "deployment_name", None)
+    )
+    if current_default != dep_name:
+        ep.defaults = {"deployment_name": dep_name}
+        p._lro(p.ml.batch_endpoints.begin_create_or_update, ep)
+    return dep_name
+
+
+def _put_deployment(
+    p: AzureMLProvider,
+    spec: BatchSpec,
+    endpoint: str,
+    dep_name: str,
+    instance_type: str,
+    digest: str,
+) -> None:
+    from azure.ai.ml.constants import BatchDeploymentOutputAction
+    from azure.ai.ml.entities import (
+        BatchRetrySettings,
+        CodeConfiguration,
+        Environment,
+        ModelBatchDeployment,
+        ModelBatchDeploymentSettings,
+        ResourceConfiguration,
+    )
+    from azure.ai.ml.entities._assets import Code
+
+    created: list[str] = []
+    model_id = p._register(spec.model, owner=None, created=created)
+    env_version = hashlib.sha256(
+        f"{p.cfg.environment_image}|{p.cfg.runtime_requirement}".encode()
+    ).hexdigest()[:8]
+    env = p._sdk(
+        p.ml.environments.create_or_update,
+        Environment(
+            name=pkg.asset_name("cs-batch", endpoint),
+            version=env_version,
+            image=p.cfg.environment_image,
+            conda_file=pkg.conda_file(p.cfg.runtime_requirement),
+        ),
+    )
+    code_dir = pkg.write_code(
+        Path(p._tmp.name) / f"batch-{endpoint}-{dep_name}", pkg.BATCH_SCRIPT, pkg.BATCH_SCRIPT_NAME
+    )
+    code = p._sdk(
+        p.ml._code.create_or_update,
+        Code(
+            name=pkg.asset_name("cs-batch", endpoint, "score"),
+            version=hashlib.sha256(pkg.BATCH_SCRIPT.encode()).hexdigest()[:8],
+            path=str(code_dir),
+        ),
+    )
+    deployment = ModelBatchDeployment(
+        name=dep_name,
+        endpoint_name=endpoint,
+        model=model_id,
+        environment=env.id,
+        code_configuration=CodeConfiguration(code=code.id, scoring_script=pkg.BATCH_SCRIPT_NAME),
+        compute=p.cfg.compute,
+        resources=ResourceConfiguration(
+            instance_count=max(spec.compute.replicas, 1), instance_type=instance_type
+        ),
+        settings=ModelBatchDeploymentSettings(
+            mini_batch_size=p.cfg.batch_mini_batch_size,
+            max_concurrency_per_instance=spec.max_concurrency,
+            error_threshold=spec.error_threshold,
+            output_action=BatchDeploymentOutputAction.APPEND_ROW,
+            output_file_name=OUTPUT_FILE,
+            retry_settings=BatchRetrySettings(max_retries=p.cfg.batch_max_retries, timeout=300),
+            environment_variables={"CLOUDSERVE_BATCH_ROWS": str(spec.batch_size)},
+            logging_level="info",
+        ),
+        tags={
+            **p.cfg.tags,
+            "cloudserve-model": spec.model.name,
+            "cloudserve-model-version": spec.model.version,
+            TAG_HASH: digest,
+        },
+    )
+    p._lro(p.ml.batch_deployments.begin_create_or_update, deployment)
+
+
+def _input(p: AzureMLProvider, spec: BatchSpec) -> tuple[Any, int | None]:
+    """The job input, and the number of input rows when the input is local."""
+    from azure.ai.ml import Input
+    from azure.ai.ml.constants import AssetTypes
+
+    if _is_datastore_uri(spec.input):
+        kind = AssetTypes.URI_FILE if Path(spec.input).suffix else AssetTypes.URI_FOLDER
+        return Input(type=kind, path=spec.input), None
+    local = Path(spec.input)
+    files = sorted(f for f in local.rglob("*") if f.is_file()) if local.is_dir() else [local]
+    rows = sum(len(_batch_script.read_rows(f)) for f in files)
+    data = _upload(p, local, AssetTypes.URI_FOLDER if local.is_dir() else AssetTypes.URI_FILE)
+    return Input(type=data.type, path=data.id), rows
+
+
+def _upload(p: AzureMLProvider, local: Path, kind: str) -> Any:
+    """The data asset of a local input, named for it and versioned by its content."""
+    from azure.ai.ml.entities import Data
+
+    digest = hashlib.sha256()
+    for f in sorted(local.rglob("*")) if local.is_dir() else [local]:
+        if f.is_file():
+            digest.update(f.name.encode() + f.read_bytes())
+    name = pkg.asset_name("cs-batch-input", local.stem)
+    version = digest.hexdigest()[:12]
+    try:
+        return p._sdk(p.ml.data.get, name, version)
+    except NotFound:
+        asset = Data(name=name, version=version, path=str(local), type=kind)
+        return p._sdk(p.ml.data.create_or_update, asset)
+
+
+def batch_predict(p: AzureMLProvider, spec: BatchSpec) -> BatchJob:
+    """Start the job (the endpoint and deployment are created or updated first)."""
+    from azure.ai.ml import Output
+
+    endpoint = pkg.batch_endpoint_name(spec.model.name)
+    _ensure_endpoint(p, endpoint, dict(p.cfg.tags))
+    dep_name = _ensure_deployment(p, spec, endpoint)
+    job_input, rows = _input(p, spec)
+    job_name = f"csb-{uuid.uuid4().hex[:16]}"
+    out_uri = (
+        spec.output
+        if _is_datastore_uri(spec.output)
+        else f"azureml://datastores/workspaceblobstore/paths/cloudserve/batch/{job_name}/"
+    )
+    props = {PROP_INPUT: spec.input, PROP_OUTPUT: spec.output}
+    if rows is not None:
+        props[PROP_ROWS] = str(rows)
+    job = p._sdk(
+        p.ml.batch_endpoints.invoke,
+        endpoint_name=endpoint,
+        deployment_name=dep_name,
+        inputs={"input": job_input},
+        outputs={"score": Output(type="uri_folder", path=out_uri)},
+        job_name=job_name,
+        params_override=[{"properties": props}],
+        retry=False,  # an invocation starts a job: never repeated blindly
+    )
+    return get_batch_job(p, job.name)
+
+
+def get_batch_job(p: AzureMLProvider, job_id: str) -> BatchJob:
+    """The job's state; once it succeeded, its rows counted (and downloaded for a local output)."""
+    job = p._sdk(p.ml.jobs.get, job_id)
+    props = dict(job.properties or {})
+    status = job_status(job.status)
+    out_uri = _output_uri(job)
+    output = props.get(PROP_OUTPUT) or out_uri
+    counts: dict[str, int | None] = {}
+    if status is JobStatus.SUCCEEDED:
+        text = _read_output(p, out_uri)
+        if not _is_datastore_uri(output):
+            target = Path(output) / OUTPUT_FILE
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        counts = _count(text, props.get(PROP_ROWS))
+    return BatchJob(
+        id=job.name,
+        provider=p.name,
+        status=status,
+        input=props.get(PROP_INPUT) or _input_uri(job),
+        output=output,
+        message=props.get("azureml.error"),
+        created_at=getattr(job.creation_context, "created_at", None),
+        raw=job,
+        **counts,
+    )
+
+
+def _output_uri(job: Any) -> str:
+    out = (job.outputs or {}).get("score")
+    return str(getattr(out, "path", None) or "")
+
+
+def _input_uri(job: Any) -> str:
+    first = next(iter((job.inputs or {}).values()), None)
+    return str(getattr(first, "path", None) or "")
+
+
+def _count(text: str, local_rows: str | None) -> dict[str, int | None]:
+    """Rows from ``predictions.csv``: a row whose file failed as a whole counts as failed."""
+    lines = [r for r in csv.reader(io.StringIO(text)) if r]
+    succeeded = sum(1 for r in lines if len(r) < 4 or not r[3])
+    total = int(local_rows) if local_rows is not None else len(lines)
+    return {"rows_total": total, "rows_succeeded": succeeded, "rows_failed": total - succeeded}
+
+
+def _read_output(p: AzureMLProvider, uri: str) -> str:
+    """``predictions.csv`` under a datastore folder URI, read through the datastore."""
+    from azure.storage.blob import ContainerClient
+
+    datastore, _, prefix = uri.split("datastores/", 1)[1].partition("/paths/")
+    store = p._sdk(p.ml.datastores.get, datastore, include_secrets=True)
+    client = ContainerClient(
+        account_url=f"https://{store.account_name}.blob.{store.endpoint}",
+        container_name=store.container_name,
+        credential=getattr(store.credentials, "account_key", None),
+    )
+    blob = f"{prefix.rstrip('/')}/{OUTPUT_FILE}".lstrip("/")
+    return p._sdk(lambda: client.download_blob(blob).readall().decode())

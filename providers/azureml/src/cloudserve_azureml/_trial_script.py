@@ -1,0 +1,39 @@
+"""Uploaded by cloudserve beside the training code: runs the script, reports its objective.
+
+The script prints its metric (``val_auc=0.91``); this wrapper passes the output through and
+logs every value matching ``CLOUDSERVE_METRIC_REGEX`` as metric ``CLOUDSERVE_METRIC`` (through
+MLflow, which Azure ML jobs are wired to), so the sweep sees it without changes to the script.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+
+def _log(name, value, step):
+    try:
+        import mlflow
+    except ImportError:
+        return
+    mlflow.log_metric(name, value, step=step)
+
+
+def main():
+    name = os.environ["CLOUDSERVE_METRIC"]
+    pattern = re.compile(os.environ["CLOUDSERVE_METRIC_REGEX"])
+    args = sys.argv[1:]
+    argv = [sys.executable, *args] if args[0].endswith(".py") else args
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    step = 0
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        match = pattern.search(line)
+        if match:
+            _log(name, float(match.group(1)), step)
+            step += 1
+    sys.exit(proc.wait())
+
+
+if __name__ == "__main__":
+    main()
