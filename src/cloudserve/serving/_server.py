@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -67,6 +68,9 @@ def serve(settings: ServerSettings) -> int:
         assert server is not None
         server.should_exit = True
 
+    # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
+    # one a no-op so a drained shutdown exits 0, as the container contracts expect.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     app = ServingApp(settings, on_load_failure=stop_on_failure)
     server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(settings)))
     server.run()
