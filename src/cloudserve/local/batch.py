@@ -17,6 +17,7 @@ next is counted; a job whose runner was killed resumes from its last finished ch
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import re
 import shutil
 import sys
@@ -194,6 +195,20 @@ def _work(frame: Any, numbers: np.ndarray) -> tuple[list[int], list[Any], list[t
     return _predict_rows(frame, numbers)
 
 
+def _pool(workers: int, model_dir: Path) -> ProcessPoolExecutor:
+    """Worker processes with the model loaded: where ``fork`` exists the model is loaded once
+    here and inherited (copy-on-write); elsewhere each worker loads it."""
+    if "fork" in multiprocessing.get_all_start_methods():
+        _load(str(model_dir))
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_load,
+        initargs=(str(model_dir),),
+    )
+
+
 # -- writing -------------------------------------------------------------------------------
 
 
@@ -311,10 +326,10 @@ class Runner:
             for r in db.all("SELECT failed FROM batch_chunks WHERE job = ?", (self.job_id,))
         )
         size = max(self.config.batch_chunk_rows // spec.batch_size, 1) * spec.batch_size
+        if done:
+            print(f"resuming: {len(done)} chunk(s) already finished are skipped", flush=True)
         pending: dict[Future[Any], Chunk] = {}
-        with ProcessPoolExecutor(
-            max_workers=spec.max_concurrency, initializer=_load, initargs=(str(model_dir),)
-        ) as pool:
+        with _pool(spec.max_concurrency, model_dir) as pool:
             for chunk in read_chunks(src, self.fmt, size):
                 if chunk.index in done:
                     continue
