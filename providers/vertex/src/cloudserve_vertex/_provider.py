@@ -538,7 +538,7 @@ class VertexProvider(Provider):
             f"req_resp_{self._endpoint_id(endpoint).replace('-', '_')}"
         )
 
-    def _same(self, ep: Any, spec: DeploySpec, ref: str | None) -> bool:
+    def _same(self, ep: Any, spec: DeploySpec) -> bool:
         current = self._to_endpoint(ep)
         try:
             v = current.variant(spec.variant_name)
@@ -566,7 +566,7 @@ class VertexProvider(Provider):
     ) -> Endpoint:
         self.validate(spec)
         ep = self._get(spec.endpoint)
-        if ep is not None and self._same(ep, spec, None):
+        if ep is not None and self._same(ep, spec):
             return self._to_endpoint(ep)
         created: list[tuple[str, str]] = []
         try:
