@@ -22,15 +22,19 @@ FAULTS = {
 
 def fast_config(fake: FakeSageMaker, **overrides: Any) -> SageMakerConfig:
     """A config for the fake with millisecond polls and retries."""
-    return SageMakerConfig(
-        region=fake.region,
-        role_arn=ROLE,
-        bucket=BUCKET,
-        endpoint_url=fake.url,
-        retry=RetrySettings(max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.01, max_elapsed_s=20),
-        waits=WaitSettings(poll_interval_s=0.001, max_poll_interval_s=0.01, deploy_timeout_s=60, job_timeout_s=120),
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        "region": fake.region,
+        "role_arn": ROLE,
+        "bucket": BUCKET,
+        "endpoint_url": fake.url,
+        "retry": RetrySettings(
+            max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.01, max_elapsed_s=20
+        ),
+        "waits": WaitSettings(
+            poll_interval_s=0.001, max_poll_interval_s=0.01, deploy_timeout_s=60, job_timeout_s=120
+        ),
+    }
+    return SageMakerConfig(**{**settings, **overrides})
 
 
 def start_fake(workdir: Path, **kwargs: Any) -> FakeSageMaker:

@@ -15,6 +15,22 @@ from cloudserve_sagemaker._config import SageMakerConfig
 
 __all__ = ["Clients", "split_s3"]
 
+# Sessions are shared per (profile, region): a botocore session caches the parsed service
+# models, and parsing SageMaker's takes a few hundred milliseconds per client otherwise.
+_SESSIONS: dict[tuple[str | None, str], Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session(profile: str | None, region: str) -> Any:
+    with _SESSIONS_LOCK:
+        found = _SESSIONS.get((profile, region))
+        if found is None:
+            import boto3
+
+            found = boto3.session.Session(profile_name=profile, region_name=region)
+            _SESSIONS[(profile, region)] = found
+        return found
+
 
 def split_s3(uri: str) -> tuple[str, str]:
     """(bucket, key) of an ``s3://bucket/key`` URI."""
@@ -27,7 +43,6 @@ class Clients:
 
     def __init__(self, config: SageMakerConfig):
         self.config = config
-        self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -49,16 +64,12 @@ class Clients:
         with self._lock:
             found = self._clients.get(service)
             if found is None:
-                if self._session is None:
-                    import boto3
-
-                    self._session = boto3.session.Session(
-                        profile_name=self.config.profile, region_name=self.config.region
-                    )
                 url = self.config.service_endpoints.get(service, self.config.endpoint_url)
-                found = self._session.client(
-                    service, endpoint_url=url, config=self._botocore_config()
-                )
+                session = _session(self.config.profile, self.config.region)
+                with _SESSIONS_LOCK:  # creating clients from one session is not thread-safe
+                    found = session.client(
+                        service, endpoint_url=url, config=self._botocore_config()
+                    )
                 self._clients[service] = found
             return found
 

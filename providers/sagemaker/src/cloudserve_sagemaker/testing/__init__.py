@@ -107,7 +107,7 @@ class FakeSageMaker:
                     self._ip_address, self._port, app, True, request_handler=_QuietHandler
                 )
                 self._server_ready_event.set()
-                self._server.serve_forever()
+                self._server.serve_forever(poll_interval=0.02)
 
         self._server = _Server(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()

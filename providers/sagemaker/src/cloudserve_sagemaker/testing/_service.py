@@ -240,8 +240,8 @@ class Middleware:
             pending = self.state.pending.get(name)
             if pending is None:
                 return
-            pending.polls -= 1
-            if pending.polls > 0:
+            if pending.polls > 0:  # this poll still sees Creating / Updating
+                pending.polls -= 1
                 return
             del self.state.pending[name]
         endpoint = _sagemaker(region).endpoints.get(name)
@@ -253,7 +253,7 @@ class Middleware:
             left = self.state.job_countdown.get(name)
             if left is None:
                 return
-            if left > 1:
+            if left > 0:  # this poll still sees InProgress
                 self.state.job_countdown[name] = left - 1
                 return
             del self.state.job_countdown[name]
