@@ -15,7 +15,7 @@ costs as little CPU as possible). Measured, each at every concurrency:
 
 Every server runs one worker process. MLflow and FastAPI live only in the benchmark venv
 ``.venv-bench`` (created on first run: ``python -m venv .venv-bench`` then
-``.venv-bench/bin/pip install mlflow scikit-learn==<main venv's version> fastapi uvicorn[standard]``),
+``.venv-bench/bin/pip install mlflow scikit-learn==<same as .venv> fastapi uvicorn[standard]``),
 never in the project's own environment. Results go to ``benchmarks/results/serving-<date>.json``
 and ``.md`` with the machine they ran on.
 """
@@ -415,7 +415,10 @@ def main() -> None:
 
 
 def _versions(bench_python: Path) -> dict[str, str]:
-    code = "import mlflow, fastapi, uvicorn; print(mlflow.__version__, fastapi.__version__, uvicorn.__version__)"
+    code = (
+        "import mlflow, fastapi, uvicorn; "
+        "print(mlflow.__version__, fastapi.__version__, uvicorn.__version__)"
+    )
     out = subprocess.run(
         [str(bench_python), "-c", code], capture_output=True, text=True, check=True
     )
@@ -443,13 +446,14 @@ def write_results(
     RESULTS.mkdir(exist_ok=True)
     base = RESULTS / f"serving-{stamp:%Y-%m-%d}"
     base.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    m = doc["machine"]
     lines = [
         f"# Serving benchmark, {doc['date']}",
         "",
-        f"Machine: {doc['machine']['cpu']}, {doc['machine']['cpus']} CPUs, {doc['machine']['platform']}, "
-        f"Python {doc['machine']['python']}. Versions: {doc['versions']}.",
-        f"Closed loop, {a.duration:g} s per point after {a.warmup:g} s warm-up, one row of {N_FEATURES} "
-        "floats per request, one server worker, load generator in its own process.",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}. "
+        f"Versions: {doc['versions']}.",
+        f"Closed loop, {a.duration:g} s per point after {a.warmup:g} s warm-up, one row of "
+        f"{N_FEATURES} floats per request, one server worker, load generator in its own process.",
         "",
         "| target | concurrency | req/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|---:|",
@@ -470,22 +474,15 @@ def _verdict(results: dict[str, Any], levels: list[int]) -> list[str]:
         results.get(k) for k in ("cloudserve_batching_on", "cloudserve_batching_off", "mlflow")
     )
     for c in (str(c) for c in levels if c >= 16):
-        if on and ml:
-            ratio = on[c]["rps"] / max(ml[c]["rps"], 1e-9)
-            p99 = "no worse" if on[c]["p99_ms"] <= ml[c]["p99_ms"] else "WORSE"
-            out.append(
-                f"- concurrency {c}: cloudserve (batching on) = {ratio:.1f}× MLflow req/s, p99 {p99}."
-            )
-        if off and ml:
-            ratio = off[c]["rps"] / max(ml[c]["rps"], 1e-9)
-            p99 = "no worse" if off[c]["p99_ms"] <= ml[c]["p99_ms"] else "WORSE"
-            out.append(
-                f"- concurrency {c}: cloudserve (batching off) = {ratio:.1f}× MLflow req/s, p99 {p99}."
-            )
+        for label, mine in (("batching on", on), ("batching off", off)):
+            if mine and ml:
+                ratio = mine[c]["rps"] / max(ml[c]["rps"], 1e-9)
+                p99 = "no worse" if mine[c]["p99_ms"] <= ml[c]["p99_ms"] else "WORSE"
+                verdict = f"{ratio:.1f}x MLflow req/s, p99 {p99}"
+                out.append(f"- concurrency {c}: cloudserve ({label}) = {verdict}.")
         if on and off:
-            out.append(
-                f"- concurrency {c}: batching on = {on[c]['rps'] / max(off[c]['rps'], 1e-9):.1f}× batching off."
-            )
+            ratio = on[c]["rps"] / max(off[c]["rps"], 1e-9)
+            out.append(f"- concurrency {c}: batching on = {ratio:.1f}x batching off.")
     return out
 
 

@@ -305,7 +305,7 @@ def decode_v2_tensor(tensor: dict[str, Any]) -> np.ndarray:
     return array
 
 
-def encode_v2_tensor(name: str, outputs: Sequence[Any]) -> dict[str, Any]:
+def encode_v2_tensor(name: str, outputs: Sequence[Any] | np.ndarray) -> dict[str, Any]:
     """Model outputs as a v2 output tensor (``shape``, ``datatype`` and flat ``data``)."""
     array = np.asarray(outputs)
     datatype = _DTYPE_TO_V2.get(array.dtype, "BYTES")

@@ -21,7 +21,7 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -133,7 +133,7 @@ def read_manifest(model_dir: str | Path) -> Manifest:
     one detected from the files. Raises ``InvalidRequest`` when nothing servable is found."""
     path = Path(model_dir)
     if path.is_file():
-        return Manifest(framework=_by_suffix(path.parent, [path]), artifact=path.name)  # type: ignore[arg-type]
+        return Manifest(framework=_by_suffix(path.parent, [path]), artifact=path.name)
     if not path.is_dir():
         raise InvalidRequest(f"model directory {path} does not exist", code="no_model")
     file = path / MANIFEST_FILE
@@ -146,7 +146,7 @@ def read_manifest(model_dir: str | Path) -> Manifest:
             ) from exc
     if (path / "MLmodel").exists():
         return _mlflow_manifest(path)
-    return Manifest(framework=_by_suffix(path, sorted(path.iterdir())))  # type: ignore[arg-type]
+    return Manifest(framework=_by_suffix(path, sorted(path.iterdir())))
 
 
 def detect_framework(model_dir: str | Path) -> str:
@@ -178,10 +178,10 @@ def find_artifact(model_dir: str | Path, manifest: Manifest) -> Path:
     )
 
 
-def _by_suffix(root: Path, files: list[Path]) -> str:
+def _by_suffix(root: Path, files: list[Path]) -> Framework:
     for framework, suffixes in _SUFFIXES.items():
         if any(f.suffix.lower() in suffixes for f in files):
-            return framework
+            return cast(Framework, framework)
     for f in files:  # an XGBoost model saved as JSON has a "learner" object at the top
         if f.suffix.lower() == ".json" and f.name != MANIFEST_FILE and _is_xgboost_json(f):
             return "xgboost"

@@ -86,7 +86,9 @@ def sklearn_dir(model_root: Path) -> Path:
     x, y = train_data()
     directory = model_root / "sk"
     directory.mkdir()
-    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y), directory / "model.joblib")
+    joblib.dump(
+        make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y), directory / "model.joblib"
+    )
     write_manifest(directory, framework="sklearn", version="7", name="churn")
     return directory
 
@@ -95,7 +97,9 @@ def sklearn_dir(model_root: Path) -> Path:
 def xgboost_dir(model_root: Path) -> Path:
     xgb = pytest.importorskip("xgboost", reason="the xgboost extra is not installed")
     x, y = train_data()
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(x, label=y), 10)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(x, label=y), 10
+    )
     directory = model_root / "xgb"
     directory.mkdir()
     booster.save_model(str(directory / "model.ubj"))
@@ -112,7 +116,9 @@ def onnx_dir(model_root: Path) -> Path:
 
     x, _ = train_data()
     reg = LinearRegression().fit(x, x @ np.arange(1, N_FEATURES + 1))
-    onx = skl2onnx.convert_sklearn(reg, initial_types=[("features", FloatTensorType([None, N_FEATURES]))])
+    onx = skl2onnx.convert_sklearn(
+        reg, initial_types=[("features", FloatTensorType([None, N_FEATURES]))]
+    )
     directory = model_root / "onnx"
     directory.mkdir()
     (directory / "model.onnx").write_bytes(onx.SerializeToString())
@@ -121,7 +127,9 @@ def onnx_dir(model_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def torch_dir(model_root: Path) -> Path:
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    torch = pytest.importorskip(
+        "torch", reason="torch is not installed (pip install torch==2.13.0)"
+    )
 
     class Net(torch.nn.Module):
         def __init__(self) -> None:
@@ -137,7 +145,9 @@ def torch_dir(model_root: Path) -> Path:
     with warnings.catch_warnings():  # TorchScript is deprecated upstream, still widely shipped
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(Net()), str(directory / "model.pt"))
-    write_manifest(directory, framework="pytorch", version="1", signature={"n_features": N_FEATURES})
+    write_manifest(
+        directory, framework="pytorch", version="1", signature={"n_features": N_FEATURES}
+    )
     return directory
 
 

@@ -42,7 +42,9 @@ def test_cache_keys_depend_on_version_parameters_and_input():
     assert base != cache_key("m", "2", [[1.0, 2.0]], {})
     assert base != cache_key("m", "1", [[1.0, 2.5]], {})
     assert base != cache_key("m", "1", [[1.0, 2.0]], {"method": "predict_proba"})
-    assert cache_key("m", "1", [{"a": 1, "b": 2}], {}) == cache_key("m", "1", [{"b": 2, "a": 1}], {})
+    assert cache_key("m", "1", [{"a": 1, "b": 2}], {}) == cache_key(
+        "m", "1", [{"b": 2, "a": 1}], {}
+    )
 
 
 def exercise_cache(url: str) -> tuple[list, list, str]:
@@ -74,7 +76,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = s.getsockname()[1]
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -29,7 +29,10 @@ def test_json_row_shapes_decode_to_rows(doc):
 
 def test_parameters_come_back_with_the_rows():
     body = orjson.dumps({"instances": ROWS, "parameters": {"method": "predict_proba"}})
-    assert codecs.decode_request(body, "application/json; charset=utf-8") == (ROWS, {"method": "predict_proba"})
+    assert codecs.decode_request(body, "application/json; charset=utf-8") == (
+        ROWS,
+        {"method": "predict_proba"},
+    )
 
 
 def test_dataframe_and_columnar_shapes_decode_to_records():
@@ -37,7 +40,10 @@ def test_dataframe_and_columnar_shapes_decode_to_records():
     split = {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4]]}}
     assert codecs.decode_request(orjson.dumps(split), "")[0] == records
     assert codecs.decode_request(orjson.dumps({"dataframe_records": records}), "")[0] == records
-    assert codecs.decode_request(orjson.dumps({"inputs": {"a": [1, 3], "b": [2, 4]}}), "")[0] == records
+    assert (
+        codecs.decode_request(orjson.dumps({"inputs": {"a": [1, 3], "b": [2, 4]}}), "")[0]
+        == records
+    )
 
 
 def test_v2_tensor_in_inputs_decodes_to_a_typed_array():

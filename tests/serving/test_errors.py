@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import N_FEATURES, ROWS, make_custom
 
 from cloudserve.serving import BackgroundServer
+from conftest import N_FEATURES, ROWS, make_custom
 
 TOKEN = "s3cret-token"
 
@@ -18,9 +18,12 @@ TOKEN = "s3cret-token"
 @pytest.fixture(scope="module")
 def guarded(sklearn_dir: Path) -> Iterator[httpx.Client]:
     """An sklearn server with a token and a small body limit."""
-    with BackgroundServer(sklearn_dir, token=TOKEN, max_body_bytes=2000) as srv:
-        with httpx.Client(base_url=srv.url, headers={"authorization": f"Bearer {TOKEN}"}) as client:
-            yield client
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with (
+        BackgroundServer(sklearn_dir, token=TOKEN, max_body_bytes=2000) as srv,
+        httpx.Client(base_url=srv.url, headers=auth) as client,
+    ):
+        yield client
 
 
 def assert_error(r: httpx.Response, status: int, code: str) -> dict:
@@ -59,7 +62,9 @@ def test_body_over_the_limit_without_content_length_is_413(guarded):
 
 
 def test_unsupported_content_type_is_415(guarded):
-    r = guarded.post("/invocations", content=b"<rows/>", headers={"content-type": "application/xml"})
+    r = guarded.post(
+        "/invocations", content=b"<rows/>", headers={"content-type": "application/xml"}
+    )
     assert_error(r, 415, "unsupported_media_type")
 
 
@@ -77,10 +82,23 @@ def test_unsupported_accept_is_406(guarded):
         (b'{"instances": [[1, 2]]}', "wrong_shape", "needs 6 features, got 2"),
         (b'{"instances": [[1, 2, 3, 4, 5, 6], [1, 2]]}', "wrong_shape", "equal-length"),
         (b'{"instances": [["a", "b", "c", "d", "e", "f"]]}', "wrong_shape", "numbers"),
-        (b'{"instances": [[1, 2, 3, 4, 5, 6]], "parameters": {"method": "fit"}}', "bad_parameters", "fit"),
+        (
+            b'{"instances": [[1, 2, 3, 4, 5, 6]], "parameters": {"method": "fit"}}',
+            "bad_parameters",
+            "fit",
+        ),
         (b"", "empty_body", "empty"),
     ],
-    ids=["malformed", "no-known-key", "empty-rows", "wrong-width", "ragged", "strings", "bad-method", "empty-body"],
+    ids=[
+        "malformed",
+        "no-known-key",
+        "empty-rows",
+        "wrong-width",
+        "ragged",
+        "strings",
+        "bad-method",
+        "empty-body",
+    ],
 )
 def test_bad_payload_is_400_naming_the_problem(guarded, body, code, words):
     r = guarded.post("/invocations", content=body, headers={"content-type": "application/json"})
@@ -130,7 +148,9 @@ def slow_dir(model_root: Path) -> Path:
 
 def _post_many(url: str, bodies: list) -> list[httpx.Response]:
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-        return list(pool.map(lambda b: httpx.post(f"{url}/invocations", json=b, timeout=30), bodies))
+        return list(
+            pool.map(lambda b: httpx.post(f"{url}/invocations", json=b, timeout=30), bodies)
+        )
 
 
 def test_concurrent_requests_are_batched_and_a_bad_one_fails_alone(slow_dir):
@@ -158,7 +178,9 @@ def test_overload_sheds_with_503_and_retry_after(slow_dir):
         metrics = httpx.get(f"{srv.url}/metrics").text
     shed = [r for r in responses if r.status_code == 503]
     assert shed, [r.status_code for r in responses]
-    assert all(r.json()["code"] == "overloaded" and int(r.headers["retry-after"]) >= 1 for r in shed)
+    assert all(
+        r.json()["code"] == "overloaded" and int(r.headers["retry-after"]) >= 1 for r in shed
+    )
     assert {r.status_code for r in responses} <= {200, 503}
     assert "cloudserve_shed_requests_total 0.0" not in metrics
 

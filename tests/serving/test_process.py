@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import make_custom
 
 
@@ -25,7 +26,16 @@ def free_port() -> int:
 def start(model_dir: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cloudserve.serving", "--model-dir", str(model_dir), "--port", str(port), *args],
+        [
+            sys.executable,
+            "-m",
+            "cloudserve.serving",
+            "--model-dir",
+            str(model_dir),
+            "--port",
+            str(port),
+            *args,
+        ],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -95,7 +105,9 @@ def test_vertex_env_vars_pick_port_and_routes(custom_dir: Path):
     try:
         wait_ready(proc, url)
         assert httpx.get(f"{url}/v1/endpoints/e/deployedModels/d").status_code == 200
-        r = httpx.post(f"{url}/v1/endpoints/e/deployedModels/d:predict", json={"instances": [[1, 2]]})
+        r = httpx.post(
+            f"{url}/v1/endpoints/e/deployedModels/d:predict", json={"instances": [[1, 2]]}
+        )
         assert r.json() == {"predictions": [3.5]}
         assert "cloudserve_requests_total" in httpx.get(f"{url}/metrics").text
     finally:

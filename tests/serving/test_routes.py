@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import N_FEATURES, ROWS
 
 from cloudserve import codecs
 from cloudserve.serving import BackgroundServer, load_model
+from conftest import N_FEATURES, ROWS
 
 VERTEX_PREDICT = "/v1/endpoints/123/deployedModels/456:predict"
 VERTEX_HEALTH = "/v1/endpoints/123/deployedModels/456"
@@ -72,7 +72,9 @@ def test_json_request_shapes(http, served, body):
 
 def test_csv_in_csv_out(http, served):
     body = codecs.encode_instances(ROWS, "text/csv")
-    r = http.post("/invocations", content=body, headers={"content-type": "text/csv", "accept": "text/csv"})
+    r = http.post(
+        "/invocations", content=body, headers={"content-type": "text/csv", "accept": "text/csv"}
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "text/csv"
     assert close(codecs.decode_predictions(r.content, "text/csv"), served[1])
@@ -80,7 +82,9 @@ def test_csv_in_csv_out(http, served):
 
 def test_npy_in_npy_out(http, served):
     body = codecs.encode_instances(np.asarray(ROWS), codecs.NPY)
-    r = http.post("/invocations", content=body, headers={"content-type": codecs.NPY, "accept": codecs.NPY})
+    r = http.post(
+        "/invocations", content=body, headers={"content-type": codecs.NPY, "accept": codecs.NPY}
+    )
     assert r.status_code == 200, r.text
     assert close(np.load(io.BytesIO(r.content)), served[1])
 
@@ -103,7 +107,14 @@ def test_v2_infer_with_typed_tensor(http, served):
     dtype = "FP32" if srv.app.model.dtype == "float32" else "FP64"
     body = {
         "id": "req-1",
-        "inputs": [{"name": "x", "shape": [len(ROWS), N_FEATURES], "datatype": dtype, "data": np.ravel(ROWS).tolist()}],
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [len(ROWS), N_FEATURES],
+                "datatype": dtype,
+                "data": np.ravel(ROWS).tolist(),
+            }
+        ],
     }
     r = http.post(f"/v2/models/{name}/infer", json=body)
     assert r.status_code == 200, r.text

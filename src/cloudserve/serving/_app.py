@@ -418,7 +418,7 @@ def _v2_instances(doc: dict[str, Any], model: LoadedModel) -> np.ndarray:
     for t in doc["inputs"]:
         if not isinstance(t, dict):
             raise InvalidRequest("each v2 input must be an object", code="bad_shape")
-        tensors.append((t.get("name"), codecs.decode_v2_tensor(t)))
+        tensors.append((str(t.get("name")), codecs.decode_v2_tensor(t)))
     if len(tensors) == 1:
         return tensors[0][1]
     order = model.feature_names or [n for n, _ in tensors]

@@ -1,0 +1,98 @@
+"""``cloudserve serve PATH`` and ``cloudserve build-image PATH``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cloudserve.cli._render import console
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` and ``build-image`` commands to the CLI."""
+    app.command("serve")(serve)
+    app.command("build-image")(build_image)
+
+
+def serve(
+    path: Annotated[Path, typer.Argument(help="Model directory (or model file) to serve.")],
+    host: Annotated[
+        str, typer.Option(help="Interface; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes sharing the port.")] = 1,
+    batch_size: Annotated[
+        int, typer.Option(help="Max rows per model call; 1 turns batching off.")
+    ] = 64,
+    batch_wait_ms: Annotated[float, typer.Option(help="Longest a batch waits to fill.")] = 2.0,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="CLOUDSERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN'."),
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Larger bodies get 413.")] = 6 * 1024 * 1024,
+    max_queue: Annotated[int, typer.Option(help="Queued requests beyond this get 503.")] = 1024,
+    cache_size: Annotated[
+        int, typer.Option(help="In-process prediction cache entries (0 = off).")
+    ] = 0,
+    cache_url: Annotated[
+        str | None,
+        typer.Option(envvar="CLOUDSERVE_CACHE_URL", help="redis://… shared prediction cache."),
+    ] = None,
+) -> None:
+    """Serve a model over HTTP with every cloud's routes (SageMaker, Vertex AI, Azure ML, v2)."""
+    from cloudserve.serving import ServerSettings
+    from cloudserve.serving._server import serve as run
+
+    settings = ServerSettings(
+        model_dir=path,
+        host=host,
+        port=port,
+        workers=workers,
+        max_batch_size=batch_size,
+        max_wait_ms=batch_wait_ms,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        max_queue=max_queue,
+        cache_size=cache_size,
+        cache_url=cache_url,
+    )
+    console.print(f"serving [bold]{path}[/] on http://{host}:{port} (Ctrl-C to stop)")
+    code = run(settings)
+    if code:
+        raise typer.Exit(code)
+
+
+def build_image(
+    path: Annotated[Path, typer.Argument(help="Model directory (or model file) to package.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Build context directory.")] = Path(
+        "cloudserve-image"
+    ),
+    tag: Annotated[
+        str | None, typer.Option(help="Image tag (default: cloudserve-NAME:VERSION).")
+    ] = None,
+    base_image: Annotated[
+        str, typer.Option(help="Base image with Python 3.10+.")
+    ] = "python:3.11-slim",
+    build: Annotated[
+        bool, typer.Option(help="Run docker build when a Docker engine answers.")
+    ] = True,
+) -> None:
+    """Write a Dockerfile (and build context) for one image that runs on every cloud and locally."""
+    from cloudserve.serving._image import build_image as docker_build
+    from cloudserve.serving._image import docker_available, write_build_context
+
+    context = write_build_context(path, output, base_image=base_image)
+    packages = len(context.requirements)
+    console.print(f"wrote {context.dockerfile} ({context.framework} model, {packages} packages)")
+    if not build:
+        return
+    if not docker_available():
+        console.print(
+            f"no Docker engine answered; build it later with: docker build {context.directory}"
+        )
+        return
+    name = tag or f"cloudserve-{path.resolve().name.lower()}:latest"
+    docker_build(context, name)
+    console.print(f"built image [bold]{name}[/]")
