@@ -323,10 +323,14 @@ class LocalProvider(Provider):
                 )
                 return True
             tx.execute(
-                "UPDATE endpoints SET status = ?, capture_rate = ?, capture_responses = ?,"
-                " updated_at = ? WHERE name = ?",
-                (EndpointStatus.UPDATING.value, rate, int(responses), now(), spec.endpoint),
+                "UPDATE endpoints SET status = ?, updated_at = ? WHERE name = ?",
+                (EndpointStatus.UPDATING.value, now(), spec.endpoint),
             )
+            if spec.data_capture is not None:  # else the endpoint keeps its capture setting
+                tx.execute(
+                    "UPDATE endpoints SET capture_rate = ?, capture_responses = ? WHERE name = ?",
+                    (rate, int(responses), spec.endpoint),
+                )
             return False
 
     def _deploy(self, spec: DeploySpec, timeout: float | None) -> None:
@@ -336,6 +340,12 @@ class LocalProvider(Provider):
             "SELECT * FROM variants WHERE endpoint = ? AND name = ?", (name, vname)
         )
         if existing is not None and existing["spec_hash"] == spec_hash:
+            if spec.data_capture is not None:
+                rate, responses = self._capture_rate(spec)
+                self.db.run(
+                    "UPDATE endpoints SET capture_rate = ?, capture_responses = ? WHERE name = ?",
+                    (rate, int(responses), name),
+                )
             self._reuse_variant(spec)
             return
         created = self._ensure_row(spec)
