@@ -14,8 +14,6 @@ from cloudserve.specs import Compute, DataCapture, ModelSpec
 from cloudserve.testing import sample_rows
 from cloudserve_azureml import AzureMLProvider
 
-pytest.importorskip("cloudserve.serving", reason="the fake scores through cloudserve.serving")
-
 
 @pytest.fixture
 def harness(tmp_path: Path):

@@ -201,7 +201,7 @@ def _input(p: AzureMLProvider, spec: BatchSpec) -> tuple[Any, int | None]:
         return Input(type=kind, path=spec.input), None
     local = Path(spec.input)
     files = sorted(f for f in local.rglob("*") if f.is_file()) if local.is_dir() else [local]
-    rows = sum(len(_batch_script.read_rows(f)) for f in files)
+    rows = sum(_batch_script.count_rows(f) for f in files)
     data = _upload(p, local, AssetTypes.URI_FOLDER if local.is_dir() else AssetTypes.URI_FILE)
     return Input(type=data.type, path=data.id), rows
 

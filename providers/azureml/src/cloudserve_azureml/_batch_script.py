@@ -37,14 +37,26 @@ def run(mini_batch):
 
 def read_rows(path):
     """Feature rows of a CSV (header optional) or JSON Lines file."""
+    records = _records(path)
+    if Path(path).suffix.lower() in (".jsonl", ".json"):
+        return [json.loads(r) for r in records]
+    return [[float(v) for v in r] for r in records]
+
+
+def count_rows(path):
+    """How many rows a file holds (without parsing their values)."""
+    return len(_records(path))
+
+
+def _records(path):
     path = Path(path)
     text = path.read_text()
     if path.suffix.lower() in (".jsonl", ".json"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [line for line in text.splitlines() if line.strip()]
     rows = [r for r in csv.reader(io.StringIO(text)) if r]
     if rows and not all(_is_number(v) for v in rows[0]):
         rows = rows[1:]
-    return [[float(v) for v in r] for r in rows]
+    return rows
 
 
 def score_file(model, path, chunk):

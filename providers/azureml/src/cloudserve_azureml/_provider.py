@@ -667,7 +667,9 @@ class AzureMLProvider(Provider):
             if variant not in by_variant:
                 raise NotFound(f"variant {variant} not found on {endpoint}", provider=self.name)
             header = by_variant[variant]
-        chunks = _chunks(instances, int(self.cfg.max_request_mb * 1024 * 1024))
+        from cloudserve.codecs import split_for_limit
+
+        chunks = split_for_limit(instances, int(self.cfg.max_request_mb * 1024 * 1024))
         start = time.perf_counter()
         if len(chunks) == 1:
             results = [self._score_chunk(endpoint, chunks[0], header, parameters)]
@@ -694,9 +696,7 @@ class AzureMLProvider(Provider):
         deployment: str | None,
         parameters: dict[str, Any] | None,
     ) -> tuple[list[Any], str | None]:
-        body: dict[str, Any] = {"instances": rows}
-        if parameters:
-            body["parameters"] = parameters
+        body = _request_body(rows, parameters)
 
         def attempt() -> tuple[list[Any], str | None]:
             try:
@@ -710,24 +710,25 @@ class AzureMLProvider(Provider):
         return self.call(attempt)
 
     def _post_score(
-        self, endpoint: str, body: dict[str, Any], deployment: str | None
+        self, endpoint: str, body: bytes, deployment: str | None
     ) -> tuple[list[Any], str | None]:
         import requests
 
+        from cloudserve.codecs import JSON, decode_predictions
+
         uri, key = self._scoring_target(endpoint)
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": JSON}
         if deployment:
             headers["azureml-model-deployment"] = deployment
         timeout = self.cfg.request_timeout_ms / 1000 + 5
-        resp = requests.post(uri, data=json.dumps(body), headers=headers, timeout=timeout)
+        resp = requests.post(uri, data=body, headers=headers, timeout=timeout)
         if resp.status_code >= 300:
             retry_after = resp.headers.get("Retry-After")
             raise ScoringError(
                 resp.status_code, resp.text[:500], float(retry_after) if retry_after else None
             )
-        data = resp.json()
-        outputs = data.get("predictions", data) if isinstance(data, dict) else data
-        return list(outputs), resp.headers.get("azureml-model-deployment")
+        outputs = decode_predictions(resp.content, resp.headers.get("Content-Type", JSON))
+        return outputs, resp.headers.get("azureml-model-deployment")
 
     # -- batch, tuning ----------------------------------------------------------------------------
 
@@ -892,15 +893,12 @@ def _route_sdk_loggers_to_logging() -> None:
         logger.propagate = True
 
 
-def _chunks(rows: list[Any], limit_bytes: int) -> list[list[Any]]:
-    """Split rows into request bodies under ``limit_bytes`` each (at least one row each)."""
-    chunks: list[list[Any]] = [[]]
-    size = 0
-    for row in rows:
-        n = len(json.dumps(row)) + 1
-        if chunks[-1] and size + n > limit_bytes:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(row)
-        size += n
-    return chunks
+def _request_body(rows: list[Any], parameters: dict[str, Any] | None) -> bytes:
+    """The scoring request: cloudserve's JSON instances body, with ``parameters`` when given."""
+    from cloudserve.codecs import encode_instances
+
+    if not parameters:
+        return encode_instances(rows)
+    import orjson
+
+    return orjson.dumps({"instances": rows, "parameters": parameters})

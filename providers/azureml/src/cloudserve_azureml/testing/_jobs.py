@@ -184,16 +184,9 @@ class FakeJobs:
 
     def _input_files(self, inputs: dict[str, Any], dest: Path) -> list[Path]:
         files: list[Path] = []
-        for spec in inputs.values():
-            uri = self._resolve_data_uri(spec["uri"])
-            prefix, blobs = self.service.datastore_blobs(uri)
-            if not blobs:
-                raise FileNotFoundError(f"no data under {spec['uri']}")
-            for name, data in blobs.items():
-                target = dest / (name[len(prefix) :].lstrip("/") or Path(name).name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                files.append(target)
+        for key, spec in inputs.items():
+            root = self._download_input(spec, dest / key)
+            files += [root] if root.is_file() else [f for f in root.rglob("*") if f.is_file()]
         return sorted(files)
 
     def _resolve_data_uri(self, ref: str) -> str:
@@ -265,7 +258,9 @@ class FakeJobs:
             if code is None:
                 raise LookupError("the trial has no code asset")
             s.materialize_code(code, workdir / "code")
-            argv = self._trial_argv(trial.get("command", ""), params, workdir)
+            argv = self._trial_argv(
+                trial.get("command", ""), params, props.get("inputs") or {}, workdir
+            )
             limit = _seconds((props.get("limits") or {}).get("trialTimeout")) or 600
             env = {**os.environ, **(trial.get("environmentVariables") or {})}
             done = subprocess.run(
@@ -304,17 +299,35 @@ class FakeJobs:
         )
         return name
 
-    def _trial_argv(self, command: str, params: dict[str, Any], workdir: Path) -> list[str]:
+    def _trial_argv(
+        self, command: str, params: dict[str, Any], inputs: dict[str, Any], workdir: Path
+    ) -> list[str]:
         def fill(match: re.Match[str]) -> str:
             kind, key = match.group(1), match.group(2)
             if kind == "search_space":
                 return shlex.quote(str(params[key]))
-            raise LookupError(f"the fake cannot bind ${{{{inputs.{key}}}}} of a trial")
+            spec = inputs.get(key) or {}
+            if "uri" in spec:  # a data input: downloaded for the trial, like a mounted input
+                return shlex.quote(str(self._download_input(spec, workdir / "inputs" / key)))
+            return shlex.quote(str(spec.get("value", "")))
 
         argv = shlex.split(PLACEHOLDER.sub(fill, command))
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable  # the trial runs in the fake's own interpreter
         return argv
+
+    def _download_input(self, spec: dict[str, Any], dest: Path) -> Path:
+        uri = self._resolve_data_uri(spec["uri"])
+        prefix, blobs = self.service.datastore_blobs(uri)
+        if not blobs:
+            raise FileNotFoundError(f"no data under {spec['uri']}")
+        for name, data in blobs.items():
+            target = dest / (name[len(prefix) :].lstrip("/") or Path(name).name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if "file" in str(spec.get("jobInputType", "")).lower():
+            return dest / Path(next(iter(blobs))).name
+        return dest
 
     def _finish_sweep(self, state: JobState, job: dict[str, Any]) -> None:
         props = job["properties"]
