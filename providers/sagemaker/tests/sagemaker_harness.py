@@ -60,7 +60,9 @@ class SageMakerHarness(ProviderHarness):
     def make_provider(self) -> SageMakerProvider:
         return SageMakerProvider(fast_config(self.fake, **self.config_overrides))
 
-    def inject_fault(self, fault: Fault, *, times: int = 1, message: str = "injected failure") -> None:
+    def inject_fault(
+        self, fault: Fault, *, times: int = 1, message: str = "injected failure"
+    ) -> None:
         self.fake.inject(FAULTS[fault], times=times, message=message)  # type: ignore[arg-type]
 
     def leftover_resources(self) -> list[str]:

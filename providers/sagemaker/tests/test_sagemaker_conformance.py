@@ -5,8 +5,8 @@ from sagemaker_harness import SageMakerHarness
 
 pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
-from cloudserve.testing.suite import AsyncTests, ProviderConformance  # noqa: E402
-from cloudserve_sagemaker import AsyncInferenceSettings  # noqa: E402
+from cloudserve.testing.suite import AsyncTests, ProviderConformance
+from cloudserve_sagemaker import AsyncInferenceSettings
 
 
 class TestSageMakerConformance(SageMakerHarness, ProviderConformance):

@@ -20,20 +20,20 @@ from sagemaker_harness import BUCKET, fast_config, start_fake
 
 pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
-from cloudserve.client import Client  # noqa: E402
-from cloudserve.errors import (  # noqa: E402
+from cloudserve.client import Client
+from cloudserve.errors import (
     InvalidRequest,
     NotFound,
     OperationFailed,
     PayloadTooLarge,
     Throttled,
 )
-from cloudserve.provider import RetrySettings  # noqa: E402
-from cloudserve.resources import EndpointStatus, JobStatus  # noqa: E402
-from cloudserve.specs import BatchSpec, Compute, DataCapture, ModelSpec  # noqa: E402
-from cloudserve.testing import ProviderHarness, make_sklearn_model, sample_rows, write_csv  # noqa: E402
-from cloudserve_sagemaker import SageMakerConfig, SageMakerProvider  # noqa: E402
-from cloudserve_sagemaker.testing import FakeSageMaker  # noqa: E402
+from cloudserve.provider import RetrySettings
+from cloudserve.resources import EndpointStatus, JobStatus
+from cloudserve.specs import BatchSpec, Compute, DataCapture, ModelSpec
+from cloudserve.testing import ProviderHarness, make_sklearn_model, sample_rows, write_csv
+from cloudserve_sagemaker import SageMakerConfig, SageMakerProvider
+from cloudserve_sagemaker.testing import FakeSageMaker
 
 
 @pytest.fixture
@@ -118,7 +118,11 @@ def test_deploy_state_instance_type_capture_and_artifact(
     assert "Creating" in seen and seen[-1] == "InService"
     cfg = config_of(sm, "churn")
     (row,) = cfg["ProductionVariants"]
-    assert (row["VariantName"], row["InstanceType"], row["InitialInstanceCount"]) == ("v1", "ml.m5.xlarge", 2)
+    assert (row["VariantName"], row["InstanceType"], row["InitialInstanceCount"]) == (
+        "v1",
+        "ml.m5.xlarge",
+        2,
+    )
     assert row["InitialVariantWeight"] == 100
     capture = cfg["DataCaptureConfig"]
     assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 50
@@ -131,7 +135,12 @@ def test_deploy_state_instance_type_capture_and_artifact(
     tar = fake.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(tar), mode="r:gz") as t:
         names = set(t.getnames())
-    assert {"model.joblib", "cloudserve.json", "code/inference.py", "code/requirements.txt"} <= names
+    assert {
+        "model.joblib",
+        "cloudserve.json",
+        "code/inference.py",
+        "code/requirements.txt",
+    } <= names
     assert ep.variants[0].instance_type == "ml.m5.xlarge" and ep.variants[0].replicas == 2
 
 
@@ -149,7 +158,9 @@ def test_blue_green_update_removes_old_config_and_model(
     assert models == [config_of(sm, "churn")["ProductionVariants"][0]["ModelName"]]
     rows = sample_rows(3)
     pred = client.predict("churn", rows)
-    assert pred.model_version == "2" and pred.outputs == local_predictions(model(tmp_path, "2"), rows)
+    assert pred.model_version == "2" and pred.outputs == local_predictions(
+        model(tmp_path, "2"), rows
+    )
 
 
 def test_failed_update_rolls_back_and_cleans_up(
@@ -184,10 +195,16 @@ def test_canary_weights_and_set_traffic_in_the_fake(
 ) -> None:
     client.deploy(model(tmp_path, "1"), "churn")
     client.deploy(model(tmp_path, "2"), "churn", traffic=25)
-    weights = {r["VariantName"]: r["InitialVariantWeight"] for r in config_of(sm, "churn")["ProductionVariants"]}
+    weights = {
+        r["VariantName"]: r["InitialVariantWeight"]
+        for r in config_of(sm, "churn")["ProductionVariants"]
+    }
     assert weights == {"v1": 75, "v2": 25}
     client.set_traffic("churn", {"v1": 40, "v2": 60})
-    live = {v["VariantName"]: v["CurrentWeight"] for v in sm.describe_endpoint(EndpointName="churn")["ProductionVariants"]}
+    live = {
+        v["VariantName"]: v["CurrentWeight"]
+        for v in sm.describe_endpoint(EndpointName="churn")["ProductionVariants"]
+    }
     assert live == {"v1": 40, "v2": 60}
     pred = client.predict("churn", sample_rows(2), variant="v2")
     assert (pred.variant, pred.model_version) == ("v2", "2")
@@ -195,11 +212,13 @@ def test_canary_weights_and_set_traffic_in_the_fake(
         client.set_traffic("churn", {"v1": 50, "v9": 50})
 
 
-def test_autoscaling_target_tracking(
-    client: Client, fake: FakeSageMaker, tmp_path: Path
-) -> None:
+def test_autoscaling_target_tracking(client: Client, fake: FakeSageMaker, tmp_path: Path) -> None:
     aas = fake.client("application-autoscaling")
-    ep = client.deploy(model(tmp_path), "churn", Compute(replicas=1, min_replicas=1, max_replicas=4, autoscale_target=50))
+    ep = client.deploy(
+        model(tmp_path),
+        "churn",
+        Compute(replicas=1, min_replicas=1, max_replicas=4, autoscale_target=50),
+    )
     assert (ep.variants[0].min_replicas, ep.variants[0].max_replicas) == (1, 4)
     (target,) = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert target["ResourceId"] == "endpoint/churn/variant/v1"
@@ -215,7 +234,11 @@ def test_autoscaling_target_tracking(
 
 
 def test_serverless_variant(client: Client, sm: Any, tmp_path: Path) -> None:
-    client.deploy(model(tmp_path), "churn", Compute(serverless=True, replicas=0, serverless_memory_mb=3072, max_concurrency=7))
+    client.deploy(
+        model(tmp_path),
+        "churn",
+        Compute(serverless=True, replicas=0, serverless_memory_mb=3072, max_concurrency=7),
+    )
     (row,) = config_of(sm, "churn")["ProductionVariants"]
     assert row["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 7}
     assert "InstanceType" not in row
@@ -232,7 +255,11 @@ def test_serverless_variant(client: Client, sm: Any, tmp_path: Path) -> None:
     ],
 )
 def test_specs_sagemaker_cannot_honour_send_nothing(
-    client: Client, fake: FakeSageMaker, tmp_path: Path, compute: Compute, capture: DataCapture | None
+    client: Client,
+    fake: FakeSageMaker,
+    tmp_path: Path,
+    compute: Compute,
+    capture: DataCapture | None,
 ) -> None:
     spec = model(tmp_path)
     with pytest.raises(InvalidRequest):
@@ -240,7 +267,9 @@ def test_specs_sagemaker_cannot_honour_send_nothing(
     assert fake.requests() == []
 
 
-def test_onnx_without_image_is_rejected(client: Client, fake: FakeSageMaker, tmp_path: Path) -> None:
+def test_onnx_without_image_is_rejected(
+    client: Client, fake: FakeSageMaker, tmp_path: Path
+) -> None:
     spec = model(tmp_path).model_copy(update={"framework": "onnx"})
     with pytest.raises(InvalidRequest, match="image"):
         client.deploy(spec, "churn")
@@ -267,7 +296,11 @@ def test_retries_are_cloudserves_alone(client: Client, fake: FakeSageMaker, tmp_
 
 
 def test_creates_are_not_retried(fake: FakeSageMaker, tmp_path: Path) -> None:
-    provider = SageMakerProvider(fast_config(fake, retry=RetrySettings(max_attempts=5, initial_backoff_s=0.001, max_backoff_s=0.01)))
+    provider = SageMakerProvider(
+        fast_config(
+            fake, retry=RetrySettings(max_attempts=5, initial_backoff_s=0.001, max_backoff_s=0.01)
+        )
+    )
     fake.inject("fail_create_endpoint", message="cs-limit")
     with pytest.raises(InvalidRequest, match="cs-limit"):
         Client(provider).deploy(model(tmp_path), "churn")
@@ -285,10 +318,14 @@ def test_model_error_is_invalid_request(client: Client, tmp_path: Path) -> None:
 # -- prediction -------------------------------------------------------------------------------
 
 
-def test_large_input_split_into_concurrent_chunks_in_order(fake: FakeSageMaker, tmp_path: Path) -> None:
+def test_large_input_split_into_concurrent_chunks_in_order(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
     # A 0.25 MB payload limit makes the split happen with a small, fast input; the same code
     # path splits at the real 6 MB limit by default.
-    client = Client(SageMakerProvider(fast_config(fake, max_payload_mb=0.25, predict_concurrency=4)))
+    client = Client(
+        SageMakerProvider(fast_config(fake, max_payload_mb=0.25, predict_concurrency=4))
+    )
     spec = model(tmp_path)
     client.deploy(spec, "churn")
     rows = sample_rows(20_000, seed=5)
@@ -299,13 +336,17 @@ def test_large_input_split_into_concurrent_chunks_in_order(fake: FakeSageMaker, 
     assert pred.outputs == local_predictions(spec, rows)
 
 
-def test_fake_refuses_payloads_over_six_megabytes(fake: FakeSageMaker, client: Client, tmp_path: Path) -> None:
+def test_fake_refuses_payloads_over_six_megabytes(
+    fake: FakeSageMaker, client: Client, tmp_path: Path
+) -> None:
     client.deploy(model(tmp_path), "churn")
     runtime = fake.client("sagemaker-runtime")
     from botocore.exceptions import ClientError
 
     with pytest.raises(ClientError) as info:
-        runtime.invoke_endpoint(EndpointName="churn", Body=b" " * (6 * 1024 * 1024 + 1), ContentType="application/json")
+        runtime.invoke_endpoint(
+            EndpointName="churn", Body=b" " * (6 * 1024 * 1024 + 1), ContentType="application/json"
+        )
     assert info.value.response["Error"]["Code"] == "ValidationError"
     with pytest.raises(PayloadTooLarge):
         raise client.provider.translate(info.value)
@@ -325,7 +366,10 @@ def test_batch_transform_settings_and_outputs(
     d = sm.describe_transform_job(TransformJobName=job.id)
     assert d["BatchStrategy"] == "MultiRecord"
     assert (d["MaxPayloadInMB"], d["MaxConcurrentTransforms"]) == (5, 4)
-    assert d["TransformInput"]["SplitType"] == "Line" and d["TransformInput"]["ContentType"] == "text/csv"
+    assert (
+        d["TransformInput"]["SplitType"] == "Line"
+        and d["TransformInput"]["ContentType"] == "text/csv"
+    )
     assert d["TransformOutput"]["AssembleWith"] == "Line"
     assert d["TransformResources"]["InstanceType"] == "ml.m5.large"
     done = job.wait(timeout=60)
@@ -334,12 +378,18 @@ def test_batch_transform_settings_and_outputs(
     assert sm.list_models()["Models"] == [], "the job's model is removed once it ends"
 
 
-def test_batch_limits_rejected_before_any_request(client: Client, fake: FakeSageMaker, tmp_path: Path) -> None:
+def test_batch_limits_rejected_before_any_request(
+    client: Client, fake: FakeSageMaker, tmp_path: Path
+) -> None:
     source = write_csv(tmp_path / "rows.csv", sample_rows(3))
     with pytest.raises(InvalidRequest, match="100 MB"):
-        client.batch_predict(model(tmp_path), source, tmp_path / "o", max_concurrency=10, max_payload_mb=20)
+        client.batch_predict(
+            model(tmp_path), source, tmp_path / "o", max_concurrency=10, max_payload_mb=20
+        )
     with pytest.raises(InvalidRequest, match="line"):
-        client.batch_predict(BatchSpec(model=model(tmp_path), input=str(source), output="o", format="parquet"))
+        client.batch_predict(
+            BatchSpec(model=model(tmp_path), input=str(source), output="o", format="parquet")
+        )
     assert fake.requests() == []
 
 
@@ -355,17 +405,28 @@ def test_failed_batch_job(client: Client, fake: FakeSageMaker, tmp_path: Path) -
 
 
 def test_tuning_job_ranges_strategy_and_best_trial(client: Client, sm: Any, tmp_path: Path) -> None:
-    spec = ProviderHarness().tuning_spec(tmp_path).model_copy(update={"early_stopping": True, "max_trials": 4, "parallel_trials": 2})
+    spec = (
+        ProviderHarness()
+        .tuning_spec(tmp_path)
+        .model_copy(update={"early_stopping": True, "max_trials": 4, "parallel_trials": 2})
+    )
     job = client.tune(spec)
     d = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=job.id)
     cfg = d["HyperParameterTuningJobConfig"]
     assert cfg["Strategy"] == "Random" and cfg["RandomSeed"] == 1
     assert cfg["TrainingJobEarlyStoppingType"] == "Auto"
     assert cfg["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2}
-    assert cfg["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "val_score"}
+    assert cfg["HyperParameterTuningJobObjective"] == {
+        "Type": "Maximize",
+        "MetricName": "val_score",
+    }
     ranges = cfg["ParameterRanges"]
-    assert ranges["ContinuousParameterRanges"] == [{"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}]
-    assert ranges["IntegerParameterRanges"] == [{"Name": "depth", "MinValue": "2", "MaxValue": "10", "ScalingType": "Linear"}]
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
+    ]
+    assert ranges["IntegerParameterRanges"] == [
+        {"Name": "depth", "MinValue": "2", "MaxValue": "10", "ScalingType": "Linear"}
+    ]
     assert ranges["CategoricalParameterRanges"] == [{"Name": "kind", "Values": ["a", "b"]}]
     algo = d["TrainingJobDefinition"]["AlgorithmSpecification"]
     assert algo["MetricDefinitions"] == [{"Name": "val_score", "Regex": spec.objective.pattern}]
@@ -381,11 +442,22 @@ def test_grid_search_uses_categorical_ranges(client: Client, sm: Any, tmp_path: 
     from cloudserve.specs import Choice, IntRange
 
     base = ProviderHarness().tuning_spec(tmp_path)
-    spec = base.model_copy(update={"strategy": "grid", "search_space": {"depth": IntRange(low=2, high=4), "kind": Choice(values=["a", "b"])}, "max_trials": 6})
+    spec = base.model_copy(
+        update={
+            "strategy": "grid",
+            "search_space": {"depth": IntRange(low=2, high=4), "kind": Choice(values=["a", "b"])},
+            "max_trials": 6,
+        }
+    )
     job = client.tune(spec)
-    ranges = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=job.id)["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    ranges = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=job.id)[
+        "HyperParameterTuningJobConfig"
+    ]["ParameterRanges"]
     assert set(ranges) == {"CategoricalParameterRanges"}
-    assert {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]} == {"depth": ["2", "3", "4"], "kind": ["a", "b"]}
+    assert {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]} == {
+        "depth": ["2", "3", "4"],
+        "kind": ["a", "b"],
+    }
     assert len(job.wait(timeout=120).trials) == 6
 
 
@@ -401,7 +473,11 @@ def test_metrics_per_variant_with_errors(client: Client, tmp_path: Path) -> None
     report = client.metrics("churn", "15m")
     assert report.invocations == 4 and report.errors == {"4xx": 1, "5xx": 0}
     assert set(report.per_variant) == {"v1"}
-    assert report.p50_ms is not None and report.p99_ms is not None and 0 < report.p50_ms <= report.p99_ms
+    assert (
+        report.p50_ms is not None
+        and report.p99_ms is not None
+        and 0 < report.p50_ms <= report.p99_ms
+    )
     assert report.source == "cloudwatch:AWS/SageMaker"
 
 
@@ -409,7 +485,9 @@ def test_capture_files_and_rows(client: Client, fake: FakeSageMaker, tmp_path: P
     client.deploy(model(tmp_path), "churn", data_capture=DataCapture())
     rows = sample_rows(5, seed=2)
     client.predict("churn", rows)
-    objects = fake.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="cloudserve/capture/churn/v1/")["Contents"]
+    objects = fake.client("s3").list_objects_v2(
+        Bucket=BUCKET, Prefix="cloudserve/capture/churn/v1/"
+    )["Contents"]
     assert len(objects) == 1 and objects[0]["Key"].endswith(".jsonl")
     assert client.provider.captured_inputs("churn", 3600) == rows
 

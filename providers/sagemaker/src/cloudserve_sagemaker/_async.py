@@ -44,7 +44,9 @@ def predict_async(
     from cloudserve import codecs
 
     if variant is not None:
-        raise InvalidRequest("asynchronous endpoints serve one variant; drop variant=", provider=p.name)
+        raise InvalidRequest(
+            "asynchronous endpoints serve one variant; drop variant=", provider=p.name
+        )
     output = _async_output(p, endpoint)
     request_id = uuid.uuid4().hex
     source = p.cfg.s3_uri("async-input", endpoint, f"{request_id}.json")
@@ -66,7 +68,8 @@ def predict_async(
         request_id=request_id,
         endpoint=endpoint,
         status=JobStatus.RUNNING,
-        output_location=answer.get("OutputLocation") or f"{output['S3OutputPath']}/{request_id}.out",
+        output_location=answer.get("OutputLocation")
+        or f"{output['S3OutputPath']}/{request_id}.out",
         raw=answer,
     )
 

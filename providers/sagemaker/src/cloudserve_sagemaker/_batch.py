@@ -40,7 +40,8 @@ def validate_batch(spec: BatchSpec) -> None:
     """Reject batch specs a transform job cannot run."""
     if spec.resolved_format not in CONTENT_TYPES:
         raise InvalidRequest(
-            f"batch transform splits inputs by line: use CSV or JSON Lines, not {spec.resolved_format}",
+            "batch transform splits inputs by line: use CSV or JSON Lines, "
+            f"not {spec.resolved_format}",
             provider="sagemaker",
         )
     if spec.max_concurrency * max(1, int(spec.max_payload_mb)) > TRANSFORM_LIMIT_MB:
@@ -56,7 +57,9 @@ def validate_batch(spec: BatchSpec) -> None:
         )
     for where in (spec.input, spec.output):
         if "://" in where and not where.startswith("s3://"):
-            raise InvalidRequest(f"{where} must be a local path or an s3:// URI", provider="sagemaker")
+            raise InvalidRequest(
+                f"{where} must be a local path or an s3:// URI", provider="sagemaker"
+            )
     if "://" not in spec.input and not Path(spec.input).exists():
         raise InvalidRequest(f"batch input {spec.input} does not exist", provider="sagemaker")
 
@@ -83,15 +86,33 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
     data_url = p._artifact_uri(spec.model)
     container = p._container(spec.model, data_url, gpu=False)
     model_name = names.trim(f"{name}-model")
-    p.sm("create_model", retry=False, ModelName=model_name, ExecutionRoleArn=p.cfg.role_arn,
-         PrimaryContainer=container, Tags=names.tags(p.cfg.tags))
+    p.sm(
+        "create_model",
+        retry=False,
+        ModelName=model_name,
+        ExecutionRoleArn=p.cfg.role_arn,
+        PrimaryContainer=container,
+        Tags=names.tags(p.cfg.tags),
+    )
     source = spec.input
     if "://" not in source:
-        source = p.call(p.aws.upload_path, Path(source), p.cfg.s3_uri("batch", name, "input"), transform=_drop_csv_header)
-    output = spec.output if spec.output.startswith("s3://") else p.cfg.s3_uri("batch", name, "output")
+        source = p.call(
+            p.aws.upload_path,
+            Path(source),
+            p.cfg.s3_uri("batch", name, "input"),
+            transform=_drop_csv_header,
+        )
+    output = (
+        spec.output if spec.output.startswith("s3://") else p.cfg.s3_uri("batch", name, "output")
+    )
     c = spec.compute
     choice = resolve_instance(p.name, c.size, c.instance_type)
-    tags = {**p.cfg.tags, INPUT_TAG: spec.input[:256], OUTPUT_TAG: spec.output[:256], MODEL_TAG: model_name}
+    tags = {
+        **p.cfg.tags,
+        INPUT_TAG: spec.input[:256],
+        OUTPUT_TAG: spec.output[:256],
+        MODEL_TAG: model_name,
+    }
     params: dict[str, Any] = {
         "TransformJobName": name,
         "ModelName": model_name,
@@ -104,7 +125,11 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
             "SplitType": "Line",
             "CompressionType": "None",
         },
-        "TransformOutput": {"S3OutputPath": output, "Accept": "application/jsonlines", "AssembleWith": "Line"},
+        "TransformOutput": {
+            "S3OutputPath": output,
+            "Accept": "application/jsonlines",
+            "AssembleWith": "Line",
+        },
         "TransformResources": {
             "InstanceType": c.instance_type or (choice.instance_type if choice else ""),
             "InstanceCount": max(1, c.replicas),
@@ -122,7 +147,10 @@ def describe_transform(p: SageMakerProvider, job_id: str) -> BatchJob:
     """The job's state; on success the outputs are downloaded to a local output path, and once
     it has ended the model cloudserve made for it is deleted."""
     d = p.sm("describe_transform_job", TransformJobName=job_id)
-    tags = {t["Key"]: t["Value"] for t in p.sm("list_tags", ResourceArn=d["TransformJobArn"]).get("Tags", [])}
+    tags = {
+        t["Key"]: t["Value"]
+        for t in p.sm("list_tags", ResourceArn=d["TransformJobArn"]).get("Tags", [])
+    }
     status = STATES.get(d["TransformJobStatus"], JobStatus.RUNNING)
     output = tags.get(OUTPUT_TAG, d["TransformOutput"]["S3OutputPath"])
     rows = None

@@ -74,7 +74,9 @@ def extract(exc: BaseException) -> tuple[str | int | None, str, float | None] | 
 
     if isinstance(exc, bce.ClientError):
         err = exc.response.get("Error", {})
-        code = str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        code = str(
+            err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        )
         message = str(err.get("Message") or exc)
         if code == "ModelError":
             original = exc.response.get("OriginalMessage") or message

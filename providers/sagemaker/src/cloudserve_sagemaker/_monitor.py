@@ -35,13 +35,25 @@ LATENCIES = {"ml": "ModelLatency", "ol": "OverheadLatency"}
 def _queries(endpoint: str, variants: list[str], period: int) -> list[dict[str, Any]]:
     queries = []
     for i, variant in enumerate(variants):
-        dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+        dims = [
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": variant},
+        ]
 
-        def stat(qid: str, metric: str, statistic: str, dims: list[dict[str, str]] = dims) -> dict[str, Any]:
+        def stat(
+            qid: str, metric: str, statistic: str, dims: list[dict[str, str]] = dims
+        ) -> dict[str, Any]:
             return {
                 "Id": qid,
-                "MetricStat": {"Metric": {"Namespace": "AWS/SageMaker", "MetricName": metric, "Dimensions": dims},
-                               "Period": period, "Stat": statistic},
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/SageMaker",
+                        "MetricName": metric,
+                        "Dimensions": dims,
+                    },
+                    "Period": period,
+                    "Stat": statistic,
+                },
                 "ReturnData": True,
             }
 
@@ -61,8 +73,14 @@ def endpoint_metrics(p: SageMakerProvider, endpoint: str, window_s: float) -> Me
     results: dict[str, list[float]] = {}
     token: str | None = None
     while True:
-        page = p.aws_call("cloudwatch", "get_metric_data", MetricDataQueries=_queries(endpoint, variants, period + 120),
-                          StartTime=start, EndTime=end, **({"NextToken": token} if token else {}))
+        page = p.aws_call(
+            "cloudwatch",
+            "get_metric_data",
+            MetricDataQueries=_queries(endpoint, variants, period + 120),
+            StartTime=start,
+            EndTime=end,
+            **({"NextToken": token} if token else {}),
+        )
         for r in page.get("MetricDataResults", []):
             results.setdefault(r["Id"], []).extend(v for v in r.get("Values", []) if v is not None)
         token = page.get("NextToken")
@@ -70,11 +88,22 @@ def endpoint_metrics(p: SageMakerProvider, endpoint: str, window_s: float) -> Me
             break
     per_variant = {v: _variant(results, i) for i, v in enumerate(variants)}
     total = sum(m.invocations for m in per_variant.values())
-    errors = {"4xx": sum(m.errors.get("4xx", 0) for m in per_variant.values()),
-              "5xx": sum(m.errors.get("5xx", 0) for m in per_variant.values())}
+    errors = {
+        "4xx": sum(m.errors.get("4xx", 0) for m in per_variant.values()),
+        "5xx": sum(m.errors.get("5xx", 0) for m in per_variant.values()),
+    }
     overall = {q: _weighted(per_variant, q) for q in ("p50_ms", "p95_ms", "p99_ms")}
-    return MetricsReport(endpoint=endpoint, provider=p.name, window_s=window_s, invocations=total, errors=errors,
-                         per_variant=per_variant, source="cloudwatch:AWS/SageMaker", raw=results, **overall)
+    return MetricsReport(
+        endpoint=endpoint,
+        provider=p.name,
+        window_s=window_s,
+        invocations=total,
+        errors=errors,
+        per_variant=per_variant,
+        source="cloudwatch:AWS/SageMaker",
+        raw=results,
+        **overall,
+    )
 
 
 def _variant(results: dict[str, list[float]], i: int) -> VariantMetrics:
@@ -83,11 +112,17 @@ def _variant(results: dict[str, list[float]], i: int) -> VariantMetrics:
     for p in PERCENTILES:
         parts = [max(results.get(f"{k}{p}{i}", []), default=None) for k in LATENCIES]
         lat[f"{p}_ms"] = None if parts[0] is None else (parts[0] + (parts[1] or 0.0)) / 1000.0
-    return VariantMetrics(invocations=count["inv"], errors={"4xx": count["e4"], "5xx": count["e5"]}, **lat)
+    return VariantMetrics(
+        invocations=count["inv"], errors={"4xx": count["e4"], "5xx": count["e5"]}, **lat
+    )
 
 
 def _weighted(per_variant: dict[str, VariantMetrics], field: str) -> float | None:
-    pairs = [(m.invocations, getattr(m, field)) for m in per_variant.values() if getattr(m, field) is not None]
+    pairs = [
+        (m.invocations, getattr(m, field))
+        for m in per_variant.values()
+        if getattr(m, field) is not None
+    ]
     weight = sum(n for n, _ in pairs)
     if not pairs:
         return None
@@ -102,7 +137,9 @@ def _rows_of(part: dict[str, Any]) -> list[Any]:
     encoding = part.get("encoding", "JSON")
     data = part.get("data", "")
     body = base64.b64decode(data) if encoding == "BASE64" else data.encode()
-    content_type = part.get("observedContentType") or ("text/csv" if encoding == "CSV" else codecs.JSON)
+    content_type = part.get("observedContentType") or (
+        "text/csv" if encoding == "CSV" else codecs.JSON
+    )
     instances, _ = codecs.decode_request(body, content_type)
     return [list(r.values()) if isinstance(r, dict) else list(r) for r in instances]
 
@@ -113,10 +150,16 @@ def captured_rows(p: SageMakerProvider, endpoint: str, window_s: float) -> list[
     assert current is not None
     capture = current["config"].get("DataCaptureConfig") or {}
     if not capture.get("EnableCapture"):
-        raise InvalidRequest(f"endpoint {endpoint} does not capture data; deploy it with data_capture", provider=p.name)
+        raise InvalidRequest(
+            f"endpoint {endpoint} does not capture data; deploy it with data_capture",
+            provider=p.name,
+        )
     since = datetime.now(timezone.utc) - timedelta(seconds=window_s)
     prefix = f"{capture['DestinationS3Uri'].rstrip('/')}/{endpoint}/"
-    objects = sorted((o for o in p.call(p.aws.list, prefix) if o["LastModified"] >= since), key=lambda o: o["LastModified"])
+    objects = sorted(
+        (o for o in p.call(p.aws.list, prefix) if o["LastModified"] >= since),
+        key=lambda o: o["LastModified"],
+    )
     bucket = prefix.removeprefix("s3://").split("/", 1)[0]
     rows: list[list[float]] = []
     for obj in objects:

@@ -24,8 +24,8 @@ from cloudserve.errors import InvalidRequest
 from cloudserve.specs import ModelSpec
 
 __all__ = [
-    "INFERENCE_SCRIPT",
     "IMAGE_ACCOUNTS",
+    "INFERENCE_SCRIPT",
     "build_model_tarball",
     "content_hash",
     "framework_image",

@@ -8,11 +8,14 @@ below. See ``docs/providers/sagemaker.md`` for the concept mapping.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import orjson
 
 from cloudserve.errors import (
     CloudServeError,
@@ -60,6 +63,20 @@ ENV_NAME, ENV_VERSION = "CLOUDSERVE_MODEL_NAME", "CLOUDSERVE_MODEL_VERSION"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 # JSON wrapper bytes and headroom below the 6 MB invoke limit.
 PAYLOAD_MARGIN = 16 * 1024
+
+
+@dataclass
+class _Desired:
+    """What a deploy wants the endpoint to hold."""
+
+    model: str
+    container: dict[str, Any]
+    rows: list[dict[str, Any]]
+    capture: dict[str, Any] | None
+    async_cfg: dict[str, Any] | None
+    scaling: list[dict[str, Any]]
+    config: str
+    tags: list[dict[str, str]]
 
 
 @dataclass
@@ -183,7 +200,10 @@ class SageMakerProvider(Provider):
                     "serverless endpoints scale by themselves; drop min/max_replicas",
                     provider=self.name,
                 )
-            if c.serverless_memory_mb is not None and c.serverless_memory_mb not in SERVERLESS_MEMORY:
+            if (
+                c.serverless_memory_mb is not None
+                and c.serverless_memory_mb not in SERVERLESS_MEMORY
+            ):
                 raise InvalidRequest(
                     f"serverless memory must be one of {SERVERLESS_MEMORY} MB", provider=self.name
                 )
@@ -207,7 +227,7 @@ class SageMakerProvider(Provider):
         if not model.is_local:
             return model.artifact
         data = pkg.build_model_tarball(model)
-        digest = pkg.content_hash(len(data), __import__("hashlib").sha256(data).hexdigest())
+        digest = hashlib.sha256(data).hexdigest()
         uri = self.cfg.s3_uri("models", model.name, model.version, digest[:16], "model.tar.gz")
         if not self.call(self.aws.exists, uri):
             self.call(self.aws.put, uri, data)
@@ -273,11 +293,15 @@ class SageMakerProvider(Provider):
         dc = spec.data_capture
         if dc is None or not dc.enabled:
             return None
-        modes = [{"CaptureMode": "Input"}] + ([{"CaptureMode": "Output"}] if dc.capture_responses else [])
+        modes = [{"CaptureMode": "Input"}] + (
+            [{"CaptureMode": "Output"}] if dc.capture_responses else []
+        )
         out: dict[str, Any] = {
             "EnableCapture": True,
             "InitialSamplingPercentage": max(1, round(dc.sampling_rate * 100)),
-            "DestinationS3Uri": dc.destination or self.cfg.capture_path or self.cfg.s3_uri("capture"),
+            "DestinationS3Uri": dc.destination
+            or self.cfg.capture_path
+            or self.cfg.s3_uri("capture"),
             "CaptureOptions": modes,
             "CaptureContentTypeHeader": {
                 "JsonContentTypes": ["application/json"],
@@ -312,8 +336,15 @@ class SageMakerProvider(Provider):
         """The variants kept beside a canary, re-weighted to share ``100 - traffic``."""
         if current is None or traffic >= 100:
             return []
-        live = {v["VariantName"]: float(v.get("CurrentWeight", 0)) for v in current["endpoint"].get("ProductionVariants", [])}
-        keep = [dict(r) for r in current["config"]["ProductionVariants"] if r["VariantName"] != new_variant]
+        live = {
+            v["VariantName"]: float(v.get("CurrentWeight", 0))
+            for v in current["endpoint"].get("ProductionVariants", [])
+        }
+        keep = [
+            dict(r)
+            for r in current["config"]["ProductionVariants"]
+            if r["VariantName"] != new_variant
+        ]
         total = sum(live.get(r["VariantName"], 0.0) for r in keep)
         rest = 100 - traffic
         for r in keep:
@@ -355,54 +386,106 @@ class SageMakerProvider(Provider):
         if current is not None and current["endpoint"]["EndpointStatus"] == "Failed":
             self.delete_endpoint(spec.endpoint)
             current = None
-        gpu = (spec.compute.size or "").startswith("gpu.") or (spec.compute.instance_type or "").startswith(("ml.g", "ml.p"))
-        data_url = self._artifact_uri(spec.model)
-        container = self._container(spec.model, data_url, gpu)
-        model = names.model_name(spec.endpoint, spec.variant_name, pkg.content_hash(container, self.cfg.vpc, self.cfg.role_arn))
-        rows = [*self._rows_beside(current, spec.variant_name, spec.traffic), self._variant_row(spec, model, spec.traffic)]
-        capture, async_cfg = self._data_capture(spec), self._async_config(spec.endpoint)
-        scaling = self._scaling_plan(spec, current)
-        config = names.config_name(spec.endpoint, pkg.content_hash(rows, capture, async_cfg, scaling, self.cfg.kms_key_id))
-        if current is not None and current["endpoint"]["EndpointConfigName"] == config and self._weights_match(current, rows):
+        previous = self._scaling_plan_of(current) if current is not None else []
+        want = self._desired(spec, current, previous)
+        if current is not None and current["endpoint"]["EndpointConfigName"] == want.config:
+            if not self._weights_match(current, want.rows):
+                # Same variants, only the split moved (set_traffic): put the spec's split back.
+                weights = {r["VariantName"]: round(r["InitialVariantWeight"]) for r in want.rows}
+                return self.set_traffic(spec.endpoint, weights)
             return self.get_endpoint(spec.endpoint)
         created = _Created()
-        tags = names.tags({**self.cfg.tags, **spec.model.tags, **spec.tags}, spec.endpoint)
         try:
-            self._ensure_model(model, container, tags, created)
-            self._create_config(config, rows, capture, async_cfg, tags, created)
-            if current is None:
-                self.sm("create_endpoint", retry=False, EndpointName=spec.endpoint, EndpointConfigName=config, Tags=tags)
-                created.endpoint = spec.endpoint
-            else:
-                self._deregister_scaling(spec.endpoint, [v["VariantName"] for v in current["config"]["ProductionVariants"]])
-                self.sm("update_endpoint", retry=False, EndpointName=spec.endpoint, EndpointConfigName=config)
+            self._apply(spec, want, current, created)
             if not wait:
                 return self.get_endpoint(spec.endpoint)
-            self._await_config(spec.endpoint, config, timeout, progress)
-            self._register_scaling(spec.endpoint, scaling, created)
+            self._await_config(spec.endpoint, want.config, timeout, progress)
+            if current is not None:
+                # The update took: the endpoint now runs on the new model and config, so a
+                # failure from here on must not remove them (nor restore the old scaling).
+                created, previous = _Created(), []
+            self._register_scaling(spec.endpoint, want.scaling, created)
         except BaseException:
             if not spec.keep_on_failure:
-                self._roll_back(created, restore=None if current is None else self._scaling_plan_of(current))
+                self._roll_back(created, restore=previous if current is not None else [])
             raise
-        self._collect_garbage(spec.endpoint, keep=config)
+        self._collect_garbage(spec.endpoint, keep=want.config)
         with self._lock:
             self._versions.pop(spec.endpoint, None)
         return self.get_endpoint(spec.endpoint)
 
-    def _create_config(
+    def _desired(
+        self, spec: DeploySpec, current: dict[str, Any] | None, previous: list[dict[str, Any]]
+    ) -> _Desired:
+        """What the endpoint should hold after ``spec``; names are hashes of the content."""
+        c = spec.compute
+        gpu = (c.size or "").startswith("gpu.") or (c.instance_type or "").startswith(
+            ("ml.g", "ml.p")
+        )
+        container = self._container(spec.model, self._artifact_uri(spec.model), gpu)
+        model = names.model_name(
+            spec.endpoint,
+            spec.variant_name,
+            pkg.content_hash(container, self.cfg.vpc, self.cfg.role_arn),
+        )
+        rows = [
+            *self._rows_beside(current, spec.variant_name, spec.traffic),
+            self._variant_row(spec, model, spec.traffic),
+        ]
+        capture, async_cfg = self._data_capture(spec), self._async_config(spec.endpoint)
+        scaling = self._scaling_plan(spec, previous)
+        digest = pkg.content_hash(rows, capture, async_cfg, scaling, self.cfg.kms_key_id)
+        tags = names.tags({**self.cfg.tags, **spec.model.tags, **spec.tags}, spec.endpoint)
+        return _Desired(
+            model=model,
+            container=container,
+            rows=rows,
+            capture=capture,
+            async_cfg=async_cfg,
+            scaling=scaling,
+            config=names.config_name(spec.endpoint, digest),
+            tags=tags,
+        )
+
+    def _apply(
         self,
-        name: str,
-        rows: list[dict[str, Any]],
-        capture: dict[str, Any] | None,
-        async_cfg: dict[str, Any] | None,
-        tags: list[dict[str, str]],
+        spec: DeploySpec,
+        want: _Desired,
+        current: dict[str, Any] | None,
         created: _Created,
     ) -> None:
-        params: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": rows, "Tags": tags}
-        if capture is not None:
-            params["DataCaptureConfig"] = capture
-        if async_cfg is not None:
-            params["AsyncInferenceConfig"] = async_cfg
+        """Create the model and endpoint config, then create or update the endpoint."""
+        self._ensure_model(want.model, want.container, want.tags, created)
+        self._create_config(want, created)
+        if current is None:
+            self.sm(
+                "create_endpoint",
+                retry=False,
+                EndpointName=spec.endpoint,
+                EndpointConfigName=want.config,
+                Tags=want.tags,
+            )
+            created.endpoint = spec.endpoint
+            return
+        variants = [v["VariantName"] for v in current["config"]["ProductionVariants"]]
+        self._deregister_scaling(spec.endpoint, variants)
+        self.sm(
+            "update_endpoint",
+            retry=False,
+            EndpointName=spec.endpoint,
+            EndpointConfigName=want.config,
+        )
+
+    def _create_config(self, want: _Desired, created: _Created) -> None:
+        params: dict[str, Any] = {
+            "EndpointConfigName": want.config,
+            "ProductionVariants": want.rows,
+            "Tags": want.tags,
+        }
+        if want.capture is not None:
+            params["DataCaptureConfig"] = want.capture
+        if want.async_cfg is not None:
+            params["AsyncInferenceConfig"] = want.async_cfg
         if self.cfg.kms_key_id:
             params["KmsKeyId"] = self.cfg.kms_key_id
         try:
@@ -411,21 +494,35 @@ class SageMakerProvider(Provider):
             if "already exist" not in str(exc):
                 raise
             return
-        created.config = name
+        created.config = want.config
 
     def _weights_match(self, current: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
-        live = {v["VariantName"]: float(v.get("CurrentWeight", 0)) for v in current["endpoint"].get("ProductionVariants", [])}
-        return all(abs(live.get(r["VariantName"], -1) - r["InitialVariantWeight"]) < 1e-6 for r in rows)
+        live = {
+            v["VariantName"]: float(v.get("CurrentWeight", 0))
+            for v in current["endpoint"].get("ProductionVariants", [])
+        }
+        return all(
+            abs(live.get(r["VariantName"], -1) - r["InitialVariantWeight"]) < 1e-6 for r in rows
+        )
 
-    def _settled(self, endpoint: str, timeout: float | None, progress: ProgressCallback | None) -> dict[str, Any] | None:
+    def _settled(
+        self, endpoint: str, timeout: float | None, progress: ProgressCallback | None
+    ) -> dict[str, Any] | None:
         """The endpoint once no create/update is in flight (None when it does not exist)."""
         current = self._current(endpoint)
-        if current is None or STATES.get(current["endpoint"]["EndpointStatus"], EndpointStatus.UPDATING).is_terminal:
+        if (
+            current is None
+            or STATES.get(
+                current["endpoint"]["EndpointStatus"], EndpointStatus.UPDATING
+            ).is_terminal
+        ):
             return current
         self._wait_status(endpoint, timeout, progress)
         return self._current(endpoint)
 
-    def _wait_status(self, endpoint: str, timeout: float | None, progress: ProgressCallback | None) -> dict[str, Any]:
+    def _wait_status(
+        self, endpoint: str, timeout: float | None, progress: ProgressCallback | None
+    ) -> dict[str, Any]:
         return self.wait(
             lambda: self.sm("describe_endpoint", EndpointName=endpoint),
             is_done=lambda d: STATES.get(d["EndpointStatus"], EndpointStatus.UPDATING).is_terminal,
@@ -435,15 +532,25 @@ class SageMakerProvider(Provider):
             status_of=lambda d: str(d["EndpointStatus"]),
         )
 
-    def _await_config(self, endpoint: str, config: str, timeout: float | None, progress: ProgressCallback | None) -> None:
+    def _await_config(
+        self, endpoint: str, config: str, timeout: float | None, progress: ProgressCallback | None
+    ) -> None:
         final = self._wait_status(endpoint, timeout, progress)
         reason = final.get("FailureReason") or "no reason given"
         if final["EndpointStatus"] != "InService":
-            raise OperationFailed(f"endpoint {endpoint} ended {final['EndpointStatus']}: {reason}", provider=self.name, code=final["EndpointStatus"])
+            raise OperationFailed(
+                f"endpoint {endpoint} ended {final['EndpointStatus']}: {reason}",
+                provider=self.name,
+                code=final["EndpointStatus"],
+            )
         if final["EndpointConfigName"] != config:
-            raise OperationFailed(f"the update of endpoint {endpoint} was rolled back: {reason}", provider=self.name, code="UpdateRolledBack")
+            raise OperationFailed(
+                f"the update of endpoint {endpoint} was rolled back: {reason}",
+                provider=self.name,
+                code="UpdateRolledBack",
+            )
 
-    def _roll_back(self, created: _Created, restore: list[dict[str, Any]] | None) -> None:
+    def _roll_back(self, created: _Created, restore: list[dict[str, Any]]) -> None:
         """Remove what a failed deploy created; put back the scaling a failed update removed."""
         with contextlib.suppress(CloudServeError):
             if created.endpoint:
@@ -460,14 +567,24 @@ class SageMakerProvider(Provider):
 
     # -- autoscaling (Application Auto Scaling, target tracking) ------------------------------
 
-    def _scaling_plan(self, spec: DeploySpec, current: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def _scaling_plan(
+        self, spec: DeploySpec, previous: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Scaling of every variant the new config keeps: carried over, plus the new one."""
-        plan = [p for p in (self._scaling_plan_of(current) if current and spec.traffic < 100 else []) if p["variant"] != spec.variant_name]
+        kept = previous if spec.traffic < 100 else []
+        plan = [p for p in kept if p["variant"] != spec.variant_name]
         c = spec.compute
         if c.autoscaling:
             lo, hi = c.replica_range
-            plan.append({"endpoint": spec.endpoint, "variant": spec.variant_name, "min": max(lo, 1), "max": hi,
-                         "target": c.autoscale_target or self.cfg.autoscale_target})
+            plan.append(
+                {
+                    "endpoint": spec.endpoint,
+                    "variant": spec.variant_name,
+                    "min": max(lo, 1),
+                    "max": hi,
+                    "target": c.autoscale_target or self.cfg.autoscale_target,
+                }
+            )
         return plan
 
     def _scaling_plan_of(self, current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -477,12 +594,25 @@ class SageMakerProvider(Provider):
         plan = []
         for variant, t in targets.items():
             target = self._policy_target(endpoint, variant)
-            plan.append({"endpoint": endpoint, "variant": variant, "min": t["MinCapacity"], "max": t["MaxCapacity"], "target": target})
+            plan.append(
+                {
+                    "endpoint": endpoint,
+                    "variant": variant,
+                    "min": t["MinCapacity"],
+                    "max": t["MaxCapacity"],
+                    "target": target,
+                }
+            )
         return plan
 
     def _policy_target(self, endpoint: str, variant: str) -> float:
-        found = self.aws_call("application-autoscaling", "describe_scaling_policies", ServiceNamespace="sagemaker",
-                              ResourceId=_scaling_resource(endpoint, variant), ScalableDimension=SCALABLE_DIMENSION)
+        found = self.aws_call(
+            "application-autoscaling",
+            "describe_scaling_policies",
+            ServiceNamespace="sagemaker",
+            ResourceId=_scaling_resource(endpoint, variant),
+            ScalableDimension=SCALABLE_DIMENSION,
+        )
         for p in found.get("ScalingPolicies", []):
             cfg = p.get("TargetTrackingScalingPolicyConfiguration")
             if cfg:
@@ -493,38 +623,78 @@ class SageMakerProvider(Provider):
         if not variants:
             return {}
         ids = {_scaling_resource(endpoint, v): v for v in variants}
-        found = self.aws_call("application-autoscaling", "describe_scalable_targets", ServiceNamespace="sagemaker",
-                              ResourceIds=list(ids), ScalableDimension=SCALABLE_DIMENSION)
-        return {ids[t["ResourceId"]]: t for t in found.get("ScalableTargets", []) if t["ResourceId"] in ids}
+        found = self.aws_call(
+            "application-autoscaling",
+            "describe_scalable_targets",
+            ServiceNamespace="sagemaker",
+            ResourceIds=list(ids),
+            ScalableDimension=SCALABLE_DIMENSION,
+        )
+        return {
+            ids[t["ResourceId"]]: t
+            for t in found.get("ScalableTargets", [])
+            if t["ResourceId"] in ids
+        }
 
-    def _register_scaling(self, endpoint: str, plan: list[dict[str, Any]], created: _Created) -> None:
+    def _register_scaling(
+        self, endpoint: str, plan: list[dict[str, Any]], created: _Created
+    ) -> None:
         for p in plan:
             resource = _scaling_resource(endpoint, p["variant"])
-            self.aws_call("application-autoscaling", "register_scalable_target", ServiceNamespace="sagemaker",
-                          ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION, MinCapacity=p["min"], MaxCapacity=p["max"])
+            self.aws_call(
+                "application-autoscaling",
+                "register_scalable_target",
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension=SCALABLE_DIMENSION,
+                MinCapacity=p["min"],
+                MaxCapacity=p["max"],
+            )
             created.scaling.append(resource)
             self.aws_call(
-                "application-autoscaling", "put_scaling_policy",
-                PolicyName=f"cloudserve-{endpoint}-{p['variant']}", ServiceNamespace="sagemaker", ResourceId=resource,
-                ScalableDimension=SCALABLE_DIMENSION, PolicyType="TargetTrackingScaling",
+                "application-autoscaling",
+                "put_scaling_policy",
+                PolicyName=f"cloudserve-{endpoint}-{p['variant']}",
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension=SCALABLE_DIMENSION,
+                PolicyType="TargetTrackingScaling",
                 TargetTrackingScalingPolicyConfiguration={
                     "TargetValue": float(p["target"]),
-                    "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                    },
                     "ScaleInCooldown": 300,
                     "ScaleOutCooldown": 60,
                 },
             )
 
     def _deregister_one(self, resource: str) -> None:
-        found = self.aws_call("application-autoscaling", "describe_scaling_policies", ServiceNamespace="sagemaker",
-                              ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION)
+        found = self.aws_call(
+            "application-autoscaling",
+            "describe_scaling_policies",
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension=SCALABLE_DIMENSION,
+        )
         for p in found.get("ScalingPolicies", []):
             with contextlib.suppress(CloudServeError):
-                self.aws_call("application-autoscaling", "delete_scaling_policy", PolicyName=p["PolicyName"],
-                              ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION)
+                self.aws_call(
+                    "application-autoscaling",
+                    "delete_scaling_policy",
+                    PolicyName=p["PolicyName"],
+                    ServiceNamespace="sagemaker",
+                    ResourceId=resource,
+                    ScalableDimension=SCALABLE_DIMENSION,
+                )
         with contextlib.suppress(CloudServeError):
-            self.aws_call("application-autoscaling", "deregister_scalable_target", ServiceNamespace="sagemaker",
-                          ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION)
+            self.aws_call(
+                "application-autoscaling",
+                "deregister_scalable_target",
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension=SCALABLE_DIMENSION,
+            )
 
     def _deregister_scaling(self, endpoint: str, variants: list[str]) -> None:
         # SageMaker refuses to update or delete a variant that is still registered for scaling.
@@ -557,9 +727,14 @@ class SageMakerProvider(Provider):
                     name=live["VariantName"],
                     model_name=env.get(ENV_NAME, row.get("ModelName", "")),
                     model_version=version,
-                    weight=round(float(live.get("CurrentWeight", row.get("InitialVariantWeight", 0)))),
-                    instance_type=row.get("InstanceType") or ("serverless" if row.get("ServerlessConfig") else None),
-                    replicas=int(live.get("CurrentInstanceCount", row.get("InitialInstanceCount", 0)) or 0),
+                    weight=round(
+                        float(live.get("CurrentWeight", row.get("InitialVariantWeight", 0)))
+                    ),
+                    instance_type=row.get("InstanceType")
+                    or ("serverless" if row.get("ServerlessConfig") else None),
+                    replicas=int(
+                        live.get("CurrentInstanceCount", row.get("InitialInstanceCount", 0)) or 0
+                    ),
                     min_replicas=target["MinCapacity"] if target else None,
                     max_replicas=target["MaxCapacity"] if target else None,
                     status=status,
@@ -612,7 +787,9 @@ class SageMakerProvider(Provider):
         cloudserve's for it). A missing endpoint is fine."""
         current = self._current(name)
         if current is not None:
-            self._deregister_scaling(name, [v["VariantName"] for v in current["config"]["ProductionVariants"]])
+            self._deregister_scaling(
+                name, [v["VariantName"] for v in current["config"]["ProductionVariants"]]
+            )
             self._quiet_delete("delete_endpoint", EndpointName=name)
             if wait:
                 self._wait_gone(name, None)
@@ -627,7 +804,12 @@ class SageMakerProvider(Provider):
             except NotFound:
                 return "Gone"
 
-        self.wait(poll, is_done=lambda s: s in ("Gone", "Failed"), description=f"delete of endpoint {name}", timeout=timeout)
+        self.wait(
+            poll,
+            is_done=lambda s: s in ("Gone", "Failed"),
+            description=f"delete of endpoint {name}",
+            timeout=timeout,
+        )
 
     def _owned(self, arn: str, endpoint: str) -> bool:
         try:
@@ -643,10 +825,14 @@ class SageMakerProvider(Provider):
         if keep is not None:
             kept = self.sm("describe_endpoint_config", EndpointConfigName=keep)
             used = {v["ModelName"] for v in kept["ProductionVariants"]}
-        configs = self.sm("list_endpoint_configs", NameContains=endpoint, MaxResults=100)["EndpointConfigs"]
+        configs = self.sm("list_endpoint_configs", NameContains=endpoint, MaxResults=100)[
+            "EndpointConfigs"
+        ]
         for c in configs:
             if c["EndpointConfigName"] != keep and self._owned(c["EndpointConfigArn"], endpoint):
-                self._quiet_delete("delete_endpoint_config", EndpointConfigName=c["EndpointConfigName"])
+                self._quiet_delete(
+                    "delete_endpoint_config", EndpointConfigName=c["EndpointConfigName"]
+                )
         models = self.sm("list_models", NameContains=endpoint, MaxResults=100)["Models"]
         for m in models:
             if m["ModelName"] not in used and self._owned(m["ModelArn"], endpoint):
@@ -661,11 +847,22 @@ class SageMakerProvider(Provider):
         known = {v["VariantName"] for v in current["endpoint"].get("ProductionVariants", [])}
         unknown = sorted(set(weights) - known)
         if unknown:
-            raise NotFound(f"endpoint {endpoint} has no variant {', '.join(unknown)} (has {', '.join(sorted(known))})", provider=self.name)
+            raise NotFound(
+                f"endpoint {endpoint} has no variant {', '.join(unknown)} "
+                f"(has {', '.join(sorted(known))})",
+                provider=self.name,
+            )
         if set(weights) != known:
-            raise InvalidRequest(f"give a weight for every variant of {endpoint}: {', '.join(sorted(known))}", provider=self.name)
+            raise InvalidRequest(
+                f"give a weight for every variant of {endpoint}: {', '.join(sorted(known))}",
+                provider=self.name,
+            )
         desired = [{"VariantName": v, "DesiredWeight": float(w)} for v, w in weights.items()]
-        self.sm("update_endpoint_weights_and_capacities", EndpointName=endpoint, DesiredWeightsAndCapacities=desired)
+        self.sm(
+            "update_endpoint_weights_and_capacities",
+            EndpointName=endpoint,
+            DesiredWeightsAndCapacities=desired,
+        )
         self._wait_status(endpoint, None, None)
         return self.get_endpoint(endpoint)
 
@@ -674,28 +871,51 @@ class SageMakerProvider(Provider):
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.cfg.predict_concurrency, thread_name_prefix="cloudserve-sm")
+                self._pool = ThreadPoolExecutor(
+                    self.cfg.predict_concurrency, thread_name_prefix="cloudserve-sm"
+                )
             return self._pool
 
-    def _invoke(self, endpoint: str, rows: list[Any], variant: str | None, parameters: dict[str, Any] | None) -> tuple[list[Any], str | None]:
+    def _invoke(
+        self, endpoint: str, rows: list[Any], variant: str | None, parameters: dict[str, Any] | None
+    ) -> tuple[list[Any], str | None]:
         from cloudserve import codecs
 
-        body = codecs.encode_instances(rows) if not parameters else __import__("orjson").dumps({"instances": rows, "parameters": parameters})
-        params: dict[str, Any] = {"EndpointName": endpoint, "Body": body, "ContentType": codecs.JSON, "Accept": codecs.JSON}
+        body = codecs.encode_instances(rows)
+        if parameters:
+            body = orjson.dumps({"instances": rows, "parameters": parameters})
+        params: dict[str, Any] = {
+            "EndpointName": endpoint,
+            "Body": body,
+            "ContentType": codecs.JSON,
+            "Accept": codecs.JSON,
+        }
         if variant:
             params["TargetVariant"] = variant
         # Predictions change nothing, so a throttled or 5xx invocation is safe to repeat.
         answer = self.call(lambda: self._read_invoke(params))
-        outputs = codecs.decode_predictions(answer["Body"], answer.get("ContentType") or codecs.JSON)
+        outputs = codecs.decode_predictions(
+            answer["Body"], answer.get("ContentType") or codecs.JSON
+        )
         if len(outputs) != len(rows):
-            raise OperationFailed(f"endpoint {endpoint} returned {len(outputs)} outputs for {len(rows)} rows", provider=self.name)
+            raise OperationFailed(
+                f"endpoint {endpoint} returned {len(outputs)} outputs for {len(rows)} rows",
+                provider=self.name,
+            )
         return outputs, answer.get("InvokedProductionVariant")
 
     def _read_invoke(self, params: dict[str, Any]) -> dict[str, Any]:
         answer = self.aws.runtime.invoke_endpoint(**params)
         return {**answer, "Body": answer["Body"].read()}
 
-    def predict(self, endpoint: str, instances: list[Any], *, variant: str | None = None, parameters: dict[str, Any] | None = None) -> Prediction:
+    def predict(
+        self,
+        endpoint: str,
+        instances: list[Any],
+        *,
+        variant: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Prediction:
         """InvokeEndpoint; inputs over the payload limit go as concurrent chunks, in order."""
         from cloudserve import codecs
 
@@ -705,7 +925,11 @@ class SageMakerProvider(Provider):
         if len(chunks) == 1:
             results = [self._invoke(endpoint, chunks[0], variant, parameters)]
         else:
-            results = list(self._executor().map(lambda rows: self._invoke(endpoint, rows, variant, parameters), chunks))
+            results = list(
+                self._executor().map(
+                    lambda rows: self._invoke(endpoint, rows, variant, parameters), chunks
+                )
+            )
         outputs = [o for chunk, _ in results for o in chunk]
         served = results[0][1]
         return Prediction(
@@ -730,7 +954,14 @@ class SageMakerProvider(Provider):
 
     # -- optional capabilities, in their own modules -------------------------------------------
 
-    def predict_async(self, endpoint: str, instances: list[Any], *, variant: str | None = None, parameters: dict[str, Any] | None = None) -> AsyncPrediction:
+    def predict_async(
+        self,
+        endpoint: str,
+        instances: list[Any],
+        *,
+        variant: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> AsyncPrediction:
         """InvokeEndpointAsync: the input goes to S3 first; poll with ``get_async_result``."""
         from cloudserve_sagemaker._async import predict_async
 
@@ -742,7 +973,14 @@ class SageMakerProvider(Provider):
 
         return get_async_result(self, endpoint, request_id)
 
-    def batch_predict(self, spec: BatchSpec, *, wait: bool = False, timeout: float | None = None, progress: ProgressCallback | None = None) -> BatchJob:
+    def batch_predict(
+        self,
+        spec: BatchSpec,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> BatchJob:
         """A batch transform job (Line split, MultiRecord batches, outputs assembled by line)."""
         from cloudserve_sagemaker._batch import start_transform
 
@@ -750,9 +988,15 @@ class SageMakerProvider(Provider):
         job = start_transform(self, spec)
         if not wait:
             return job
-        return self.wait(lambda: self.get_batch_job(job.id), is_done=lambda j: j.status.is_terminal,
-                         description=f"transform job {job.id}", timeout=timeout, progress=progress,
-                         status_of=lambda j: j.status.value, job=True)
+        return self.wait(
+            lambda: self.get_batch_job(job.id),
+            is_done=lambda j: j.status.is_terminal,
+            description=f"transform job {job.id}",
+            timeout=timeout,
+            progress=progress,
+            status_of=lambda j: j.status.value,
+            job=True,
+        )
 
     def get_batch_job(self, job_id: str) -> BatchJob:
         """The transform job; once it succeeds, outputs are downloaded to a local output path."""
@@ -760,7 +1004,14 @@ class SageMakerProvider(Provider):
 
         return describe_transform(self, job_id)
 
-    def tune(self, spec: TuningSpec, *, wait: bool = False, timeout: float | None = None, progress: ProgressCallback | None = None) -> TuningJob:
+    def tune(
+        self,
+        spec: TuningSpec,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TuningJob:
         """A hyperparameter tuning job running the script in SageMaker's framework container."""
         from cloudserve_sagemaker._tuning import start_tuning
 
@@ -768,9 +1019,15 @@ class SageMakerProvider(Provider):
         job = start_tuning(self, spec)
         if not wait:
             return job
-        return self.wait(lambda: self.get_tuning_job(job.id), is_done=lambda j: j.status.is_terminal,
-                         description=f"tuning job {job.id}", timeout=timeout, progress=progress,
-                         status_of=lambda j: j.status.value, job=True)
+        return self.wait(
+            lambda: self.get_tuning_job(job.id),
+            is_done=lambda j: j.status.is_terminal,
+            description=f"tuning job {job.id}",
+            timeout=timeout,
+            progress=progress,
+            status_of=lambda j: j.status.value,
+            job=True,
+        )
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
         """The tuning job, its trials (training jobs) and the best one."""
@@ -808,16 +1065,47 @@ class SageMakerProvider(Provider):
         self.validate(spec)
         calls = []
         if spec.model.is_local:
-            calls.append(PlannedCall(service="s3", operation="PutObject", params={"bucket": self.cfg.bucket}, creates="model.tar.gz"))
+            calls.append(
+                PlannedCall(
+                    service="s3",
+                    operation="PutObject",
+                    params={"bucket": self.cfg.bucket},
+                    creates="model.tar.gz",
+                )
+            )
         calls += [
-            PlannedCall(service="sagemaker", operation="CreateModel", params={"image": self._image(spec.model)}, creates=f"model for {spec.variant_name}"),
-            PlannedCall(service="sagemaker", operation="CreateEndpointConfig", params={"variant": spec.variant_name, "serverless": spec.compute.serverless}, creates="endpoint config"),
-            PlannedCall(service="sagemaker", operation="CreateEndpoint", params={"endpoint": spec.endpoint}, creates=f"endpoint {spec.endpoint}"),
+            PlannedCall(
+                service="sagemaker",
+                operation="CreateModel",
+                params={"image": self._image(spec.model)},
+                creates=f"model for {spec.variant_name}",
+            ),
+            PlannedCall(
+                service="sagemaker",
+                operation="CreateEndpointConfig",
+                params={"variant": spec.variant_name, "serverless": spec.compute.serverless},
+                creates="endpoint config",
+            ),
+            PlannedCall(
+                service="sagemaker",
+                operation="CreateEndpoint",
+                params={"endpoint": spec.endpoint},
+                creates=f"endpoint {spec.endpoint}",
+            ),
         ]
         if spec.compute.autoscaling:
             calls += [
-                PlannedCall(service="application-autoscaling", operation="RegisterScalableTarget", params={"range": list(spec.compute.replica_range)}, creates="scalable target"),
-                PlannedCall(service="application-autoscaling", operation="PutScalingPolicy", params={"metric": "SageMakerVariantInvocationsPerInstance"}, creates="target-tracking policy"),
+                PlannedCall(
+                    service="application-autoscaling",
+                    operation="RegisterScalableTarget",
+                    params={"range": list(spec.compute.replica_range)},
+                    creates="scalable target",
+                ),
+                PlannedCall(
+                    service="application-autoscaling",
+                    operation="PutScalingPolicy",
+                    params={"metric": "SageMakerVariantInvocationsPerInstance"},
+                    creates="target-tracking policy",
+                ),
             ]
         return calls
-

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = ["list_models", "register_model"]
 
-VERSION_KEY, FRAMEWORK_KEY, LINEAGE_PREFIX = "cloudserve:version", "cloudserve:framework", "lineage:"
+VERSION_KEY, FRAMEWORK_KEY, LINEAGE_PREFIX = (
+    "cloudserve:version",
+    "cloudserve:framework",
+    "lineage:",
+)
 MAX_VALUE = 256
 
 
@@ -34,7 +38,11 @@ def _version(p: SageMakerProvider, arn: str) -> ModelVersion:
     d = p.sm("describe_model_package", ModelPackageName=arn)
     meta = d.get("CustomerMetadataProperties", {})
     container = (d.get("InferenceSpecification", {}).get("Containers") or [{}])[0]
-    lineage = {k.removeprefix(LINEAGE_PREFIX): json.loads(v) for k, v in meta.items() if k.startswith(LINEAGE_PREFIX)}
+    lineage = {
+        k.removeprefix(LINEAGE_PREFIX): json.loads(v)
+        for k, v in meta.items()
+        if k.startswith(LINEAGE_PREFIX)
+    }
     return ModelVersion(
         name=d["ModelPackageGroupName"],
         version=meta.get(VERSION_KEY) or str(d.get("ModelPackageVersion")),
@@ -52,7 +60,12 @@ def _packages(p: SageMakerProvider, group: str) -> list[str]:
     arns, token = [], None
     while True:
         try:
-            page = p.sm("list_model_packages", ModelPackageGroupName=group, MaxResults=100, **({"NextToken": token} if token else {}))
+            page = p.sm(
+                "list_model_packages",
+                ModelPackageGroupName=group,
+                MaxResults=100,
+                **({"NextToken": token} if token else {}),
+            )
         except NotFound:
             return []
         arns += [s["ModelPackageArn"] for s in page.get("ModelPackageSummaryList", [])]
@@ -70,12 +83,18 @@ def register_model(p: SageMakerProvider, model: ModelSpec, lineage: dict[str, An
     try:
         p.sm("describe_model_package_group", ModelPackageGroupName=model.name)
     except NotFound:
-        p.sm("create_model_package_group", retry=False, ModelPackageGroupName=model.name,
-             ModelPackageGroupDescription=f"cloudserve model {model.name}", Tags=[{"Key": "cloudserve:managed", "Value": "true"}])
+        p.sm(
+            "create_model_package_group",
+            retry=False,
+            ModelPackageGroupName=model.name,
+            ModelPackageGroupDescription=f"cloudserve model {model.name}",
+            Tags=[{"Key": "cloudserve:managed", "Value": "true"}],
+        )
     data_url = p._artifact_uri(model)
     container = p._container(model, data_url, gpu=False)
     created = p.sm(
-        "create_model_package", retry=False,
+        "create_model_package",
+        retry=False,
         ModelPackageGroupName=model.name,
         ModelPackageDescription=f"{model.name} version {model.version}",
         InferenceSpecification={
@@ -95,5 +114,9 @@ def list_models(p: SageMakerProvider, name: str | None = None) -> list[ModelVers
         groups = [name]
     else:
         pages = p.call(lambda: list(p.aws.sm.get_paginator("list_model_package_groups").paginate()))
-        groups = [g["ModelPackageGroupName"] for page in pages for g in page.get("ModelPackageGroupSummaryList", [])]
+        groups = [
+            g["ModelPackageGroupName"]
+            for page in pages
+            for g in page.get("ModelPackageGroupSummaryList", [])
+        ]
     return [_version(p, arn) for group in groups for arn in _packages(p, group)]

@@ -60,7 +60,9 @@ def validate_tuning(spec: TuningSpec) -> None:
                     provider="sagemaker",
                 )
         if isinstance(param, Choice) and len(param.values) > MAX_CATEGORICAL:
-            raise InvalidRequest(f"'{name}': at most {MAX_CATEGORICAL} choices", provider="sagemaker")
+            raise InvalidRequest(
+                f"'{name}': at most {MAX_CATEGORICAL} choices", provider="sagemaker"
+            )
 
 
 def parameter_ranges(spec: TuningSpec) -> dict[str, list[dict[str, Any]]]:
@@ -75,19 +77,30 @@ def parameter_ranges(spec: TuningSpec) -> dict[str, list[dict[str, Any]]]:
         if isinstance(p, Uniform | LogUniform):
             scaling = "Logarithmic" if isinstance(p, LogUniform) else "Linear"
             ranges["ContinuousParameterRanges"].append(
-                {"Name": name, "MinValue": str(p.low), "MaxValue": str(p.high), "ScalingType": scaling}
+                {
+                    "Name": name,
+                    "MinValue": str(p.low),
+                    "MaxValue": str(p.high),
+                    "ScalingType": scaling,
+                }
             )
         elif isinstance(p, IntRange) and p.step == 1 and not grid:
             ranges["IntegerParameterRanges"].append(
-                {"Name": name, "MinValue": str(p.low), "MaxValue": str(p.high),
-                 "ScalingType": "Logarithmic" if p.log else "Linear"}
+                {
+                    "Name": name,
+                    "MinValue": str(p.low),
+                    "MaxValue": str(p.high),
+                    "ScalingType": "Logarithmic" if p.log else "Linear",
+                }
             )
         elif isinstance(p, IntRange):
             values = [str(v) for v in range(p.low, p.high + 1, p.step)]
             ranges["CategoricalParameterRanges"].append({"Name": name, "Values": values})
         else:
             assert isinstance(p, Choice)
-            ranges["CategoricalParameterRanges"].append({"Name": name, "Values": [_text(v) for v in p.values]})
+            ranges["CategoricalParameterRanges"].append(
+                {"Name": name, "Values": [_text(v) for v in p.values]}
+            )
     return {k: v for k, v in ranges.items() if v}
 
 
@@ -100,11 +113,21 @@ def _upload_inputs(p: SageMakerProvider, spec: TuningSpec, name: str) -> list[di
     for channel, where in spec.train.inputs.items():
         uri = where
         if "://" not in where:
-            uri = p.call(p.aws.upload_path, Path(where), p.cfg.s3_uri("tuning", name, "input", channel))
-        channels.append({
-            "ChannelName": channel,
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}},
-        })
+            uri = p.call(
+                p.aws.upload_path, Path(where), p.cfg.s3_uri("tuning", name, "input", channel)
+            )
+        channels.append(
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        )
     return channels
 
 
@@ -112,7 +135,9 @@ def start_tuning(p: SageMakerProvider, spec: TuningSpec) -> TuningJob:
     """Upload the code and inputs, create the tuning job; returns at once."""
     train = spec.train
     assert train.entrypoint is not None
-    name = spec.name[:TUNING_NAME_LIMIT] if spec.name else names.job_name("t", "", TUNING_NAME_LIMIT)
+    name = (
+        spec.name[:TUNING_NAME_LIMIT] if spec.name else names.job_name("t", "", TUNING_NAME_LIMIT)
+    )
     entry = Path(train.entrypoint)
     source_dir = Path(train.source_dir) if train.source_dir else None
     code = pkg.source_tarball(entry, source_dir)
@@ -121,10 +146,15 @@ def start_tuning(p: SageMakerProvider, spec: TuningSpec) -> TuningJob:
     program = entry.relative_to(source_dir).as_posix() if source_dir else entry.name
     c = train.compute
     choice = resolve_instance(p.name, c.size, c.instance_type)
-    image = train.image or pkg.framework_image(train.framework or "sklearn", train.framework_version, p.cfg.region)
+    image = train.image or pkg.framework_image(
+        train.framework or "sklearn", train.framework_version, p.cfg.region
+    )
     static = {k: _text(v) for k, v in train.hyperparameters.items()}
-    static |= {"sagemaker_program": json.dumps(program), "sagemaker_submit_directory": json.dumps(code_uri),
-               "sagemaker_region": json.dumps(p.cfg.region)}
+    static |= {
+        "sagemaker_program": json.dumps(program),
+        "sagemaker_submit_directory": json.dumps(code_uri),
+        "sagemaker_region": json.dumps(p.cfg.region),
+    }
     definition: dict[str, Any] = {
         "StaticHyperParameters": static,
         "AlgorithmSpecification": {
@@ -134,8 +164,11 @@ def start_tuning(p: SageMakerProvider, spec: TuningSpec) -> TuningJob:
         },
         "RoleArn": p.cfg.role_arn,
         "OutputDataConfig": {"S3OutputPath": p.cfg.s3_uri("tuning", name, "output")},
-        "ResourceConfig": {"InstanceType": c.instance_type or (choice.instance_type if choice else ""),
-                           "InstanceCount": max(1, c.replicas), "VolumeSizeInGB": 10},
+        "ResourceConfig": {
+            "InstanceType": c.instance_type or (choice.instance_type if choice else ""),
+            "InstanceCount": max(1, c.replicas),
+            "VolumeSizeInGB": 10,
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": train.max_runtime_s},
         "Environment": dict(train.env),
     }
@@ -143,7 +176,10 @@ def start_tuning(p: SageMakerProvider, spec: TuningSpec) -> TuningJob:
     if channels:
         definition["InputDataConfig"] = channels
     if p.cfg.vpc is not None:
-        definition["VpcConfig"] = {"Subnets": p.cfg.vpc.subnets, "SecurityGroupIds": p.cfg.vpc.security_group_ids}
+        definition["VpcConfig"] = {
+            "Subnets": p.cfg.vpc.subnets,
+            "SecurityGroupIds": p.cfg.vpc.security_group_ids,
+        }
     if p.cfg.kms_key_id:
         definition["OutputDataConfig"]["KmsKeyId"] = p.cfg.kms_key_id
     config: dict[str, Any] = {
@@ -152,14 +188,23 @@ def start_tuning(p: SageMakerProvider, spec: TuningSpec) -> TuningJob:
             "Type": "Maximize" if spec.objective.goal == "maximize" else "Minimize",
             "MetricName": spec.objective.metric,
         },
-        "ResourceLimits": {"MaxNumberOfTrainingJobs": spec.max_trials, "MaxParallelTrainingJobs": spec.parallel_trials},
+        "ResourceLimits": {
+            "MaxNumberOfTrainingJobs": spec.max_trials,
+            "MaxParallelTrainingJobs": spec.parallel_trials,
+        },
         "ParameterRanges": parameter_ranges(spec),
         "TrainingJobEarlyStoppingType": "Auto" if spec.early_stopping else "Off",
     }
     if spec.seed is not None:
         config["RandomSeed"] = spec.seed
-    p.sm("create_hyper_parameter_tuning_job", retry=False, HyperParameterTuningJobName=name,
-         HyperParameterTuningJobConfig=config, TrainingJobDefinition=definition, Tags=names.tags(p.cfg.tags))
+    p.sm(
+        "create_hyper_parameter_tuning_job",
+        retry=False,
+        HyperParameterTuningJobName=name,
+        HyperParameterTuningJobConfig=config,
+        TrainingJobDefinition=definition,
+        Tags=names.tags(p.cfg.tags),
+    )
     return describe_tuning(p, name)
 
 
@@ -192,8 +237,12 @@ def describe_tuning(p: SageMakerProvider, job_id: str) -> TuningJob:
     summaries: list[dict[str, Any]] = []
     token: str | None = None
     while True:
-        page = p.sm("list_training_jobs_for_hyper_parameter_tuning_job", HyperParameterTuningJobName=job_id,
-                    MaxResults=100, **({"NextToken": token} if token else {}))
+        page = p.sm(
+            "list_training_jobs_for_hyper_parameter_tuning_job",
+            HyperParameterTuningJobName=job_id,
+            MaxResults=100,
+            **({"NextToken": token} if token else {}),
+        )
         summaries += page.get("TrainingJobSummaries", [])
         token = page.get("NextToken")
         if not token:

@@ -148,7 +148,9 @@ class FakeSageMaker:
 
     # -- faults -----------------------------------------------------------------------------
 
-    def inject(self, fault: FaultKind, *, times: int = 1, message: str = "injected failure") -> None:
+    def inject(
+        self, fault: FaultKind, *, times: int = 1, message: str = "injected failure"
+    ) -> None:
         """Make the fake misbehave.
 
         ``throttle`` / ``unavailable``: the next ``times`` SageMaker API or runtime requests

@@ -79,6 +79,10 @@ def _mini_batches(records: list[bytes], limit: int, multi: bool) -> list[list[by
     return batches
 
 
+def _arn(region: str, kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{region}:{DEFAULT_ACCOUNT_ID}:{kind}/{name}"
+
+
 def _float_sample(rng: random.Random, lo: float, hi: float, scaling: str) -> float:
     if scaling == "Logarithmic":
         return math.exp(rng.uniform(math.log(lo), math.log(hi)))
@@ -95,19 +99,34 @@ def sample_trials(config: dict[str, Any]) -> list[dict[str, str]]:
     floats = ranges.get("ContinuousParameterRanges", [])
     cats = ranges.get("CategoricalParameterRanges", [])
     if config.get("Strategy") == "Grid":
-        axes = [(r["Name"], [str(v) for v in range(int(r["MinValue"]), int(r["MaxValue"]) + 1)]) for r in ints]
+        axes = [
+            (r["Name"], [str(v) for v in range(int(r["MinValue"]), int(r["MaxValue"]) + 1)])
+            for r in ints
+        ]
         axes += [(r["Name"], list(r["Values"])) for r in cats]
         grid = itertools.product(*(values for _, values in axes))
-        return [dict(zip([n for n, _ in axes], combo, strict=True)) for combo in itertools.islice(grid, limit)]
+        return [
+            dict(zip([n for n, _ in axes], combo, strict=True))
+            for combo in itertools.islice(grid, limit)
+        ]
     rng = random.Random(config.get("RandomSeed", 0))
     trials = []
     for _ in range(limit):
         params: dict[str, str] = {}
         for r in ints:
-            value = _float_sample(rng, float(r["MinValue"]), float(r["MaxValue"]) + 0.999, r.get("ScalingType", "Auto"))
+            value = _float_sample(
+                rng,
+                float(r["MinValue"]),
+                float(r["MaxValue"]) + 0.999,
+                r.get("ScalingType", "Auto"),
+            )
             params[r["Name"]] = str(min(int(value), int(r["MaxValue"])))
         for r in floats:
-            params[r["Name"]] = repr(_float_sample(rng, float(r["MinValue"]), float(r["MaxValue"]), r.get("ScalingType", "Auto")))
+            params[r["Name"]] = repr(
+                _float_sample(
+                    rng, float(r["MinValue"]), float(r["MaxValue"]), r.get("ScalingType", "Auto")
+                )
+            )
         for r in cats:
             params[r["Name"]] = rng.choice(list(r["Values"]))
         trials.append(params)
@@ -132,8 +151,11 @@ def run_tuning(tuning: Any, workdir: Path, s3_get: Callable[[str], bytes]) -> li
     config = tuning.hyper_parameter_tuning_job_config
     objective = config["HyperParameterTuningJobObjective"]
     regex = next(
-        (m["Regex"] for m in definition.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
-         if m["Name"] == objective["MetricName"]),
+        (
+            m["Regex"]
+            for m in definition.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+            if m["Name"] == objective["MetricName"]
+        ),
         None,
     )
     code_dir = workdir / "code"
@@ -148,7 +170,7 @@ def run_tuning(tuning: Any, workdir: Path, s3_get: Callable[[str], bytes]) -> li
         value, reason = _train(code_dir, program, params, regex)
         summary: dict[str, Any] = {
             "TrainingJobName": name,
-            "TrainingJobArn": f"arn:aws:sagemaker:{tuning.region_name}:{DEFAULT_ACCOUNT_ID}:training-job/{name}",
+            "TrainingJobArn": _arn(tuning.region_name, "training-job", name),
             "TuningJobName": tuning.hyper_parameter_tuning_job_name,
             "CreationTime": started,
             "TrainingStartTime": started,
@@ -159,19 +181,30 @@ def run_tuning(tuning: Any, workdir: Path, s3_get: Callable[[str], bytes]) -> li
         }
         if value is not None:
             summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
-                "Type": objective["Type"], "MetricName": objective["MetricName"], "Value": value}
+                "Type": objective["Type"],
+                "MetricName": objective["MetricName"],
+                "Value": value,
+            }
         if reason:
             summary["FailureReason"] = reason
         summaries.append(summary)
     return summaries
 
 
-def _train(code_dir: Path, program: str | None, params: dict[str, str], regex: str | None) -> tuple[float | None, str | None]:
+def _train(
+    code_dir: Path, program: str | None, params: dict[str, str], regex: str | None
+) -> tuple[float | None, str | None]:
     if not program or not (code_dir / program).exists():
         return None, f"AlgorithmError: training program {program!r} not found in the source"
-    args = [sys.executable, program, *itertools.chain.from_iterable((f"--{k}", v) for k, v in params.items())]
+    args = [
+        sys.executable,
+        program,
+        *itertools.chain.from_iterable((f"--{k}", v) for k, v in params.items()),
+    ]
     try:
-        done = subprocess.run(args, cwd=code_dir, capture_output=True, text=True, timeout=TRIAL_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            args, cwd=code_dir, capture_output=True, text=True, timeout=TRIAL_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired:
         return None, "AlgorithmError: the trial ran past its time limit"
     if done.returncode != 0:

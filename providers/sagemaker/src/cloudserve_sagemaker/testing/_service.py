@@ -126,7 +126,10 @@ class Middleware:
             params = json.loads(body or b"{}")
             endpoint = params.get("EndpointName")
         elif invoke:
-            op, params = ("InvokeEndpointAsync" if "async" in invoke["kind"] else "InvokeEndpoint"), {}
+            op, params = (
+                ("InvokeEndpointAsync" if "async" in invoke["kind"] else "InvokeEndpoint"),
+                {},
+            )
             endpoint = invoke["name"]
         region = _region(environ)
         record = RecordedRequest(op, endpoint, len(body))
@@ -186,18 +189,26 @@ class Middleware:
         if op == "DescribeEndpoint":
             self._advance(params["EndpointName"], region)
         elif op in ("DescribeTransformJob", "DescribeHyperParameterTuningJob"):
-            self._advance_job(params.get("TransformJobName") or params["HyperParameterTuningJobName"], op, region)
+            self._advance_job(
+                params.get("TransformJobName") or params["HyperParameterTuningJobName"], op, region
+            )
         duplicates = {
             "CreateModel": ("ModelName", sm._models, "model"),
-            "CreateEndpointConfig": ("EndpointConfigName", sm.endpoint_configs, "endpoint configuration"),
+            "CreateEndpointConfig": (
+                "EndpointConfigName",
+                sm.endpoint_configs,
+                "endpoint configuration",
+            ),
             "CreateEndpoint": ("EndpointName", sm.endpoints, "endpoint"),
             "CreateTransformJob": ("TransformJobName", sm.transform_jobs, "transform job"),
         }
         if op in duplicates:
             key, table, kind = duplicates[op]
             if params[key] in table:
-                arn = f"arn:aws:sagemaker:{region}:{DEFAULT_ACCOUNT_ID}:{kind.replace(' ', '-')}/{params[key]}"
-                return _json_error(400, "ValidationException", f'Cannot create already existing {kind} "{arn}".')
+                arn = _arn(region, kind.replace(" ", "-"), params[key])
+                return _json_error(
+                    400, "ValidationException", f'Cannot create already existing {kind} "{arn}".'
+                )
         if op == "CreateEndpoint" and self.state.fail_create_endpoint is not None:
             message, self.state.fail_create_endpoint = self.state.fail_create_endpoint, None
             return _json_error(400, "ResourceLimitExceeded", message)
@@ -210,7 +221,9 @@ class Middleware:
             final = "Failed" if reason else "InService"
             self._schedule(name, region, "Creating", self.state.creating_polls, final, reason)
         elif op == "UpdateEndpointWeightsAndCapacities":
-            self._schedule(params["EndpointName"], region, "Updating", self.state.updating_polls, "InService")
+            self._schedule(
+                params["EndpointName"], region, "Updating", self.state.updating_polls, "InService"
+            )
         elif op == "CreateTransformJob":
             self._run_transform(params["TransformJobName"], region)
         elif op == "CreateHyperParameterTuningJob":
@@ -263,44 +276,82 @@ class Middleware:
             job.transform_job_status = "Failed" if job.failure_reason else "Completed"
         else:
             tuning = sm.hyper_parameter_tuning_jobs[name]
-            tuning.hyper_parameter_tuning_job_status = "Failed" if tuning.failure_reason else "Completed"
+            tuning.hyper_parameter_tuning_job_status = (
+                "Failed" if tuning.failure_reason else "Completed"
+            )
 
     # -- operations moto lacks ---------------------------------------------------------------
 
-    def _update_endpoint(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+    def _update_endpoint(
+        self, params: dict[str, Any], region: str
+    ) -> tuple[int, dict[str, str], bytes]:
         sm = _sagemaker(region)
         name, config_name = params["EndpointName"], params["EndpointConfigName"]
         endpoint = sm.endpoints.get(name)
         if endpoint is None:
-            return _json_error(400, "ValidationException", f"Could not find endpoint \"{name}\".")
+            return _json_error(400, "ValidationException", f'Could not find endpoint "{name}".')
         config = sm.endpoint_configs.get(config_name)
         if config is None:
-            return _json_error(400, "ValidationException", f"Could not find endpoint configuration \"{config_name}\".")
+            return _json_error(
+                400,
+                "ValidationException",
+                f'Could not find endpoint configuration "{config_name}".',
+            )
         if endpoint.endpoint_status != "InService":
-            return _json_error(400, "ValidationException", f"Cannot update in-progress endpoint \"{name}\".")
-        before = (endpoint.endpoint_config_name, endpoint.production_variants, endpoint.data_capture_config)
+            return _json_error(
+                400, "ValidationException", f'Cannot update in-progress endpoint "{name}".'
+            )
+        before = (
+            endpoint.endpoint_config_name,
+            endpoint.production_variants,
+            endpoint.data_capture_config,
+        )
 
         def rollback() -> None:
-            endpoint.endpoint_config_name, endpoint.production_variants, endpoint.data_capture_config = before
+            (
+                endpoint.endpoint_config_name,
+                endpoint.production_variants,
+                endpoint.data_capture_config,
+            ) = before
 
         endpoint.endpoint_config_name = config_name
-        endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+        endpoint.production_variants = endpoint._process_production_variants(
+            config.production_variants
+        )
         endpoint.data_capture_config = config.data_capture_config
         endpoint.failure_reason = None
         endpoint.last_modified_time = _now()
         reason, self.state.fail_endpoint = self.state.fail_endpoint, None
-        self._schedule(name, region, "Updating", self.state.updating_polls, "InService", reason, rollback)
-        return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps({"EndpointArn": endpoint.arn}).encode()
+        self._schedule(
+            name, region, "Updating", self.state.updating_polls, "InService", reason, rollback
+        )
+        return (
+            200,
+            {"Content-Type": "application/x-amz-json-1.1"},
+            json.dumps({"EndpointArn": endpoint.arn}).encode(),
+        )
 
-    def _create_monitoring_schedule(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+    def _create_monitoring_schedule(
+        self, params: dict[str, Any], region: str
+    ) -> tuple[int, dict[str, str], bytes]:
         name = params["MonitoringScheduleName"]
-        arn = f"arn:aws:sagemaker:{region}:{DEFAULT_ACCOUNT_ID}:monitoring-schedule/{name}"
-        return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps({"MonitoringScheduleArn": arn}).encode()
+        arn = _arn(region, "monitoring-schedule", name)
+        return (
+            200,
+            {"Content-Type": "application/x-amz-json-1.1"},
+            json.dumps({"MonitoringScheduleArn": arn}).encode(),
+        )
 
-    def _list_tuning_trials(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+    def _list_tuning_trials(
+        self, params: dict[str, Any], region: str
+    ) -> tuple[int, dict[str, str], bytes]:
         name = params["HyperParameterTuningJobName"]
         if name not in _sagemaker(region).hyper_parameter_tuning_jobs:
-            return _json_error(400, "ResourceNotFound", f"Amazon SageMaker can't find a tuning job with name {name}")
+            return _json_error(
+                400,
+                "ResourceNotFound",
+                f"Amazon SageMaker can't find a tuning job with name {name}",
+            )
         with self.state.lock:
             summaries = list(self.state.trials.get(name, []))
         body = json.dumps({"TrainingJobSummaries": summaries}, default=_iso).encode()
@@ -314,19 +365,37 @@ class Middleware:
         sm = _sagemaker(region)
         endpoint = sm.endpoints.get(name)
         if endpoint is None:
-            return _json_error(400, "ValidationError", f"Endpoint {name} of account {DEFAULT_ACCOUNT_ID} not found.")
+            return _json_error(
+                400,
+                "ValidationError",
+                f"Endpoint {name} of account {DEFAULT_ACCOUNT_ID} not found.",
+            )
         config = sm.endpoint_configs[endpoint.endpoint_config_name]
         is_async = bool(config.async_inference_config)
         if endpoint.endpoint_status not in ("InService", "Updating"):
-            return _json_error(400, "ValidationError", f"Endpoint {name} is not in service ({endpoint.endpoint_status}).")
+            return _json_error(
+                400,
+                "ValidationError",
+                f"Endpoint {name} is not in service ({endpoint.endpoint_status}).",
+            )
         if is_async != (op == "InvokeEndpointAsync"):
             kind = "asynchronous" if is_async else "real-time"
-            return _json_error(400, "ValidationError", f"Endpoint {name} is a {kind} endpoint; {op} is not supported on it.")
+            return _json_error(
+                400,
+                "ValidationError",
+                f"Endpoint {name} is a {kind} endpoint; {op} is not supported on it.",
+            )
         if len(body) > PAYLOAD_LIMIT and op == "InvokeEndpoint":
-            return _json_error(413, "ValidationError", f"Received payload of {len(body)} bytes exceeds the 6 MB limit.")
+            return _json_error(
+                413,
+                "ValidationError",
+                f"Received payload of {len(body)} bytes exceeds the 6 MB limit.",
+            )
         variant = self._pick_variant(endpoint, environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT"))
         if variant is None:
-            return _json_error(400, "ValidationError", "The target variant is not present on the endpoint.")
+            return _json_error(
+                400, "ValidationError", "The target variant is not present on the endpoint."
+            )
         if op == "InvokeEndpointAsync":
             return self._invoke_async(environ, endpoint, config, variant, region)
         content_type = environ.get("CONTENT_TYPE") or "application/json"
@@ -337,10 +406,21 @@ class Middleware:
             out, out_type = container.invoke(body, content_type, accept)
         except ContainerError as exc:
             self._publish(region, name, variant, time.perf_counter() - started, error=exc.status)
-            message = f"Received client error ({exc.status}) from primary with message \"{exc.message}\"."
-            payload = {"message": message, "OriginalStatusCode": exc.status, "OriginalMessage": exc.message,
-                       "LogStreamArn": f"arn:aws:logs:{region}:{DEFAULT_ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"}
-            return 424, {"Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"}, json.dumps(payload).encode()
+            message = (
+                f'Received client error ({exc.status}) from primary with message "{exc.message}".'
+            )
+            payload = {
+                "message": message,
+                "OriginalStatusCode": exc.status,
+                "OriginalMessage": exc.message,
+                "LogStreamArn": f"arn:aws:logs:{region}:{DEFAULT_ACCOUNT_ID}:log-group:"
+                f"/aws/sagemaker/Endpoints/{name}",
+            }
+            return (
+                424,
+                {"Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"},
+                json.dumps(payload).encode(),
+            )
         self._publish(region, name, variant, time.perf_counter() - started)
         self._capture(region, endpoint, variant, body, content_type, out, out_type)
         return 200, {"Content-Type": out_type, "x-Amzn-Invoked-Production-Variant": variant}, out
@@ -370,29 +450,56 @@ class Middleware:
         inference_id = environ.get("HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID") or str(uuid.uuid4())
         output = config.async_inference_config["OutputConfig"]
         out_uri = f"{output['S3OutputPath'].rstrip('/')}/{inference_id}.out"
-        fail_uri = f"{output.get('S3FailurePath', output['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"
+        fail_base = output.get("S3FailurePath", output["S3OutputPath"]).rstrip("/")
+        fail_uri = f"{fail_base}/{inference_id}-error.out"
         content_type = environ.get("HTTP_X_AMZN_SAGEMAKER_CONTENT_TYPE") or "application/json"
         accept = environ.get("HTTP_X_AMZN_SAGEMAKER_ACCEPT") or "application/json"
         try:
-            out, _ = self._container(config, variant, region).invoke(_s3_get(source), content_type, accept)
+            out, _ = self._container(config, variant, region).invoke(
+                _s3_get(source), content_type, accept
+            )
             _s3_put(out_uri, out)
         except ContainerError as exc:
             _s3_put(fail_uri, json.dumps({"error": exc.message, "status": exc.status}).encode())
-        headers = {"Content-Type": "application/json", "X-Amzn-SageMaker-OutputLocation": out_uri,
-                   "X-Amzn-SageMaker-FailureLocation": fail_uri}
-        return 202, headers, json.dumps({"InferenceId": inference_id, "OutputLocation": out_uri}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Amzn-SageMaker-OutputLocation": out_uri,
+            "X-Amzn-SageMaker-FailureLocation": fail_uri,
+        }
+        return (
+            202,
+            headers,
+            json.dumps({"InferenceId": inference_id, "OutputLocation": out_uri}).encode(),
+        )
 
-    def _publish(self, region: str, endpoint: str, variant: str, seconds: float, error: int | None = None) -> None:
+    def _publish(
+        self, region: str, endpoint: str, variant: str, seconds: float, error: int | None = None
+    ) -> None:
         from moto.cloudwatch.models import cloudwatch_backends
 
-        dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+        dims = [
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": variant},
+        ]
         micros = seconds * 1e6
         data = [
             {"MetricName": "Invocations", "Value": 1.0, "Unit": "None"},
-            {"MetricName": "Invocation4XXErrors", "Value": float(error is not None and error < 500), "Unit": "None"},
-            {"MetricName": "Invocation5XXErrors", "Value": float(error is not None and error >= 500), "Unit": "None"},
+            {
+                "MetricName": "Invocation4XXErrors",
+                "Value": float(error is not None and error < 500),
+                "Unit": "None",
+            },
+            {
+                "MetricName": "Invocation5XXErrors",
+                "Value": float(error is not None and error >= 500),
+                "Unit": "None",
+            },
             {"MetricName": "ModelLatency", "Value": micros, "Unit": "Microseconds"},
-            {"MetricName": "OverheadLatency", "Value": min(micros * 0.05, 2000.0), "Unit": "Microseconds"},
+            {
+                "MetricName": "OverheadLatency",
+                "Value": min(micros * 0.05, 2000.0),
+                "Unit": "Microseconds",
+            },
         ]
         # moto keeps metric timestamps naive (UTC) and compares them with naive query bounds.
         stamp = _now().replace(tzinfo=None)
@@ -401,7 +508,14 @@ class Middleware:
         cloudwatch_backends[DEFAULT_ACCOUNT_ID][region].put_metric_data("AWS/SageMaker", data)
 
     def _capture(
-        self, region: str, endpoint: Any, variant: str, body: bytes, content_type: str, out: bytes, out_type: str
+        self,
+        region: str,
+        endpoint: Any,
+        variant: str,
+        body: bytes,
+        content_type: str,
+        out: bytes,
+        out_type: str,
     ) -> None:
         cfg = endpoint.data_capture_config or {}
         if not cfg.get("EnableCapture"):
@@ -420,10 +534,19 @@ class Middleware:
         if "Output" in modes:
             capture["endpointOutput"] = _capture_part(out, out_type, "OUTPUT")
         when = _now()
-        event = {"captureData": capture, "eventMetadata": {"eventId": str(uuid.uuid4()),
-                 "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}, "eventVersion": "0"}
-        key = f"{endpoint.endpoint_name}/{variant}/{when:%Y/%m/%d/%H}/{when:%M-%S-%f}-{uuid.uuid4().hex[:8]}.jsonl"
-        _s3_put(cfg["DestinationS3Uri"].rstrip("/") + "/" + key, (json.dumps(event) + "\n").encode())
+        event = {
+            "captureData": capture,
+            "eventMetadata": {
+                "eventId": str(uuid.uuid4()),
+                "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            "eventVersion": "0",
+        }
+        stamp = f"{when:%Y/%m/%d/%H}/{when:%M-%S-%f}-{uuid.uuid4().hex[:8]}"
+        key = f"{endpoint.endpoint_name}/{variant}/{stamp}.jsonl"
+        _s3_put(
+            cfg["DestinationS3Uri"].rstrip("/") + "/" + key, (json.dumps(event) + "\n").encode()
+        )
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -435,7 +558,9 @@ class Middleware:
         reason, self.state.fail_job = self.state.fail_job, None
         if reason is None:
             model = sm._models[job.model_name]
-            reason = run_transform(job, lambda: self.containers.get(_s3_get(model.primary_container["ModelDataUrl"])))
+            reason = run_transform(
+                job, lambda: self.containers.get(_s3_get(model.primary_container["ModelDataUrl"]))
+            )
         job.failure_reason = reason or ""
         self._hold_job(name, lambda status: setattr(job, "transform_job_status", status), reason)
 
@@ -452,7 +577,11 @@ class Middleware:
             tuning.failure_reason = reason
         elif not any(t.get("FinalHyperParameterTuningJobObjectiveMetric") for t in trials):
             tuning.failure_reason = "No training job succeeded with an objective metric."
-        self._hold_job(name, lambda s: setattr(tuning, "hyper_parameter_tuning_job_status", s), tuning.failure_reason or None)
+        self._hold_job(
+            name,
+            lambda s: setattr(tuning, "hyper_parameter_tuning_job_status", s),
+            tuning.failure_reason or None,
+        )
 
     def _hold_job(self, name: str, set_status: Callable[[str], None], reason: str | None) -> None:
         polls = self.state.job_polls
@@ -468,10 +597,17 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     done = [t for t in trials if t["TrainingJobStatus"] == "Completed"]
     scored = [t for t in done if t.get("FinalHyperParameterTuningJobObjectiveMetric")]
     tuning.training_job_status_counters = {
-        "Completed": len(done), "InProgress": 0, "RetryableError": 0,
-        "NonRetryableError": len(trials) - len(done), "Stopped": 0,
+        "Completed": len(done),
+        "InProgress": 0,
+        "RetryableError": 0,
+        "NonRetryableError": len(trials) - len(done),
+        "Stopped": 0,
     }
-    tuning.objective_status_counters = {"Succeeded": len(scored), "Pending": 0, "Failed": len(trials) - len(scored)}
+    tuning.objective_status_counters = {
+        "Succeeded": len(scored),
+        "Pending": 0,
+        "Failed": len(trials) - len(scored),
+    }
     if not scored:
         tuning.best_training_job = None
         tuning.OverallBestTrainingJob = None
@@ -504,6 +640,10 @@ def _capture_part(data: bytes, content_type: str, mode: str) -> dict[str, str]:
     else:
         text = data.decode()
     return {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+
+
+def _arn(region: str, kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{region}:{DEFAULT_ACCOUNT_ID}:{kind}/{name}"
 
 
 def _iso(value: Any) -> Any:
@@ -590,11 +730,21 @@ def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]]
     return captured["status"], captured["headers"], out
 
 
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 413: "Payload Too Large",
-            424: "Failed Dependency", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    413: "Payload Too Large",
+    424: "Failed Dependency",
+    503: "Service Unavailable",
+}
 
 
-def _respond(start_response: StartResponse, status: int, headers: dict[str, str], body: bytes) -> list[bytes]:
-    start_response(f"{status} {_REASONS.get(status, 'Status')}",
-                   [*headers.items(), ("Content-Length", str(len(body)))])
+def _respond(
+    start_response: StartResponse, status: int, headers: dict[str, str], body: bytes
+) -> list[bytes]:
+    start_response(
+        f"{status} {_REASONS.get(status, 'Status')}",
+        [*headers.items(), ("Content-Length", str(len(body)))],
+    )
     return [body]
