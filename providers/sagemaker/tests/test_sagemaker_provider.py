@@ -503,3 +503,38 @@ def test_registry_packages(client: Client, sm: Any, tmp_path: Path) -> None:
     assert d["CustomerMetadataProperties"]["cloudserve:version"] == "3"
     assert json.loads(d["CustomerMetadataProperties"]["lineage:params"]) == {"C": 1.0}
     assert [m.version for m in client.list_models()] == ["3"]
+
+
+def test_canary_keeps_scaling_of_the_old_variant_and_failed_update_restores_it(
+    client: Client, fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    aas = fake.client("application-autoscaling")
+
+    def ranges() -> dict[str, tuple[int, int]]:
+        targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+        return {t["ResourceId"]: (t["MinCapacity"], t["MaxCapacity"]) for t in targets}
+
+    client.deploy(
+        model(tmp_path, "1"), "churn", Compute(replicas=1, min_replicas=1, max_replicas=3)
+    )
+    fake.inject("fail_endpoint", message="cs-rollback")
+    with pytest.raises(OperationFailed):
+        client.deploy(model(tmp_path, "2"), "churn", traffic=10)
+    assert ranges() == {"endpoint/churn/variant/v1": (1, 3)}
+    client.deploy(model(tmp_path, "2"), "churn", traffic=10)
+    assert ranges() == {"endpoint/churn/variant/v1": (1, 3)}
+    assert client.get_endpoint("churn").traffic == {"v1": 90, "v2": 10}
+
+
+def test_redeploy_after_set_traffic_restores_the_spec_split(client: Client, tmp_path: Path) -> None:
+    client.deploy(model(tmp_path, "1"), "churn")
+    client.deploy(model(tmp_path, "2"), "churn", traffic=10)
+    client.set_traffic("churn", {"v1": 50, "v2": 50})
+    ep = client.deploy(model(tmp_path, "2"), "churn", traffic=10)
+    assert ep.traffic == {"v1": 90, "v2": 10}
+
+
+def test_deploy_without_waiting_returns_creating(client: Client, tmp_path: Path) -> None:
+    ep = client.deploy(model(tmp_path), "churn", wait=False)
+    assert ep.status is EndpointStatus.CREATING
+    assert client.get_endpoint("churn").status is EndpointStatus.READY
