@@ -156,7 +156,7 @@ class VertexProvider(Provider):
     def _make_client(self, kind: str) -> Any:
         creds = self._credentials()
         if kind == "storage":
-            from google.cloud import storage
+            from google.cloud import storage  # type: ignore[attr-defined]
 
             opts = {"api_endpoint": self.config.api_endpoint} if self._local_fake() else None
             return storage.Client(
@@ -740,7 +740,7 @@ class VertexProvider(Provider):
             self._client("model").list_models,
             request={"parent": self.parent, "filter": f"labels.{MANAGED}=cloudserve"},
         )
-        out = []
+        out: list[str] = []
         for m in models:
             versions = self.call(
                 self._client("model").list_model_versions,
@@ -1064,7 +1064,7 @@ class VertexProvider(Provider):
         trials = [self._to_trial(t, integers) for t in job.trials]
         scored = [t for t in trials if t.value is not None]
         pick = max if goal == "maximize" else min
-        best = pick(scored, key=lambda t: t.value) if scored else None  # type: ignore[type-var]
+        best = pick(scored, key=lambda t: t.value or 0.0) if scored else None
         return TuningJob(
             id=job.name.rsplit("/", 1)[-1],
             provider=self.name,

@@ -265,7 +265,7 @@ class FakeVertex:
 
     def objects(self, bucket: str, prefix: str = "") -> list[str]:
         """Names of the GCS objects under ``prefix`` in ``bucket``."""
-        return [o.name for o in self.service.gcs.list(bucket.removeprefix("gs://"), prefix)]
+        return [o.name for o in self.service.gcs.list_objects(bucket.removeprefix("gs://"), prefix)]
 
     def read_object(self, uri: str) -> bytes:
         """The bytes of ``gs://bucket/name``."""

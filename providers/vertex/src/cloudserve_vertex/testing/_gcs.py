@@ -95,7 +95,7 @@ class FakeGCS:
         with self._lock:
             return self.objects.get((bucket, name))
 
-    def list(self, bucket: str, prefix: str = "") -> list[StoredObject]:
+    def list_objects(self, bucket: str, prefix: str = "") -> list[StoredObject]:
         with self._lock:
             return sorted(
                 (o for (b, n), o in self.objects.items() if b == bucket and n.startswith(prefix)),
@@ -115,7 +115,7 @@ class FakeGCS:
         exact = self.get(bucket, path)
         if exact is not None:
             return [exact]
-        return self.list(bucket, path.rstrip("*"))
+        return self.list_objects(bucket, path.rstrip("*"))
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ class FakeGCS:
     def _list(self, bucket: str, query: dict[str, str]) -> Reply:
         prefix, delimiter = query.get("prefix", ""), query.get("delimiter")
         items, prefixes = [], set()
-        for obj in self.list(bucket, prefix):
+        for obj in self.list_objects(bucket, prefix):
             rest = obj.name[len(prefix) :]
             if delimiter and delimiter in rest:
                 prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
@@ -220,9 +220,9 @@ class FakeGCS:
 def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], bytes, str]:
     """The JSON metadata part and the media part of a ``multipart/related`` upload."""
     msg = BytesParser().parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-    parts = msg.get_payload()
+    parts: Any = msg.get_payload()
     if not isinstance(parts, list) or len(parts) != 2:
         raise ApiError(400, "multipart upload needs a metadata part and a media part")
     meta = orjson.loads(parts[0].get_payload(decode=True))
-    media = parts[1].get_payload(decode=True) or b""
-    return meta, media, parts[1].get_content_type()
+    media: bytes = parts[1].get_payload(decode=True) or b""
+    return meta, media, str(parts[1].get_content_type())

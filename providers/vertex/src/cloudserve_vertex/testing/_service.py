@@ -318,7 +318,7 @@ class FakeVertexService:
             raise ApiError(400, f"artifact_uri {artifact} contains no objects")
         with self.lock:
             if parent_model:
-                model_id, _ = self._split_model_ref(parent_model)
+                model_id = self._split_model_ref(parent_model)[0]
                 if model_id not in self.models:
                     raise ApiError(404, f"Parent model {parent_model} not found.")
             else:
@@ -364,7 +364,7 @@ class FakeVertexService:
 
     def list_versions(self, ref: str, query: dict[str, str], **_: Any) -> Reply:
         with self.lock:
-            model_id, _ = self._split_model_ref(ref)
+            model_id = self._split_model_ref(ref)[0]
             if model_id not in self.models:
                 raise ApiError(404, f"Model {self._model_name(model_id)} not found.")
             out = list(self.models[model_id].values())
@@ -393,7 +393,7 @@ class FakeVertexService:
 
     def delete_model(self, ref: str, **_: Any) -> Reply:
         with self.lock:
-            model_id, _ = self._split_model_ref(ref)
+            model_id = self._split_model_ref(ref)[0]
             if model_id not in self.models:
                 raise ApiError(404, f"Model {self._model_name(model_id)} not found.")
             if any(v["deployedModels"] for v in self.models[model_id].values()):
@@ -603,10 +603,12 @@ class FakeVertexService:
         if not artifact:
             raise ApiError(500, "the fake can only serve models that have an artifact_uri")
         local = self.materialize(artifact, key)
-        loader = self._load_model
-        if loader is None:
-            from cloudserve.serving import load_model as loader
-        model = loader(local)
+        if self._load_model is not None:
+            model = self._load_model(local)
+        else:
+            from cloudserve.serving import load_model
+
+            model = load_model(local)
         with self.lock:
             self._loaded[key] = model
         return model
@@ -845,7 +847,8 @@ class FakeVertexService:
             for obj in objects:
                 rows.extend(_read_instances(obj.data, fmt))
         size = int((job.get("manualBatchTuningParameters") or {}).get("batchSize") or 64)
-        lines, errors = [], []
+        lines: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             try:
