@@ -188,7 +188,7 @@ def _steps(client: Client, console: Console, work: Path, trials: int, batch_rows
         },
     )
     data_hash = mv.lineage["training_data_hash"]
-    console.print(f"{mv.name}:{mv.version}  {mv.content_hash[:23]}…  data {data_hash[:23]}…")
+    console.print(f"{mv.name}:{mv.version}  {str(mv.content_hash)[:23]}…  data {data_hash[:23]}…")
 
     _step(console, 3, "deploy locally (smoke test first)")
     sample = held_out.head(3).to_dict(orient="records")

@@ -74,6 +74,7 @@ class Agent:
         row = self.claim()
         if row is None:
             return False
+        update: tuple[str, str | None, str | None]
         try:
             pred = self.provider.predict(
                 self.endpoint,
@@ -99,7 +100,8 @@ class Agent:
             " WHERE endpoint = ? AND variant = ? AND ts >= ?",
             (self.endpoint, variant, now() - LOAD_WINDOW_S),
         )
-        return float(row["busy"] or 0.0) / 1000.0 / LOAD_WINDOW_S
+        busy = float(row["busy"] or 0.0) if row is not None else 0.0
+        return busy / 1000.0 / LOAD_WINDOW_S
 
     def autoscale(self) -> None:
         """Bring each autoscaled variant's worker count to what its load needs."""

@@ -66,10 +66,11 @@ def stage(model: ModelSpec, dest: Path) -> Path:
     else:
         tmp.mkdir(parents=True)
         shutil.copy2(src, tmp / src.name)
-    if not (tmp / MANIFEST).exists():
-        from cloudserve.packaging import write_manifest
+    from cloudserve.packaging import FRAMEWORKS, write_manifest
 
-        write_manifest(tmp, framework=model.framework, version=model.version)
+    if not (tmp / MANIFEST).exists() and model.framework in FRAMEWORKS:
+        # without a framework (or for MLflow directories) the serving runtime detects it
+        write_manifest(tmp, framework=str(model.framework), version=model.version)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

@@ -430,7 +430,7 @@ def best_model(
         name=name,
         version=version or f"{job.id}-t{best.id}",
         artifact=best.artifact,
-        framework=framework,  # type: ignore[arg-type]
+        framework=framework,
     )
     return model, lineage
 
