@@ -361,6 +361,8 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "numpy": numpy.__version__,
         "scikit_learn": sklearn.__version__,
+        # Other work on the machine skews every figure; the 1-minute load average says how much.
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
 
 
@@ -451,7 +453,7 @@ def write_results(
         f"# Serving benchmark, {doc['date']}",
         "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}. "
-        f"Versions: {doc['versions']}.",
+        f"Versions: {doc['versions']}. Load average at the end: {m['load_average_1m_at_end']}.",
         f"Closed loop, {a.duration:g} s per point after {a.warmup:g} s warm-up, one row of "
         f"{N_FEATURES} floats per request, one server worker, load generator in its own process.",
         "",
