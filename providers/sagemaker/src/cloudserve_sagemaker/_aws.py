@@ -13,7 +13,7 @@ from typing import Any
 
 from cloudserve_sagemaker._config import SageMakerConfig
 
-__all__ = ["Clients", "split_s3"]
+__all__ = ["Clients", "page_token", "split_s3"]
 
 # Sessions are shared per (profile, region): a botocore session caches the parsed service
 # models, and parsing SageMaker's takes a few hundred milliseconds per client otherwise.
@@ -30,6 +30,11 @@ def _session(profile: str | None, region: str) -> Any:
             found = boto3.session.Session(profile_name=profile, region_name=region)
             _SESSIONS[(profile, region)] = found
         return found
+
+
+def page_token(token: str | None) -> dict[str, Any]:
+    """``{"NextToken": token}`` for the next page of a listing, ``{}`` for the first."""
+    return {"NextToken": token} if token else {}
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -116,7 +121,7 @@ class Clients:
         bucket, key = split_s3(uri)
         return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    def list(self, prefix_uri: str) -> list[dict[str, Any]]:
+    def list_objects(self, prefix_uri: str) -> list[dict[str, Any]]:
         """Every object under an S3 prefix (``Key``, ``Size``, ``LastModified`` …)."""
         bucket, prefix = split_s3(prefix_uri)
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -140,7 +145,7 @@ class Clients:
         """Download every object under ``prefix_uri`` into ``into`` (relative names kept)."""
         bucket, prefix = split_s3(prefix_uri)
         written = []
-        for obj in self.list(prefix_uri):
+        for obj in self.list_objects(prefix_uri):
             relative = obj["Key"][len(prefix) :].lstrip("/") or Path(obj["Key"]).name
             target = into / relative
             target.parent.mkdir(parents=True, exist_ok=True)

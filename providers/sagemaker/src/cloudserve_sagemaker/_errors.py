@@ -12,6 +12,7 @@ import re
 from cloudserve.errors import (
     AlreadyExists,
     AuthError,
+    CloudServeError,
     ErrorTable,
     InvalidRequest,
     NotFound,
@@ -97,7 +98,7 @@ def extract(exc: BaseException) -> tuple[str | int | None, str, float | None] | 
 class _AwsErrorTable(ErrorTable):
     """The table, with validation codes refined by their message (see the module docstring)."""
 
-    def translate(self, exc: BaseException, *, provider: str):  # type: ignore[no-untyped-def]
+    def translate(self, exc: BaseException, *, provider: str) -> CloudServeError:
         found = self.extract(exc)
         if found is not None and str(found[0]).startswith("Validation"):
             code, message, _ = found

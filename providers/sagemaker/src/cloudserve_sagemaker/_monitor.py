@@ -21,6 +21,7 @@ import orjson
 
 from cloudserve.errors import InvalidRequest
 from cloudserve.resources import MetricsReport, VariantMetrics
+from cloudserve_sagemaker._aws import page_token
 
 if TYPE_CHECKING:
     from cloudserve_sagemaker._provider import SageMakerProvider
@@ -79,7 +80,7 @@ def endpoint_metrics(p: SageMakerProvider, endpoint: str, window_s: float) -> Me
             MetricDataQueries=_queries(endpoint, variants, period + 120),
             StartTime=start,
             EndTime=end,
-            **({"NextToken": token} if token else {}),
+            **page_token(token),
         )
         for r in page.get("MetricDataResults", []):
             results.setdefault(r["Id"], []).extend(v for v in r.get("Values", []) if v is not None)
@@ -157,7 +158,7 @@ def captured_rows(p: SageMakerProvider, endpoint: str, window_s: float) -> list[
     since = datetime.now(timezone.utc) - timedelta(seconds=window_s)
     prefix = f"{capture['DestinationS3Uri'].rstrip('/')}/{endpoint}/"
     objects = sorted(
-        (o for o in p.call(p.aws.list, prefix) if o["LastModified"] >= since),
+        (o for o in p.call(p.aws.list_objects, prefix) if o["LastModified"] >= since),
         key=lambda o: o["LastModified"],
     )
     bucket = prefix.removeprefix("s3://").split("/", 1)[0]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from cloudserve.errors import NotFound
 from cloudserve.resources import ModelVersion
 from cloudserve.specs import ModelSpec
+from cloudserve_sagemaker._aws import page_token
 
 if TYPE_CHECKING:
     from cloudserve_sagemaker._provider import SageMakerProvider
@@ -64,7 +65,7 @@ def _packages(p: SageMakerProvider, group: str) -> list[str]:
                 "list_model_packages",
                 ModelPackageGroupName=group,
                 MaxResults=100,
-                **({"NextToken": token} if token else {}),
+                **page_token(token),
             )
         except NotFound:
             return []

@@ -19,6 +19,7 @@ from cloudserve.sizes import resolve_instance
 from cloudserve.specs import Choice, IntRange, LogUniform, TuningSpec, Uniform
 from cloudserve_sagemaker import _naming as names
 from cloudserve_sagemaker import _packaging as pkg
+from cloudserve_sagemaker._aws import page_token
 
 if TYPE_CHECKING:
     from cloudserve_sagemaker._provider import SageMakerProvider
@@ -241,7 +242,7 @@ def describe_tuning(p: SageMakerProvider, job_id: str) -> TuningJob:
             "list_training_jobs_for_hyper_parameter_tuning_job",
             HyperParameterTuningJobName=job_id,
             MaxResults=100,
-            **({"NextToken": token} if token else {}),
+            **page_token(token),
         )
         summaries += page.get("TrainingJobSummaries", [])
         token = page.get("NextToken")
