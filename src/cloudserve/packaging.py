@@ -255,8 +255,16 @@ def stage_model(
         shutil.copy2(src, out / src.name)
     else:
         raise InvalidRequest(f"model artifact {src} does not exist", code="no_model")
-    current = read_manifest(out)
+    described = (out / MANIFEST_FILE).exists() or (out / "MLmodel").exists()
+    # A framework the caller names wins over detection (a .bin TorchScript file, say).
+    current = (
+        read_manifest(out)
+        if described or not framework
+        else Manifest(framework=_normalise(framework))
+    )
     fields = current.model_dump(exclude_none=True, exclude={"framework", "version", "signature"})
+    if src.is_file():
+        fields.setdefault("artifact", src.name)
     if name and "name" not in fields:
         fields["name"] = name
     write_manifest(

@@ -130,6 +130,15 @@ def test_stage_and_archive(onnx_dir: Path, sklearn_dir: Path, tmp_path: Path):
         stage_model(tmp_path / "missing", tmp_path / "x")
 
 
+def test_a_named_framework_wins_over_the_file_suffix(torch_dir: Path, tmp_path: Path):
+    odd = tmp_path / "weights.bin"
+    odd.write_bytes((torch_dir / "model.pt").read_bytes())
+    staged = stage_model(odd, tmp_path / "staged", framework="torchscript", version="2")
+    manifest = read_manifest(staged)
+    assert (manifest.framework, manifest.artifact) == ("pytorch", "weights.bin")
+    assert load_model(staged).predict(ROWS) == load_model(torch_dir).predict(ROWS)
+
+
 def test_skops_file_loads_without_pickle(sklearn_dir: Path, tmp_path: Path):
     skops_io = pytest.importorskip("skops.io", reason="skops is not installed")
     import joblib
