@@ -12,10 +12,12 @@ import sys
 
 
 def _log(name, value, step):
-    try:
-        import mlflow
-    except ImportError:
+    # Azure ML sets MLFLOW_TRACKING_URI in every job; elsewhere (a laptop, the fake) the printed
+    # line is the record and nothing is written to a local ./mlruns.
+    if "MLFLOW_TRACKING_URI" not in os.environ:
         return
+    import mlflow
+
     mlflow.log_metric(name, value, step=step)
 
 

@@ -26,6 +26,7 @@ import shlex
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,8 +241,14 @@ class FakeJobs:
         props = job["properties"]
         limits = props.get("limits") or {}
         wave = int(limits.get("maxConcurrentTrials") or 1)
-        for params in state.pending[:wave]:
-            state.trials.append(self._run_trial(job, len(state.trials), params))
+        start = len(state.trials)
+        batch = state.pending[:wave]
+        # The wave's trials run at once, as maxConcurrentTrials allows on Azure.
+        with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+            names = pool.map(
+                lambda ip: self._run_trial(job, start + ip[0], ip[1]), enumerate(batch)
+            )
+            state.trials.extend(names)
         del state.pending[:wave]
         if not state.pending:
             self._finish_sweep(state, job)
