@@ -189,10 +189,24 @@ def _predict_rows(
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
 
-def _work(frame: Any, numbers: np.ndarray) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
-    if frame is None or len(frame) == 0:
-        return [], [], []
-    return _predict_rows(frame, numbers)
+def _work(chunk: Chunk, parts: Path, fmt: str) -> tuple[int, int]:
+    """Predict one chunk and write its part files (in the worker, so writes run in parallel);
+    returns (rows predicted, rows failed)."""
+    rows: list[int] = []
+    outputs: list[Any] = []
+    errors = list(chunk.parse_errors)
+    if chunk.frame is not None and len(chunk.frame):
+        rows, outputs, failed = _predict_rows(chunk.frame, chunk.rows)
+        errors = sorted(errors + failed)
+    ext = _EXT[fmt]
+    _write(parts / f"out-{chunk.index:06d}.{ext}", fmt, {"row": rows, "prediction": outputs})
+    if errors:
+        _write(
+            parts / f"err-{chunk.index:06d}.{ext}",
+            fmt,
+            {"row": [r for r, _ in errors], "error": [m for _, m in errors]},
+        )
+    return len(rows), len(errors)
 
 
 def _pool(workers: int, model_dir: Path) -> ProcessPoolExecutor:
@@ -328,52 +342,40 @@ class Runner:
         size = max(self.config.batch_chunk_rows // spec.batch_size, 1) * spec.batch_size
         if done:
             print(f"resuming: {len(done)} chunk(s) already finished are skipped", flush=True)
-        pending: dict[Future[Any], Chunk] = {}
+        pending: dict[Future[tuple[int, int]], int] = {}
         with _pool(spec.max_concurrency, model_dir) as pool:
             for chunk in read_chunks(src, self.fmt, size):
                 if chunk.index in done:
                     continue
-                pending[pool.submit(_work, chunk.frame, chunk.rows)] = chunk
-                chunk.frame = None  # the worker has its copy; keep memory flat
+                pending[pool.submit(_work, chunk, self.parts, self.fmt)] = chunk.index
+                del chunk  # the worker has its copy; keep memory flat
                 while len(pending) >= 2 * spec.max_concurrency:
                     self._collect(pending)
             while pending:
                 self._collect(pending)
         self._finish()
 
-    def _collect(self, pending: dict[Future[Any], Chunk]) -> None:
+    def _collect(self, pending: dict[Future[tuple[int, int]], int]) -> None:
+        """Record the chunks that finished (their part files are already written)."""
         finished, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in finished:
-            chunk = pending.pop(fut)
-            rows, outputs, errors = fut.result()
-            errors = sorted(errors + chunk.parse_errors)
-            self._save(chunk.index, rows, outputs, errors)
+            index = pending.pop(fut)
+            ok, failed = fut.result()
+            self._record(index, ok, failed)
 
-    def _save(
-        self, index: int, rows: list[int], outputs: list[Any], errors: list[tuple[int, str]]
-    ) -> None:
-        ext = _EXT[self.fmt]
-        _write(
-            self.parts / f"out-{index:06d}.{ext}", self.fmt, {"row": rows, "prediction": outputs}
-        )
-        if errors:
-            _write(
-                self.parts / f"err-{index:06d}.{ext}",
-                self.fmt,
-                {"row": [r for r, _ in errors], "error": [m for _, m in errors]},
-            )
+    def _record(self, index: int, ok: int, failed: int) -> None:
         with self.db.tx() as tx:
             tx.execute(
                 "INSERT OR REPLACE INTO batch_chunks(job, chunk, rows, ok, failed)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (self.job_id, index, len(rows) + len(errors), len(rows), len(errors)),
+                (self.job_id, index, ok + failed, ok, failed),
             )
             tx.execute(
                 "UPDATE batch_jobs SET rows_succeeded = rows_succeeded + ?,"
                 " rows_failed = rows_failed + ? WHERE id = ?",
-                (len(rows), len(errors), self.job_id),
+                (ok, failed, self.job_id),
             )
-        self.failed += len(errors)
+        self.failed += failed
         limit = self.spec.error_threshold
         if limit >= 0 and self.failed > limit:
             raise OperationFailed(
