@@ -26,6 +26,7 @@ from cloudserve.errors import (
     NotFound,
     OperationFailed,
     PayloadTooLarge,
+    ServiceUnavailable,
     Throttled,
 )
 from cloudserve.provider import RetrySettings
@@ -538,3 +539,49 @@ def test_deploy_without_waiting_returns_creating(client: Client, tmp_path: Path)
     ep = client.deploy(model(tmp_path), "churn", wait=False)
     assert ep.status is EndpointStatus.CREATING
     assert client.get_endpoint("churn").status is EndpointStatus.READY
+
+
+def test_throttled_create_is_sent_again_but_a_5xx_create_is_not(
+    client: Client, fake: FakeSageMaker, sm: Any
+) -> None:
+    provider = client.provider
+    assert isinstance(provider, SageMakerProvider)
+    fake.inject("throttle", times=2)
+    provider.sm("create_model_package_group", retry=False, ModelPackageGroupName="g-one")
+    assert len(fake.requests("CreateModelPackageGroup")) == 3
+    fake.inject("unavailable", times=1)
+    with pytest.raises(ServiceUnavailable):
+        provider.sm("create_model_package_group", retry=False, ModelPackageGroupName="g-two")
+    assert len(fake.requests("CreateModelPackageGroup")) == 4
+
+
+def test_container_route_serves_the_artifact_without_generated_code(
+    client: Client, sm: Any, fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cloudserve-runtime:1"
+    spec = model(tmp_path).model_copy(update={"image": image})
+    client.deploy(spec, "churn")
+    (row,) = config_of(sm, "churn")["ProductionVariants"]
+    container = sm.describe_model(ModelName=row["ModelName"])["PrimaryContainer"]
+    assert container["Image"] == image and "SAGEMAKER_PROGRAM" not in container["Environment"]
+    bucket, key = container["ModelDataUrl"].removeprefix("s3://").split("/", 1)
+    tar = fake.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:gz") as t:
+        assert not any(n.startswith("code/") for n in t.getnames())
+    rows = sample_rows(4)
+    assert client.predict("churn", rows).outputs == local_predictions(spec, rows)
+
+
+def test_async_endpoint_failure_and_realtime_refusal(fake: FakeSageMaker, tmp_path: Path) -> None:
+    from cloudserve_sagemaker import AsyncInferenceSettings
+
+    client = Client(SageMakerProvider(fast_config(fake, async_inference=AsyncInferenceSettings())))
+    client.deploy(model(tmp_path), "churn")
+    cfg = config_of(fake.client("sagemaker"), "churn")["AsyncInferenceConfig"]
+    assert cfg["OutputConfig"]["S3OutputPath"] == f"s3://{BUCKET}/cloudserve/async-output/churn"
+    bad = client.predict_async("churn", [[1.0]])
+    assert bad.refresh().status is JobStatus.FAILED
+    with pytest.raises(OperationFailed):
+        bad.wait(timeout=10)
+    with pytest.raises(InvalidRequest):
+        client.predict("churn", sample_rows(1))

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
+from tenacity import retry_if_exception_type
 
 from cloudserve.errors import (
     CloudServeError,
     InvalidRequest,
     NotFound,
     OperationFailed,
+    Throttled,
 )
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
@@ -136,11 +138,19 @@ class SageMakerProvider(Provider):
 
     def sm(self, operation: str, *, retry: bool = True, **params: Any) -> Any:
         """Call a SageMaker control-plane operation, translated and (when safe) retried."""
-        return self.call(getattr(self.aws.sm, operation), retry=retry, **params)
+        return self._send(getattr(self.aws.sm, operation), retry, params)
 
     def aws_call(self, service: str, operation: str, *, retry: bool = True, **params: Any) -> Any:
         """Call any AWS operation through the same error table and retry policy."""
-        return self.call(getattr(self.aws.get(service), operation), retry=retry, **params)
+        return self._send(getattr(self.aws.get(service), operation), retry, params)
+
+    def _send(self, fn: Any, retry: bool, params: dict[str, Any]) -> Any:
+        if retry:
+            return self.call(fn, **params)
+        # A create is not repeated after a 5xx (it may have happened), but a throttled request
+        # was refused before it did anything, so that one alone is safe to send again.
+        throttled_only = self.retry_policy.retrying().copy(retry=retry_if_exception_type(Throttled))
+        return throttled_only(self.call, fn, retry=False, **params)
 
     def _quiet_delete(self, operation: str, **params: Any) -> None:
         # Deleting what is already gone is success: delete stays idempotent.
@@ -825,18 +835,18 @@ class SageMakerProvider(Provider):
         if keep is not None:
             kept = self.sm("describe_endpoint_config", EndpointConfigName=keep)
             used = {v["ModelName"] for v in kept["ProductionVariants"]}
-        configs = self.sm("list_endpoint_configs", NameContains=endpoint, MaxResults=100)[
-            "EndpointConfigs"
-        ]
-        for c in configs:
+        for c in self._listing("list_endpoint_configs", "EndpointConfigs", endpoint):
             if c["EndpointConfigName"] != keep and self._owned(c["EndpointConfigArn"], endpoint):
                 self._quiet_delete(
                     "delete_endpoint_config", EndpointConfigName=c["EndpointConfigName"]
                 )
-        models = self.sm("list_models", NameContains=endpoint, MaxResults=100)["Models"]
-        for m in models:
+        for m in self._listing("list_models", "Models", endpoint):
             if m["ModelName"] not in used and self._owned(m["ModelArn"], endpoint):
                 self._quiet_delete("delete_model", ModelName=m["ModelName"])
+
+    def _listing(self, operation: str, key: str, contains: str) -> list[dict[str, Any]]:
+        pages = self.aws.sm.get_paginator(operation).paginate(NameContains=contains)
+        return self.call(lambda: [item for page in pages for item in page.get(key, [])])
 
     # -- traffic ----------------------------------------------------------------------------
 
