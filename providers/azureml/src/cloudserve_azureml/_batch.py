@@ -60,7 +60,7 @@ def validate_batch(p: AzureMLProvider, spec: BatchSpec) -> None:
         raise bad(f"batch input {spec.input} is neither an azureml:// URI nor a local path")
     if "://" in spec.output and not _is_datastore_uri(spec.output):
         raise bad(f"batch output {spec.output} must be a local path or an azureml:// URI")
-    p._instance_type(spec)  # type: ignore[arg-type]  # an unknown size fails here
+    p._instance_type(spec)  # an unknown size fails here
 
 
 def _settings_hash(p: AzureMLProvider, spec: BatchSpec, instance_type: str) -> str:
@@ -96,7 +96,7 @@ def _ensure_endpoint(p: AzureMLProvider, name: str, tags: dict[str, str]) -> Any
 def _ensure_deployment(p: AzureMLProvider, spec: BatchSpec, endpoint: str) -> str:
     """Create or update the model's batch deployment; make it the endpoint's default."""
     dep_name = pkg.deployment_name(spec.model.variant_name)
-    instance_type = p._instance_type(spec)  # type: ignore[arg-type]
+    instance_type = p._instance_type(spec)
     digest = _settings_hash(p, spec, instance_type)
     try:
         current = p._sdk(p.ml.batch_deployments.get, name=dep_name, endpoint_name=endpoint)

@@ -140,7 +140,8 @@ class AzureMLProvider(Provider):
             from azure import identity
 
             if self.cfg.credential == "service_principal":
-                assert self.cfg.client_secret is not None
+                # the config's validator guarantees all three for a service principal
+                assert self.cfg.tenant_id and self.cfg.client_id and self.cfg.client_secret
                 self._credential = identity.ClientSecretCredential(
                     self.cfg.tenant_id,
                     self.cfg.client_id,

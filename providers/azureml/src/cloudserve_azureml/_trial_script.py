@@ -27,6 +27,7 @@ def main():
     args = sys.argv[1:]
     argv = [sys.executable, *args] if args[0].endswith(".py") else args
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
     step = 0
     for line in proc.stdout:
         sys.stdout.write(line)
