@@ -214,6 +214,32 @@ def test_autoscaling_adds_workers_under_load(state_dir: Path, tmp_path: Path):
         provider.close()
 
 
+def test_serverless_starts_on_demand_and_scales_to_zero(state_dir: Path, tmp_path: Path):
+    fast = {"autoscale_interval_s": 0.2, "autoscale_window_s": 0.5, "scale_down_after_s": 0.5}
+    provider = LocalProvider(local_config(state_dir, **fast))
+    client = Client(provider)
+    try:
+        ep = client.deploy(model(tmp_path), "lambda", cs.Compute(serverless=True, replicas=0))
+        assert ep.status is EndpointStatus.READY and ep.variants[0].replicas == 0
+        assert live_pids(provider, "lambda") == []
+        assert len(client.predict("lambda", ROWS).outputs) == 4  # cold start
+        assert len(live_pids(provider, "lambda")) == 1
+        deadline = time.monotonic() + 60
+        while live_pids(provider, "lambda"):
+            assert time.monotonic() < deadline, "the idle worker was not stopped"
+            time.sleep(0.2)
+        assert client.get_endpoint("lambda").status is EndpointStatus.READY
+        assert len(client.predict("lambda", ROWS).outputs) == 4  # and again
+        with pytest.raises(cs.InvalidRequest, match="memory"):
+            client.deploy(
+                model(tmp_path),
+                "capped",
+                cs.Compute(serverless=True, replicas=0, serverless_memory_mb=2048),
+            )
+    finally:
+        provider.close()
+
+
 def test_queued_prediction_is_served_and_fetched_from_another_client(
     client: Client, state_dir: Path, tmp_path: Path
 ):

@@ -1,14 +1,16 @@
 """The per-endpoint agent process: works the queued-prediction queue and autoscales.
 
-Started by the provider on the first ``predict_async`` or at deploy of an autoscaled variant;
-it exits by itself once its endpoint is deleted. Run as
+Started by the provider on the first ``predict_async``, or at deploy of an autoscaled or
+serverless variant; it exits by itself once its endpoint is deleted. Run as
 ``python -m cloudserve.local.agent --config JSON --endpoint NAME``.
 
-Autoscaling follows Little's law: the mean number of requests in flight over the last window
-is the summed latency of the requests served in it divided by its length. The agent keeps
-``ceil(in_flight / target)`` workers (target ``compute.autoscale_target``, default 1 request
-in flight per worker) between ``min_replicas`` and ``max_replicas``, adding at once and
-removing one worker at a time after ``scale_down_after_s`` of low load.
+Autoscaling follows Little's law: the mean number of requests in flight over the last
+``autoscale_window_s`` is the summed latency of the requests served in it divided by its
+length. The agent keeps ``ceil(in_flight / target)`` workers (target
+``compute.autoscale_target``, default 1 request in flight per worker) between
+``min_replicas`` and ``max_replicas``, adding at once and removing one worker at a time after
+``scale_down_after_s`` of low load. A serverless variant (``min_replicas`` 0) thus scales to
+zero when idle; its next request starts a worker again (a cold start).
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from typing import Any
 
 from cloudserve.errors import CloudServeError, NotFound
 from cloudserve.local.config import LocalConfig
-from cloudserve.local.provider import LocalProvider
+from cloudserve.local.provider import LocalProvider, max_queue_of
 from cloudserve.local.state import dumps, loads, now
 from cloudserve.local.supervisor import ProcessRef
 from cloudserve.resources import JobStatus
 
 __all__ = ["Agent", "main"]
 
-LOAD_WINDOW_S = 10.0
 FETCHED_KEEP_S = 3600.0
 
 
@@ -93,15 +94,16 @@ class Agent:
         return True
 
     def in_flight(self, variant: str) -> float:
-        """Mean requests in flight on ``variant`` over the last LOAD_WINDOW_S seconds."""
+        """Mean requests in flight on ``variant`` over the last ``autoscale_window_s``."""
+        window = self.provider.config.autoscale_window_s
         self.provider.recorder.flush()
         row = self.db.one(
             "SELECT SUM(latency_ms) AS busy FROM invocations"
             " WHERE endpoint = ? AND variant = ? AND ts >= ?",
-            (self.endpoint, variant, now() - LOAD_WINDOW_S),
+            (self.endpoint, variant, now() - window),
         )
         busy = float(row["busy"] or 0.0) if row is not None else 0.0
-        return busy / 1000.0 / LOAD_WINDOW_S
+        return busy / 1000.0 / window
 
     def autoscale(self) -> None:
         """Bring each autoscaled variant's worker count to what its load needs."""
@@ -114,7 +116,7 @@ class Agent:
             )
             target = v["autoscale_target"] or 1.0
             want = math.ceil(self.in_flight(v["name"]) / target)
-            want = min(max(want, v["min_replicas"], 1), v["max_replicas"])
+            want = min(max(want, v["min_replicas"]), v["max_replicas"])
             have = len(workers)
             with contextlib.suppress(CloudServeError):
                 if want > have:
@@ -133,7 +135,14 @@ class Agent:
         token = self.provider._token(self.endpoint)
         started: list[ProcessRef] = []
         fresh = self.provider._start_workers(
-            self.endpoint, variant["name"], Path(variant["model_dir"]), token, count, None, started
+            self.endpoint,
+            variant["name"],
+            Path(variant["model_dir"]),
+            token,
+            count,
+            None,
+            started,
+            max_queue_of(variant),
         )
         with self.db.tx() as tx:
             for ref, port, log in fresh:

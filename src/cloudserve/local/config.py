@@ -40,6 +40,7 @@ class LocalConfig(ProviderConfig):
     server_batch_wait_ms: Annotated[float, Field(ge=0)] = 2.0
     batch_chunk_rows: Annotated[int, Field(ge=1)] = 50_000
     autoscale_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    autoscale_window_s: Annotated[float, Field(gt=0)] = 10.0
     scale_down_after_s: Annotated[float, Field(gt=0)] = 30.0
     metrics_retention_s: Annotated[float, Field(gt=0)] = 7 * 86400.0
 

@@ -92,12 +92,8 @@ class LocalProvider(Provider):
 
     name = "local"
     config_cls = LocalConfig
-    capabilities = frozenset(Capability) - {Capability.SERVERLESS, Capability.PRICING_REFRESH}
+    capabilities = frozenset(Capability) - {Capability.PRICING_REFRESH}
     unsupported = {
-        Capability.SERVERLESS: (
-            "local endpoints are long-lived worker processes on this machine; there is no "
-            "pay-per-request tier to scale to zero (use min_replicas/max_replicas autoscaling)"
-        ),
         Capability.PRICING_REFRESH: (
             "the local provider runs on a machine you already have; it has no price list to refresh"
         ),
@@ -116,6 +112,7 @@ class LocalProvider(Provider):
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
         self._rr = RoundRobin()
+        self._cold_lock = threading.Lock()
         self._bg: list[threading.Thread] = []
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -162,6 +159,11 @@ class LocalProvider(Provider):
                     "provider runs on this machine (use a size such as cpu.small)",
                     provider=self.name,
                 )
+            if compute.serverless_memory_mb is not None:
+                raise InvalidRequest(
+                    "serverless_memory_mb: local serverless workers run without a memory cap",
+                    provider=self.name,
+                )
             if compute.accelerator or compute.accelerator_count:
                 raise InvalidRequest(
                     "the local provider does not attach accelerators", provider=self.name
@@ -205,7 +207,7 @@ class LocalProvider(Provider):
             live = [(w, ref) for w, ref in workers if ref.alive()]
             gone = [w for w, ref in workers if not ref.alive()]
             v_status = EndpointStatus.READY if status is EndpointStatus.READY else status
-            if gone or not live:
+            if gone or (not live and v["min_replicas"] > 0):  # serverless may scale to zero
                 v_status = EndpointStatus.FAILED
                 dead.extend(f"{v['name']} (pid {w['pid']})" for w in gone)
                 if not workers:
@@ -359,7 +361,14 @@ class LocalProvider(Provider):
             token = self._token(name)
             lo, hi = spec.compute.replica_range
             workers = self._start_workers(
-                name, vname, model_dir, token, max(spec.compute.replicas, lo, 1), timeout, started
+                name,
+                vname,
+                model_dir,
+                token,
+                _initial_workers(spec),
+                timeout,
+                started,
+                spec.compute.max_concurrency,
             )
             msg = self.db.take_fault(FAULT_FAIL_AFTER_CREATE)
             if msg is not None:
@@ -377,7 +386,7 @@ class LocalProvider(Provider):
                 ) from exc
             raise
         self._drain(old)
-        if spec.compute.autoscaling:
+        if spec.compute.autoscaling or spec.compute.serverless:
             self._ensure_agent(name)
 
     def _token(self, endpoint: str) -> str:
@@ -395,14 +404,21 @@ class LocalProvider(Provider):
         count: int,
         timeout: float | None,
         started: list[ProcessRef],
+        max_queue: int | None = None,
     ) -> list[tuple[ProcessRef, int, Path]]:
-        """Start ``count`` serving workers and wait until each answers /ping."""
+        """Start ``count`` serving workers and wait until each answers /ping.
+
+        ``max_queue`` (``Compute.max_concurrency``) caps the requests a worker holds at once;
+        past it the worker answers 429.
+        """
         out = []
         for _ in range(count):
             port = supervisor.free_port(self.config.host, self.config.port_range)
             log = model_dir / "logs" / f"worker-{port}-{uuid.uuid4().hex[:6]}.log"
             args = ["--model-dir", str(model_dir / "model"), "--host", self.config.host]
             args += ["--port", str(port)]
+            if max_queue is not None:
+                args += ["--max-queue", str(max_queue)]
             if self.config.server_batch_size:
                 args += ["--batch-size", str(self.config.server_batch_size)]
                 args += ["--batch-wait-ms", str(self.config.server_batch_wait_ms)]
@@ -581,13 +597,20 @@ class LocalProvider(Provider):
                 continue
             workers = self._worker_refs("endpoint = ? AND variant = ?", (name, v["name"]))
             dead = [w for w, ref in workers if not ref.alive()]
-            missing = max(v["replicas"], v["min_replicas"], 1) - (len(workers) - len(dead))
+            missing = max(v["replicas"], v["min_replicas"]) - (len(workers) - len(dead))
             if not dead and missing <= 0:
                 continue
             started: list[ProcessRef] = []
             try:
                 fresh = self._start_workers(
-                    name, v["name"], Path(v["model_dir"]), ep_row["token"], missing, None, started
+                    name,
+                    v["name"],
+                    Path(v["model_dir"]),
+                    ep_row["token"],
+                    missing,
+                    None,
+                    started,
+                    max_queue_of(v),
                 )
             except BaseException:
                 supervisor.stop_all(started, grace_s=5)
@@ -707,6 +730,9 @@ class LocalProvider(Provider):
                     raise ServiceUnavailable(
                         f"endpoint {endpoint} has no variant with traffic", provider=self.name
                     )
+                if not workers.get(chosen) and variants[chosen]["min_replicas"] == 0:
+                    self._cold_start(endpoint, variants[chosen])
+                    continue
                 outputs = self._send(ep, chosen, workers.get(chosen, []), instances, params)
                 if outputs is not None:
                     break
@@ -732,6 +758,38 @@ class LocalProvider(Provider):
         return Prediction(
             outputs=outputs, model_version=v["model_version"], variant=chosen, latency_ms=ms
         )
+
+    def _cold_start(self, endpoint: str, variant: Any) -> None:
+        """Start a worker for a variant scaled to zero (serverless), once per process at a time.
+
+        The endpoint's agent stops it again after ``scale_down_after_s`` without traffic.
+        """
+        with self._cold_lock:
+            has = self.db.one(
+                "SELECT 1 FROM workers WHERE endpoint = ? AND variant = ?",
+                (endpoint, variant["name"]),
+            )
+            if has is not None:
+                return  # another thread (or process) started one meanwhile
+            started: list[ProcessRef] = []
+            try:
+                fresh = self._start_workers(
+                    endpoint,
+                    variant["name"],
+                    Path(variant["model_dir"]),
+                    self._token(endpoint),
+                    1,
+                    None,
+                    started,
+                    max_queue_of(variant),
+                )
+            except BaseException:
+                supervisor.stop_all(started, grace_s=5)
+                raise
+            with self.db.tx() as tx:
+                for ref, port, log in fresh:
+                    self._insert_worker(tx, endpoint, variant["name"], ref, port, log)
+        self._ensure_agent(endpoint)
 
     def _send(
         self,
@@ -982,6 +1040,19 @@ class LocalProvider(Provider):
         self._bg.clear()
         self.recorder.close()
         self._http.close()
+
+
+def max_queue_of(variant: Any) -> int | None:
+    """The per-worker request cap of a variant row (``Compute.max_concurrency``)."""
+    return DeploySpec.model_validate_json(variant["spec"]).compute.max_concurrency
+
+
+def _initial_workers(spec: DeploySpec) -> int:
+    """Workers to start at deploy: none for serverless (the first request starts one)."""
+    if spec.compute.serverless:
+        return spec.compute.replicas
+    lo, _ = spec.compute.replica_range
+    return max(spec.compute.replicas, lo, 1)
 
 
 def _error_class(exc: CloudServeError) -> str:
