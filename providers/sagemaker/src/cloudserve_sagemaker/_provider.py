@@ -43,6 +43,7 @@ from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
 from cloudserve.waiting import ProgressCallback
 from cloudserve_sagemaker import _naming as names
 from cloudserve_sagemaker import _packaging as pkg
+from cloudserve_sagemaker import _scaling as scaling
 from cloudserve_sagemaker._aws import Clients
 from cloudserve_sagemaker._config import SageMakerConfig
 from cloudserve_sagemaker._errors import ERROR_TABLE
@@ -60,7 +61,6 @@ STATES: dict[str, EndpointStatus] = {
     "Failed": EndpointStatus.FAILED,
     "OutOfService": EndpointStatus.FAILED,
 }
-SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 ENV_NAME, ENV_VERSION = "CLOUDSERVE_MODEL_NAME", "CLOUDSERVE_MODEL_VERSION"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 # JSON wrapper bytes and headroom below the 6 MB invoke limit.
@@ -89,10 +89,6 @@ class _Created:
     config: str | None = None
     endpoint: str | None = None
     scaling: list[str] = field(default_factory=list)
-
-
-def _scaling_resource(endpoint: str, variant: str) -> str:
-    return f"endpoint/{endpoint}/variant/{variant}"
 
 
 class SageMakerProvider(Provider):
@@ -396,7 +392,7 @@ class SageMakerProvider(Provider):
         if current is not None and current["endpoint"]["EndpointStatus"] == "Failed":
             self.delete_endpoint(spec.endpoint)
             current = None
-        previous = self._scaling_plan_of(current) if current is not None else []
+        previous = scaling.plan_of(self, current) if current is not None else []
         want = self._desired(spec, current, previous)
         if current is not None and current["endpoint"]["EndpointConfigName"] == want.config:
             if not self._weights_match(current, want.rows):
@@ -414,7 +410,7 @@ class SageMakerProvider(Provider):
                 # The update took: the endpoint now runs on the new model and config, so a
                 # failure from here on must not remove them (nor restore the old scaling).
                 created, previous = _Created(), []
-            self._register_scaling(spec.endpoint, want.scaling, created)
+            scaling.register(self, spec.endpoint, want.scaling, created)
         except BaseException:
             if not spec.keep_on_failure:
                 self._roll_back(created, restore=previous if current is not None else [])
@@ -443,8 +439,8 @@ class SageMakerProvider(Provider):
             self._variant_row(spec, model, spec.traffic),
         ]
         capture, async_cfg = self._data_capture(spec), self._async_config(spec.endpoint)
-        scaling = self._scaling_plan(spec, previous)
-        digest = pkg.content_hash(rows, capture, async_cfg, scaling, self.cfg.kms_key_id)
+        steps = scaling.plan(self, spec, previous)
+        digest = pkg.content_hash(rows, capture, async_cfg, steps, self.cfg.kms_key_id)
         tags = names.tags({**self.cfg.tags, **spec.model.tags, **spec.tags}, spec.endpoint)
         return _Desired(
             model=model,
@@ -452,7 +448,7 @@ class SageMakerProvider(Provider):
             rows=rows,
             capture=capture,
             async_cfg=async_cfg,
-            scaling=scaling,
+            scaling=steps,
             config=names.config_name(spec.endpoint, digest),
             tags=tags,
         )
@@ -478,7 +474,7 @@ class SageMakerProvider(Provider):
             created.endpoint = spec.endpoint
             return
         variants = [v["VariantName"] for v in current["config"]["ProductionVariants"]]
-        self._deregister_scaling(spec.endpoint, variants)
+        scaling.deregister(self, spec.endpoint, variants)
         self.sm(
             "update_endpoint",
             retry=False,
@@ -571,145 +567,9 @@ class SageMakerProvider(Provider):
             for model in created.models:
                 self._quiet_delete("delete_model", ModelName=model)
             for resource in created.scaling:
-                self._deregister_one(resource)
+                scaling.deregister_one(self, resource)
             if restore:
-                self._register_scaling(restore[0]["endpoint"], restore, _Created())
-
-    # -- autoscaling (Application Auto Scaling, target tracking) ------------------------------
-
-    def _scaling_plan(
-        self, spec: DeploySpec, previous: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Scaling of every variant the new config keeps: carried over, plus the new one."""
-        kept = previous if spec.traffic < 100 else []
-        plan = [p for p in kept if p["variant"] != spec.variant_name]
-        c = spec.compute
-        if c.autoscaling:
-            lo, hi = c.replica_range
-            plan.append(
-                {
-                    "endpoint": spec.endpoint,
-                    "variant": spec.variant_name,
-                    "min": max(lo, 1),
-                    "max": hi,
-                    "target": c.autoscale_target or self.cfg.autoscale_target,
-                }
-            )
-        return plan
-
-    def _scaling_plan_of(self, current: dict[str, Any]) -> list[dict[str, Any]]:
-        endpoint = current["endpoint"]["EndpointName"]
-        variants = [v["VariantName"] for v in current["config"]["ProductionVariants"]]
-        targets = self._scalable_targets(endpoint, variants)
-        plan = []
-        for variant, t in targets.items():
-            target = self._policy_target(endpoint, variant)
-            plan.append(
-                {
-                    "endpoint": endpoint,
-                    "variant": variant,
-                    "min": t["MinCapacity"],
-                    "max": t["MaxCapacity"],
-                    "target": target,
-                }
-            )
-        return plan
-
-    def _policy_target(self, endpoint: str, variant: str) -> float:
-        found = self.aws_call(
-            "application-autoscaling",
-            "describe_scaling_policies",
-            ServiceNamespace="sagemaker",
-            ResourceId=_scaling_resource(endpoint, variant),
-            ScalableDimension=SCALABLE_DIMENSION,
-        )
-        for p in found.get("ScalingPolicies", []):
-            cfg = p.get("TargetTrackingScalingPolicyConfiguration")
-            if cfg:
-                return float(cfg["TargetValue"])
-        return self.cfg.autoscale_target
-
-    def _scalable_targets(self, endpoint: str, variants: list[str]) -> dict[str, dict[str, Any]]:
-        if not variants:
-            return {}
-        ids = {_scaling_resource(endpoint, v): v for v in variants}
-        found = self.aws_call(
-            "application-autoscaling",
-            "describe_scalable_targets",
-            ServiceNamespace="sagemaker",
-            ResourceIds=list(ids),
-            ScalableDimension=SCALABLE_DIMENSION,
-        )
-        return {
-            ids[t["ResourceId"]]: t
-            for t in found.get("ScalableTargets", [])
-            if t["ResourceId"] in ids
-        }
-
-    def _register_scaling(
-        self, endpoint: str, plan: list[dict[str, Any]], created: _Created
-    ) -> None:
-        for p in plan:
-            resource = _scaling_resource(endpoint, p["variant"])
-            self.aws_call(
-                "application-autoscaling",
-                "register_scalable_target",
-                ServiceNamespace="sagemaker",
-                ResourceId=resource,
-                ScalableDimension=SCALABLE_DIMENSION,
-                MinCapacity=p["min"],
-                MaxCapacity=p["max"],
-            )
-            created.scaling.append(resource)
-            self.aws_call(
-                "application-autoscaling",
-                "put_scaling_policy",
-                PolicyName=f"cloudserve-{endpoint}-{p['variant']}",
-                ServiceNamespace="sagemaker",
-                ResourceId=resource,
-                ScalableDimension=SCALABLE_DIMENSION,
-                PolicyType="TargetTrackingScaling",
-                TargetTrackingScalingPolicyConfiguration={
-                    "TargetValue": float(p["target"]),
-                    "PredefinedMetricSpecification": {
-                        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
-                    },
-                    "ScaleInCooldown": 300,
-                    "ScaleOutCooldown": 60,
-                },
-            )
-
-    def _deregister_one(self, resource: str) -> None:
-        found = self.aws_call(
-            "application-autoscaling",
-            "describe_scaling_policies",
-            ServiceNamespace="sagemaker",
-            ResourceId=resource,
-            ScalableDimension=SCALABLE_DIMENSION,
-        )
-        for p in found.get("ScalingPolicies", []):
-            with contextlib.suppress(CloudServeError):
-                self.aws_call(
-                    "application-autoscaling",
-                    "delete_scaling_policy",
-                    PolicyName=p["PolicyName"],
-                    ServiceNamespace="sagemaker",
-                    ResourceId=resource,
-                    ScalableDimension=SCALABLE_DIMENSION,
-                )
-        with contextlib.suppress(CloudServeError):
-            self.aws_call(
-                "application-autoscaling",
-                "deregister_scalable_target",
-                ServiceNamespace="sagemaker",
-                ResourceId=resource,
-                ScalableDimension=SCALABLE_DIMENSION,
-            )
-
-    def _deregister_scaling(self, endpoint: str, variants: list[str]) -> None:
-        # SageMaker refuses to update or delete a variant that is still registered for scaling.
-        for variant in self._scalable_targets(endpoint, variants):
-            self._deregister_one(_scaling_resource(endpoint, variant))
+                scaling.register(self, restore[0]["endpoint"], restore, _Created())
 
     # -- reading endpoints -------------------------------------------------------------------
 
@@ -722,14 +582,14 @@ class SageMakerProvider(Provider):
     def _endpoint(self, current: dict[str, Any]) -> Endpoint:
         ep, config = current["endpoint"], current["config"]
         rows = {r["VariantName"]: r for r in config["ProductionVariants"]}
-        scaling = self._scalable_targets(ep["EndpointName"], list(rows))
+        ranges = scaling.targets(self, ep["EndpointName"], list(rows))
         status = STATES.get(ep["EndpointStatus"], EndpointStatus.UPDATING)
         variants = []
         versions: dict[str, str] = {}
         for live in ep.get("ProductionVariants", []):
             row = rows.get(live["VariantName"], {})
             env = self._model_env(row.get("ModelName"))
-            target = scaling.get(live["VariantName"])
+            target = ranges.get(live["VariantName"])
             version = env.get(ENV_VERSION, "")
             versions[live["VariantName"]] = version
             variants.append(
@@ -797,8 +657,8 @@ class SageMakerProvider(Provider):
         cloudserve's for it). A missing endpoint is fine."""
         current = self._current(name)
         if current is not None:
-            self._deregister_scaling(
-                name, [v["VariantName"] for v in current["config"]["ProductionVariants"]]
+            scaling.deregister(
+                self, name, [v["VariantName"] for v in current["config"]["ProductionVariants"]]
             )
             self._quiet_delete("delete_endpoint", EndpointName=name)
             if wait:
