@@ -585,3 +585,41 @@ def test_async_endpoint_failure_and_realtime_refusal(fake: FakeSageMaker, tmp_pa
         bad.wait(timeout=10)
     with pytest.raises(InvalidRequest):
         client.predict("churn", sample_rows(1))
+
+
+def test_plan_lists_the_calls_and_sends_none(
+    client: Client, fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    from cloudserve.specs import DeploySpec
+
+    spec = DeploySpec(
+        model=model(tmp_path), endpoint="churn", compute=Compute(replicas=1, max_replicas=3)
+    )
+    ops = [c.operation for c in client.provider.plan(spec)]
+    assert ops == [
+        "PutObject",
+        "CreateModel",
+        "CreateEndpointConfig",
+        "CreateEndpoint",
+        "RegisterScalableTarget",
+        "PutScalingPolicy",
+    ]
+    assert fake.requests() == []
+
+
+def test_image_table() -> None:
+    from cloudserve_sagemaker._packaging import framework_image
+
+    assert framework_image("sklearn", None, "eu-west-1") == (
+        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
+    assert framework_image("pytorch", "2.1", "us-west-2", gpu=True).endswith(
+        "pytorch-inference:2.1-gpu-py310"
+    )
+    for framework, version, region in (
+        ("onnx", None, "us-east-1"),
+        ("sklearn", "0.1", "us-east-1"),
+        ("xgboost", None, "mars-1"),
+    ):
+        with pytest.raises(InvalidRequest):
+            framework_image(framework, version, region)
