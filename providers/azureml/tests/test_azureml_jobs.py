@@ -409,3 +409,33 @@ def test_tuning_validation_happens_before_any_request(harness, client, tmp_path)
     with pytest.raises(InvalidRequest, match="VM size"):
         client.tune(spec(train=TrainSpec(entrypoint=script, compute=Compute()), strategy="random"))
     assert len(harness.fake.requests_made()) == before
+
+
+def test_provider_waits_for_its_jobs_and_reads_survive_throttling(harness, tmp_path, model):
+    provider = harness.make_provider()
+    spec = BatchSpec(
+        model=model,
+        input=str(write_csv(tmp_path / "in.csv", sample_rows(4))),
+        output=str(tmp_path / "o"),
+    )
+    first = provider.batch_predict(spec, wait=False)
+    harness.fake.inject("throttle", times=2, retry_after="0.01")
+    assert provider.get_batch_job(first.id).status in (JobStatus.PENDING, JobStatus.RUNNING)
+    done = provider.batch_predict(spec)  # wait=True: the provider polls to the end itself
+    assert done.status is JobStatus.SUCCEEDED and done.rows_succeeded == 4
+    throttled = [u for m, u in harness.fake.requests_made() if "/jobs/" in u and m == "GET"]
+    assert len(throttled) >= 3, "the throttled reads were retried"
+
+
+def test_a_failed_batch_deployment_is_removed_and_the_next_job_recreates_it(
+    harness, client, tmp_path, model
+):
+    data = write_csv(tmp_path / "in.csv", sample_rows(3))
+    harness.fake.inject("fail_operation", times=1, message="image build failed: cs-marker-7")
+    with pytest.raises(OperationFailed, match="cs-marker-7"):
+        client.batch_predict(model, data, tmp_path / "o")
+    assert harness.fake.batch_endpoints() == [], "a Failed endpoint would be reused"
+    done = client.batch_predict(model, data, tmp_path / "o", wait=True)
+    assert done.status is JobStatus.SUCCEEDED
+    (dep,) = harness.fake.batch_deployments("csb-cs-conf")
+    assert dep["properties"]["provisioningState"] == "Succeeded"

@@ -10,14 +10,17 @@ A local ``output`` gets ``predictions.csv`` downloaded into it once the job has 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
+import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from cloudserve.errors import InvalidRequest, NotFound
+from cloudserve.errors import CloudServeError, InvalidRequest, NotFound
 from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.specs import BatchSpec
 from cloudserve_azureml import _batch_script
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
     from cloudserve_azureml._provider import AzureMLProvider
 
 __all__ = ["batch_predict", "get_batch_job", "validate_batch"]
+
+log = logging.getLogger("cloudserve.azureml")
+T = TypeVar("T")
 
 OUTPUT_FILE = "predictions.csv"
 PROP_INPUT = "cloudserve.input"
@@ -90,7 +96,24 @@ def _ensure_endpoint(p: AzureMLProvider, name: str, tags: dict[str, str]) -> Any
         return p._sdk(p.ml.batch_endpoints.get, name)
     except NotFound:
         endpoint = BatchEndpoint(name=name, tags={**tags, "cloudserve": "true"})
-        return p._lro(p.ml.batch_endpoints.begin_create_or_update, endpoint)
+        return _or_remove(
+            p,
+            lambda: p._lro(p.ml.batch_endpoints.begin_create_or_update, endpoint),
+            lambda: p._lro(p.ml.batch_endpoints.begin_delete, name=name),
+        )
+
+
+def _or_remove(p: AzureMLProvider, create: Callable[[], T], remove: Callable[[], Any]) -> T:
+    """Run a create; if it fails, remove what it left (a Failed resource would be reused)."""
+    try:
+        return create()
+    except CloudServeError:
+        try:
+            with contextlib.suppress(NotFound):
+                remove()
+        except CloudServeError as exc:
+            log.warning("could not remove a failed batch resource: %s", exc)
+        raise
 
 
 def _ensure_deployment(p: AzureMLProvider, spec: BatchSpec, endpoint: str) -> str:
@@ -188,7 +211,11 @@ def _put_deployment(
             TAG_HASH: digest,
         },
     )
-    p._lro(p.ml.batch_deployments.begin_create_or_update, deployment)
+    _or_remove(
+        p,
+        lambda: p._lro(p.ml.batch_deployments.begin_create_or_update, deployment),
+        lambda: p._lro(p.ml.batch_deployments.begin_delete, name=dep_name, endpoint_name=endpoint),
+    )
 
 
 def _input(p: AzureMLProvider, spec: BatchSpec) -> tuple[Any, int | None]:

@@ -109,19 +109,17 @@ class FakeJobs:
         )
         return res
 
-    def put_job(self, key: str, res: dict[str, Any]) -> None:
+    def put_job(self, res: dict[str, Any], old: dict[str, Any] | None) -> None:
         """A job PUT through ARM (a sweep starts its life here; other jobs are just stored)."""
         props = res["properties"]
-        name = res["name"]
-        existing = self.states.get(name.lower())
-        if existing is not None:  # a re-PUT of a running job keeps its progress
-            props["status"] = (self.service.get(key) or res)["properties"].get("status")
+        if old is not None and res["name"].lower() in self.states:
+            props["status"] = old["properties"].get("status")  # a re-PUT keeps its progress
             return
         props["status"] = "NotStarted"
         if props.get("jobType") == "Sweep":
-            state = JobState(name, "sweep", self.job_polls)
+            state = JobState(res["name"], "sweep", self.job_polls)
             state.pending = self._sample(props)
-            self.states[name.lower()] = state
+            self.states[res["name"].lower()] = state
 
     # -- progress ----------------------------------------------------------------------------
 

@@ -386,7 +386,7 @@ class FakeAzureMLService:
             res["systemData"]["createdAt"] = old["systemData"]["createdAt"]
         self._complete_put(kind, key, res, payload)
         if kind == "jobs":
-            self.jobs.put_job(key, res)
+            self.jobs.put_job(res, old)
         if kind.endswith("/versions"):
             self._ensure_container(key)
         if kind not in LRO_KINDS:
