@@ -20,7 +20,7 @@ from cloudserve.provider import RetrySettings, WaitSettings
 FAST = {
     "retry": RetrySettings(max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.01),
     "waits": WaitSettings(poll_interval_s=0.05, max_poll_interval_s=0.2),
-    "drain_s": 0.2,
+    "drain_s": 0.05,
 }
 
 

@@ -151,7 +151,12 @@ def test_blue_green_drops_no_request_under_load(client: Client, tmp_path: Path):
 def test_replicas_run_as_separate_processes(
     client: Client, provider: LocalProvider, tmp_path: Path
 ):
-    ep = client.deploy(model(tmp_path), "wide", cs.Compute(replicas=2))
+    ep = client.deploy(model(tmp_path), "wide", cs.Compute(replicas=2), wait=False)
+    assert ep.status is EndpointStatus.CREATING
+    deadline = time.monotonic() + 120
+    while (ep := client.get_endpoint("wide")).status is not EndpointStatus.READY:
+        assert ep.status is EndpointStatus.CREATING and time.monotonic() < deadline
+        time.sleep(0.1)
     assert ep.variants[0].replicas == 2
     pids = live_pids(provider, "wide")
     assert len(set(pids)) == 2

@@ -278,17 +278,20 @@ class LocalProvider(Provider):
         if wait:
             self._deploy(spec, timeout)
             return self.get_endpoint(spec.endpoint)
+        created = self._ensure_row(spec)
         thread = threading.Thread(
-            target=self._deploy_quietly, args=(spec, timeout), name=f"deploy-{spec.endpoint}"
+            target=self._deploy_quietly,
+            args=(spec, timeout, created),
+            name=f"deploy-{spec.endpoint}",
         )
-        self._ensure_row(spec)
         thread.start()
         self._bg.append(thread)
         return self.get_endpoint(spec.endpoint)
 
-    def _deploy_quietly(self, spec: DeploySpec, timeout: float | None) -> None:
+    def _deploy_quietly(self, spec: DeploySpec, timeout: float | None, created: bool) -> None:
+        # the outcome is visible in the endpoint's state; there is no caller to raise to
         with contextlib.suppress(CloudServeError):
-            self._deploy(spec, timeout)
+            self._deploy(spec, timeout, created)
 
     def _spec_hash(self, spec: DeploySpec) -> str:
         assert spec.model.artifact is not None
@@ -335,7 +338,7 @@ class LocalProvider(Provider):
                 )
             return False
 
-    def _deploy(self, spec: DeploySpec, timeout: float | None) -> None:
+    def _deploy(self, spec: DeploySpec, timeout: float | None, created: bool | None = None) -> None:
         name, vname = spec.endpoint, spec.variant_name
         spec_hash = self._spec_hash(spec)
         existing = self.db.one(
@@ -350,7 +353,8 @@ class LocalProvider(Provider):
                 )
             self._reuse_variant(spec)
             return
-        created = self._ensure_row(spec)
+        if created is None:  # else deploy(wait=False) made the row already
+            created = self._ensure_row(spec)
         started: list[ProcessRef] = []
         model_dir = self._endpoint_dir(name) / f"{vname}-{spec_hash[:12]}"
         try:

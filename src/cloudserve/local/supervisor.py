@@ -119,7 +119,7 @@ def wait_ready(
                     provider="local",
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            delay = min(delay * 1.5, 0.1)
 
 
 def stop_all(refs: Iterable[ProcessRef], *, grace_s: float = 10.0) -> None:
