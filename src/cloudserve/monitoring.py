@@ -58,8 +58,13 @@ def load_baseline(
 ) -> tuple[np.ndarray, list[str]]:
     """The baseline as a 2-D float array and its feature names.
 
-    Accepts a CSV or Parquet path, a pandas DataFrame, or an array / list of rows.
+    Accepts a CSV or Parquet path, a pandas DataFrame, an array / list of rows, or a registered
+    model version whose lineage holds a dataset profile (``lineage["baseline"]``, a sample of its
+    training data kept by the registry).
     """
+    profile = _profile_path(baseline)
+    if profile is not None:
+        baseline = profile
     if isinstance(baseline, str | Path):
         path = Path(baseline)
         if not path.exists():
@@ -76,6 +81,28 @@ def load_baseline(
     if arr.ndim != 2:
         raise InvalidRequest("baseline must be a table of rows × features")
     return arr, features or [f"f{i}" for i in range(arr.shape[1])]
+
+
+def _profile_path(baseline: Any) -> str | None:
+    """The dataset profile of a registered model version, if ``baseline`` is one."""
+    lineage = getattr(baseline, "lineage", None)
+    if not isinstance(lineage, dict) or not hasattr(baseline, "version"):
+        return None
+    path = lineage.get("baseline")
+    if not path:
+        raise InvalidRequest(
+            f"model {baseline.name}:{baseline.version} has no dataset profile; register it with "
+            "lineage={'training_data': 'train.csv'} or pass a baseline file"
+        )
+    return str(path)
+
+
+def _label(baseline: Any) -> str:
+    if isinstance(baseline, str | Path):
+        return str(baseline)
+    if _profile_path(baseline) is not None:
+        return f"model {baseline.name}:{baseline.version} training profile"
+    return type(baseline).__name__
 
 
 def drift_report(
@@ -125,7 +152,7 @@ def drift_report(
     return DriftReport(
         endpoint=endpoint,
         provider=provider,
-        baseline=str(baseline) if isinstance(baseline, str | Path) else type(baseline).__name__,
+        baseline=_label(baseline),
         sample_size=len(cur),
         baseline_size=len(base),
         features=out,

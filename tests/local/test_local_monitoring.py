@@ -41,8 +41,9 @@ def test_metrics_per_variant_capture_sampling_and_drift(client: Client, tmp_path
     assert not calm.drifted
     for i in range(100):
         client.predict("mon", sample_rows(3, shift=2.0, seed=2000 + i))
-    shifted = client.drift("mon", mv.lineage["baseline"], window="1h")
+    shifted = client.drift("mon", mv, window="1h")  # the registered version's data profile
     assert shifted.drifted and len(shifted.flagged) == 4
+    assert shifted.baseline == "model mon:1 training profile"
 
 
 def test_capture_is_off_unless_asked(client: Client, tmp_path: Path):
