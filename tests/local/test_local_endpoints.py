@@ -281,3 +281,23 @@ def test_registry_hash_lineage_and_deploy_by_version(client: Client, tmp_path: P
         client.register_model(other)
     assert [v.version for v in client.list_models("clf")] == ["7"]
     assert client.list_models("nope") == []
+
+
+def test_plan_lists_the_local_steps_and_creates_nothing(client: Client, tmp_path: Path):
+    spec = cs.DeploySpec(
+        model=model(tmp_path),
+        endpoint="planned",
+        compute=cs.Compute(min_replicas=1, max_replicas=3),
+    )
+    plan = client.plan(spec)
+    assert [c.operation for c in plan.calls] == [
+        "stage_artifact",
+        "start_workers",
+        "switch_traffic",
+        "start_agent",
+    ]
+    assert client.list_endpoints() == []
+    with pytest.raises(cs.InvalidRequest, match="accelerator"):
+        client.plan(
+            spec.model_copy(update={"compute": cs.Compute(accelerator="T4", accelerator_count=1)})
+        )

@@ -52,3 +52,13 @@ def test_capture_is_off_unless_asked(client: Client, tmp_path: Path):
     assert client.provider.captured_inputs("quiet", 3600) == []
     with pytest.raises(cs.InvalidRequest, match="captured rows"):
         client.drift("quiet", write_csv(tmp_path / "b.csv", sample_rows(100)))
+
+
+def test_records_past_retention_are_purged(provider):
+    provider.recorder.invocation("gone", "v1", 1.0, 1)
+    provider.recorder.capture("gone", "v1", [[1.0]], None, 1.0)
+    provider.recorder.flush()
+    provider.recorder.retention_s = 0.0
+    provider.recorder.purge()
+    assert provider.db.all("SELECT * FROM invocations") == []
+    assert provider.db.all("SELECT * FROM captures") == []

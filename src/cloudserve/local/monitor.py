@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import random
 import threading
+import time
 import weakref
 from collections import Counter
 from typing import Any
@@ -22,13 +23,15 @@ from cloudserve.resources import MetricsReport, VariantMetrics
 __all__ = ["Recorder", "captured_rows", "metrics_report"]
 
 FLUSH_S = 1.0
+PURGE_EVERY_S = 600.0
 
 
 class Recorder:
     """Buffers invocation and capture records and flushes them to the state database."""
 
-    def __init__(self, db: StateDB):
+    def __init__(self, db: StateDB, *, retention_s: float = 7 * 86400.0):
         self.db = db
+        self.retention_s = retention_s
         self._calls: list[tuple[Any, ...]] = []
         self._captures: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
@@ -90,9 +93,20 @@ class Recorder:
                 caps,
             )
 
+    def purge(self) -> None:
+        """Drop invocation and capture records older than the retention period."""
+        cutoff = now() - self.retention_s
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM invocations WHERE ts < ?", (cutoff,))
+            tx.execute("DELETE FROM captures WHERE ts < ?", (cutoff,))
+
     def _loop(self) -> None:
+        next_purge = 0.0
         while not self._stop.wait(FLUSH_S):
             self.flush()
+            if time.monotonic() >= next_purge:
+                self.purge()
+                next_purge = time.monotonic() + PURGE_EVERY_S
 
     def close(self) -> None:
         """Flush and stop the background writer."""

@@ -47,6 +47,7 @@ from cloudserve.resources import (
     JobStatus,
     MetricsReport,
     ModelVersion,
+    PlannedCall,
     Prediction,
     TuningJob,
     Variant,
@@ -106,7 +107,7 @@ class LocalProvider(Provider):
         self.config: LocalConfig = config
         self.state_dir = config.state_dir.expanduser().resolve()
         self.db = StateDB(self.state_dir)
-        self.recorder = monitor.Recorder(self.db)
+        self.recorder = monitor.Recorder(self.db, retention_s=config.metrics_retention_s)
         self._http = httpx.Client(
             timeout=httpx.Timeout(config.request_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
@@ -719,9 +720,11 @@ class LocalProvider(Provider):
     ) -> Prediction:
         start = time.perf_counter()
         chosen: str | None = variant
+        known = False  # only requests to an existing endpoint are recorded
         try:
             for attempt in range(3):
                 ep, variants, workers = self._routing(endpoint)
+                known = True
                 if variant is not None and variant not in variants:
                     raise NotFound(
                         f"endpoint {endpoint} has no variant {variant}", provider=self.name
@@ -747,7 +750,8 @@ class LocalProvider(Provider):
                     provider=self.name,
                 )
         except CloudServeError as exc:
-            self.recorder.invocation(endpoint, chosen, None, len(instances), _error_class(exc))
+            if known:
+                self.recorder.invocation(endpoint, chosen, None, len(instances), _error_class(exc))
             raise
         ms = (time.perf_counter() - start) * 1000
         self.recorder.invocation(endpoint, chosen, ms, len(instances))
@@ -817,8 +821,15 @@ class LocalProvider(Provider):
                     content=dumps(body),
                     headers={**self._headers(ep["token"]), "Content-Type": "application/json"},
                 )
-            except (httpx.ConnectError, httpx.RemoteProtocolError):
-                continue  # the worker is gone or going (drained): try the next one
+            except (
+                httpx.ConnectError,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+                httpx.WriteError,
+            ):
+                # the worker is gone or going (drained); predictions are idempotent, so the
+                # request is safe to send to the next worker
+                continue
             except httpx.TimeoutException as exc:
                 raise ServiceUnavailable(
                     f"worker of {ep['name']}/{variant} timed out", provider=self.name
@@ -1036,6 +1047,41 @@ class LocalProvider(Provider):
     def list_models(self, name: str | None = None) -> list[ModelVersion]:
         """Registered versions, all or of one model."""
         return self._service(registry.list_versions, self.db, name)
+
+    def plan(self, spec: DeploySpec) -> list[PlannedCall]:
+        """What ``deploy(spec)`` would do on this machine, doing none of it."""
+        self.validate(spec)
+        workers = _initial_workers(spec)
+        calls = [
+            PlannedCall(
+                service="local",
+                operation="stage_artifact",
+                params={"artifact": spec.model.artifact},
+                creates=f"{self._endpoint_dir(spec.endpoint)}/{spec.variant_name}-<hash>/model",
+            ),
+            PlannedCall(
+                service="local",
+                operation="start_workers",
+                params={"count": workers, "host": self.config.host},
+                creates=f"{workers} × python -m cloudserve.serving on a free port",
+            ),
+            PlannedCall(
+                service="local",
+                operation="switch_traffic",
+                params={"variant": spec.variant_name, "traffic": spec.traffic},
+                creates=f"endpoint {spec.endpoint} in {self.db.path}",
+            ),
+        ]
+        if spec.compute.autoscaling or spec.compute.serverless:
+            calls.append(
+                PlannedCall(
+                    service="local",
+                    operation="start_agent",
+                    params={"endpoint": spec.endpoint},
+                    creates="python -m cloudserve.local.agent",
+                )
+            )
+        return calls
 
     def close(self) -> None:
         """Flush monitoring records and close connections; endpoints keep running."""
