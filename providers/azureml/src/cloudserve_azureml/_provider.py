@@ -97,6 +97,7 @@ class AzureMLProvider(Provider):
             Capability.REGISTRY,
             Capability.BATCH,
             Capability.TUNE,
+            Capability.PRICING_REFRESH,
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
@@ -110,7 +111,6 @@ class AzureMLProvider(Provider):
         Capability.ASYNC_PREDICT: (
             "managed online endpoints have no queued mode; use batch_predict for large inputs"
         ),
-        Capability.PRICING_REFRESH: "refreshing from the Azure Retail Prices API is not built yet",
     }
     error_table = ERROR_TABLE
 
@@ -129,6 +129,8 @@ class AzureMLProvider(Provider):
         self._ml: Any = None
         self._arm: Any = None
         self._scoring: dict[str, tuple[str, str]] = {}
+        # Instance types the last refresh_prices() found no price for (type → reason).
+        self.missing_prices: dict[str, str] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="cloudserve-azureml-")
 
     # -- SDK plumbing ------------------------------------------------------------------------
@@ -864,6 +866,25 @@ class AzureMLProvider(Provider):
     def region(self) -> str | None:
         """The workspace region (from the config; pricing uses it)."""
         return self.cfg.region
+
+    # -- pricing -------------------------------------------------------------------------------
+
+    def refresh_prices(self) -> list[dict[str, Any]]:
+        """Linux pay-as-you-go prices of the catalog's Azure ML instance types in the target's
+        region (``eastus`` when the config names none), from the Azure Retail Prices API.
+
+        Each VM meter gives a ``hosting``, ``batch`` and ``training`` row (Azure ML bills the
+        VM price for all three). Instance types without a usable meter get no row; they are
+        kept in ``missing_prices`` (type → reason) and named in a ``MissingPricesWarning``.
+        """
+        from cloudserve.pricing import DEFAULT_REGIONS
+        from cloudserve_azureml import _pricing
+
+        region = self.cfg.region or DEFAULT_REGIONS[self.name]
+        result = _pricing.RetailPrices(self.call).refresh(region, _pricing.instance_shapes())
+        self.missing_prices = result.missing
+        _pricing.warn_missing(self.name, region, result.missing)
+        return result.rows
 
 
 def _collector_data(dep: Any) -> list[str]:

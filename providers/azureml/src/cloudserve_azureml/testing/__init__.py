@@ -12,6 +12,7 @@ HTTP, intercepted in-process by ``responses``::
         fake.inject("throttle", times=2)         # 429 with Retry-After on the next 2 calls
         fake.batch_deployments("csb-churn")      # batch deployment settings
         fake.job("sweep-1"); fake.child_jobs("sweep-1")   # jobs and sweep trials
+        fake.retail_prices.set_price("Standard_DS3_v2", 0.31)   # the Retail Prices API
 
 Why ``responses`` and not a local HTTP server: azure-core's bearer-token policy refuses
 non-HTTPS URLs and MLClient builds its ARM, run-history and scoring URLs from Azure's public
@@ -29,13 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloudserve_azureml.testing._prices import FakeRetailPrices
 from cloudserve_azureml.testing._service import FakeAzureMLService, ScoringRecord
 
-__all__ = ["FakeAzureML", "FakeCredential", "ScoringRecord"]
+__all__ = ["FakeAzureML", "FakeCredential", "FakeRetailPrices", "ScoringRecord"]
 
 _HOSTS = re.compile(
     r"https://(management\.azure\.com|[a-z0-9]+\.blob\.core\.windows\.net"
-    r"|[a-z0-9-]+\.[a-z0-9]+\.inference\.ml\.azure\.com|[a-z0-9]+\.api\.azureml\.ms)/.*"
+    r"|[a-z0-9-]+\.[a-z0-9]+\.inference\.ml\.azure\.com|[a-z0-9]+\.api\.azureml\.ms"
+    r"|prices\.azure\.com(?::443)?)/.*"
 )
 
 
@@ -275,6 +278,12 @@ class FakeAzureML:
         """Every scoring request the fake answered."""
         with self.service.lock:
             return list(self.service.scoring)
+
+    @property
+    def retail_prices(self) -> FakeRetailPrices:
+        """The fake Azure Retail Prices API: its items, ``page_size``, ``set_price``,
+        ``remove`` and the ``queries`` it answered (injected faults apply to it too)."""
+        return self.service.prices
 
     def requests_made(self) -> list[tuple[str, str]]:
         """(method, url) of every request the fake saw, in order."""

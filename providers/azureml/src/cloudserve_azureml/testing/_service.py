@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from cloudserve_azureml.testing._blob import BLOB_HOST, BlobStore, Response
 from cloudserve_azureml.testing._jobs import FakeJobs
+from cloudserve_azureml.testing._prices import PRICES_HOST, FakeRetailPrices
 
 ARM = "https://management.azure.com"
 RP = "Microsoft.MachineLearningServices"
@@ -138,6 +139,7 @@ class FakeAzureMLService:
         self._models: dict[str, Any] = {}
         self._load_model = load_model
         self.jobs = FakeJobs(self, job_polls)
+        self.prices = FakeRetailPrices()
         self._seed()
 
     # -- paths -------------------------------------------------------------------------------
@@ -278,6 +280,8 @@ class FakeAzureMLService:
             return fault
         if SCORING_HOST.match(url):
             return self.score(method, url, headers, body)
+        if PRICES_HOST.match(url):
+            return self.prices.handle(method, url)
         with self.lock:
             if API_HOST.match(url):
                 return self._workspace_api(method, url)
