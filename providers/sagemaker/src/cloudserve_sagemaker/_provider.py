@@ -110,14 +110,10 @@ class SageMakerProvider(Provider):
             Capability.DRIFT,
             Capability.REGISTRY,
             Capability.ASYNC_PREDICT,
+            Capability.PRICING_REFRESH,
         }
     )
-    unsupported: ClassVar[dict[Capability, str]] = {
-        Capability.PRICING_REFRESH: (
-            "refreshing from the AWS Pricing API is not built yet; the catalog rows for "
-            "SageMaker are maintained by hand"
-        ),
-    }
+    unsupported: ClassVar[dict[Capability, str]] = {}
     error_table = ERROR_TABLE
 
     def __init__(self, config: ProviderConfig, *, target: str | None = None):
@@ -129,6 +125,8 @@ class SageMakerProvider(Provider):
         self._versions: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        # What the last refresh_prices() found no price for ("type kind" → reason).
+        self.missing_prices: dict[str, str] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -929,6 +927,21 @@ class SageMakerProvider(Provider):
         from cloudserve_sagemaker._registry import list_models
 
         return list_models(self, name)
+
+    def refresh_prices(self) -> list[dict[str, Any]]:
+        """On-demand hourly prices of the catalog's SageMaker instance types in the target's
+        region — hosting, batch transform and training — from the AWS Price List API.
+
+        What has no usable on-demand rate gets no row; it is kept in ``missing_prices``
+        (``"ml.g5.xlarge training"`` → reason) and named in a ``MissingPricesWarning``.
+        """
+        from cloudserve_sagemaker import _pricing as pricing
+
+        reader = pricing.PriceList(pricing.pricing_client(self.cfg), self.call)
+        result = reader.refresh(self.cfg.region, pricing.instance_shapes())
+        self.missing_prices = result.missing
+        pricing.warn_missing(self.name, self.cfg.region, result.missing)
+        return result.rows
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""

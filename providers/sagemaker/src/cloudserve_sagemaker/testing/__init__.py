@@ -12,6 +12,7 @@ with the additions listed in ``_service``: ``UpdateEndpoint``, endpoints that pa
         sm = fake.client("sagemaker")
         ...
         fake.inject("throttle", times=2)
+        fake.price_list.set_price("ml.m5.large", "Hosting", 0.12)   # the Price List API
 
 moto keeps its state in process-wide backends, so two fakes in one process share it; ``start``
 resets that state.
@@ -23,9 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from cloudserve_sagemaker.testing._pricing import FakePriceList
 from cloudserve_sagemaker.testing._service import FakeState, Middleware, RecordedRequest
 
-__all__ = ["FakeSageMaker", "FaultKind", "RecordedRequest"]
+__all__ = ["FakePriceList", "FakeSageMaker", "FaultKind", "RecordedRequest"]
 
 FaultKind = Literal["throttle", "unavailable", "fail_endpoint", "fail_create_endpoint", "fail_job"]
 ACCESS_KEY = "testing"
@@ -76,6 +78,8 @@ class FakeSageMaker:
         )
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="cloudserve-fake-sm-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        # The fake AWS Price List API (GetProducts), served on the same port.
+        self.price_list = FakePriceList()
         self._server: Any = None
         self.url = ""
 
@@ -94,7 +98,7 @@ class FakeSageMaker:
 
         _teach_moto_percentiles()
         _internal.moto_api_backend.reset()
-        state, workdir = self.state, self.workdir
+        state, workdir, price_list = self.state, self.workdir, self.price_list
 
         class _QuietHandler(MotoRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
@@ -102,7 +106,9 @@ class FakeSageMaker:
 
         class _Server(ThreadedMotoServer):
             def _server_entry(self) -> None:
-                app = Middleware(DomainDispatcherApplication(create_backend_app), state, workdir)
+                app = Middleware(
+                    DomainDispatcherApplication(create_backend_app), state, workdir, price_list
+                )
                 self._server = make_server(
                     self._ip_address, self._port, app, True, request_handler=_QuietHandler
                 )
@@ -153,8 +159,8 @@ class FakeSageMaker:
     ) -> None:
         """Make the fake misbehave.
 
-        ``throttle`` / ``unavailable``: the next ``times`` SageMaker API or runtime requests
-        answer ``ThrottlingException`` (400) / ``ServiceUnavailable`` (503).
+        ``throttle`` / ``unavailable``: the next ``times`` SageMaker API, runtime or Price List
+        API requests answer ``ThrottlingException`` (400) / ``ServiceUnavailable`` (503).
         ``fail_endpoint``: the next endpoint create or update ends failed with ``message``
         (a failed update rolls back to the previous config, as SageMaker does).
         ``fail_create_endpoint``: the next ``CreateEndpoint`` call is refused with ``message``.

@@ -13,7 +13,8 @@ moto does not implement (``UpdateEndpoint``, ``ListTrainingJobsForHyperParameter
   ``AWS/SageMaker`` metrics and S3 data capture written the way SageMaker writes them;
 - ``InvokeEndpointAsync`` reading its input from S3 and writing the output object;
 - batch transform jobs that really transform their S3 input (Line split, MultiRecord batches);
-- tuning jobs whose trials run the training script with sampled hyperparameters.
+- tuning jobs whose trials run the training script with sampled hyperparameters;
+- the AWS Price List API's ``GetProducts`` (``AWSPriceListService.*``, see ``_pricing``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
+from cloudserve_sagemaker.testing._pricing import FakePriceList
 
 __all__ = ["FakeState", "Middleware", "RecordedRequest"]
 
@@ -99,9 +101,12 @@ def _now() -> datetime:
 class Middleware:
     """WSGI middleware around moto's ``DomainDispatcherApplication``."""
 
-    def __init__(self, app: Any, state: FakeState, workdir: Path):
+    def __init__(
+        self, app: Any, state: FakeState, workdir: Path, price_list: FakePriceList | None = None
+    ):
         self.app = app
         self.state = state
+        self.price_list = price_list or FakePriceList()
         self.containers = ContainerPool(workdir / "containers")
         self.workdir = workdir
         self.rng = random.Random(0)
@@ -118,6 +123,8 @@ class Middleware:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         path = environ.get("PATH_INFO", "")
         invoke = _INVOKE.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        if target.startswith("AWSPriceListService."):
+            return self._pricing(environ, start_response, target.split(".", 1)[1])
         if not (invoke or target.startswith("SageMaker.")):
             return self.app(environ, start_response)
         body = _read_body(environ)
@@ -144,6 +151,24 @@ class Middleware:
             record.status = status
             return _respond(start_response, status, headers, out)
         return self._api(environ, start_response, op, params, region, record)
+
+    def _pricing(
+        self, environ: dict[str, Any], start_response: StartResponse, op: str
+    ) -> Iterable[bytes]:
+        body = _read_body(environ)
+        record = RecordedRequest(op, None, len(body))
+        with self.state.lock:
+            self.state.requests.append(record)
+        fault = self._fault()
+        if fault is None:
+            status, code, out = self.price_list.handle(op, json.loads(body or b"{}"))
+            message = str(out.get("Message") or out.get("message") or "")
+            fault = _json_error(status, code, message) if code else None
+        if fault is not None:
+            record.status = fault[0]
+            return _respond(start_response, *fault)
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        return _respond(start_response, 200, headers, json.dumps(out).encode())
 
     def _fault(self) -> tuple[int, dict[str, str], bytes] | None:
         with self.state.lock:
