@@ -150,3 +150,24 @@ def test_killed_job_resumes_from_its_last_finished_chunk(state_dir: Path, tmp_pa
         assert f"resuming: {finished_before // 50} chunk(s)" in log
     finally:
         provider.close()
+
+
+def test_cancel_stops_the_runner_and_its_workers(state_dir: Path, tmp_path: Path):
+    from conftest import processes_of
+
+    provider = LocalProvider(local_config(state_dir, batch_chunk_rows=50))
+    client = Client(provider)
+    try:
+        src = tmp_path / "big.csv"
+        pd.DataFrame(sample_rows(2000, seed=9), columns=list("abcd")).to_csv(src, index=False)
+        job = client.batch_predict(slow_model(tmp_path), src, tmp_path / "out", batch_size=50)
+        while (job := job.refresh()).rows_succeeded == 0:
+            time.sleep(0.05)
+        provider.cancel_job(job.id)
+        assert client.get_batch_job(job.id).status is JobStatus.CANCELLED
+        assert processes_of(state_dir) == []
+        provider.cancel_job(job.id)  # already ended: nothing to do
+        with pytest.raises(cs.NotFound):
+            provider.cancel_job("no-such-job")
+    finally:
+        provider.close()

@@ -158,9 +158,12 @@ def run_demo(console: Console, work: Path, *, trials: int = 4, batch_rows: int =
 
     start = time.monotonic()
     client = cs.connect(LocalConfig(state_dir=work / "state"))
+    jobs: list[str] = []
     try:
-        _steps(client, console, work, trials, batch_rows)
+        _steps(client, console, work, trials, batch_rows, jobs)
     finally:
+        for job_id in jobs:  # interrupted half-way: stop the runners too
+            client.provider.cancel_job(job_id)  # type: ignore[attr-defined]
         client.delete_endpoint(ENDPOINT)
         left = client.list_endpoints()
         client.close()
@@ -171,7 +174,9 @@ def run_demo(console: Console, work: Path, *, trials: int = 4, batch_rows: int =
         )
 
 
-def _steps(client: Client, console: Console, work: Path, trials: int, batch_rows: int) -> None:
+def _steps(
+    client: Client, console: Console, work: Path, trials: int, batch_rows: int, jobs: list[str]
+) -> None:
     _step(console, 1, "train a scikit-learn model (breast-cancer data, shipped with sklearn)")
     model_dir, train_csv, held_out, accuracy = train(work)
     console.print(f"logistic regression, held-out accuracy [bold]{accuracy:.3f}[/]")
@@ -207,6 +212,7 @@ def _steps(client: Client, console: Console, work: Path, trials: int, batch_rows
     rows.to_csv(batch_in, index=False)
     t0 = time.monotonic()
     job = client.batch_predict(mv, batch_in, work / "batch-out")
+    jobs.append(job.id)
     job = watch_batch(client, job, console)
     secs = time.monotonic() - t0
     console.print(
@@ -229,7 +235,9 @@ def _steps(client: Client, console: Console, work: Path, trials: int, batch_rows
         strategy="bayesian",
         seed=7,
     )
-    tuned = client.tune(spec).wait(timeout=600)
+    tuned = client.tune(spec)
+    jobs.append(tuned.id)
+    tuned = tuned.wait(timeout=600)
     table = Table("trial", "C", "class_weight", "val_accuracy", "status")
     for t in tuned.trials:
         best = " ★" if tuned.best_trial and t.id == tuned.best_trial.id else ""

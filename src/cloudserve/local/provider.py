@@ -983,6 +983,26 @@ class LocalProvider(Provider):
 
         return self._service(batch.read_job, self.db, job_id)
 
+    def cancel_job(self, job_id: str) -> None:
+        """Stop a batch or tuning job (its runner, workers and trials) and mark it CANCELLED.
+
+        A job that already ended is left as it is.
+        """
+        for table in ("batch_jobs", "tuning_jobs"):
+            row = self.db.one(f"SELECT * FROM {table} WHERE id = ?", (job_id,))
+            if row is None:
+                continue
+            if JobStatus(row["status"]).is_terminal:
+                return
+            if row["pid"]:
+                supervisor.stop_group(ProcessRef(row["pid"], row["ctime"]))
+            self.db.run(
+                f"UPDATE {table} SET status = ?, message = ?, ended_at = ? WHERE id = ?",
+                (JobStatus.CANCELLED.value, "cancelled", now(), job_id),
+            )
+            return
+        raise NotFound(f"no batch or tuning job {job_id}", provider=self.name)
+
     def tune(
         self,
         spec: TuningSpec,

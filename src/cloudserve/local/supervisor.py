@@ -23,7 +23,7 @@ import psutil
 
 from cloudserve.errors import OperationFailed
 
-__all__ = ["ProcessRef", "free_port", "spawn", "stop_all", "tail", "wait_ready"]
+__all__ = ["ProcessRef", "free_port", "spawn", "stop_all", "stop_group", "tail", "wait_ready"]
 
 # Popen objects of the children this process started, so that their exit is reaped here
 # (a dead child that is never waited for stays a zombie and looks alive).
@@ -142,3 +142,24 @@ def stop_all(refs: Iterable[ProcessRef], *, grace_s: float = 10.0) -> None:
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=1)
+
+
+def stop_group(ref: ProcessRef, *, grace_s: float = 5.0) -> None:
+    """Stop a runner and everything it started (its session's process group): SIGTERM, then
+    SIGKILL after ``grace_s``."""
+    if not ref.alive():
+        return
+    members = [psutil.Process(ref.pid)]
+    with contextlib.suppress(psutil.Error):
+        members += members[0].children(recursive=True)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(ref.pid, signal.SIGTERM)  # the runner leads its own session and group
+    _, alive = psutil.wait_procs(members, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    child = _CHILDREN.pop(ref.pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
