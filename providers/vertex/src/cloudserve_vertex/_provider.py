@@ -99,6 +99,7 @@ class VertexProvider(Provider):
             Capability.DATA_CAPTURE,
             Capability.DRIFT,
             Capability.REGISTRY,
+            Capability.PRICING_REFRESH,
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
@@ -106,8 +107,6 @@ class VertexProvider(Provider):
         "replica; the v1 API has no scale-to-zero serverless inference",
         Capability.ASYNC_PREDICT: "Vertex AI has no queued online prediction; use batch "
         "prediction for large or slow inputs",
-        Capability.PRICING_REFRESH: "cloudserve-vertex does not read the Cloud Billing Catalog "
-        "API yet; prices come from the bundled catalog",
     }
     error_table = ERROR_TABLE
 
@@ -120,6 +119,8 @@ class VertexProvider(Provider):
         self._version_cache: dict[str, dict[str, Any]] = {}
         # Local output paths of batch jobs started by this instance (job id → path).
         self._batch_outputs: dict[str, str] = {}
+        # What the last refresh_prices() found no price for ("name purpose" → reason).
+        self.missing_prices: dict[str, str] = {}
 
     # -- clients (lazy: import cloudserve_vertex does not import google.*) ----------------------
 
@@ -1148,6 +1149,26 @@ class VertexProvider(Provider):
 
                 self._clients["session"] = AuthorizedSession(self._credentials())
             return self._clients["session"]
+
+    # -- pricing -------------------------------------------------------------------------------
+
+    def refresh_prices(self) -> list[dict[str, Any]]:
+        """On-demand prices in the target's location from the Cloud Billing Catalog API:
+        machine types (vCPU and RAM SKUs combined, see ``_pricing``) for hosting, batch and
+        training, and GPU add-ons as their own ``accelerator`` rows.
+
+        What has no usable SKU gets no row; it is kept in ``missing_prices``
+        (``"n1-standard-4 training"`` → reason) and named in a ``MissingPricesWarning``.
+        """
+        from cloudserve_vertex import _pricing as pricing
+
+        host = self.config.api_endpoint if self._local_fake() else pricing.BILLING_HOST
+        catalog = pricing.BillingCatalog(pricing.authorised_get(self._session, self.call), host)
+        shapes, addons = pricing.instance_shapes()
+        result = catalog.refresh(self.config.location, shapes, addons)
+        self.missing_prices = result.missing
+        pricing.warn_missing(self.name, self.config.location, result.missing)
+        return result.rows
 
     def metrics(self, endpoint: str, window_s: float) -> MetricsReport:
         ep = self.get_endpoint(endpoint)

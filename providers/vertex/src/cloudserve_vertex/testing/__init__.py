@@ -1,7 +1,7 @@
 """A stateful fake Vertex AI service for offline tests of code that uses google-cloud-aiplatform.
 
-The real GAPIC v1 clients (``transport="rest"``), google-cloud-storage and
-google-cloud-monitoring talk to it over HTTP, in either of two ways::
+The real GAPIC v1 clients (``transport="rest"``), google-cloud-storage, Cloud Monitoring and
+Cloud Billing Catalog (``billing``) REST calls talk to it over HTTP, in either of two ways::
 
     from cloudserve_vertex.testing import FakeVertex
 
@@ -37,15 +37,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloudserve_vertex.testing._billing import FakeBillingCatalog
 from cloudserve_vertex.testing._service import FakeVertexService, PredictRecord
 
 if TYPE_CHECKING:
     from cloudserve_vertex._config import VertexConfig
 
-__all__ = ["FakeVertex", "PredictRecord"]
+__all__ = ["FakeBillingCatalog", "FakeVertex", "PredictRecord"]
 
 _HOSTS = re.compile(
-    r"https://([a-z0-9-]+-aiplatform|aiplatform|storage|monitoring|bigquery)\.googleapis\.com/.*"
+    r"https://([a-z0-9-]+-aiplatform|aiplatform|storage|monitoring|bigquery|cloudbilling)"
+    r"\.googleapis\.com/.*"
 )
 
 
@@ -283,6 +285,12 @@ class FakeVertex:
         """Every online prediction the fake answered."""
         with self.service.lock:
             return list(self.service.predictions)
+
+    @property
+    def billing(self) -> FakeBillingCatalog:
+        """The fake Cloud Billing Catalog API: its SKUs, ``page_size``, ``set_price``,
+        ``remove`` and the ``queries`` it answered (throttle / unavailable faults apply)."""
+        return self.service.billing
 
     def requests_made(self) -> list[tuple[str, str]]:
         """(method, url) of every request, in order."""

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from cloudserve_vertex.testing._billing import FakeBillingCatalog
 from cloudserve_vertex.testing._gcs import FakeGCS
 from cloudserve_vertex.testing._http import ApiError, Reply, error_reply, json_reply, rpc_code
 
@@ -109,6 +110,7 @@ class FakeVertexService:
         self.workdir = workdir
         self.lock = threading.RLock()
         self.gcs = FakeGCS()
+        self.billing = FakeBillingCatalog()
         self.faults = Faults()
         self.models: dict[str, dict[str, dict[str, Any]]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
@@ -187,6 +189,7 @@ class FakeVertexService:
             ("POST", rf"^/v1/{_LOC}/hyperparameterTuningJobs$", self.create_tuning_job),
             ("GET", rf"^/v1/{_LOC}/hyperparameterTuningJobs/([^/:]+)$", self.get_tuning_job),
             ("GET", r"^/v3/projects/([^/]+)/timeSeries$", self.list_time_series),
+            ("GET", r"^/v1/services/([^/]+)/skus$", self.list_skus),
             (
                 "GET",
                 r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/data$",
@@ -916,6 +919,11 @@ class FakeVertexService:
         with self.lock:
             records = list(self.predictions)
         return json_reply({"timeSeries": time_series(records, query, self)})
+
+    # -- Cloud Billing Catalog ------------------------------------------------------------------
+
+    def list_skus(self, service: str, query: dict[str, str], **_: Any) -> Reply:
+        return self.billing.list_skus(service, query)
 
     # -- inspection ----------------------------------------------------------------------------
 
