@@ -151,14 +151,13 @@ class RetailPrices:
 
     def __init__(self, call: Callable[..., Any], base_url: str = RETAIL_PRICES_URL):
         from azure.core import PipelineClient
-        from azure.core.pipeline.policies import HeadersPolicy, UserAgentPolicy
+        from azure.core.pipeline.policies import UserAgentPolicy
 
         self.base_url = base_url
         self._call = call
         # No retry policy in the pipeline: cloudserve's policy is the only one that retries.
-        self._client = PipelineClient(
-            base_url=base_url,
-            policies=[UserAgentPolicy("cloudserve-azureml"), HeadersPolicy()],
+        self._client: PipelineClient[Any, Any] = PipelineClient(
+            base_url=base_url, policies=[UserAgentPolicy("cloudserve-azureml")]
         )
 
     def _page(self, url: str) -> dict[str, Any]:

@@ -1162,7 +1162,8 @@ class VertexProvider(Provider):
         """
         from cloudserve_vertex import _pricing as pricing
 
-        host = self.config.api_endpoint if self._local_fake() else pricing.BILLING_HOST
+        local = self.config.api_endpoint if self._local_fake() else None
+        host = local or pricing.BILLING_HOST
         catalog = pricing.BillingCatalog(pricing.authorised_get(self._session, self.call), host)
         shapes, addons = pricing.instance_shapes()
         result = catalog.refresh(self.config.location, shapes, addons)
