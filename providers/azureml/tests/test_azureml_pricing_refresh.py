@@ -173,3 +173,8 @@ def test_cli_refresh_merges_into_the_user_catalog(fake, tmp_path, monkeypatch, c
         "azureml", "eastus", "hosting", "instance", "Standard_NV36ads_A10_v5"
     )
     assert nv == old and nv is not None and nv.price > 0
+
+
+def test_without_a_configured_region_the_catalog_main_region_is_priced(fake):
+    rows = provider(fake, region=None).refresh_prices()
+    assert rows and {r["region"] for r in rows} == {"eastus"}
