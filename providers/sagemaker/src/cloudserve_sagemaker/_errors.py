@@ -42,6 +42,11 @@ CODES: dict[str | int, type] = {
     "ConflictException": AlreadyExists,
     "ResourceLimitExceeded": InvalidRequest,
     "ModelError": InvalidRequest,
+    # the Price List API (pricing refresh)
+    "InvalidParameterException": InvalidRequest,
+    "InvalidNextTokenException": InvalidRequest,
+    "ExpiredNextTokenException": InvalidRequest,
+    "NotFoundException": NotFound,
     "ModelNotReadyException": ServiceUnavailable,
     "ThrottlingException": Throttled,
     "Throttling": Throttled,
