@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from local_helpers import cleanup, local_config, processes_of
+
 from cloudserve.local import LocalProvider
 from cloudserve.local.provider import (
     FAULT_FAIL_AFTER_CREATE,
@@ -14,7 +16,6 @@ from cloudserve.local.provider import (
 from cloudserve.local.state import StateDB
 from cloudserve.testing import Fault, ProviderHarness
 from cloudserve.testing.suite import ProviderConformance
-from conftest import cleanup, local_config, processes_of
 
 _KINDS = {
     Fault.THROTTLE: FAULT_THROTTLE,

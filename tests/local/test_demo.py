@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from local_helpers import processes_of
+
 from cloudserve.cli import main
-from conftest import processes_of
 
 
 def test_demo_runs_every_step_and_tears_down(tmp_path: Path, capsys):

@@ -15,6 +15,7 @@ import orjson
 import pandas as pd
 import psutil
 import pytest
+from local_helpers import local_config
 
 import cloudserve as cs
 from cloudserve.client import Client
@@ -22,7 +23,6 @@ from cloudserve.local import LocalProvider
 from cloudserve.packaging import write_manifest
 from cloudserve.resources import JobStatus
 from cloudserve.testing import make_sklearn_model, sample_rows
-from conftest import local_config
 
 SLOW_PREDICTOR = '''
 import time
@@ -153,7 +153,7 @@ def test_killed_job_resumes_from_its_last_finished_chunk(state_dir: Path, tmp_pa
 
 
 def test_cancel_stops_the_runner_and_its_workers(state_dir: Path, tmp_path: Path):
-    from conftest import processes_of
+    from local_helpers import processes_of
 
     provider = LocalProvider(local_config(state_dir, batch_chunk_rows=50))
     client = Client(provider)

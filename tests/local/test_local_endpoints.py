@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from local_helpers import local_config
 
 import cloudserve as cs
 from cloudserve.client import Client
@@ -23,7 +24,6 @@ from cloudserve.local.provider import canary_weights
 from cloudserve.local.router import pick_variant
 from cloudserve.resources import EndpointStatus, JobStatus
 from cloudserve.testing import make_sklearn_model, sample_rows, write_csv
-from conftest import local_config
 
 ROWS = sample_rows(4)
 

@@ -60,8 +60,9 @@ class Chunk:
     parse_errors: list[tuple[int, str]]
 
 
-def count_rows(path: Path, fmt: str) -> int | None:
-    """A quick count of input rows for the progress bar (None when it cannot tell)."""
+def count_rows(path: Path, fmt: str) -> int:
+    """A quick count of input rows for the progress bar: Parquet metadata, else newlines
+    (a CSV field holding a newline makes it an overestimate; the final total is exact)."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
