@@ -2,6 +2,8 @@
 
     python benchmarks/batch.py [--rows 100000 1000000] [--workers 2] [--repeat 1]
 
+The recorded results were made with ``--rows 100000 1000000 10000000 --repeat 2``.
+
 For each size, a CSV of 8 numeric features is scored two ways, each in its own process tree:
 
 * ``in-process``: ``pd.read_csv`` of the whole file, ``model.predict`` on the whole DataFrame,
