@@ -227,6 +227,13 @@ class LocalProvider(Provider):
                     url=f"http://{self._host_url()}:{live[0][0]['port']}" if live else None,
                 )
             )
+        stale = now() - row["updated_at"] > 2 * self.config.ready_timeout_s
+        if status in (EndpointStatus.CREATING, EndpointStatus.UPDATING) and stale:
+            status = EndpointStatus.FAILED
+            message = (
+                "the deploy did not finish (the process running it may have died); "
+                "deploy again or delete it"
+            )
         if status is EndpointStatus.READY and dead:
             status = EndpointStatus.FAILED
             message = (
