@@ -103,9 +103,11 @@ class LocalProvider(Provider):
     def __init__(self, config: ProviderConfig, *, target: str | None = None):
         if not isinstance(config, LocalConfig):
             config = LocalConfig.model_validate(config.model_dump())
+        # runners and agents get the absolute state directory, whatever their working directory
+        config = config.model_copy(update={"state_dir": config.state_dir.expanduser().resolve()})
         super().__init__(config, target=target)
         self.config: LocalConfig = config
-        self.state_dir = config.state_dir.expanduser().resolve()
+        self.state_dir = config.state_dir
         self.db = StateDB(self.state_dir)
         self.recorder = monitor.Recorder(self.db, retention_s=config.metrics_retention_s)
         self._http = httpx.Client(
