@@ -258,6 +258,11 @@ def test_queued_prediction_is_served_and_fetched_from_another_client(
             assert done.outputs == client.predict("queued", sample_rows(3, seed=i)).outputs
         with pytest.raises(NotFound):
             other.get_async_result("queued", "no-such-request")
+        bad = client.predict_async("queued", [[1.0, 2.0]])
+        with pytest.raises(cs.OperationFailed, match="InvalidRequest"):
+            bad.wait(timeout=60)
+        failed = client.get_async_result("queued", bad.request_id)
+        assert failed.status is JobStatus.FAILED and "features" in (failed.error or "")
     finally:
         other.close()
 
