@@ -33,6 +33,7 @@ __all__ = [
     "FILE_NAMES",
     "Target",
     "TargetsFile",
+    "default_state_dir",
     "find_config_file",
     "load_targets",
     "resolve_target",
@@ -46,6 +47,12 @@ _RESERVED_ENV = {
     "CLOUDSERVE_STATE_DIR",
     "CLOUDSERVE_LIVE",
 }
+
+
+def default_state_dir() -> Path:
+    """Where cloudserve keeps local state (the local provider's state, the user price catalog
+    and overrides): ``$CLOUDSERVE_STATE_DIR``, else ``.cloudserve`` in the working directory."""
+    return Path(os.environ.get("CLOUDSERVE_STATE_DIR") or ".cloudserve")
 
 
 @dataclass(frozen=True)

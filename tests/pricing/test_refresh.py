@@ -8,10 +8,21 @@ from typing import Any, ClassVar, Literal
 import pytest
 
 from cloudserve.cli import main
+from cloudserve.config import default_state_dir
 from cloudserve.errors import ServiceUnavailable
-from cloudserve.pricing import load_catalog, refresh, user_catalog_path
+from cloudserve.local import LocalConfig
+from cloudserve.pricing import (
+    MissingPricesWarning,
+    Shape,
+    instance_shapes,
+    load_catalog,
+    refresh,
+    user_catalog_path,
+    warn_missing,
+)
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.registry import register, unregister
+from cloudserve.sizes import sizes_for
 
 
 class PricedConfig(ProviderConfig):
@@ -25,10 +36,14 @@ class PricedProvider(Provider):
     config_cls = PricedConfig
     capabilities = frozenset({Capability.DEPLOY, Capability.PREDICT, Capability.PRICING_REFRESH})
     answer: ClassVar[list[dict[str, Any]] | Exception] = []
+    missing: ClassVar[dict[str, str]] = {}
 
     def refresh_prices(self) -> list[dict[str, Any]]:
         if isinstance(self.answer, Exception):
             raise self.answer
+        # As the cloud providers do: keep what had no price, and warn about it.
+        self.missing_prices = dict(self.missing)
+        warn_missing(self.name, "r1", self.missing_prices)
         return self.answer
 
     def deploy(self, spec, **kw):
@@ -79,6 +94,7 @@ def providers(tmp_path, monkeypatch):
     register(PricedProvider)
     register(UnpricedProvider)
     PricedProvider.answer = []
+    PricedProvider.missing = {}
     yield
     unregister("priced")
     unregister("unpriced")
@@ -136,3 +152,41 @@ def test_cli_pricing_refresh(capsys):
     assert "refreshed" in out and "skipped" in out
     assert main(["pricing", "show", "--provider", "priced", "--json"]) == 0
     assert "prices.example" in capsys.readouterr().out
+
+
+def test_what_had_no_price_is_reported_per_provider():
+    PricedProvider.answer = [row("big", 1.5)]
+    PricedProvider.missing = {"huge": "no on-demand product"}
+    with pytest.warns(MissingPricesWarning, match="huge: no on-demand product"):
+        report = refresh(["priced", "unpriced"])
+    by_name = {r.provider: r for r in report.results}
+    assert by_name["priced"].missing == {"huge": "no on-demand product"}
+    assert by_name["priced"].rows == 1
+    assert by_name["unpriced"].missing == {}
+
+
+def test_cli_pricing_refresh_lists_what_had_no_price(capsys):
+    PricedProvider.answer = [row("big", 1.5)]
+    PricedProvider.missing = {"huge": "ambiguous"}
+    assert main(["pricing", "refresh", "--provider", "priced"]) == 0
+    captured = capsys.readouterr()
+    assert "huge: ambiguous" in captured.out
+    assert "MissingPricesWarning" not in captured.err
+    assert main(["pricing", "refresh", "--provider", "priced", "--json"]) == 0
+    assert '"huge": "ambiguous"' in capsys.readouterr().out
+
+
+def test_instance_shapes_take_the_catalog_kinds_and_the_sizes_table():
+    shapes = instance_shapes("sagemaker", ("hosting", "batch", "training"))
+    assert shapes["ml.g4dn.xlarge"].accelerator_count == 1
+    only_sizes = {c.instance_type for c in sizes_for("sagemaker").values()}
+    assert set(instance_shapes("sagemaker", ())) == only_sizes
+    # Vertex attaches the T4 of gpu.t4 separately: the machine's shape has no GPU.
+    vertex = instance_shapes("vertex", ("hosting", "batch", "training"))
+    assert vertex["n1-standard-4"] == Shape(4, 15)
+
+
+def test_the_user_catalog_and_the_local_provider_share_the_state_directory(tmp_path):
+    assert default_state_dir() == tmp_path / "state"
+    assert user_catalog_path().parent.parent == default_state_dir()
+    assert LocalConfig().state_dir == default_state_dir()

@@ -325,16 +325,26 @@ def pricing_refresh(
     ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Pull current prices from each provider's pricing API into the user catalog."""
-    from cloudserve.pricing import refresh
+    """Pull current prices from each provider's pricing API into the user catalog.
 
-    report = refresh(provider)
+    The table names, per provider, what the pricing API had no usable price for; those
+    catalog rows were left as they were.
+    """
+    from cloudserve.pricing import MissingPricesWarning, refresh
+
+    with warnings.catch_warnings():
+        # The table lists the missing items; the providers' warnings would repeat them.
+        warnings.simplefilter("ignore", MissingPricesWarning)
+        report = refresh(provider)
     if json:
         print_json(report)
         return
-    table = Table("provider", "status", "rows", "reason", title=f"refreshed into {report.path}")
+    table = Table(
+        "provider", "status", "rows", "reason", "missing", title=f"refreshed into {report.path}"
+    )
     for r in report.results:
-        table.add_row(r.provider, r.status, str(r.rows), r.reason or "")
+        missing = "\n".join(f"{item}: {why}" for item, why in sorted(r.missing.items()))
+        table.add_row(r.provider, r.status, str(r.rows), r.reason or "", missing)
     console.print(table)
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from cloudserve.config import default_state_dir
 from cloudserve.provider import ProviderConfig
 
 __all__ = ["LocalConfig", "default_state_dir"]
-
-
-def default_state_dir() -> Path:
-    """``$CLOUDSERVE_STATE_DIR``, else ``.cloudserve`` in the working directory."""
-    return Path(os.environ.get("CLOUDSERVE_STATE_DIR") or ".cloudserve")
 
 
 class LocalConfig(ProviderConfig):

@@ -15,27 +15,40 @@ from cloudserve.pricing.catalog import (
     PriceRow,
     load_catalog,
     packaged_catalog,
-    state_dir,
     user_catalog_path,
 )
 from cloudserve.pricing.estimate import DEFAULT_REGIONS, StalePriceWarning, estimate
 from cloudserve.pricing.overrides import CustomPrice, PriceOverrides
-from cloudserve.pricing.refresh import ProviderRefresh, RefreshReport, refresh, stale_warnings
+from cloudserve.pricing.refresh import (
+    MissingPricesWarning,
+    ProviderRefresh,
+    RefreshReport,
+    RefreshResult,
+    Shape,
+    instance_shapes,
+    refresh,
+    stale_warnings,
+    warn_missing,
+)
 
 __all__ = [
     "DEFAULT_REGIONS",
     "Catalog",
     "CustomPrice",
+    "MissingPricesWarning",
     "PriceOverrides",
     "PriceRow",
     "ProviderRefresh",
     "RefreshReport",
+    "RefreshResult",
+    "Shape",
     "StalePriceWarning",
     "estimate",
+    "instance_shapes",
     "load_catalog",
     "packaged_catalog",
     "refresh",
     "stale_warnings",
-    "state_dir",
     "user_catalog_path",
+    "warn_missing",
 ]

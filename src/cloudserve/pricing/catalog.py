@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Iterable, Iterator
 from datetime import date
 from importlib import resources
@@ -19,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cloudserve.config import default_state_dir
 from cloudserve.errors import ConfigError
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "PriceKey",
     "PriceRow",
     "load_catalog",
-    "state_dir",
     "user_catalog_path",
 ]
 
@@ -184,15 +183,9 @@ def parse_rows(records: Iterable[dict[str, Any]], *, origin: str) -> list[PriceR
     return rows
 
 
-def state_dir() -> Path:
-    """Where cloudserve keeps its state: ``CLOUDSERVE_STATE_DIR``, else ``.cloudserve`` in the
-    working directory (the same place as the local provider's state)."""
-    return Path(os.environ.get("CLOUDSERVE_STATE_DIR") or ".cloudserve")
-
-
 def user_catalog_path() -> Path:
     """The user catalog that ``pricing refresh`` writes (it need not exist)."""
-    return state_dir() / "pricing" / "catalog.csv"
+    return default_state_dir() / "pricing" / "catalog.csv"
 
 
 def packaged_catalog() -> Catalog:

@@ -21,8 +21,9 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cloudserve.config import default_state_dir
 from cloudserve.errors import ConfigError
-from cloudserve.pricing.catalog import ANY_REGION, PriceRow, state_dir
+from cloudserve.pricing.catalog import ANY_REGION, PriceRow
 
 __all__ = ["CustomPrice", "PriceOverrides", "default_overrides_path"]
 
@@ -110,4 +111,4 @@ class PriceOverrides(BaseModel):
 
 def default_overrides_path() -> Path:
     """``pricing/overrides.yaml`` under the state directory."""
-    return state_dir() / "pricing" / "overrides.yaml"
+    return default_state_dir() / "pricing" / "overrides.yaml"

@@ -5,27 +5,116 @@ pricing API (capability ``PRICING_REFRESH``) and returns catalog rows. This modu
 those rows (a row without source or date is refused), merges them into the user catalog under
 the state directory — a refreshed row replaces the row with the same key — and reports what
 happened per provider. One provider failing does not stop the others.
+
+It also holds what the providers' pricing readers share: :class:`Shape`, :class:`RefreshResult`,
+:func:`instance_shapes`, :class:`MissingPricesWarning` and :func:`warn_missing`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudserve.errors import CloudServeError, ConfigError
-from cloudserve.pricing.catalog import Catalog, load_catalog, parse_rows, user_catalog_path
+from cloudserve.pricing.catalog import (
+    Catalog,
+    load_catalog,
+    packaged_catalog,
+    parse_rows,
+    user_catalog_path,
+)
 from cloudserve.provider import Capability, Provider
+from cloudserve.sizes import sizes_for
 
-__all__ = ["ProviderRefresh", "RefreshReport", "refresh", "stale_warnings"]
+__all__ = [
+    "MissingPricesWarning",
+    "ProviderRefresh",
+    "RefreshReport",
+    "RefreshResult",
+    "Shape",
+    "instance_shapes",
+    "refresh",
+    "stale_warnings",
+    "warn_missing",
+]
+
+
+class MissingPricesWarning(UserWarning):
+    """Some instance types had no usable price in the pricing API; they were left unchanged."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What an instance type is, as the catalog and ``cloudserve.sizes`` record it: vCPUs,
+    memory and the GPUs that come with it (if any)."""
+
+    vcpus: float | None = None
+    memory_gib: float | None = None
+    accelerator: str | None = None
+    accelerator_count: int = 0
+
+
+@dataclass
+class RefreshResult:
+    """Rows ready for the catalog, and what had no usable price (item → reason)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def instance_shapes(provider: str, kinds: Iterable[str]) -> dict[str, Shape]:
+    """Every instance type that the packaged catalog prices for ``provider`` under one of
+    ``kinds``, or that the sizes table names for it, with its shape (catalog first).
+
+    A sizes-table accelerator that is attached and priced separately is not part of the
+    machine's shape.
+    """
+    wanted = set(kinds)
+    shapes: dict[str, Shape] = {}
+    for row in packaged_catalog():
+        if row.provider == provider and row.item == "instance" and row.kind in wanted:
+            shapes[row.instance_type] = Shape(
+                row.vcpus, row.memory_gib, row.accelerator, row.accelerator_count
+            )
+    for choice in sizes_for(provider).values():
+        if choice.accelerator and choice.accelerator_separate:
+            shape = Shape(choice.vcpus, choice.memory_gib)
+        else:
+            shape = Shape(
+                choice.vcpus, choice.memory_gib, choice.accelerator, choice.accelerator_count
+            )
+        shapes.setdefault(choice.instance_type, shape)
+    return shapes
+
+
+def warn_missing(provider: str, region: str, missing: dict[str, str]) -> None:
+    """Name, in a :class:`MissingPricesWarning` to the caller of ``refresh_prices()``, what a
+    refresh found no price for (its old rows stay)."""
+    if missing:
+        listed = "; ".join(f"{t}: {why}" for t, why in sorted(missing.items()))
+        warnings.warn(
+            MissingPricesWarning(
+                f"{provider} pricing refresh found no price in {region} for {listed}; "
+                "their catalog rows were left as they were (unknown where there are none)"
+            ),
+            stacklevel=3,
+        )
 
 
 class ProviderRefresh(BaseModel):
-    """The outcome for one provider: rows merged, or why it was skipped or failed."""
+    """The outcome for one provider: rows merged, or why it was skipped or failed.
+
+    ``missing`` names what the provider's pricing API had no usable price for (item → reason,
+    from the provider's ``missing_prices``); those catalog rows were left as they were.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +122,7 @@ class ProviderRefresh(BaseModel):
     rows: int = 0
     status: str = "refreshed"
     reason: str | None = None
+    missing: dict[str, str] = Field(default_factory=dict)
 
 
 class RefreshReport(BaseModel):
@@ -86,7 +176,10 @@ def refresh(
             )
             continue
         fresh.extend(rows)
-        report.results.append(ProviderRefresh(provider=name, rows=len(rows)))
+        # ``missing_prices`` is not part of the Provider contract; providers without it
+        # report nothing missing.
+        missing = dict(getattr(provider, "missing_prices", None) or {})
+        report.results.append(ProviderRefresh(provider=name, rows=len(rows), missing=missing))
     if fresh:
         _write(target, existing.merged(fresh))
     return report

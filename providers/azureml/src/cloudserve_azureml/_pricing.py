@@ -9,70 +9,29 @@ and ``training`` rows of an instance type. Of the meters that answer, only Linux
 Dev/Test prices, and only the first tier of a ``1 Hour`` meter.
 
 An instance type with no such meter (or only a $0 one) is *missing*: it gets no row — the
-catalog keeps its previous, dated row — and is named in :class:`MissingPricesWarning`.
+catalog keeps its previous, dated row — and is named in
+:class:`cloudserve.pricing.MissingPricesWarning`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from cloudserve.pricing import packaged_catalog
-from cloudserve.sizes import sizes_for
+from cloudserve.pricing.refresh import RefreshResult, Shape
 
 __all__ = [
+    "KINDS",
     "RETAIL_PRICES_URL",
-    "MissingPricesWarning",
     "RetailPrices",
-    "instance_shapes",
     "rows_for",
 ]
 
 RETAIL_PRICES_URL = "https://prices.azure.com/api/retail/prices"
 KINDS = ("hosting", "batch", "training")
 _EXCLUDED_WORDS = ("Spot", "Low Priority")
-
-
-class MissingPricesWarning(UserWarning):
-    """Some instance types had no usable price in the pricing API; they were left unchanged."""
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What an instance type is, as the catalog and ``cloudserve.sizes`` record it."""
-
-    vcpus: float | None = None
-    memory_gib: float | None = None
-    accelerator: str | None = None
-    accelerator_count: int = 0
-
-
-@dataclass
-class RefreshResult:
-    """Rows ready for the catalog, and instance types with no usable price (type → reason)."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    missing: dict[str, str] = field(default_factory=dict)
-
-
-def instance_shapes(provider: str = "azureml") -> dict[str, Shape]:
-    """Every instance type the sizes table or the packaged catalog names for ``provider``."""
-    shapes: dict[str, Shape] = {}
-    for row in packaged_catalog():
-        if row.provider == provider and row.item == "instance" and row.kind in KINDS:
-            shapes[row.instance_type] = Shape(
-                row.vcpus, row.memory_gib, row.accelerator, row.accelerator_count
-            )
-    for choice in sizes_for(provider).values():
-        shapes.setdefault(
-            choice.instance_type,
-            Shape(choice.vcpus, choice.memory_gib, choice.accelerator, choice.accelerator_count),
-        )
-    return shapes
 
 
 def query_url(region: str, instance_type: str, base: str = RETAIL_PRICES_URL) -> str:
@@ -194,16 +153,3 @@ class RetailPrices:
                 continue
             out.rows.extend(rows_for(instance_type, shape, meter, region, url, today))
         return out
-
-
-def warn_missing(provider: str, region: str, missing: dict[str, str]) -> None:
-    """Name the instance types a refresh found no price for (their old rows stay)."""
-    if missing:
-        listed = "; ".join(f"{t}: {why}" for t, why in sorted(missing.items()))
-        warnings.warn(
-            MissingPricesWarning(
-                f"{provider} pricing refresh found no price in {region} for {listed}; "
-                "their catalog rows were left as they were (unknown where there are none)"
-            ),
-            stacklevel=3,
-        )

@@ -878,12 +878,14 @@ class AzureMLProvider(Provider):
         kept in ``missing_prices`` (type → reason) and named in a ``MissingPricesWarning``.
         """
         from cloudserve.pricing import DEFAULT_REGIONS
+        from cloudserve.pricing.refresh import instance_shapes, warn_missing
         from cloudserve_azureml import _pricing
 
         region = self.cfg.region or DEFAULT_REGIONS[self.name]
-        result = _pricing.RetailPrices(self.call).refresh(region, _pricing.instance_shapes())
+        shapes = instance_shapes("azureml", _pricing.KINDS)
+        result = _pricing.RetailPrices(self.call).refresh(region, shapes)
         self.missing_prices = result.missing
-        _pricing.warn_missing(self.name, region, result.missing)
+        warn_missing(self.name, region, result.missing)
         return result.rows
 
 

@@ -11,24 +11,22 @@ used. SageMaker prices the instance with its GPUs, so each row is one ``instance
 
 An (instance type, kind) pair with no on-demand product, a $0 rate or several conflicting
 rates is *missing*: it gets no row — the catalog keeps its previous, dated row — and is named
-in :class:`MissingPricesWarning`.
+in :class:`cloudserve.pricing.MissingPricesWarning`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from cloudserve.pricing import packaged_catalog
-from cloudserve.sizes import sizes_for
+from cloudserve.pricing.refresh import RefreshResult, Shape
 from cloudserve_sagemaker._config import SageMakerConfig
 
-__all__ = ["PRICING_REGION", "MissingPricesWarning", "PriceList", "instance_shapes"]
+__all__ = ["KINDS", "PRICING_REGION", "PriceList"]
 
 PRICING_REGION = "us-east-1"
 SERVICE_CODE = "AmazonSageMaker"
@@ -36,28 +34,6 @@ COMPONENTS = {"Hosting": "hosting", "Batch Transform": "batch", "Training": "tra
 # The usage-type prefix of each component's meter (``USE1-Host:ml.m5.large``).
 USAGE = {"hosting": "Host:", "batch": "Tsform:", "training": "Train:"}
 KINDS = tuple(COMPONENTS.values())
-
-
-class MissingPricesWarning(UserWarning):
-    """Some instance types had no usable price in the pricing API; they were left unchanged."""
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What an instance type is, as the catalog and ``cloudserve.sizes`` record it."""
-
-    vcpus: float | None = None
-    memory_gib: float | None = None
-    accelerator: str | None = None
-    accelerator_count: int = 0
-
-
-@dataclass
-class RefreshResult:
-    """Rows ready for the catalog, and what had no usable price (``type kind`` → reason)."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    missing: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,22 +47,6 @@ class Offer:
     usagetype: str
     effective: str
     attributes: dict[str, str]
-
-
-def instance_shapes(provider: str = "sagemaker") -> dict[str, Shape]:
-    """Every instance type the packaged catalog or the sizes table names for ``provider``."""
-    shapes: dict[str, Shape] = {}
-    for row in packaged_catalog():
-        if row.provider == provider and row.item == "instance" and row.kind in KINDS:
-            shapes[row.instance_type] = Shape(
-                row.vcpus, row.memory_gib, row.accelerator, row.accelerator_count
-            )
-    for choice in sizes_for(provider).values():
-        shapes.setdefault(
-            choice.instance_type,
-            Shape(choice.vcpus, choice.memory_gib, choice.accelerator, choice.accelerator_count),
-        )
-    return shapes
 
 
 def pricing_client(cfg: SageMakerConfig) -> Any:
@@ -222,16 +182,3 @@ class PriceList:
                     continue
                 out.rows.append(row(instance_type, shape, offer, region, source, today))
         return out
-
-
-def warn_missing(provider: str, region: str, missing: dict[str, str]) -> None:
-    """Name what a refresh found no price for (its old rows stay)."""
-    if missing:
-        listed = "; ".join(f"{t}: {why}" for t, why in sorted(missing.items()))
-        warnings.warn(
-            MissingPricesWarning(
-                f"{provider} pricing refresh found no price in {region} for {listed}; "
-                "their catalog rows were left as they were (unknown where there are none)"
-            ),
-            stacklevel=3,
-        )

@@ -935,12 +935,13 @@ class SageMakerProvider(Provider):
         What has no usable on-demand rate gets no row; it is kept in ``missing_prices``
         (``"ml.g5.xlarge training"`` → reason) and named in a ``MissingPricesWarning``.
         """
+        from cloudserve.pricing.refresh import instance_shapes, warn_missing
         from cloudserve_sagemaker import _pricing as pricing
 
         reader = pricing.PriceList(pricing.pricing_client(self.cfg), self.call)
-        result = reader.refresh(self.cfg.region, pricing.instance_shapes())
+        result = reader.refresh(self.cfg.region, instance_shapes("sagemaker", pricing.KINDS))
         self.missing_prices = result.missing
-        pricing.warn_missing(self.name, self.cfg.region, result.missing)
+        warn_missing(self.name, self.cfg.region, result.missing)
         return result.rows
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:

@@ -21,57 +21,35 @@ matched by their description (family and ``Core``/``Ram``, or ``Nvidia <model> G
 
 A machine type or accelerator whose SKUs are not found, are ambiguous or are $0 is *missing*:
 it gets no row — the catalog keeps its previous, dated row — and is named in
-:class:`MissingPricesWarning`.
+:class:`cloudserve.pricing.MissingPricesWarning`.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
 from cloudserve.pricing import packaged_catalog
+from cloudserve.pricing.refresh import RefreshResult, Shape
 from cloudserve.sizes import sizes_for
 
 __all__ = [
     "BILLING_HOST",
+    "KINDS",
     "VERTEX_SERVICE_ID",
     "BillingCatalog",
-    "MissingPricesWarning",
-    "Shape",
-    "instance_shapes",
+    "addon_accelerators",
 ]
 
 BILLING_HOST = "https://cloudbilling.googleapis.com"
 VERTEX_SERVICE_ID = "C7E2-9256-1C43"
 PURPOSES = {"prediction": ("hosting", "batch"), "training": ("training",)}
+KINDS = tuple(kind for kinds in PURPOSES.values() for kind in kinds)
 _EXCLUDED = re.compile(r"\b(spot|preemptible|commitment|commit)\b", re.I)
 _UNITS = {"core": "h", "ram": "GiBy.h", "gpu": "h"}
-
-
-class MissingPricesWarning(UserWarning):
-    """Some instance types had no usable price in the pricing API; they were left unchanged."""
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What a machine type is: vCPUs, memory and the GPUs that come with it (if any)."""
-
-    vcpus: float | None = None
-    memory_gib: float | None = None
-    accelerator: str | None = None
-    accelerator_count: int = 0
-
-
-@dataclass
-class RefreshResult:
-    """Rows ready for the catalog, and what had no usable price (``name purpose`` → reason)."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    missing: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,35 +63,20 @@ class Rate:
     currency: str
 
 
-def instance_shapes() -> tuple[dict[str, Shape], set[str]]:
-    """Machine types (with the GPUs they include) and add-on accelerators to price.
-
-    From the packaged catalog's ``vertex`` rows and ``cloudserve.sizes``; an accelerator the
-    sizes table attaches separately is an add-on, not part of the machine.
-    """
-    shapes: dict[str, Shape] = {}
-    addons: set[str] = set()
-    for row in packaged_catalog():
-        if row.provider != "vertex" or row.kind == "network":
-            continue
-        if row.item == "accelerator":
-            addons.add(row.instance_type)
-        elif row.item == "instance":
-            shapes[row.instance_type] = Shape(
-                row.vcpus, row.memory_gib, row.accelerator, row.accelerator_count
-            )
-    for choice in sizes_for("vertex").values():
-        if choice.accelerator and choice.accelerator_separate:
-            addons.add(choice.accelerator)
-            shapes.setdefault(choice.instance_type, Shape(choice.vcpus, choice.memory_gib))
-        else:
-            shapes.setdefault(
-                choice.instance_type,
-                Shape(
-                    choice.vcpus, choice.memory_gib, choice.accelerator, choice.accelerator_count
-                ),
-            )
-    return shapes, addons
+def addon_accelerators() -> set[str]:
+    """Accelerators priced as add-ons: the packaged catalog's ``vertex`` accelerator rows and
+    the accelerators the sizes table attaches separately."""
+    addons = {
+        row.instance_type
+        for row in packaged_catalog()
+        if row.provider == "vertex" and row.item == "accelerator" and row.kind in KINDS
+    }
+    addons.update(
+        choice.accelerator
+        for choice in sizes_for("vertex").values()
+        if choice.accelerator and choice.accelerator_separate
+    )
+    return addons
 
 
 def _rate(sku: dict[str, Any]) -> Rate | None:
@@ -332,16 +295,3 @@ class BillingCatalog:
             "as_of": as_of.isoformat(),
             "note": f"Cloud Billing Catalog API, on-demand: {priced.formula}",
         }
-
-
-def warn_missing(provider: str, region: str, missing: dict[str, str]) -> None:
-    """Name what a refresh found no price for (its old rows stay)."""
-    if missing:
-        listed = "; ".join(f"{t}: {why}" for t, why in sorted(missing.items()))
-        warnings.warn(
-            MissingPricesWarning(
-                f"{provider} pricing refresh found no price in {region} for {listed}; "
-                "their catalog rows were left as they were (unknown where there are none)"
-            ),
-            stacklevel=3,
-        )

@@ -1160,15 +1160,16 @@ class VertexProvider(Provider):
         What has no usable SKU gets no row; it is kept in ``missing_prices``
         (``"n1-standard-4 training"`` → reason) and named in a ``MissingPricesWarning``.
         """
+        from cloudserve.pricing.refresh import instance_shapes, warn_missing
         from cloudserve_vertex import _pricing as pricing
 
         local = self.config.api_endpoint if self._local_fake() else None
         host = local or pricing.BILLING_HOST
         catalog = pricing.BillingCatalog(pricing.authorised_get(self._session, self.call), host)
-        shapes, addons = pricing.instance_shapes()
-        result = catalog.refresh(self.config.location, shapes, addons)
+        shapes = instance_shapes("vertex", pricing.KINDS)
+        result = catalog.refresh(self.config.location, shapes, pricing.addon_accelerators())
         self.missing_prices = result.missing
-        pricing.warn_missing(self.name, self.config.location, result.missing)
+        warn_missing(self.name, self.config.location, result.missing)
         return result.rows
 
     def metrics(self, endpoint: str, window_s: float) -> MetricsReport:
