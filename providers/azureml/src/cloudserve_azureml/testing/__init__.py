@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloudserve.testing.fakes import request_body
 from cloudserve_azureml.testing._prices import FakeRetailPrices
 from cloudserve_azureml.testing._service import FakeAzureMLService, ScoringRecord
 
@@ -136,15 +137,7 @@ class FakeAzureML:
         self.stop()
 
     def _callback(self, request: Any) -> tuple[int, dict[str, str], Any]:
-        body = request.body
-        if body is None:
-            data = b""
-        elif isinstance(body, str):
-            data = body.encode()
-        elif isinstance(body, bytes | bytearray):
-            data = bytes(body)
-        else:  # a file-like upload stream
-            data = body.read()
+        data = request_body(request)
         return self.service.handle(request.method, request.url, request.headers, data)
 
     # -- clients pointed at the fake ---------------------------------------------------------

@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloudserve.testing.fakes import request_body
 from cloudserve_vertex.testing._billing import FakeBillingCatalog
 from cloudserve_vertex.testing._service import FakeVertexService, PredictRecord
 
@@ -147,15 +148,7 @@ class FakeVertex:
         self.stop()
 
     def _callback(self, request: Any) -> tuple[int, dict[str, str], bytes]:
-        body = request.body
-        if body is None:
-            data = b""
-        elif isinstance(body, str):
-            data = body.encode()
-        elif isinstance(body, bytes | bytearray):
-            data = bytes(body)
-        else:  # a file-like upload stream
-            data = body.read()
+        data = request_body(request)
         return self.service.handle(request.method, request.url, request.headers, data)
 
     # -- configuration pointed at the fake ---------------------------------------------------
