@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from cloudserve.errors import InvalidRequest, PayloadTooLarge
+from cloudserve.errors import (
+    InvalidRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 __all__ = [
     "CSV",
@@ -77,14 +82,6 @@ V2_DATATYPES: dict[str, str] = {
     "BYTES": "object",
 }
 _DTYPE_TO_V2 = {np.dtype(v): k for k, v in V2_DATATYPES.items() if k != "BYTES"}
-
-
-class UnsupportedMediaType(InvalidRequest):
-    """The request's ``Content-Type`` is not JSON, CSV or NPY (HTTP 415)."""
-
-
-class NotAcceptable(InvalidRequest):
-    """The ``Accept`` header asks for a format the server cannot produce (HTTP 406)."""
 
 
 def media_type(header: str | None) -> str:

@@ -12,6 +12,8 @@ their SDK's native errors onto this tree through an :class:`ErrorTable`, keep th
     ├── AlreadyExists
     ├── InvalidRequest               bad spec or payload (HTTP 400)
     │   ├── PayloadTooLarge          (HTTP 413)
+    │   ├── UnsupportedMediaType     a Content-Type no codec reads (HTTP 415)
+    │   ├── NotAcceptable            an Accept no codec writes (HTTP 406)
     │   └── SmokeTestFailed          the artifact failed its pre-deploy check
     ├── AuthError                    credentials missing, expired or refused (401/403)
     ├── Throttled                    .retry_after            retryable
@@ -32,6 +34,7 @@ __all__ = [
     "ConfigError",
     "ErrorTable",
     "InvalidRequest",
+    "NotAcceptable",
     "NotFound",
     "OperationFailed",
     "PayloadTooLarge",
@@ -40,6 +43,7 @@ __all__ = [
     "SmokeTestFailed",
     "Throttled",
     "Timeout",
+    "UnsupportedMediaType",
     "UnsupportedOperation",
 ]
 
@@ -130,6 +134,14 @@ class InvalidRequest(CloudServeError):
 
 class PayloadTooLarge(InvalidRequest):
     """The request body is larger than the endpoint accepts."""
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The request's ``Content-Type`` is not JSON, CSV or NPY (HTTP 415)."""
+
+
+class NotAcceptable(InvalidRequest):
+    """The ``Accept`` header asks for a format the server cannot produce (HTTP 406)."""
 
 
 class SmokeTestFailed(InvalidRequest):
