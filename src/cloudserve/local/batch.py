@@ -16,12 +16,9 @@ next is counted; a job whose runner was killed resumes from its last finished ch
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import re
 import shutil
-import sys
-import traceback
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -37,7 +34,7 @@ from cloudserve.errors import NotFound, OperationFailed
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.registry import stage
 from cloudserve.local.state import StateDB, now
-from cloudserve.local.supervisor import ProcessRef, python_module, spawn
+from cloudserve.local.supervisor import ProcessRef, python_module, runner_main, spawn
 from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.specs import BatchSpec
 
@@ -508,15 +505,7 @@ def read_job(db: StateDB, job_id: str) -> BatchJob:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the runner process."""
-    parser = argparse.ArgumentParser(prog="cloudserve.local.batch")
-    parser.add_argument("--config", required=True, help="LocalConfig as JSON")
-    parser.add_argument("--job", required=True)
-    args = parser.parse_args(argv)
-    try:
-        run(LocalConfig.model_validate_json(args.config), args.job)
-    except Exception:  # recorded on the job by run(); the traceback goes to the runner log
-        traceback.print_exc()
-        sys.exit(1)
+    runner_main("cloudserve.local.batch", run, argv)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -163,3 +164,25 @@ def stop_group(ref: ProcessRef, *, grace_s: float = 5.0) -> None:
     if child is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=1)
+
+
+def runner_main(prog: str, run: Callable[[Any, str], Any], argv: list[str] | None = None) -> None:
+    """The entry point of a job runner process (batch, tuning): ``--config JSON --job ID``.
+
+    ``run`` records failures on the job itself; the traceback goes to the runner's log and the
+    process exits 1.
+    """
+    import argparse
+    import traceback
+
+    from cloudserve.local.config import LocalConfig
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", required=True, help="LocalConfig as JSON")
+    parser.add_argument("--job", required=True)
+    args = parser.parse_args(argv)
+    try:
+        run(LocalConfig.model_validate_json(args.config), args.job)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)

@@ -24,7 +24,6 @@ result. Strategies: ``random``, ``grid`` (every combination of the discrete spac
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import os
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from typing import Any
 from cloudserve.errors import AlreadyExists, InvalidRequest, NotFound
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.state import StateDB, dumps, loads, now
-from cloudserve.local.supervisor import ProcessRef, python_module, spawn, tail
+from cloudserve.local.supervisor import ProcessRef, python_module, runner_main, spawn, tail
 from cloudserve.resources import JobStatus, Trial, TuningJob
 from cloudserve.specs import Choice, IntRange, LogUniform, ModelSpec, TuningSpec, Uniform
 
@@ -437,15 +435,7 @@ def best_model(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the runner process."""
-    parser = argparse.ArgumentParser(prog="cloudserve.local.tuning")
-    parser.add_argument("--config", required=True, help="LocalConfig as JSON")
-    parser.add_argument("--job", required=True)
-    args = parser.parse_args(argv)
-    try:
-        run(LocalConfig.model_validate_json(args.config), args.job)
-    except Exception:  # recorded on the job by run(); the traceback goes to the runner log
-        traceback.print_exc()
-        sys.exit(1)
+    runner_main("cloudserve.local.tuning", run, argv)
 
 
 if __name__ == "__main__":
