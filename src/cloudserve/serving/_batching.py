@@ -27,7 +27,7 @@ from cloudserve.serving._model import LoadedModel, concat_rows
 
 __all__ = ["Batcher", "ClientGone", "Overloaded"]
 
-INLINE_S = 0.002  # batches faster than this run on the event loop, not in the worker thread
+INLINE_S = 0.005  # batches faster than this run on the event loop, not in the worker thread
 
 
 class Overloaded(Exception):
@@ -92,6 +92,8 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._batch_s: float | None = None  # running estimate of one batch's time
         self._running_since = 0.0  # when the batch in the model started (0: none)
+        # the model's own time for recent batches (no thread hand-off), for INLINE_S
+        self._model_times: collections.deque[float] = collections.deque(maxlen=15)
 
     @property
     def depth(self) -> int:
@@ -216,10 +218,20 @@ class Batcher:
             start += it.n
 
     async def _call(self, rows: Any, parameters: dict[str, Any]) -> list[Any]:
-        if self._batch_s is not None and self._batch_s < INLINE_S:
-            return self.model.run(rows, parameters)
+        recent = self._model_times
+        # the median of recent batches: on a busy machine a preempted batch looks slow, once
+        if recent and sorted(recent)[len(recent) // 2] < INLINE_S:
+            return self._timed(rows, parameters)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.model.run, rows, parameters)
+        return await loop.run_in_executor(self._executor, self._timed, rows, parameters)
+
+    def _timed(self, rows: Any, parameters: dict[str, Any]) -> list[Any]:
+        """Run the model, keeping an estimate of its own time (without any thread hand-off)."""
+        started = time.perf_counter()
+        try:
+            return self.model.run(rows, parameters)
+        finally:
+            self._model_times.append(time.perf_counter() - started)
 
     async def _run_alone(self, items: list[_Item]) -> None:
         """A batch failed: run its requests one by one so only the bad one fails."""
