@@ -338,8 +338,12 @@ def wrk(url: str, body: bytes, conns: int, duration: float, workdir: Path) -> di
     }
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    requests = re.search(r"(\d+) requests in", out)
+    bad = (int(non2xx.group(1)) if non2xx else 0) / duration
     return {
         "rps": rps,
+        "good_rps": round(rps - bad, 1),
+        "requests": int(requests.group(1)) if requests else None,
         "p50_ms": pcts.get("50"),
         "p99_ms": pcts.get("99"),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
@@ -513,13 +517,18 @@ CEILING_SAME_STACK = textwrap.dedent(
     from cloudserve.serving._settings import ServerSettings
 
     BODY = b'{"predictions":[0]}'
-    HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"19")]
+    TYPE = [(b"content-type", b"application/json")]
+    HEADERS = [*TYPE, (b"content-length", b"19")]
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
         if scope["method"] == "POST":
             await receive()
+        respond = scope.get("extensions", {}).get("cloudserve.respond")
+        if respond is not None:  # the same one-write answer cloudserve uses
+            respond(200, TYPE, BODY)
+            return
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": BODY})
 
@@ -859,7 +868,7 @@ def paired(
             print(
                 f"  round {len(rounds)}: "
                 + ", ".join(
-                    f"{k} {v['rps']:.0f} req/s p99 {v['p99_ms']} ms" for k, v in row.items()
+                    f"{k} {v['good_rps']:.0f} req/s p99 {v['p99_ms']} ms" for k, v in row.items()
                 ),
                 flush=True,
             )
@@ -873,7 +882,9 @@ def paired(
     out: dict[str, Any] = {"rounds": rounds}
     for c in (16, 64):
         a, b = f"cloudserve_c{c}", f"ceiling_same_stack_c{c}"
-        out[f"c{c}_rps_ratio"] = round(median([r[a]["rps"] / r[b]["rps"] for r in rounds]), 3)
+        out[f"c{c}_rps_ratio"] = round(
+            median([r[a]["good_rps"] / r[b]["good_rps"] for r in rounds]), 3
+        )
         out[f"c{c}_p99_ratio"] = round(median([r[a]["p99_ms"] / r[b]["p99_ms"] for r in rounds]), 2)
         out[f"c{c}_cpu_per_request_ratio"] = round(
             median(
@@ -1037,7 +1048,7 @@ def acceptance(doc: dict[str, Any]) -> dict[str, Any]:
     cs, ceil = res.get("cloudserve", {}), res.get("ceiling_same_stack", {})
     for c in ("c16", "c64"):
         if c in cs and c in ceil:
-            out[f"{c}_rps_vs_ceiling"] = round(cs[c]["rps"] / ceil[c]["rps"], 3)
+            out[f"{c}_rps_vs_ceiling"] = round(cs[c]["good_rps"] / ceil[c]["good_rps"], 3)
     if "c64" in cs and "c64" in ceil:
         out["c64_p99_vs_ceiling"] = round(cs["c64"]["p99_ms"] / ceil["c64"]["p99_ms"], 2)
     ov = doc.get("overload")
@@ -1069,7 +1080,8 @@ def write(doc: dict[str, Any], started: datetime) -> None:
         f"Versions: {m['versions']}. Load average before {doc['load_average_before']}, "
         f"after {doc['load_average_after']} (the machine was shared).",
         "",
-        "Closed loop, `wrk -t1`, one row of 20 floats per request, one server worker; "
+        "Closed loop, `wrk -t1`, one row of 20 floats per request, one server worker; req/s "
+        "counts 2xx answers only; "
         "CPU shares are CPU-seconds per wall second of the server (with children) and of wrk.",
         "",
         "| server | c=16 req/s | c=16 p99 ms | c=64 req/s | c=64 p99 ms | server CPU | wrk CPU "
@@ -1083,7 +1095,7 @@ def write(doc: dict[str, Any], started: datetime) -> None:
         a, b = r["c16"], r["c64"]
         errs = a["non_2xx"] + a["socket_errors"] + b["non_2xx"] + b["socket_errors"]
         lines.append(
-            f"| {name} | {a['rps']:.0f} | {a['p99_ms']} | {b['rps']:.0f} | {b['p99_ms']} | "
+            f"| {name} | {a['good_rps']:.0f} | {a['p99_ms']} | {b['good_rps']:.0f} | {b['p99_ms']} | "
             f"{a['server_cpu_share']}/{b['server_cpu_share']} | "
             f"{a['generator_cpu_share']}/{b['generator_cpu_share']} | {errs} |"
         )

@@ -28,7 +28,7 @@ def parse_args(argv: list[str]) -> ServerSettings:
     p.add_argument("--batch-size", type=int, default=64, help="max rows per model call; 1 = off")
     p.add_argument("--batch-wait-ms", type=float, default=2.0)
     p.add_argument("--max-queue", type=int, default=1024, help="waiting requests beyond → 503")
-    p.add_argument("--max-queue-ms", type=float, default=50.0, help="oldest waiting → 503")
+    p.add_argument("--max-queue-ms", type=float, default=20.0, help="oldest waiting → 503")
     p.add_argument("--idle-timeout", type=float, default=75.0, help="seconds; idle connections")
     p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send headers")
     p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send the body")

@@ -92,6 +92,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._batch_s: float | None = None  # running estimate of one batch's time
         self._running_since = 0.0  # when the batch in the model started (0: none)
+        self._cycle_s: float | None = None  # time from one batch to the next while busy
         # the model's own time for recent batches (no thread hand-off), for INLINE_S
         self._model_times: collections.deque[float] = collections.deque(maxlen=15)
 
@@ -117,10 +118,12 @@ class Batcher:
         if not queue:
             return None
         now = time.perf_counter()
-        # The queue head always waits for the batch in the model: count its age only past a
-        # few batch times (the running one's so far, if that is longer than the estimate).
+        # The queue head always waits for the cycle in progress (a batch in the model, then the
+        # loop's other work): count its age only past a few cycles (or the running batch so
+        # far, if that is longer). A closed-loop client population never trips this; a queue
+        # that keeps growing does.
         running = now - self._running_since if self._running_since else 0.0
-        batch_s = max(self._batch_s or 0.0, running)
+        batch_s = max(self._batch_s or 0.0, self._cycle_s or 0.0, running)
         max_age = max(self.max_queue_s, 3 * batch_s)
         if len(queue) < self.max_queue and now - queue[0].arrived < max_age:
             return None
@@ -146,13 +149,23 @@ class Batcher:
         return await item.future
 
     async def _loop(self) -> None:
+        previous = 0.0  # when the last batch of a busy stretch started
         while True:
             if not self._queue:
+                previous = 0.0
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            now = time.perf_counter()
+            if previous:
+                gap = now - previous
+                self._cycle_s = gap if self._cycle_s is None else 0.8 * self._cycle_s + 0.2 * gap
+            previous = now
             batch = await self._collect()
             await self._run(batch)
+            # Fairness: let the loop write this batch's answers and read new requests before
+            # the next batch, even when the queue holds several batches' worth.
+            await asyncio.sleep(0)
 
     async def _collect(self) -> list[_Item]:
         first = self._queue.popleft()

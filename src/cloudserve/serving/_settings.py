@@ -42,7 +42,9 @@ class ServerSettings(BaseModel):
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=1024, ge=1, description="requests waiting beyond → 503")
     max_queue_ms: float = Field(
-        default=50.0, gt=0, description="oldest waiting request older than this → new ones 503"
+        default=20.0,
+        gt=0,
+        description="oldest waiting request older than this and 3 batch cycles → 503",
     )
     idle_timeout_s: float = Field(
         default=75.0, gt=0, description="close a connection with no request in progress"
