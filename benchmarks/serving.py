@@ -1095,7 +1095,8 @@ def write(doc: dict[str, Any], started: datetime) -> None:
         a, b = r["c16"], r["c64"]
         errs = a["non_2xx"] + a["socket_errors"] + b["non_2xx"] + b["socket_errors"]
         lines.append(
-            f"| {name} | {a['good_rps']:.0f} | {a['p99_ms']} | {b['good_rps']:.0f} | {b['p99_ms']} | "
+            f"| {name} | {a['good_rps']:.0f} | {a['p99_ms']} | "
+            f"{b['good_rps']:.0f} | {b['p99_ms']} | "
             f"{a['server_cpu_share']}/{b['server_cpu_share']} | "
             f"{a['generator_cpu_share']}/{b['generator_cpu_share']} | {errs} |"
         )
