@@ -161,7 +161,8 @@ def test_sigterm_with_two_workers_under_load_drains_without_a_reset(custom_dir: 
                     failed.append(f"HTTP {r.status_code}: {r.text}")
 
     try:
-        _wait_for(lines, b"serving custom model", 2)
+        wait_ready(proc, url)
+        time.sleep(3)  # the other worker loads too
         threads = [threading.Thread(target=client) for _ in range(8)]
         for t in threads:
             t.start()
