@@ -118,14 +118,18 @@ class Batcher:
         if not queue:
             return None
         now = time.perf_counter()
-        # The queue head always waits for the cycle in progress (a batch in the model, then the
-        # loop's other work): count its age only past a few cycles (or the running batch so
-        # far, if that is longer). A closed-loop client population never trips this; a queue
-        # that keeps growing does.
+        # Age counts only once more than a batch waits (the next model call would not clear
+        # the backlog), and only past a few cycles (a batch in the model, then the loop's other
+        # work; or the running batch so far, if longer): the queue head always waits for the
+        # cycle in progress. A closed-loop client population never trips this; a queue that
+        # keeps growing does.
         running = now - self._running_since if self._running_since else 0.0
         batch_s = max(self._batch_s or 0.0, self._cycle_s or 0.0, running)
         max_age = max(self.max_queue_s, 3 * batch_s)
-        if len(queue) < self.max_queue and now - queue[0].arrived < max_age:
+        if len(queue) < self.max_queue and (
+            len(queue) <= self.max_batch_size  # the next model call clears the backlog
+            or now - queue[0].arrived < max_age
+        ):
             return None
         batch_s = batch_s or 0.001
         batches_ahead = len(queue) / self.max_batch_size + 1
