@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +35,7 @@ from cloudserve.errors import (
 from cloudserve.local import monitor, registry, supervisor
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.router import ROUTING_KEY, RoundRobin, pick_variant
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.state import StateDB, dumps, loads, now, to_datetime
 from cloudserve.local.supervisor import ProcessRef
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
@@ -83,10 +82,6 @@ def _extract(exc: BaseException) -> tuple[int, str, float | None] | None:
 
 # Every worker status means what the core's HTTP table says: no overrides.
 ERROR_TABLE = ErrorTable({}, extract=_extract)
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -269,8 +264,8 @@ class LocalProvider(Provider):
             status=status,
             variants=variants,
             url=None,
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
+            created_at=to_datetime(row["created_at"]),
+            updated_at=to_datetime(row["updated_at"]),
             message=message,
             tags=loads(row["tags"]) or {},
             raw=dict(row),

@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-__all__ = ["StateDB", "dumps", "loads"]
+__all__ = ["StateDB", "dumps", "loads", "now", "to_datetime"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints(
@@ -56,10 +57,11 @@ CREATE TABLE IF NOT EXISTS batch_jobs(
     id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL, rows_total INTEGER,
     rows_succeeded INTEGER NOT NULL DEFAULT 0, rows_failed INTEGER NOT NULL DEFAULT 0,
     error_file TEXT, message TEXT, pid INTEGER, ctime REAL,
-    created_at REAL NOT NULL, ended_at REAL);
+    created_at REAL NOT NULL, ended_at REAL, plan TEXT);
 CREATE TABLE IF NOT EXISTS batch_chunks(
     job TEXT NOT NULL, chunk INTEGER NOT NULL, rows INTEGER NOT NULL, ok INTEGER NOT NULL,
-    failed INTEGER NOT NULL, PRIMARY KEY(job, chunk));
+    failed INTEGER NOT NULL, first_row INTEGER, last_row INTEGER, out_sha256 TEXT,
+    err_sha256 TEXT, PRIMARY KEY(job, chunk));
 CREATE TABLE IF NOT EXISTS tuning_jobs(
     id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL, message TEXT,
     pid INTEGER, ctime REAL, created_at REAL NOT NULL, ended_at REAL);
@@ -70,6 +72,17 @@ CREATE TABLE IF NOT EXISTS trials(
 CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
     message TEXT);
 """
+
+
+# Columns added after their table was first created: a state directory made by an earlier
+# version gets them on open.
+ADDED_COLUMNS = (
+    ("batch_jobs", "plan", "TEXT"),
+    ("batch_chunks", "first_row", "INTEGER"),
+    ("batch_chunks", "last_row", "INTEGER"),
+    ("batch_chunks", "out_sha256", "TEXT"),
+    ("batch_chunks", "err_sha256", "TEXT"),
+)
 
 
 def dumps(value: Any) -> str:
@@ -93,7 +106,12 @@ class StateDB:
         self.path = state_dir / "state.db"
         state_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)  # executescript commits by itself
+        conn = self._conn()
+        conn.executescript(SCHEMA)  # executescript commits by itself
+        for table, column, kind in ADDED_COLUMNS:
+            have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -167,3 +185,8 @@ class StateDB:
 def now() -> float:
     """Wall-clock seconds (state timestamps are shared between processes)."""
     return time.time()
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """A state timestamp as an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
