@@ -14,9 +14,12 @@ Dockerfile names a package host (a CPU-only torch comes from the machine's own c
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,14 +102,20 @@ def _source_tree() -> Path:
     return root
 
 
-def _build_wheel(dest: Path) -> Path:
-    """A wheel of this cloudserve (it is on no package index) built from the source tree."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+def _source_digest(root: Path) -> str:
+    h = hashlib.sha256((root / "pyproject.toml").read_bytes())
+    for path in sorted((root / "src").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _wheel_for(digest: str, root: Path) -> Path:
+    """Build the wheel once per source state and process (``pip wheel`` takes seconds)."""
+    dest = Path(tempfile.mkdtemp(prefix="cloudserve-wheel-"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest)]
-        + [str(_source_tree())],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(root)],
         check=True,
         capture_output=True,
     )
@@ -114,6 +123,16 @@ def _build_wheel(dest: Path) -> Path:
     if len(wheels) != 1:
         raise RuntimeError(f"building the cloudserve wheel left {wheels} in {dest}")
     return wheels[0]
+
+
+def _build_wheel(dest: Path) -> Path:
+    """A wheel of this cloudserve (it is on no package index) built from the source tree."""
+    root = _source_tree()
+    wheel = _wheel_for(_source_digest(root), root)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    return Path(shutil.copy2(wheel, dest / wheel.name))
 
 
 def write_build_context(
@@ -165,4 +184,3 @@ def build_image(
         [engine, "build", "-t", tag, *options, str(context.directory)],
         check=True,
     )
-
