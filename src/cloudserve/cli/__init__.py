@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("core", "serve", "cost", "demo")
+_COMMAND_MODULES = ("core", "serve", "cost", "demo", "rollout")
 
 for _name in _COMMAND_MODULES:
     _module = f"cloudserve.cli.{_name}"
