@@ -227,3 +227,23 @@ def test_killed_rollout_is_aborted_from_another_process(interrupted: Client) -> 
     assert report.outcome == "aborted"
     assert interrupted.get_endpoint("ro").traffic == {"v1": 100}
     assert interrupted.rollout_status("ro") is None
+
+
+def test_cli_rollout_status_abort_and_mistakes(
+    interrupted: Client, state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from cloudserve.cli import main
+
+    monkeypatch.setenv("CLOUDSERVE_LOCAL__STATE_DIR", str(state_dir))
+    monkeypatch.delenv("CLOUDSERVE_CONFIG", raising=False)
+    monkeypatch.delenv("CLOUDSERVE_TARGET", raising=False)
+    assert main(["rollout", "ro", "--status", "--json"]) == 0
+    assert '"outcome": "in_progress"' in capsys.readouterr().out
+    assert main(["rollout", "ro", "--steps", "10,50"]) == 2  # no artifact: a usage mistake
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ARTIFACT" in err
+    assert main(["rollout", "ro", "--abort"]) == 0  # the abort itself succeeded
+    assert "aborted" in capsys.readouterr().out
+    assert main(["rollout", "ro", "--status"]) == 0
+    assert "no rollout in progress on ro" in capsys.readouterr().out
+    assert interrupted.get_endpoint("ro").traffic == {"v1": 100}
