@@ -245,8 +245,12 @@ class ServingApp:
     def _failure(self, exc: Exception) -> tuple[int, bytes, list[Any]]:
         for cls, status in _STATUS_CODES.items():
             if isinstance(exc, cls):
+                # the caller's fault: one log line, no traceback, an id to find it by
                 code = getattr(exc, "code", None) or cls.__name__
-                return status, _error(getattr(exc, "message", str(exc)), code), _JSON_HEADERS
+                message = getattr(exc, "message", str(exc))
+                error_id = uuid.uuid4().hex[:16]
+                log.info("%d %s (error id %s): %.300s", status, code, error_id, message)
+                return status, _error(message, code, error_id), _JSON_HEADERS
         if isinstance(exc, Overloaded):
             self.metrics.shed.inc()
             headers = [*_JSON_HEADERS, (b"retry-after", str(exc.retry_after_s).encode())]
@@ -341,7 +345,8 @@ class ServingApp:
         try:
             body = await self._read_body(scope, receive)
             content_type, accept = _header(scope, b"content-type"), _header(scope, b"accept")
-            instances, parameters = codecs.decode_request(body, content_type)
+            codecs.check_content_encoding(_header(scope, b"content-encoding"))
+            instances, parameters = model.decode(body, content_type)
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1
@@ -371,7 +376,7 @@ class ServingApp:
         try:
             doc = _v2_document(await self._read_body(scope, receive))
             instances = _v2_instances(doc, model)
-            parameters = doc.get("parameters") or {}
+            parameters = codecs.request_parameters(doc)
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1
@@ -396,8 +401,10 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _error(message: str, code: str) -> bytes:
-    return orjson.dumps({"error": message, "code": code})
+def _error(message: str, code: str, error_id: str | None = None) -> bytes:
+    if error_id is None:
+        return orjson.dumps({"error": message, "code": code})
+    return orjson.dumps({"error": message, "code": code, "error_id": error_id})
 
 
 def _v2_document(body: bytes) -> dict[str, Any]:
