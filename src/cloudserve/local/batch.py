@@ -75,11 +75,12 @@ def count_rows(path: Path, fmt: str) -> int:
     return max(lines - (1 if fmt == "csv" else 0), 0)
 
 
-def _csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
+def _csv_chunks(path: Path, size: int, header: bool = True) -> Iterator[Chunk]:
     import pandas as pd
 
     next_row = 0
-    with pd.read_csv(path, chunksize=size, on_bad_lines="warn") as reader:
+    first = 0 if header else None
+    with pd.read_csv(path, chunksize=size, on_bad_lines="warn", header=first) as reader:
         for index in range(1 << 62):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -91,8 +92,8 @@ def _csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
             for w in caught:
                 for line_text in str(w.message).splitlines():
                     m = _BAD_LINE.search(line_text)
-                    if m:  # line numbers count the header as line 1
-                        bad.append((int(m.group(1)) - 2, line_text.strip()))
+                    if m:  # line numbers count from 1, the header included
+                        bad.append((int(m.group(1)) - (2 if header else 1), line_text.strip()))
             if frame is None:
                 if bad:
                     yield Chunk(index, np.empty(0, dtype=np.int64), None, bad)
@@ -145,56 +146,91 @@ def _parquet_chunks(path: Path, size: int) -> Iterator[Chunk]:
         start += len(frame)
 
 
-def read_chunks(path: Path, fmt: str, size: int) -> Iterator[Chunk]:
-    """The input as chunks of about ``size`` rows, in order."""
-    readers = {"csv": _csv_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks}
+def read_chunks(path: Path, fmt: str, size: int, *, header: bool = True) -> Iterator[Chunk]:
+    """The input as chunks of about ``size`` rows, in order (``header``: whether a CSV's first
+    line names the columns)."""
+    if fmt == "csv":
+        return _csv_chunks(path, size, header)
+    readers = {"jsonl": _jsonl_chunks, "parquet": _parquet_chunks}
     return readers[fmt](path, size)
+
+
+def _has_header(path: Path, model_dir: Path) -> bool:
+    """Whether the CSV's first line is a header, judged as the server judges a request body:
+    it names one of the model's features, or it is text over columns of numbers."""
+    from cloudserve import _handler
+
+    names = getattr(_MODEL, "feature_names", None) or _handler.read_manifest(str(model_dir)).get(
+        "feature_names"
+    )
+    with path.open("rb") as fh:
+        head = b"".join(line for _, line in zip(range(50), fh, strict=False))
+    try:
+        return _handler.csv_table(head, names)[0] is not None
+    except _handler.BadInput:  # an odd first block: let pandas read it with a header
+        return True
 
 
 # -- predicting (in worker processes) -----------------------------------------------------
 
 _MODEL: Any = None
+_PARAMETERS: dict[str, Any] = {}
 
 
-def _load(model_dir: str) -> None:
-    global _MODEL
+def _load(model_dir: str, parameters: dict[str, Any] | None = None) -> None:
+    global _MODEL, _PARAMETERS
     from cloudserve.serving import load_model
 
     _MODEL = load_model(model_dir)
+    _PARAMETERS = dict(parameters or {})
 
 
 def _as_input(frame: Any) -> Any:
-    names = getattr(_MODEL, "feature_names", None)
-    if names and all(n in frame.columns for n in names):
-        frame = frame[names]
-    values = frame.to_numpy()
-    return values if values.dtype != object else values.tolist()
+    """A chunk's rows as the model's input, by the same rules as a request body: named columns
+    in the model's feature order (a headerless CSV or list rows go by position)."""
+    from cloudserve import _handler
+
+    named = not all(isinstance(c, int) for c in frame.columns)
+    names = getattr(_MODEL, "feature_names", None) if named else None
+    return _handler.from_columns(frame.columns, frame.to_numpy(), names)
 
 
 def _predict_rows(
-    frame: Any, numbers: np.ndarray
+    rows: Any, numbers: np.ndarray
 ) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
-    """Predict ``frame``; on failure bisect it to find the rows that fail."""
+    """Predict ``rows``; on failure bisect them to find the rows that fail."""
     try:
-        outputs = _MODEL.predict(_as_input(frame))
+        outputs = _MODEL.predict(rows, _PARAMETERS)
         return numbers.tolist(), outputs, []
     except Exception as exc:
-        if len(frame) == 1:
-            return [], [], [(int(numbers[0]), f"{type(exc).__name__}: {exc}")]
-    half = len(frame) // 2
-    a = _predict_rows(frame.iloc[:half], numbers[:half])
-    b = _predict_rows(frame.iloc[half:], numbers[half:])
+        if len(rows) == 1:
+            return [], [], [(int(numbers[0]), _describe(exc))]
+    half = len(rows) // 2
+    a = _predict_rows(rows[:half], numbers[:half])
+    b = _predict_rows(rows[half:], numbers[half:])
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+def _describe(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}"
 
 
 def _work(chunk: Chunk, parts: Path, fmt: str) -> tuple[int, int]:
     """Predict one chunk and write its part files (in the worker, so writes run in parallel);
     returns (rows predicted, rows failed)."""
+    from cloudserve import _handler
+
     rows: list[int] = []
     outputs: list[Any] = []
     errors = list(chunk.parse_errors)
     if chunk.frame is not None and len(chunk.frame):
-        rows, outputs, failed = _predict_rows(chunk.frame, chunk.rows)
+        try:
+            X = _as_input(chunk.frame)
+        except _handler.BadInput as exc:  # e.g. a feature missing from the header: every row
+            failed = [(int(n), f"InvalidRequest: {exc}") for n in chunk.rows]
+        else:
+            rows, outputs, failed = _predict_rows(X, chunk.rows)
         errors = sorted(errors + failed)
     ext = _EXT[fmt]
     _write(parts / f"out-{chunk.index:06d}.{ext}", fmt, {"row": rows, "prediction": outputs})
@@ -207,17 +243,19 @@ def _work(chunk: Chunk, parts: Path, fmt: str) -> tuple[int, int]:
     return len(rows), len(errors)
 
 
-def _pool(workers: int, model_dir: Path) -> ProcessPoolExecutor:
+def _pool(
+    workers: int, model_dir: Path, parameters: dict[str, Any] | None = None
+) -> ProcessPoolExecutor:
     """Worker processes with the model loaded: where ``fork`` exists the model is loaded once
     here and inherited (copy-on-write); elsewhere each worker loads it."""
     if "fork" in multiprocessing.get_all_start_methods():
-        _load(str(model_dir))
+        _load(str(model_dir), parameters)
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     return ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_load,
-        initargs=(str(model_dir),),
+        initargs=(str(model_dir), parameters),
     )
 
 
@@ -341,8 +379,9 @@ class Runner:
         if done:
             print(f"resuming: {len(done)} chunk(s) already finished are skipped", flush=True)
         pending: dict[Future[tuple[int, int]], int] = {}
-        with _pool(spec.max_concurrency, model_dir) as pool:
-            for chunk in read_chunks(src, self.fmt, size):
+        with _pool(spec.max_concurrency, model_dir, spec.parameters) as pool:
+            header = _has_header(src, model_dir) if self.fmt == "csv" else True
+            for chunk in read_chunks(src, self.fmt, size, header=header):
                 if chunk.index in done:
                     continue
                 pending[pool.submit(_work, chunk, self.parts, self.fmt)] = chunk.index
