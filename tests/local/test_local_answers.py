@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -48,7 +49,7 @@ def test_cli_predict_file_with_text_blanks_and_a_reordered_header(
     assert _cli_outputs(args, capsys) == titanic_answers(model_dir)
     proba = _cli_outputs([*args, "--parameters", '{"method": "predict_proba"}'], capsys)
     want = titanic_answers(model_dir, method="predict_proba")
-    assert all(math.isclose(a, b) for g, w in zip(proba, want) for a, b in zip(g, w))
+    assert np.allclose(proba, want)
 
 
 def test_cli_predict_file_without_a_header(
@@ -73,9 +74,11 @@ def test_nan_is_the_callers_fault_with_the_cause_and_an_error_id_and_no_retry(
     client.deploy(cs.ModelSpec(name="numeric", artifact=str(model_dir)), "numeric", cs.Compute())
     row = sample_rows(1)[0]
     row[0] = math.nan
-    with caplog.at_level(logging.INFO, logger="cloudserve.retry"):
-        with pytest.raises(InvalidRequest) as err:
-            client.predict("numeric", [row])
+    with (
+        caplog.at_level(logging.INFO, logger="cloudserve.retry"),
+        pytest.raises(InvalidRequest) as err,
+    ):
+        client.predict("numeric", [row])
     message = str(err.value)
     assert "NaN" in message and "model_rejected_input" in message
     assert "error id " in message
