@@ -33,7 +33,9 @@ def _cli_outputs(args: list[str], capsys: pytest.CaptureFixture[str]) -> list:
     return orjson.loads(out)["outputs"]
 
 
-def test_cli_predict_file_with_text_blanks_and_a_reordered_header(
+@pytest.mark.parametrize("header", [True, False], ids=["reordered-header", "no-header"])
+def test_cli_predict_file_with_text_and_blanks(
+    header: bool,
     titanic: tuple[str, Path],
     state_dir: Path,
     tmp_path: Path,
@@ -43,28 +45,15 @@ def test_cli_predict_file_with_text_blanks_and_a_reordered_header(
     endpoint, model_dir = titanic
     monkeypatch.setenv("CLOUDSERVE_STATE_DIR", str(state_dir))
     csv_file = tmp_path / "titanic.csv"
-    csv_file.write_text(shuffled_csv())
-    assert csv_file.read_text().splitlines()[0] != "Pclass,Sex,Age,SibSp,Fare,Embarked"
+    csv_file.write_text(shuffled_csv(header=header))
     args = ["predict", endpoint, "--file", str(csv_file), "--json"]
+    if header:  # detected: the columns come in another order than the model's
+        assert csv_file.read_text().splitlines()[0] != "Pclass,Sex,Age,SibSp,Fare,Embarked"
+    else:  # said: the values are in the model's order
+        args.append("--no-header")
     assert _cli_outputs(args, capsys) == titanic_answers(model_dir)
     proba = _cli_outputs([*args, "--parameters", '{"method": "predict_proba"}'], capsys)
-    want = titanic_answers(model_dir, method="predict_proba")
-    assert np.allclose(proba, want)
-
-
-def test_cli_predict_file_without_a_header(
-    titanic: tuple[str, Path],
-    state_dir: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-):
-    endpoint, model_dir = titanic
-    monkeypatch.setenv("CLOUDSERVE_STATE_DIR", str(state_dir))
-    csv_file = tmp_path / "rows.csv"
-    csv_file.write_text(shuffled_csv(header=False))
-    args = ["predict", endpoint, "--file", str(csv_file), "--no-header", "--json"]
-    assert _cli_outputs(args, capsys) == titanic_answers(model_dir)
+    assert np.allclose(proba, titanic_answers(model_dir, method="predict_proba"))
 
 
 def test_nan_is_the_callers_fault_with_the_cause_and_an_error_id_and_no_retry(
