@@ -241,6 +241,9 @@ class BatchSpec(_Spec):
     error_threshold: Annotated[int, Field(ge=-1)] = -1
     rows_hint: Annotated[int, Field(ge=0)] | None = None
     rows_per_second_hint: Annotated[float, Field(gt=0)] | None = None
+    #: passed to the model with every chunk, as in online prediction (``{"method":
+    #: "predict_proba"}``); a key the model does not read fails the job's rows with that error
+    parameters: dict[str, Any] | None = None
 
     @field_validator("input", "output", mode="before")
     @classmethod

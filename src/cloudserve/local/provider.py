@@ -85,16 +85,9 @@ ERROR_TABLE = ErrorTable({}, extract=_extract)
 
 
 def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail"):
-            if body.get(key):
-                value = body[key]
-                return value if isinstance(value, str) else dumps(value)
-    return str(body)[:500]
+    from cloudserve.codecs import error_message
+
+    return error_message(response.content, response.reason_phrase)
 
 
 class LocalProvider(Provider):

@@ -261,8 +261,12 @@ class ServingApp:
     def _failure(self, exc: Exception) -> tuple[int, bytes, list[Any]]:
         for cls, status in _STATUS_CODES.items():
             if isinstance(exc, cls):
+                # the caller's fault: one log line, no traceback, an id to find it by
                 code = getattr(exc, "code", None) or cls.__name__
-                return status, _error(getattr(exc, "message", str(exc)), code), _JSON_HEADERS
+                message = getattr(exc, "message", str(exc))
+                error_id = uuid.uuid4().hex[:16]
+                log.info("%d %s (error id %s): %.300s", status, code, error_id, message)
+                return status, _error(message, code, error_id), _JSON_HEADERS
         if isinstance(exc, Overloaded):
             self.metrics.shed.inc()
             headers = [*_JSON_HEADERS, (b"retry-after", str(exc.retry_after_s).encode())]
@@ -384,7 +388,8 @@ class ServingApp:
         try:
             body = await self._read_body(scope, receive)
             content_type, accept = _header(scope, b"content-type"), _header(scope, b"accept")
-            instances, parameters = codecs.decode_request(body, content_type)
+            codecs.check_content_encoding(_header(scope, b"content-encoding"))
+            instances, parameters = model.decode(body, content_type)
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1
@@ -416,9 +421,7 @@ class ServingApp:
             header_length = _header(scope, HEADER_LENGTH) or None
             doc, tensors = parse_infer_request(body, header_length)
             instances = _v2_instances(tensors, model)
-            parameters = doc.get("parameters") or {}
-            if not isinstance(parameters, dict):
-                raise InvalidRequest("'parameters' must be an object", code="bad_parameters")
+            parameters = codecs.request_parameters(doc)
             parameters = {k: v for k, v in parameters.items() if k != "binary_data_output"}
             rows = model.prepare(instances)
         finally:
@@ -443,8 +446,10 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _error(message: str, code: str) -> bytes:
-    return orjson.dumps({"error": message, "code": code})
+def _error(message: str, code: str, error_id: str | None = None) -> bytes:
+    if error_id is None:
+        return orjson.dumps({"error": message, "code": code})
+    return orjson.dumps({"error": message, "code": code, "error_id": error_id})
 
 
 def _v2_instances(tensors: list[tuple[str, np.ndarray]], model: LoadedModel) -> np.ndarray:

@@ -33,8 +33,10 @@ from cloudserve.provider import Capability, Provider
 from cloudserve.resources import EndpointStatus, JobStatus
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec
 from cloudserve.testing import Fault, FaultNotSupported, ProviderHarness
+from cloudserve.testing.parity import ParityChecks
 
 __all__ = [
+    "AnswersParityTests",
     "AsyncTests",
     "BatchTests",
     "DeployTests",
@@ -583,6 +585,14 @@ def _standard_tests() -> dict[str, Any]:
         for name, fn in vars(cls).items()
         if name.startswith("test_") and inspect.isfunction(fn)
     }
+
+
+class AnswersParityTests(ParityChecks, _Base):
+    """Answers parity (see :mod:`cloudserve.testing.parity`): records in another order, a CSV
+    with a shuffled header or none, blanks, text, NaN, ``predict_proba`` and wrong shapes, online
+    and in batch, each compared with the model's own answers. Not part of
+    :class:`ProviderConformance` yet: a provider adds it with
+    ``class TestXParity(XHarness, AnswersParityTests)``."""
 
 
 def _has_xfail_reason(fn: Any) -> bool:
