@@ -91,6 +91,7 @@ class ImageContext:
     dockerfile: Path
     framework: str
     requirements: list[str]
+    version: str
 
 
 def _source_tree() -> Path:
@@ -167,7 +168,7 @@ def write_build_context(
     dockerfile = out / "Dockerfile"
     dockerfile.write_text(DOCKERFILE.format(base_image=base_image, wheels=WHEELS))
     (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
-    return ImageContext(out, dockerfile, manifest.framework, requirements)
+    return ImageContext(out, dockerfile, manifest.framework, requirements, manifest.version)
 
 
 def container_engine(preferred: str | None = None) -> str | None:
