@@ -73,7 +73,7 @@ def test_a_module_that_is_not_installed_cannot_be_pinned(tmp_path: Path):
     (model_dir / "model.pkl").write_bytes(b"\x80\x02cghost_pkg.models\nThing\n)\x81.")
     assert pickle_modules(model_dir / "model.pkl") == {"ghost_pkg.models"}
     staged = stage_model(model_dir, tmp_path / "staged", framework="sklearn")
-    with pytest.raises(InvalidRequest, match="ghost_pkg.models") as err:
+    with pytest.raises(InvalidRequest, match=r"ghost_pkg\.models") as err:
         capture_requirements(staged, read_manifest(staged), ["scikit-learn"])
     assert err.value.code == "unpinnable_module"
 

@@ -13,7 +13,6 @@ import yaml
 
 from cloudserve.config import resolve_target, validate_block
 from cloudserve.errors import ConfigError, InvalidRequest
-from cloudserve.testing.fakes import request_body
 from cloudserve.serving._registry import (
     ACR_USER,
     acr_login,
@@ -24,6 +23,7 @@ from cloudserve.serving._registry import (
     registry_for_target,
     workspace_registry,
 )
+from cloudserve.testing.fakes import request_body
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 

@@ -70,14 +70,14 @@ DOCKERFILE = """\
 FROM {base_image}
 ENV PYTHONUNBUFFERED=1 \\
     PYTHONDONTWRITEBYTECODE=1
-RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin cloudserve
 # The pinned environment first: its layer is reused while only cloudserve or the model change.
 COPY requirements.txt /opt/cloudserve/requirements.txt
 RUN pip install --no-cache-dir -r /opt/cloudserve/requirements.txt
 COPY wheels {wheels}
 RUN pip install --no-cache-dir --no-deps {wheels}/*.whl
 COPY model /opt/cloudserve/model
-USER 10001
+# No USER: SageMaker expects containers to run as root (a platform that runs them as another
+# uid, such as Kubernetes with runAsUser, still can: everything here is world-readable).
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "cloudserve.serving", "--host", "0.0.0.0"]
 """
