@@ -140,7 +140,7 @@ def workspace_registry(cfg: Any, credential: Any) -> str:
 
 def registry_for_target(target: Target, repository: str, tag: str) -> tuple[str, RegistryLogin]:
     """The image URI to push to for ``target`` and the login for its registry."""
-    cfg = target.config
+    cfg: Any = target.config  # the provider's own config class, by ``target.provider``
     if target.provider == "sagemaker":
         import boto3
 
