@@ -83,8 +83,8 @@ def _drop_csv_header(path: Path, data: bytes) -> bytes:
 def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
     """Upload what is local, create the model and the transform job; returns at once."""
     name = names.job_name("batch", spec.model.name)
-    data_url = p._artifact_uri(spec.model)
-    container = p._container(spec.model, data_url, gpu=False)
+    prepared = p.prepare(spec.model)
+    container = p.container(spec.model, prepared, p.artifact_uri(spec.model, prepared))
     model_name = names.trim(f"{name}-model")
     p.sm(
         "create_model",

@@ -47,6 +47,7 @@ from cloudserve_sagemaker import _scaling as scaling
 from cloudserve_sagemaker._aws import Clients
 from cloudserve_sagemaker._config import SageMakerConfig
 from cloudserve_sagemaker._errors import ERROR_TABLE
+from cloudserve_sagemaker._packaging import Route, StagedModel
 
 __all__ = ["SageMakerProvider"]
 
@@ -65,6 +66,14 @@ ENV_NAME, ENV_VERSION = "CLOUDSERVE_MODEL_NAME", "CLOUDSERVE_MODEL_VERSION"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 # JSON wrapper bytes and headroom below the 6 MB invoke limit.
 PAYLOAD_MARGIN = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model ready to send: its route and, for a local artifact, the staged files."""
+
+    route: Route
+    staged: StagedModel | None
 
 
 @dataclass
@@ -187,8 +196,6 @@ class SageMakerProvider(Provider):
                 f"artifact {model.artifact} must be a local path or an s3:// URI",
                 provider=self.name,
             )
-        if model.image is None:
-            pkg.framework_image(model.framework or "", model.framework_version, self.cfg.region)
 
     def _validate_compute(self, spec: DeploySpec) -> None:
         c = spec.compute
@@ -225,31 +232,51 @@ class SageMakerProvider(Provider):
 
     # -- packaging and models ---------------------------------------------------------------
 
-    def _artifact_uri(self, model: ModelSpec) -> str:
+    def prepare(self, model: ModelSpec) -> Prepared:
+        """Stage the model and choose its route (no request is sent); InvalidRequest naming the
+        versions and the build/push command when no route can serve it."""
+        if not model.is_local:
+            # The framework route needs cloudserve's handler inside model.tar.gz, which is
+            # only built from a local artifact; a packed remote tarball needs an image.
+            image = model.image or self.cfg.serving_image
+            if image is None:
+                raise InvalidRequest(
+                    f"{model.artifact} is already packed, so it needs the container route: "
+                    f"`{pkg.build_command(model, self.target)}` (or ModelSpec(image=...)); "
+                    "the framework route packs a local model directory",
+                    provider=self.name,
+                )
+            return Prepared(Route("container", image, "a packed remote artifact"), None)
+        staged = pkg.stage(model)
+        route = pkg.choose_route(
+            model,
+            staged.libraries,
+            region=self.cfg.region,
+            serving_image=self.cfg.serving_image,
+            target=self.target,
+        )
+        return Prepared(route, staged)
+
+    def artifact_uri(self, model: ModelSpec, prepared: Prepared) -> str:
         """Where the model's ``model.tar.gz`` is: uploaded once per content hash."""
         assert model.artifact is not None
-        if not model.is_local:
+        if prepared.staged is None:
             return model.artifact
-        data = pkg.build_model_tarball(model)
+        data = pkg.build_model_tarball(prepared.staged, prepared.route)
         digest = hashlib.sha256(data).hexdigest()
         uri = self.cfg.s3_uri("models", model.name, model.version, digest[:16], "model.tar.gz")
         if not self.call(self.aws.exists, uri):
             self.call(self.aws.put, uri, data)
         return uri
 
-    def _image(self, model: ModelSpec, gpu: bool = False) -> str:
-        if model.image:
-            return model.image
-        return pkg.framework_image(
-            model.framework or "", model.framework_version, self.cfg.region, gpu=gpu
-        )
-
-    def _container(self, model: ModelSpec, data_url: str, gpu: bool) -> dict[str, Any]:
+    def container(self, model: ModelSpec, prepared: Prepared, data_url: str) -> dict[str, Any]:
+        """The ``PrimaryContainer`` of a model: the route's image, the tarball, the env."""
         env = {**model.env, ENV_NAME: model.name, ENV_VERSION: model.version}
-        if model.image is None:
-            # The prebuilt containers find the generated handlers through these.
-            env |= {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": data_url}
-        return {"Image": self._image(model, gpu), "ModelDataUrl": data_url, "Environment": env}
+        return {
+            "Image": prepared.route.image,
+            "ModelDataUrl": data_url,
+            "Environment": {**env, **prepared.route.env},
+        }
 
     def _ensure_model(
         self, name: str, container: dict[str, Any], tags: list[dict[str, str]], created: _Created
@@ -386,12 +413,13 @@ class SageMakerProvider(Provider):
         and endpoint this deploy created, unless ``spec.keep_on_failure``.
         """
         self.validate(spec)
+        prepared = self.prepare(spec.model)
         current = self._settled(spec.endpoint, timeout, progress)
         if current is not None and current["endpoint"]["EndpointStatus"] == "Failed":
             self.delete_endpoint(spec.endpoint)
             current = None
         previous = scaling.plan_of(self, current) if current is not None else []
-        want = self._desired(spec, current, previous)
+        want = self._desired(spec, prepared, current, previous)
         if current is not None and current["endpoint"]["EndpointConfigName"] == want.config:
             if not self._weights_match(current, want.rows):
                 # Same variants, only the split moved (set_traffic): put the spec's split back.
@@ -419,14 +447,15 @@ class SageMakerProvider(Provider):
         return self.get_endpoint(spec.endpoint)
 
     def _desired(
-        self, spec: DeploySpec, current: dict[str, Any] | None, previous: list[dict[str, Any]]
+        self,
+        spec: DeploySpec,
+        prepared: Prepared,
+        current: dict[str, Any] | None,
+        previous: list[dict[str, Any]],
     ) -> _Desired:
         """What the endpoint should hold after ``spec``; names are hashes of the content."""
-        c = spec.compute
-        gpu = (c.size or "").startswith("gpu.") or (c.instance_type or "").startswith(
-            ("ml.g", "ml.p")
-        )
-        container = self._container(spec.model, self._artifact_uri(spec.model), gpu)
+        data_url = self.artifact_uri(spec.model, prepared)
+        container = self.container(spec.model, prepared, data_url)
         model = names.model_name(
             spec.endpoint,
             spec.variant_name,
@@ -948,6 +977,21 @@ class SageMakerProvider(Provider):
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""
         self.validate(spec)
         calls = []
+        try:
+            image = self.prepare(spec.model).route.image
+        except InvalidRequest as refused:
+            image = f"<serving_image of target {self.target}, once pushed>"
+            calls.append(
+                PlannedCall(
+                    service="cloudserve",
+                    operation="build-image --push",
+                    params={
+                        "command": pkg.build_command(spec.model, self.target),
+                        "why": str(refused),
+                    },
+                    creates="the serving image in ECR (sets the target's serving_image)",
+                )
+            )
         if spec.model.is_local:
             calls.append(
                 PlannedCall(
@@ -961,7 +1005,7 @@ class SageMakerProvider(Provider):
             PlannedCall(
                 service="sagemaker",
                 operation="CreateModel",
-                params={"image": self._image(spec.model)},
+                params={"image": image},
                 creates=f"model for {spec.variant_name}",
             ),
             PlannedCall(

@@ -292,6 +292,7 @@ class Middleware:
         if op == "CreateEndpoint":
             name = params["EndpointName"]
             reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+            reason = reason or self._health(params["EndpointConfigName"], region)
             final = "Failed" if reason else "InService"
             self._schedule(name, region, "Creating", self.state.creating_polls, final, reason)
         elif op == "UpdateEndpointWeightsAndCapacities":
@@ -396,6 +397,7 @@ class Middleware:
         endpoint.failure_reason = None
         endpoint.last_modified_time = _now()
         reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+        reason = reason or self._health(config_name, region)
         self._schedule(
             name, region, "Updating", self.state.updating_polls, "InService", reason, rollback
         )
@@ -511,11 +513,30 @@ class Middleware:
     def _container(self, config: Any, variant: str, region: str) -> Any:
         sm = _sagemaker(region)
         row = next(v for v in config.production_variants if v["VariantName"] == variant)
-        model = sm._models[row["ModelName"]]
+        model = sm._models.get(row["ModelName"])
+        if model is None:
+            raise ContainerError(500, f"model {row['ModelName']} does not exist")
+        return self._model_container(model)
+
+    def _model_container(self, model: Any) -> Any:
         url = model.primary_container.get("ModelDataUrl")
         if not url:
             raise ContainerError(500, f"model {model.model_name} has no ModelDataUrl")
-        return self.containers.get(_s3_get(url))
+        env = model.primary_container.get("Environment") or {}
+        return self.containers.get(_s3_get(url), env, _s3_get)
+
+    def _health(self, config_name: str, region: str) -> str | None:
+        """Why the config's containers would fail SageMaker's ping check, or None."""
+        config = _sagemaker(region).endpoint_configs.get(config_name)
+        for row in config.production_variants if config is not None else []:
+            try:
+                self._container(config, row["VariantName"], region)
+            except ContainerError as exc:
+                return (
+                    f"The primary container for production variant {row['VariantName']} did "
+                    f"not pass the ping health check. ({exc.message})"
+                )
+        return None
 
     def _invoke_async(
         self, environ: dict[str, Any], endpoint: Any, config: Any, variant: str, region: str
@@ -632,9 +653,7 @@ class Middleware:
         reason, self.state.fail_job = self.state.fail_job, None
         if reason is None:
             model = sm._models[job.model_name]
-            reason = run_transform(
-                job, lambda: self.containers.get(_s3_get(model.primary_container["ModelDataUrl"]))
-            )
+            reason = run_transform(job, lambda: self._model_container(model))
         job.failure_reason = reason or ""
         self._hold_job(name, lambda status: setattr(job, "transform_job_status", status), reason)
 
