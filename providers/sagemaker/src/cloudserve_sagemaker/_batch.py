@@ -18,6 +18,7 @@ from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.sizes import resolve_instance
 from cloudserve.specs import BatchSpec
 from cloudserve_sagemaker import _naming as names
+from cloudserve_sagemaker._validate import has_local_storage
 
 if TYPE_CHECKING:
     from cloudserve_sagemaker._provider import SageMakerProvider
@@ -138,7 +139,8 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
     }
     if p.cfg.kms_key_id:
         params["TransformOutput"]["KmsKeyId"] = p.cfg.kms_key_id
-        params["TransformResources"]["VolumeKmsKeyId"] = p.cfg.kms_key_id
+        if not has_local_storage(params["TransformResources"]["InstanceType"]):
+            params["TransformResources"]["VolumeKmsKeyId"] = p.cfg.kms_key_id
     p.sm("create_transform_job", retry=False, **params)
     return describe_transform(p, name)
 

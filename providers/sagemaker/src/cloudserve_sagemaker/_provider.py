@@ -48,6 +48,7 @@ from cloudserve_sagemaker._aws import Clients
 from cloudserve_sagemaker._config import SageMakerConfig
 from cloudserve_sagemaker._errors import ERROR_TABLE
 from cloudserve_sagemaker._packaging import Route, StagedModel
+from cloudserve_sagemaker._validate import has_local_storage
 
 __all__ = ["SageMakerProvider"]
 
@@ -519,7 +520,11 @@ class SageMakerProvider(Provider):
             params["DataCaptureConfig"] = want.capture
         if want.async_cfg is not None:
             params["AsyncInferenceConfig"] = want.async_cfg
-        if self.cfg.kms_key_id:
+        if self.cfg.kms_key_id and not any(
+            has_local_storage(r.get("InstanceType")) for r in want.rows
+        ):
+            # Instances with local NVMe storage encrypt it in hardware; SageMaker refuses a
+            # KmsKeyId for them (see _validate).
             params["KmsKeyId"] = self.cfg.kms_key_id
         try:
             self.sm("create_endpoint_config", retry=False, **params)

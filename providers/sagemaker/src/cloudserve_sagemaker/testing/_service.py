@@ -283,6 +283,9 @@ class Middleware:
                 return _json_error(
                     400, "ValidationException", f'Cannot create already existing {kind} "{arn}".'
                 )
+        local = _local_storage_refusal(op, params)
+        if local is not None:
+            return _json_error(400, "ValidationException", local)
         if op == "CreateEndpoint" and self.state.fail_create_endpoint is not None:
             message, self.state.fail_create_endpoint = self.state.fail_create_endpoint, None
             return _json_error(400, "ResourceLimitExceeded", message)
@@ -710,6 +713,31 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     best = pick(scored, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
     tuning.best_training_job = best
     tuning.OverallBestTrainingJob = best
+
+
+_LOCAL_STORAGE = re.compile(
+    r"^ml\.(g4dn|g4ad|g5|g6|g6e|gr6|p3dn|p4d|p4de|p5[a-z]*|p6[a-z0-9-]*|trn1n?|trn2|"
+    r"[cmr]\d+[a-z]*d[a-z]*)\."
+)
+
+
+def _local_storage_refusal(op: str, params: dict[str, Any]) -> str | None:
+    """SageMaker refuses a KMS key for the volumes of instances with local NVMe storage."""
+    if op == "CreateEndpointConfig" and params.get("KmsKeyId"):
+        for row in params.get("ProductionVariants", []):
+            if _LOCAL_STORAGE.match(row.get("InstanceType") or ""):
+                return (
+                    f"The instance type {row['InstanceType']} has local storage, which is "
+                    "encrypted by the instance; KmsKeyId is not supported for it."
+                )
+    if op == "CreateTransformJob":
+        resources = params.get("TransformResources", {})
+        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(resources.get("InstanceType", "")):
+            return (
+                f"The instance type {resources['InstanceType']} has local storage, which is "
+                "encrypted by the instance; VolumeKmsKeyId is not supported for it."
+            )
+    return None
 
 
 def _finish(endpoint: Any, pending: _Pending) -> None:

@@ -1,0 +1,89 @@
+"""Numbered defects of the SageMaker provider (issue 14), each with the test that caught it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sagemaker_harness import fast_config, start_fake
+
+pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
+
+from cloudserve.client import Client
+from cloudserve.specs import Compute, ModelSpec
+from cloudserve.testing import make_sklearn_model, sample_rows, write_csv
+from cloudserve_sagemaker import SageMakerProvider
+from cloudserve_sagemaker._validate import has_local_storage
+from cloudserve_sagemaker.testing import FakeSageMaker
+
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeSageMaker]:
+    f = start_fake(tmp_path, creating_polls=1, updating_polls=1, job_polls=1)
+    yield f
+    f.stop()
+    assert f.rejected() == []
+
+
+def client_for(fake: FakeSageMaker, **overrides: Any) -> Client:
+    return Client(SageMakerProvider(fast_config(fake, **overrides), target="aws"))
+
+
+def model(tmp_path: Path, version: str = "1") -> ModelSpec:
+    directory = make_sklearn_model(tmp_path / f"model-v{version}", version=version)
+    return ModelSpec(name="churn", version=version, artifact=str(directory), framework="sklearn")
+
+
+def endpoint_config(fake: FakeSageMaker, endpoint: str) -> dict[str, Any]:
+    sm = fake.client("sagemaker")
+    name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    return dict(sm.describe_endpoint_config(EndpointConfigName=name))
+
+
+# -- 5: KmsKeyId with instance types that have local NVMe storage --------------------------------
+
+
+def test_5_no_kms_key_for_instances_with_local_storage(fake: FakeSageMaker, tmp_path: Path) -> None:
+    client = client_for(fake, kms_key_id=KEY)
+    client.deploy(model(tmp_path), "gpu", Compute(size="gpu.t4"))
+    config = endpoint_config(fake, "gpu")
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+    assert "KmsKeyId" not in config
+    client.deploy(model(tmp_path), "cpu", Compute(size="cpu.small"))
+    assert endpoint_config(fake, "cpu")["KmsKeyId"] == KEY
+
+
+def test_5_no_volume_key_for_transform_instances_with_local_storage(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    client = client_for(fake, kms_key_id=KEY)
+    source = write_csv(tmp_path / "in" / "rows.csv", sample_rows(5))
+    job = client.batch_predict(
+        model(tmp_path), source, tmp_path / "out", compute=Compute(instance_type="ml.g5.xlarge")
+    )
+    d = fake.client("sagemaker").describe_transform_job(TransformJobName=job.id)
+    assert "VolumeKmsKeyId" not in d["TransformResources"]
+    assert d["TransformOutput"]["KmsKeyId"] == KEY
+
+
+@pytest.mark.parametrize(
+    "instance_type, local",
+    [
+        ("ml.g4dn.xlarge", True),
+        ("ml.g5.2xlarge", True),
+        ("ml.g6.xlarge", True),
+        ("ml.p4d.24xlarge", True),
+        ("ml.m5d.large", True),
+        ("ml.c6id.xlarge", True),
+        ("ml.m5.large", False),
+        ("ml.c5.xlarge", False),
+        ("ml.p3.2xlarge", False),
+        ("ml.inf2.xlarge", False),
+    ],
+)
+def test_5_local_storage_families(instance_type: str, local: bool) -> None:
+    assert has_local_storage(instance_type) is local
