@@ -87,3 +87,21 @@ def test_5_no_volume_key_for_transform_instances_with_local_storage(
 )
 def test_5_local_storage_families(instance_type: str, local: bool) -> None:
     assert has_local_storage(instance_type) is local
+
+
+# -- 6: serverless endpoints take at most 4 MB a request ----------------------------------------
+
+
+def test_6_serverless_predictions_go_in_chunks_of_at_most_4_mb(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    client = client_for(fake)
+    spec = model(tmp_path)
+    client.deploy(spec, "sls", Compute(serverless=True, replicas=0))
+    rows = sample_rows(130_000, seed=3)  # ~5 MB of JSON: over 4 MB, under 6 MB
+    pred = client.predict("sls", rows)
+    calls = fake.requests("InvokeEndpoint")
+    assert len(calls) >= 2 and all(c.size <= 4 * 1024 * 1024 for c in calls)
+    from cloudserve.serving import load_model
+
+    assert pred.outputs == load_model(spec.artifact).predict(rows)

@@ -48,7 +48,7 @@ from cloudserve_sagemaker._aws import Clients
 from cloudserve_sagemaker._config import SageMakerConfig
 from cloudserve_sagemaker._errors import ERROR_TABLE
 from cloudserve_sagemaker._packaging import Route, StagedModel
-from cloudserve_sagemaker._validate import has_local_storage
+from cloudserve_sagemaker._validate import SERVERLESS_PAYLOAD_MB, has_local_storage
 
 __all__ = ["SageMakerProvider"]
 
@@ -133,6 +133,7 @@ class SageMakerProvider(Provider):
         self.cfg: SageMakerConfig = config
         self.aws = Clients(config)
         self._versions: dict[str, dict[str, str]] = {}
+        self._serverless: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         # What the last refresh_prices() found no price for ("type kind" → reason).
@@ -445,6 +446,7 @@ class SageMakerProvider(Provider):
         self._collect_garbage(spec.endpoint, keep=want.config)
         with self._lock:
             self._versions.pop(spec.endpoint, None)
+            self._serverless.pop(spec.endpoint, None)
         return self.get_endpoint(spec.endpoint)
 
     def _desired(
@@ -645,6 +647,9 @@ class SageMakerProvider(Provider):
             )
         with self._lock:
             self._versions[ep["EndpointName"]] = versions
+            self._serverless[ep["EndpointName"]] = any(
+                "ServerlessConfig" in r for r in config["ProductionVariants"]
+            )
         return Endpoint(
             name=ep["EndpointName"],
             provider=self.name,
@@ -698,6 +703,7 @@ class SageMakerProvider(Provider):
         self._collect_garbage(name, keep=None)
         with self._lock:
             self._versions.pop(name, None)
+            self._serverless.pop(name, None)
 
     def _wait_gone(self, name: str, timeout: float | None) -> None:
         def poll() -> str:
@@ -822,7 +828,7 @@ class SageMakerProvider(Provider):
         from cloudserve import codecs
 
         started = time.perf_counter()
-        limit = int(self.cfg.max_payload_mb * 1024 * 1024) - PAYLOAD_MARGIN
+        limit = int(self._payload_mb(endpoint) * 1024 * 1024) - PAYLOAD_MARGIN
         chunks = codecs.split_for_limit(instances, limit) if instances else [[]]
         if len(chunks) == 1:
             results = [self._invoke(endpoint, chunks[0], variant, parameters)]
@@ -841,6 +847,19 @@ class SageMakerProvider(Provider):
             latency_ms=(time.perf_counter() - started) * 1000,
             raw={"invoked_variants": [v for _, v in results], "chunks": len(chunks)},
         )
+
+    def _payload_mb(self, endpoint: str) -> float:
+        """The request size limit of ``endpoint``: 4 MB serverless, else ``max_payload_mb``."""
+        with self._lock:
+            serverless = self._serverless.get(endpoint)
+        if serverless is None:
+            with contextlib.suppress(NotFound):
+                self.get_endpoint(endpoint)
+            with self._lock:
+                serverless = self._serverless.get(endpoint, False)
+        if serverless:
+            return min(self.cfg.max_payload_mb, SERVERLESS_PAYLOAD_MB)
+        return self.cfg.max_payload_mb
 
     def _version_of(self, endpoint: str, variant: str | None) -> str | None:
         if variant is None:

@@ -49,6 +49,7 @@ JSON_SERVICES = {
 }
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024
+SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024
 _INVOKE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-invocations)$")
 _REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
 
@@ -474,6 +475,14 @@ class Middleware:
         if variant is None:
             return _json_error(
                 400, "ValidationError", "The target variant is not present on the endpoint."
+            )
+        row = next(v for v in config.production_variants if v["VariantName"] == variant)
+        if row.get("ServerlessConfig") and len(body) > SERVERLESS_PAYLOAD_LIMIT:
+            return _json_error(
+                413,
+                "ValidationError",
+                f"Received payload of {len(body)} bytes exceeds the 4 MB limit of serverless "
+                "endpoints.",
             )
         if op == "InvokeEndpointAsync":
             return self._invoke_async(environ, endpoint, config, variant, region)
