@@ -105,3 +105,46 @@ def test_6_serverless_predictions_go_in_chunks_of_at_most_4_mb(
     from cloudserve.serving import load_model
 
     assert pred.outputs == load_model(spec.artifact).predict(rows)
+
+
+# -- 8: tuning runs the training image; grid search stays within 30 categorical values ----------
+
+
+def tuning_spec(tmp_path: Path, **update: Any) -> Any:
+    from cloudserve.testing import ProviderHarness
+
+    base = ProviderHarness().tuning_spec(tmp_path)
+    return base.model_copy(update={"max_trials": 2, **update})
+
+
+def test_8_tuning_uses_the_training_image(fake: FakeSageMaker, tmp_path: Path) -> None:
+    client = client_for(fake)
+    base = tuning_spec(tmp_path)
+    train = base.train.model_copy(update={"framework": "pytorch", "framework_version": "2.1"})
+    job = client.tune(base.model_copy(update={"train": train}))
+    d = fake.client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=job.id
+    )
+    image = d["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"]
+    assert image == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310"
+    sklearn = client.tune(tuning_spec(tmp_path))
+    d = fake.client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=sklearn.id
+    )
+    image = d["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"]
+    assert image.endswith("/sagemaker-scikit-learn:1.2-1-cpu-py3")
+
+
+def test_8_grid_over_40_integers_is_refused_before_any_request(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    from cloudserve.errors import InvalidRequest
+    from cloudserve.specs import IntRange
+
+    client = client_for(fake)
+    spec = tuning_spec(tmp_path, strategy="grid", search_space={"depth": IntRange(low=1, high=40)})
+    with pytest.raises(InvalidRequest, match=r"search_space.depth: .*30 values \(40 here\)"):
+        client.tune(spec)
+    with pytest.raises(InvalidRequest, match="seed"):
+        client.tune(tuning_spec(tmp_path, seed=-5))
+    assert fake.requests() == []

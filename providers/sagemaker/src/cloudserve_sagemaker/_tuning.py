@@ -54,18 +54,27 @@ def validate_tuning(spec: TuningSpec) -> None:
             "Hyperband stops trials by itself; early_stopping must be off with it",
             provider="sagemaker",
         )
+    if spec.seed is not None and spec.seed < 0:
+        raise InvalidRequest(
+            f"seed: SageMaker's RandomSeed is a non-negative integer, not {spec.seed}",
+            provider="sagemaker",
+        )
+    grid = spec.strategy == "grid"
     for name, param in spec.search_space.items():
-        if isinstance(param, IntRange) and param.step != 1:
+        if isinstance(param, IntRange) and (grid or param.step != 1):
             count = (param.high - param.low) // param.step + 1
             if count > MAX_CATEGORICAL:
+                why = "grid search" if grid else "a stepped integer range"
                 raise InvalidRequest(
-                    f"'{name}': a stepped integer range becomes a categorical one, which "
+                    f"search_space.{name}: {why} sends every value as a categorical range, which "
                     f"SageMaker caps at {MAX_CATEGORICAL} values ({count} here)",
                     provider="sagemaker",
                 )
         if isinstance(param, Choice) and len(param.values) > MAX_CATEGORICAL:
             raise InvalidRequest(
-                f"'{name}': at most {MAX_CATEGORICAL} choices", provider="sagemaker"
+                f"search_space.{name}: at most {MAX_CATEGORICAL} choices "
+                f"({len(param.values)} here)",
+                provider="sagemaker",
             )
 
 
