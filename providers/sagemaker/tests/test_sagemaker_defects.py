@@ -148,3 +148,33 @@ def test_8_grid_over_40_integers_is_refused_before_any_request(
     with pytest.raises(InvalidRequest, match="seed"):
         client.tune(tuning_spec(tmp_path, seed=-5))
     assert fake.requests() == []
+
+
+# -- 9: deploy(wait=False) registers autoscaling once the endpoint is in service ----------------
+
+
+def test_9_autoscaling_after_deploy_without_waiting(fake: FakeSageMaker, tmp_path: Path) -> None:
+    client = client_for(fake)
+    aas = fake.client("application-autoscaling")
+    compute = Compute(replicas=1, min_replicas=1, max_replicas=3, autoscale_target=40)
+    fake.state.creating_polls = 3
+    ep = client.deploy(model(tmp_path), "churn", compute, wait=False)
+    assert ep.status.value == "CREATING"
+    assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    # Another process (a fresh provider) polls the endpoint until it is up.
+    other = client_for(fake)
+    for _ in range(10):
+        if other.get_endpoint("churn").status.value == "READY":
+            break
+    (target,) = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == (
+        "endpoint/churn/variant/v1",
+        1,
+        3,
+    )
+    (policy,) = aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 40
+    variant = other.get_endpoint("churn").variants[0]
+    assert (variant.min_replicas, variant.max_replicas) == (1, 3)
+    client.delete_endpoint("churn")
+    assert fake.leftovers() == []

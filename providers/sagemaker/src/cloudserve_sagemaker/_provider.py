@@ -64,6 +64,7 @@ STATES: dict[str, EndpointStatus] = {
     "OutOfService": EndpointStatus.FAILED,
 }
 ENV_NAME, ENV_VERSION = "CLOUDSERVE_MODEL_NAME", "CLOUDSERVE_MODEL_VERSION"
+PENDING_SCALING_TAG = "cloudserve:pending-scaling"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 # JSON wrapper bytes and headroom below the 6 MB invoke limit.
 PAYLOAD_MARGIN = 16 * 1024
@@ -432,6 +433,10 @@ class SageMakerProvider(Provider):
         try:
             self._apply(spec, want, current, created)
             if not wait:
+                if want.scaling:
+                    # Scaling is registered once the endpoint is in service, by whichever
+                    # process next reads it (get_endpoint), from this tag.
+                    self._mark_pending_scaling(spec.endpoint, want.scaling)
                 return self.get_endpoint(spec.endpoint)
             self._await_config(spec.endpoint, want.config, timeout, progress)
             if current is not None:
@@ -613,8 +618,37 @@ class SageMakerProvider(Provider):
         assert current is not None
         return self._endpoint(current)
 
+    def _mark_pending_scaling(self, endpoint: str, steps: list[dict[str, Any]]) -> None:
+        arn = self.sm("describe_endpoint", EndpointName=endpoint)["EndpointArn"]
+        value = " ".join(f"{s['variant']}:{s['min']}:{s['max']}:{s['target']}" for s in steps)
+        self.sm("add_tags", ResourceArn=arn, Tags=[{"Key": PENDING_SCALING_TAG, "Value": value}])
+
+    def _finish_pending_scaling(self, ep: dict[str, Any]) -> None:
+        """Register the scaling a ``deploy(wait=False)`` left for when the endpoint is up."""
+        if ep["EndpointStatus"] != "InService":
+            return
+        found = self.sm("list_tags", ResourceArn=ep["EndpointArn"]).get("Tags", [])
+        value = next((t["Value"] for t in found if t["Key"] == PENDING_SCALING_TAG), None)
+        if not value:
+            return
+        steps = []
+        for item in value.split():
+            variant, lo, hi, target = item.rsplit(":", 3)
+            steps.append(
+                {
+                    "endpoint": ep["EndpointName"],
+                    "variant": variant,
+                    "min": int(lo),
+                    "max": int(hi),
+                    "target": float(target),
+                }
+            )
+        scaling.register(self, ep["EndpointName"], steps, _Created())
+        self.sm("delete_tags", ResourceArn=ep["EndpointArn"], TagKeys=[PENDING_SCALING_TAG])
+
     def _endpoint(self, current: dict[str, Any]) -> Endpoint:
         ep, config = current["endpoint"], current["config"]
+        self._finish_pending_scaling(ep)
         rows = {r["VariantName"]: r for r in config["ProductionVariants"]}
         ranges = scaling.targets(self, ep["EndpointName"], list(rows))
         status = STATES.get(ep["EndpointStatus"], EndpointStatus.UPDATING)
