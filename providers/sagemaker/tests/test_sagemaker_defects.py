@@ -178,3 +178,52 @@ def test_9_autoscaling_after_deploy_without_waiting(fake: FakeSageMaker, tmp_pat
     assert (variant.min_replicas, variant.max_replicas) == (1, 3)
     client.delete_endpoint("churn")
     assert fake.leftovers() == []
+
+
+# -- 11: parameters (predict_proba) reach the model; a CSV header in another order ---------------
+
+
+def named_model(tmp_path: Path) -> tuple[ModelSpec, Any, Any]:
+    """A classifier fitted on named columns; returns (spec, model, the frame it saw)."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from cloudserve.packaging import write_manifest
+
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)) * [1, 10, 100], columns=["a", "b", "c"])
+    y = (frame["a"] + frame["b"] / 10 - frame["c"] / 100 > 0).astype(int)
+    clf = LogisticRegression().fit(frame, y)
+    directory = tmp_path / "named"
+    directory.mkdir()
+    joblib.dump(clf, directory / "model.joblib")
+    write_manifest(directory, framework="sklearn", version="1")
+    spec = ModelSpec(name="named", version="1", artifact=str(directory), framework="sklearn")
+    return spec, clf, frame
+
+
+def test_11_predict_proba_reaches_the_model(fake: FakeSageMaker, tmp_path: Path) -> None:
+    client = client_for(fake)
+    spec, clf, frame = named_model(tmp_path)
+    client.deploy(spec, "named")
+    rows = frame.iloc[:5].values.tolist()
+    got = client.predict("named", rows, parameters={"method": "predict_proba"}).outputs
+    assert [p for row in got for p in row] == pytest.approx(
+        [p for row in clf.predict_proba(frame.iloc[:5]).tolist() for p in row]
+    )
+
+
+def test_11_batch_csv_header_in_another_order(fake: FakeSageMaker, tmp_path: Path) -> None:
+    from cloudserve.testing import ProviderHarness
+
+    client = client_for(fake)
+    spec, clf, frame = named_model(tmp_path)
+    part = frame.iloc[:30]
+    source = tmp_path / "in" / "rows.csv"
+    source.parent.mkdir()
+    part[["c", "a", "b"]].to_csv(source, index=False)  # the header in another order
+    job = client.batch_predict(spec, source, tmp_path / "out")
+    assert job.wait(timeout=60).status.value == "SUCCEEDED"
+    assert ProviderHarness().read_batch_output(str(tmp_path / "out")) == clf.predict(part).tolist()

@@ -59,8 +59,8 @@ class Container:
                 prediction = self.handlers.predict_fn(data, self.model)
                 out, out_type = self.handlers.output_fn(prediction, accept)
             else:
-                instances = _decode(body, content_type)
-                prediction = self.model.predict(instances)
+                instances, parameters = _decode(body, content_type)
+                prediction = self.model.predict(instances, parameters)
                 out, out_type = _encode(prediction, accept)
         except ContainerError:
             raise
@@ -69,12 +69,13 @@ class Container:
         return (out.encode() if isinstance(out, str) else out), out_type
 
 
-def _decode(body: bytes, content_type: str) -> Any:
+def _decode(body: bytes, content_type: str) -> tuple[Any, dict[str, Any]]:
+    """(instances, parameters), as the cloudserve runtime reads the body."""
     from cloudserve import codecs
 
     if codecs.media_type(content_type) == "application/jsonlines":
-        return [json.loads(line) for line in body.splitlines() if line.strip()]
-    return codecs.decode_request(body, content_type or codecs.JSON)[0]
+        return [json.loads(line) for line in body.splitlines() if line.strip()], {}
+    return codecs.decode_request(body, content_type or codecs.JSON)
 
 
 def _encode(prediction: Any, accept: str) -> tuple[bytes, str]:
