@@ -34,19 +34,6 @@ DATASTORE = "azureml://datastores/workspaceblobstore/paths"
 
 
 @pytest.fixture
-def harness(tmp_path: Path):
-    h = AzureMLHarness()
-    h.start(tmp_path)
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-def client(harness: AzureMLHarness) -> Client:
-    return Client(harness.make_provider())
-
-
-@pytest.fixture
 def model(harness: AzureMLHarness, tmp_path: Path) -> ModelSpec:
     """A real scikit-learn model; batch jobs score it through cloudserve's serving runtime."""
     return harness.model_spec(tmp_path)
@@ -164,17 +151,28 @@ def test_rows_the_model_rejects_are_counted_failed(harness, client, tmp_path, mo
     assert bad[1] == "3" and bad[2] == ""
 
 
-def test_failed_files_past_the_error_threshold_fail_the_job(harness, client, tmp_path, model):
+def test_defect_13_a_bad_row_costs_only_itself(harness, client, tmp_path, model):
+    rows = sample_rows(4)
+    path = write_csv(tmp_path / "in.csv", rows)
+    with path.open("a") as fh:
+        fh.write(",".join(["not-a-number"] * len(rows[0])) + "\n")
+    done = client.batch_predict(model, path, tmp_path / "out", error_threshold=0, wait=True)
+    assert (done.rows_total, done.rows_succeeded, done.rows_failed) == (5, 4, 1)
+    written = _predictions(tmp_path / "out" / "predictions.csv")
+    assert [bool(r[3]) for r in sorted(written, key=lambda r: int(r[1]))] == [False] * 4 + [True]
+
+
+def test_unreadable_files_past_the_error_threshold_fail_the_job(harness, tmp_path, model):
+    client = _client(harness, batch_mini_batch_size=1)  # one file per run(): failures isolated
     folder = tmp_path / "in"
     write_csv(folder / "good.csv", sample_rows(4))
-    (folder / "broken.csv").write_text("f0,f1\nnot,numbers\n")
+    (folder / "broken.csv").write_bytes(b"\xff\xfe\x00 not text")
     job = client.batch_predict(model, folder, tmp_path / "out", error_threshold=0)
     with pytest.raises(OperationFailed) as info:
         job.wait(timeout=60)
     assert "errorThreshold 0" in str(info.value)
     tolerant = client.batch_predict(model, folder, tmp_path / "out2", error_threshold=1, wait=True)
-    # the broken file's row is not in predictions.csv but still counted, as failed
-    assert (tolerant.rows_total, tolerant.rows_succeeded, tolerant.rows_failed) == (5, 4, 1)
+    assert (tolerant.rows_total, tolerant.rows_succeeded, tolerant.rows_failed) == (4, 4, 0)
 
 
 def test_get_batch_job_from_another_process(harness, client, tmp_path, model):

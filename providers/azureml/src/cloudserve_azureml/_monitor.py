@@ -82,6 +82,13 @@ def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> Metr
     )
 
 
+def _row(record: Any) -> list[float]:
+    """One captured row: the collector writes a DataFrame's records (column → value, in the
+    frame's column order) under ``"data"``."""
+    values = record.values() if isinstance(record, dict) else record
+    return [float(v) for v in values]
+
+
 def captured_rows(p: AzureMLProvider, endpoint: str, window_s: float) -> list[list[float]]:
     """Feature rows the data collector wrote (``model_inputs``) over the window, oldest first."""
     from azure.storage.blob import ContainerClient
@@ -104,7 +111,7 @@ def captured_rows(p: AzureMLProvider, endpoint: str, window_s: float) -> list[li
             text = container.download_blob(blob.name).readall().decode()
             for line in text.splitlines():
                 if line.strip():
-                    rows.extend([float(x) for x in row] for row in json.loads(line)["data"])
+                    rows.extend(_row(record) for record in json.loads(line)["data"])
         return rows
 
     return p.call(read)
