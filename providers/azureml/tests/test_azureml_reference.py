@@ -197,9 +197,18 @@ def test_generated_environments_resolve_for_their_python(kind, model_dir):
     conda = pkg.conda_file([first, *pins])
     python = conda["dependencies"][0].split("=", 1)[1]
     lines = conda["dependencies"][2]["pip"]
+    dry_run = ["install", "--dry-run", "--quiet", "--ignore-installed", "--report", "-"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed"]
-        + ["--report", "-", "--python-version", python, "--only-binary=:all:", *lines],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            *dry_run,
+            "--python-version",
+            python,
+            "--only-binary=:all:",
+            *lines,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
