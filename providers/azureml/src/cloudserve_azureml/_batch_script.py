@@ -38,13 +38,10 @@ def model_path(root):
 def init():
     global _model, _feature_names
     path = model_path(os.environ["AZUREML_MODEL_DIR"])
-    manifest = {}
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "cloudserve.json")):
-        manifest = handler.read_manifest(path) or {}
-    signature = manifest.get("signature") or {}
-    _feature_names = manifest.get("feature_names") or signature.get("feature_names")
+    manifest = handler.read_manifest(path)
     framework = manifest.get("framework") or os.environ.get("CLOUDSERVE_FRAMEWORK") or None
     _model = handler.load_model(handler.find_model_file(path), framework)
+    _feature_names = handler.model_feature_names(_model, manifest)
 
 
 def run(mini_batch):
@@ -81,15 +78,15 @@ def split_records(path):
 
 
 def _is_header(rows):
-    first = next(csv.reader([rows[0]]))
-    if _feature_names:
-        return set(first) == set(_feature_names)
-    if any(_is_number(v) for v in first):
-        return False
-    # every value of the first row is text: a header unless the next row is all text as well
-    if len(rows) < 2:
-        return False
-    return any(_is_number(v) for v in next(csv.reader([rows[1]])))
+    """Whether the first line is a header, judged by the handler itself: decoding it with one
+    readable data line gives one row when it is."""
+    for other in rows[1:50]:
+        try:
+            decoded, _ = handler.decode("\n".join([rows[0], other]).encode(), CSV, _feature_names)
+        except ValueError:
+            continue
+        return len(decoded) == 1
+    return False
 
 
 def _body(header, records, kind):
@@ -124,11 +121,3 @@ def _line(name, row, pred, err):
     value = "" if err else json.dumps(pred.tolist() if hasattr(pred, "tolist") else pred)
     csv.writer(buf, lineterminator="").writerow([name, row, value, err])
     return buf.getvalue()
-
-
-def _is_number(value):
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudserve.errors import (
-    AlreadyExists,
-    AuthError,
-    ErrorTable,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Throttled,
-)
+from cloudserve.errors import AuthError, ErrorTable, InvalidRequest, ServiceUnavailable
 
-__all__ = ["ERROR_TABLE", "ScoringError"]
+__all__ = ["ERROR_TABLE", "HTTP_OVERRIDES", "ScoringError"]
 
 
 # Azure answers 424 ("Model Error") when the scoring container answers non-200, with the
@@ -95,26 +86,19 @@ def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] |
     return None
 
 
+# Azure ML answers 424 (Failed Dependency) when the deployment's own scoring container failed.
+# A 424 that carries the container's status is translated by that status (see _extract: a 400
+# from the scoring script is the caller's fault); a bare one means the container failed its
+# probes or crashed. 408 is the model running past request_timeout_ms. Other statuses mean
+# what the core's table says.
+HTTP_OVERRIDES = {408: ServiceUnavailable, 424: ServiceUnavailable}
+
 ERROR_TABLE = ErrorTable(
     {
-        400: InvalidRequest,
-        401: AuthError,
-        403: AuthError,
-        404: NotFound,
-        409: AlreadyExists,
-        413: PayloadTooLarge,
-        408: ServiceUnavailable,
-        422: InvalidRequest,
-        # a 424 whose container status is unknown: the container failed its probes or crashed
-        424: ServiceUnavailable,
-        429: Throttled,
-        500: ServiceUnavailable,
-        502: ServiceUnavailable,
-        503: ServiceUnavailable,
-        504: ServiceUnavailable,
         "ClientAuthenticationError": AuthError,
         "ServiceRequestError": ServiceUnavailable,
         "ValidationException": InvalidRequest,
     },
     extract=_extract,
+    http_overrides=HTTP_OVERRIDES,
 )

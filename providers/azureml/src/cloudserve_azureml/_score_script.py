@@ -40,20 +40,13 @@ def model_path(root):
     return root
 
 
-def _manifest(path):
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "cloudserve.json")):
-        return handler.read_manifest(path) or {}
-    return {}
-
-
 def init():
     global _model, _feature_names, _collectors
     path = model_path(os.environ["AZUREML_MODEL_DIR"])
-    manifest = _manifest(path)
+    manifest = handler.read_manifest(path)
     framework = manifest.get("framework") or os.environ.get("CLOUDSERVE_FRAMEWORK") or None
-    signature = manifest.get("signature") or {}
-    _feature_names = manifest.get("feature_names") or signature.get("feature_names")
     _model = handler.load_model(handler.find_model_file(path), framework)
+    _feature_names = handler.model_feature_names(_model, manifest)
     if os.environ.get("CLOUDSERVE_DATA_CAPTURE"):
         from azureml.ai.monitoring import Collector
 
