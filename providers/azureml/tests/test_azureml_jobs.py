@@ -265,6 +265,7 @@ def test_sweep_space_limits_sampling_policy_and_real_metrics(harness, client, tm
     policy = stored["earlyTermination"]
     assert policy["policyType"] == "Bandit" and policy["slackFactor"] == 0.1
     assert stored["objective"] == {"goal": "maximize", "primaryMetric": "val_score"}
+    assert stored["experimentName"] == "cloudserve-tuning", "defect 14: the sweep keeps it"
     assert stored["trial"]["command"].startswith("python cloudserve_trial.py train.py --lr ")
     assert "/codes/" in stored["trial"]["codeId"]
 
@@ -437,3 +438,82 @@ def test_a_failed_batch_deployment_is_removed_and_the_next_job_recreates_it(
     assert done.status is JobStatus.SUCCEEDED
     (dep,) = harness.fake.batch_deployments("csb-cs-conf")
     assert dep["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_defect_12_the_trial_wrapper_runs_where_mlflow_is_absent(tmp_path):
+    """Azure sets MLFLOW_TRACKING_URI in every job; an environment without mlflow must still
+    run the trial (``python -S``: no site-packages, so no mlflow, only the standard library)."""
+    import subprocess
+    import sys
+
+    from cloudserve_azureml import _packaging as pkg
+
+    (tmp_path / "cloudserve_trial.py").write_text(pkg.trial_wrapper())
+    (tmp_path / "train.py").write_text("print('val_score=0.75')\n")
+    env = {
+        "MLFLOW_TRACKING_URI": "azureml://eastus.api.azureml.ms/mlflow/v1.0/x",
+        "CLOUDSERVE_METRIC": "val_score",
+        "CLOUDSERVE_METRIC_REGEX": r"val_score=([0-9.]+)",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-S", "cloudserve_trial.py", "train.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "val_score=0.75" in proc.stdout
+
+
+def test_trial_environment_pins_what_the_training_code_imports(harness, client, tmp_path):
+    import sklearn
+
+    from cloudserve_azureml.testing._images import pip_lines
+
+    script = tmp_path / "code" / "train.py"
+    script.parent.mkdir()
+    script.write_text("import sklearn.linear_model\nimport numpy as np\n" + TRAIN_SCRIPT)
+    spec = TuningSpec(
+        train=TrainSpec(entrypoint=str(script), max_runtime_s=60),
+        search_space={"lr": Uniform(low=0.1, high=0.2)},
+        objective=Objective(metric="val_score"),
+        max_trials=1,
+    )
+    job = client.tune(spec)
+    env_id = harness.fake.job(job.id)["properties"]["trial"]["environmentId"]
+    env = harness.fake.service._asset(env_id)
+    _, lines = pip_lines(env["properties"]["condaFile"])
+    assert f"scikit-learn=={sklearn.__version__}" in lines
+    assert not any(line.lower().startswith("cloudserve") for line in lines)
+
+
+def test_defect_13_csv_with_string_columns_is_scored(harness, client, tmp_path):
+    import joblib
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame(
+        {"plan": ["basic", "pro", "basic", "pro"] * 5, "usage": [float(i) for i in range(20)]}
+    )
+    target = [int(p == "pro") for p in frame["plan"]]
+    pipe = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["plan"]), remainder="passthrough"),
+        LogisticRegression(),
+    ).fit(frame, target)
+    model_dir = tmp_path / "strings"
+    model_dir.mkdir()
+    joblib.dump(pipe, model_dir / "model.joblib")
+    spec = ModelSpec(name="cs-strings", version="1", artifact=str(model_dir), framework="sklearn")
+    data = tmp_path / "in.csv"
+    data.write_text("usage,plan\n3.0,pro\n4.0,basic\nnot-a-number,pro\n")
+    done = client.batch_predict(spec, data, tmp_path / "out", wait=True)
+    assert (done.rows_total, done.rows_succeeded, done.rows_failed) == (3, 2, 1)
+    written = sorted(_predictions(tmp_path / "out" / "predictions.csv"), key=lambda r: int(r[1]))
+    expected = pipe.predict(pd.DataFrame({"plan": ["pro", "basic"], "usage": [3.0, 4.0]}))
+    assert [json.loads(r[2]) for r in written[:2]] == expected.tolist()
