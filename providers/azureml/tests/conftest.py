@@ -10,6 +10,7 @@ from azureml_harness import AzureMLHarness
 
 from cloudserve.client import Client
 
+
 @pytest.fixture
 def harness(tmp_path: Path):
     """A fresh fake workspace per test (the real MLClient talks to it)."""
