@@ -216,3 +216,29 @@ def test_defect_7_captured_lines_hold_records(harness, client, tmp_path):
     inputs = [json.loads(b) for n, b in blobs.items() if "/model_inputs/" in n]
     assert inputs and isinstance(inputs[0]["data"][0], dict), "the documented line format"
     assert client.provider.captured_inputs("cs-cap", 3600) == rows
+
+
+def test_a_changed_spec_waits_for_the_running_operation_instead_of_a_409(harness, client, tmp_path):
+    spec = _model(harness, tmp_path)
+    client.deploy(spec, "cs-busy", wait=False)  # the deployment is still being created
+    client.deploy(spec.model_copy(update={"env": {"CHANGED": "1"}}), "cs-busy")
+    assert harness.fake.traffic("cs-busy") == {"v1-cs": 100}
+    puts = [u for m, u in _arm(harness) if m == "PUT" and "/deployments/" in u]
+    assert len(puts) == 2
+
+
+def test_a_409_is_a_running_operation_not_an_existing_resource():
+    from azure.core.exceptions import HttpResponseError
+
+    from cloudserve_azureml._errors import ERROR_TABLE
+
+    class Answer:
+        status_code = 409
+        reason = "Conflict"
+        headers: dict[str, str] = {}
+
+        def text(self) -> str:
+            return "Conflict of operation, another operation on same entity is already running"
+
+    err = ERROR_TABLE.translate(HttpResponseError(response=Answer()), provider="azureml")
+    assert isinstance(err, ServiceUnavailable) and err.retryable

@@ -517,3 +517,19 @@ def test_defect_13_csv_with_string_columns_is_scored(harness, client, tmp_path):
     written = sorted(_predictions(tmp_path / "out" / "predictions.csv"), key=lambda r: int(r[1]))
     expected = pipe.predict(pd.DataFrame({"plan": ["pro", "basic"], "usage": [3.0, 4.0]}))
     assert [json.loads(r[2]) for r in written[:2]] == expected.tolist()
+
+
+def test_storage_with_shared_keys_disabled_is_read_with_the_entra_credential(tmp_path, model):
+    from cloudserve_azureml.testing import FakeAzureML
+
+    fake = FakeAzureML(workdir=tmp_path / "keyless", shared_key_access=False).start()
+    try:
+        client = Client(AzureMLProvider(fast_config(fake), credential=fake.credential()))
+        rows = sample_rows(3)
+        done = client.batch_predict(model, write_csv(tmp_path / "in.csv", rows), tmp_path / "o")
+        done = done.wait(timeout=60)
+        assert done.status is JobStatus.SUCCEEDED and done.rows_succeeded == 3
+        keyed = [u for m, u in fake.requests_made() if u.lower().endswith("/listsecrets")]
+        assert not keyed, "a keyless datastore is never asked for its secrets"
+    finally:
+        fake.stop()

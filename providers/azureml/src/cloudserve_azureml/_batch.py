@@ -265,7 +265,10 @@ def batch_predict(p: AzureMLProvider, spec: BatchSpec) -> BatchJob:
         if _is_datastore_uri(spec.output)
         else f"azureml://datastores/workspaceblobstore/paths/cloudserve/batch/{job_name}/"
     )
+    # Azure documents properties in the invocation body, but not that it keeps them on the job of
+    # a model deployment: this process also remembers where a local output goes.
     props = {PROP_INPUT: spec.input, PROP_OUTPUT: spec.output}
+    p._batch_outputs[job_name] = spec.output
     # a POST: azure-core never repeats it, and neither does cloudserve (it starts a job)
     job = p._sdk(
         p.ml.batch_endpoints.invoke,
@@ -285,7 +288,7 @@ def get_batch_job(p: AzureMLProvider, job_id: str) -> BatchJob:
     props = dict(job.properties or {})
     status = job_status(job.status)
     out_uri = _output_uri(job)
-    output = props.get(PROP_OUTPUT) or out_uri
+    output = props.get(PROP_OUTPUT) or p._batch_outputs.get(job.name) or out_uri
     counts: dict[str, int | None] = {}
     if status is JobStatus.SUCCEEDED:
         text = _read_output(p, out_uri)
@@ -336,14 +339,7 @@ def _script_version() -> str:
 
 def _read_output(p: AzureMLProvider, uri: str) -> str:
     """``predictions.csv`` under a datastore folder URI, read through the datastore."""
-    from azure.storage.blob import ContainerClient
-
     datastore, _, prefix = uri.split("datastores/", 1)[1].partition("/paths/")
-    store = p._sdk(p.ml.datastores.get, datastore, include_secrets=True)
-    client = ContainerClient(
-        account_url=f"https://{store.account_name}.blob.{store.endpoint}",
-        container_name=store.container_name,
-        credential=getattr(store.credentials, "account_key", None),
-    )
+    client = p._datastore_container(datastore)
     blob = f"{prefix.rstrip('/')}/{OUTPUT_FILE}".lstrip("/")
     return p._sdk(lambda: client.download_blob(blob).readall().decode())

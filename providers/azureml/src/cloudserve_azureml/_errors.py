@@ -91,7 +91,10 @@ def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] |
 # from the scoring script is the caller's fault); a bare one means the container failed its
 # probes or crashed. 408 is the model running past request_timeout_ms. Other statuses mean
 # what the core's table says.
-HTTP_OVERRIDES = {408: ServiceUnavailable, 424: ServiceUnavailable}
+# ARM PUT is idempotent, so a 409 is never "already exists": it is a PUT that arrived while
+# another operation on the same resource runs ("Conflict of operation, another operation on same
+# entity is already running") — safe to repeat once that operation ends.
+HTTP_OVERRIDES = {408: ServiceUnavailable, 409: ServiceUnavailable, 424: ServiceUnavailable}
 
 ERROR_TABLE = ErrorTable(
     {

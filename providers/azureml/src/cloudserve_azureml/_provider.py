@@ -136,6 +136,7 @@ class AzureMLProvider(Provider):
         self._ml: Any = None
         self._arm: Any = None
         self._scoring: dict[str, _ScoringTarget] = {}
+        self._batch_outputs: dict[str, str] = {}  # batch job → the local output it fills
         self._tmp = tempfile.TemporaryDirectory(prefix="cloudserve-azureml-")
 
     # -- SDK plumbing ------------------------------------------------------------------------
@@ -290,6 +291,25 @@ class AzureMLProvider(Provider):
             f"/providers/Microsoft.MachineLearningServices/workspaces/{self.cfg.workspace}"
         )
 
+    def _datastore_container(self, name: str | None = None) -> Any:
+        """A blob ``ContainerClient`` for a datastore (the workspace default when ``name`` is
+        None): with its account key when it has one; with the caller's Microsoft Entra
+        credential when the workspace's storage has shared-key access disabled (the datastore
+        then holds no key, and asking for its secrets fails)."""
+        from azure.storage.blob import ContainerClient
+
+        get = self.ml.datastores.get_default if name is None else self.ml.datastores.get
+        args = () if name is None else (name,)
+        store = self._sdk(get, *args)
+        credential: Any = self.credential
+        if type(store.credentials).__name__ == "AccountKeyConfiguration":
+            credential = self._sdk(get, *args, include_secrets=True).credentials.account_key
+        return ContainerClient(
+            account_url=f"https://{store.account_name}.blob.{store.endpoint}",
+            container_name=store.container_name,
+            credential=credential,
+        )
+
     def _delete_asset(self, asset_id: str) -> None:
         """Delete a model / environment / code version by ARM id (missing is fine)."""
         path = asset_id[asset_id.index("/subscriptions/") :]
@@ -378,6 +398,8 @@ class AzureMLProvider(Provider):
                 created.append(f"endpoint:{spec.endpoint}")  # before the call: it may half-fail
                 self._create_endpoint(spec, steps)
             if previous is None or (previous.tags or {}).get(TAG_HASH) != digest:
+                if previous is not None:  # a PUT while Azure still works on it is a 409
+                    self._await_deployment(spec.endpoint, dep_name, steps, require_ready=False)
                 model_id = self._register(spec.model, owner=spec.endpoint, created=created)
                 if previous is None:  # an in-place update must never delete what it updates
                     created.append(f"deployment:{dep_name}")
@@ -419,8 +441,11 @@ class AzureMLProvider(Provider):
             **steps.lro(f"endpoint {spec.endpoint}", wait=True),
         )
 
-    def _await_deployment(self, endpoint: str, dep_name: str, steps: _Steps) -> None:
-        """Wait until a deployment a previous call started is no longer provisioning."""
+    def _await_deployment(
+        self, endpoint: str, dep_name: str, steps: _Steps, *, require_ready: bool = True
+    ) -> None:
+        """Wait until a deployment a previous call started is no longer provisioning (and,
+        with ``require_ready``, fail unless it succeeded)."""
         dep = self.wait(
             lambda: self._sdk(self.ml.online_deployments.get, dep_name, endpoint),
             is_done=lambda d: (
@@ -432,7 +457,7 @@ class AzureMLProvider(Provider):
             progress=steps.progress,
             status_of=lambda d: str(d.provisioning_state),
         )
-        if _status(dep.provisioning_state) is not EndpointStatus.READY:
+        if require_ready and _status(dep.provisioning_state) is not EndpointStatus.READY:
             raise OperationFailed(
                 f"deployment {dep_name} is {dep.provisioning_state}; deploy again to replace it",
                 provider=self.name,

@@ -65,6 +65,11 @@ class FakeAzureML:
     package index (``pip install --dry-run`` for the conda file's Python, binary wheels only,
     cached) fails as Azure's image build fails (``ImageBuildFailure``).
 
+    ``shared_key_access=False`` is a workspace whose storage account refuses account keys: the
+    default datastore holds no key, asking for its secrets fails, and blob requests signed with
+    a key are refused (403 ``KeyBasedAuthenticationNotPermitted``); bearer tokens and the SAS
+    URIs the service hands out for uploads still work.
+
     ``job_polls`` is how many reads a batch or sweep job answers ``Queued``/``Running`` before it
     does its work: a batch job then runs the deployment's uploaded scoring script over the
     uploaded input and writes ``predictions.csv``; a sweep job runs one wave of trials (the
@@ -75,6 +80,7 @@ class FakeAzureML:
         self,
         *,
         resolve_environments: bool = True,
+        shared_key_access: bool = True,
         subscription_id: str = "00000000-0000-0000-0000-000000000000",
         resource_group: str = "rg-fake",
         workspace: str = "ws-fake",
@@ -101,6 +107,7 @@ class FakeAzureML:
             load_model=load_model,
             job_polls=job_polls,
             resolve_environments=resolve_environments,
+            shared_key_access=shared_key_access,
         )
         self._workdir = Path(workdir) if workdir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None

@@ -123,8 +123,10 @@ class FakeAzureMLService:
         load_model: Callable[[Path], Any] | None = None,
         job_polls: int = 2,
         resolve_environments: bool = True,
+        shared_key_access: bool = True,
     ):
         self.resolve_environments = resolve_environments
+        self.shared_key_access = shared_key_access
         self.subscription_id = subscription_id
         self.resource_group = resource_group
         self.workspace = workspace
@@ -206,7 +208,9 @@ class FakeAzureMLService:
                     "protocol": "https",
                     "isDefault": True,
                     "serviceDataAccessAuthIdentity": "None",
-                    "credentials": {"credentialsType": "AccountKey"},
+                    "credentials": {
+                        "credentialsType": "AccountKey" if self.shared_key_access else "None"
+                    },
                 }
             },
         )
@@ -293,6 +297,10 @@ class FakeAzureMLService:
             if API_HOST.match(url):
                 return self._workspace_api(method, url)
             if BLOB_HOST.match(url):
+                if not self.shared_key_access and headers.get("Authorization", "").startswith(
+                    "SharedKey"
+                ):
+                    return 403, {"x-ms-error-code": "KeyBasedAuthenticationNotPermitted"}, b""
                 return self.blobs.handle(method, url, headers, body)
             if url.startswith(ARM):
                 return self._arm(method, url, headers, body)
@@ -393,6 +401,17 @@ class FakeAzureMLService:
     def _put(self, key: str, payload: dict[str, Any]) -> Response:
         kind = self.kind_of(key)
         existed = self.get(key) is not None
+        busy = [
+            op
+            for op in self.operations.values()
+            if op.key == self.norm(key) and op.status == "InProgress" and op.remaining > 0
+        ]
+        if kind in LRO_KINDS and busy:
+            return arm_error(
+                409,
+                "Conflict",
+                "Conflict of operation, another operation on same entity is already running",
+            )
         check = self._validate_put(kind, key, payload)
         if check is not None:
             return check
@@ -627,6 +646,10 @@ class FakeAzureMLService:
             self.keys[self.norm(key)] = (secrets.token_hex(16), secrets.token_hex(16))
             return 202, {}, b""
         if kind == "datastores" and act == "listsecrets":
+            if not self.shared_key_access:
+                return arm_error(
+                    400, "KeyBasedAuthenticationNotPermitted", "the datastore holds no key"
+                )
             return _json(200, {"secretsType": "AccountKey", "key": "ZmFrZWtleQ=="})
         if kind == "onlineendpoints/deployments" and act == "getlogs":
             return _json(200, {"content": f"fake logs of {key}"})
