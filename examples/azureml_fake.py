@@ -4,8 +4,8 @@ The real azure-ai-ml MLClient talks HTTP to ``cloudserve_azureml.testing.FakeAzu
 fake mounts the model as Azure does and answers requests through the uploaded ``score.py`` (a
 bad request comes back as Azure's 424), resolves the generated environment against the package
 index as Azure's image build would, runs batch jobs through the uploaded batch script and sweep
-trials by running the training script, so every number printed is real. Point the same code at a real workspace by dropping the fake and the
-``credential`` argument.
+trials by running the training script, so every number printed is real. Point the same code
+at a real workspace by dropping the fake and the ``credential`` argument.
 """
 
 from __future__ import annotations
