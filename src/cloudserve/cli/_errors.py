@@ -26,6 +26,7 @@ from cloudserve.errors import (
     CloudServeError,
     ConfigError,
     InvalidRequest,
+    InvalidSpec,
     ProviderNotFound,
     SmokeTestFailed,
 )
@@ -51,6 +52,10 @@ def classify(exc: BaseException, prog: str = "cloudserve") -> tuple[int, str | N
         return USAGE, f"config error: {_one_line(str(exc))}"
     if isinstance(exc, ProviderNotFound):
         return USAGE, f"error: {_one_line(str(exc))}"
+    if isinstance(exc, InvalidSpec):  # chains pydantic's error, which names the field best
+        cause = _innermost_validation(exc)
+        detail = validation_line(cause) if cause is not None else str(exc)
+        return USAGE, f"invalid {exc.spec}: {_one_line(detail)}"
     if isinstance(exc, InvalidRequest) and _before_any_request(exc):
         return USAGE, f"invalid request: {_one_line(str(exc))}"
     if isinstance(exc, CloudServeError):
@@ -83,6 +88,17 @@ def validation_line(exc: ValidationError) -> str:
     shown = f"={value!r}" if isinstance(value, str | int | float) and len(repr(value)) < 60 else ""
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{where}{shown}: {message}{more}"
+
+
+def _innermost_validation(exc: InvalidSpec) -> ValidationError | None:
+    """The pydantic error behind a spec error, through specs nested inside other specs."""
+    cause = exc.__cause__
+    while isinstance(cause, ValidationError):
+        inner = (cause.errors(include_url=False)[0].get("ctx") or {}).get("error")
+        if not (isinstance(inner, InvalidSpec) and isinstance(inner.__cause__, ValidationError)):
+            return cause
+        cause = inner.__cause__
+    return None
 
 
 def _name_pattern() -> str:
