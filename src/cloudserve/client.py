@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloudserve.config import Target, resolve_target
 from cloudserve.errors import InvalidRequest, OperationFailed
@@ -35,6 +35,8 @@ from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec, ModelS
 from cloudserve.waiting import ProgressCallback, wait_for
 
 __all__ = ["Client", "connect", "parse_window"]
+
+S = TypeVar("S", DeploySpec, BatchSpec)
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -121,6 +123,7 @@ class Client:
             model, endpoint, compute, variant, traffic, data_capture, keep_on_failure
         )
         self.provider.require(Capability.DEPLOY)
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         sample = sample_input if sample_input is not None else spec.model.sample_input
         if smoke_test and sample is not None and spec.model.is_local:
@@ -258,6 +261,7 @@ class Client:
                 **options,
             )
         self.provider.require(Capability.BATCH)
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         job = self._bind(
             self.provider.batch_predict(spec, wait=False, timeout=timeout, progress=progress)
@@ -400,11 +404,13 @@ class Client:
 
     def plan(self, spec: DeploySpec) -> Plan:
         """The calls a deploy would make and what it would cost; creates nothing."""
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         calls = self.provider.plan(spec)
         return Plan(
             target=self.target,
             provider=self.provider.name,
+            route=self.provider.route(spec),
             calls=calls,
             estimate=self.estimate(spec),
         )
@@ -448,6 +454,24 @@ def as_rows(instances: Any) -> list[Any]:
     if not instances:
         raise InvalidRequest("instances is empty")
     return list(instances)
+
+
+def with_detected_framework(spec: S) -> S:
+    """``spec`` with its model's framework filled in from a local artifact when not given.
+
+    Detection (``cloudserve.json``, an MLflow ``MLmodel``, else the model file's type) happens
+    once here, so every provider sees the same framework the local backend would detect.
+    """
+    model = spec.model
+    if model.framework is not None or model.image is not None or not model.is_local:
+        return spec
+    from cloudserve.packaging import detect_framework
+
+    assert model.artifact is not None  # is_local
+    if not Path(model.artifact).exists():
+        return spec  # the provider names the missing artifact in its own words
+    framework = detect_framework(model.artifact)
+    return spec.model_copy(update={"model": model.model_copy(update={"framework": framework})})
 
 
 def model_spec_of(version: ModelVersion) -> ModelSpec:

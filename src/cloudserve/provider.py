@@ -341,6 +341,12 @@ class Provider(abc.ABC):
             )
         ]
 
+    def route(self, spec: DeploySpec) -> str:
+        """The packaging route a deploy of ``spec`` takes, as ``plan`` shows it: ``"framework"``
+        (the cloud's prebuilt serving container) or ``"container"`` (the cloudserve runtime
+        image). Providers that choose the route themselves override this."""
+        return "container" if spec.model.image else "framework"
+
     def region(self) -> str | None:
         """The region prices are looked up in (``None`` for providers without one)."""
         return getattr(self.config, "region", None) or getattr(self.config, "location", None)

@@ -372,6 +372,7 @@ class Plan(_Result):
 
     target: str
     provider: str
+    route: str | None = None
     calls: list[PlannedCall]
     estimate: CostEstimate | None = None
     warnings: list[str] = Field(default_factory=list)
