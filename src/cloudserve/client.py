@@ -333,7 +333,8 @@ class Client:
             is_done=lambda j: j.status.is_terminal,
             timeout=timeout,
             description=description,
-            status_of=lambda j: j.status.value,
+            status_of=_job_status,
+            fraction_of=_job_fraction,
             interval=w.poll_interval_s,
             max_interval=w.max_poll_interval_s,
             progress=progress,
@@ -345,6 +346,34 @@ class Client:
                 provider=self.provider.name,
             )
         return final
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """This target's batch and tuning jobs, newest first."""
+        return self._bind(self.provider.list_jobs())
+
+    def get_job(self, job_id: str) -> BatchJob | TuningJob:
+        """A batch or tuning job by its id, whichever it is."""
+        from cloudserve.errors import NotFound
+
+        for capability, get in (
+            (Capability.BATCH, self.provider.get_batch_job),
+            (Capability.TUNE, self.provider.get_tuning_job),
+        ):
+            if self.provider.supports(capability):
+                try:
+                    return self._bind(get(job_id))
+                except NotFound:
+                    continue
+        raise NotFound(f"no batch or tuning job {job_id}", provider=self.provider.name)
+
+    def cancel_job(self, job_id: str) -> BatchJob | TuningJob:
+        """Stop a running batch or tuning job; returns its state afterwards."""
+        self.provider.cancel_job(job_id)
+        return self.get_job(job_id)
+
+    def logs(self, endpoint: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's server logs."""
+        return self.provider.endpoint_logs(endpoint, tail=tail)
 
     # -- monitoring -------------------------------------------------------------------------
 
@@ -454,6 +483,28 @@ def as_rows(instances: Any) -> list[Any]:
     if not instances:
         raise InvalidRequest("instances is empty")
     return list(instances)
+
+
+def _rows_done(job: Any) -> int | None:
+    if not isinstance(job, BatchJob) or not job.rows_total:
+        return None
+    return (job.rows_succeeded or 0) + (job.rows_failed or 0)
+
+
+def _job_status(job: BatchJob | TuningJob) -> str:
+    """A job's status for progress lines; a batch job's with its row count."""
+    done = _rows_done(job)
+    if done is None:
+        return job.status.value
+    assert isinstance(job, BatchJob)
+    return f"{job.status.value} · {done:,}/{job.rows_total:,} rows"
+
+
+def _job_fraction(job: BatchJob | TuningJob) -> float | None:
+    done = _rows_done(job)
+    if done is None or not isinstance(job, BatchJob) or not job.rows_total:
+        return None
+    return done / job.rows_total
 
 
 def with_detected_framework(spec: S) -> S:
