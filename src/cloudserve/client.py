@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cloudserve.config import Target, resolve_target
 from cloudserve.errors import InvalidRequest, OperationFailed
@@ -33,6 +33,9 @@ from cloudserve.resources import (
 )
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec, ModelSpec, TuningSpec
 from cloudserve.waiting import ProgressCallback, wait_for
+
+if TYPE_CHECKING:
+    from cloudserve.rollout import Clock, Gates, RolloutReport
 
 __all__ = ["Client", "connect", "parse_window"]
 
@@ -104,11 +107,11 @@ class Client:
         compute: Compute | None = None,
         *,
         variant: str | None = None,
-        traffic: int = 100,
+        traffic: int | None = None,
         data_capture: DataCapture | bool | None = None,
         sample_input: list[Any] | None = None,
         smoke_test: bool = True,
-        keep_on_failure: bool = False,
+        keep_on_failure: bool | None = None,
         wait: bool = True,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
@@ -117,7 +120,9 @@ class Client:
 
         Same spec again: no-op. Changed spec: update. With ``sample_input`` (or the model's
         own ``sample_input``) the artifact is first run locally through the serving runtime; a
-        broken artifact raises SmokeTestFailed before anything is created.
+        broken artifact raises SmokeTestFailed before anything is created. A ``DeploySpec``
+        carries everything: passing it together with ``endpoint``, ``compute``, ``variant``,
+        ``traffic``, ``data_capture`` or ``keep_on_failure`` is an ``InvalidRequest``.
         """
         spec = self._deploy_spec(
             model, endpoint, compute, variant, traffic, data_capture, keep_on_failure
@@ -139,11 +144,20 @@ class Client:
         endpoint: str | None,
         compute: Compute | None,
         variant: str | None,
-        traffic: int,
+        traffic: int | None,
         data_capture: DataCapture | bool | None,
-        keep_on_failure: bool,
+        keep_on_failure: bool | None,
     ) -> DeploySpec:
         if isinstance(model, DeploySpec):
+            reject_overrides(
+                "DeploySpec",
+                endpoint=endpoint,
+                compute=compute,
+                variant=variant,
+                traffic=traffic,
+                data_capture=data_capture,
+                keep_on_failure=keep_on_failure,
+            )
             return model
         if isinstance(model, ModelVersion):
             model = model_spec_of(model)
@@ -153,9 +167,9 @@ class Client:
             endpoint=endpoint or model.name,
             compute=compute or Compute(),
             variant=variant,
-            traffic=traffic,
+            traffic=100 if traffic is None else traffic,
             data_capture=capture,
-            keep_on_failure=keep_on_failure,
+            keep_on_failure=bool(keep_on_failure),
         )
 
     def get_endpoint(self, name: str) -> Endpoint:
@@ -175,6 +189,69 @@ class Client:
         self.provider.require(Capability.TRAFFIC_SPLIT)
         clean = validate_weights(weights)
         return self._bind(self.provider.set_traffic(endpoint, clean))
+
+    # -- progressive delivery ---------------------------------------------------------------
+
+    def rollout(
+        self,
+        model: ModelSpec | ModelVersion,
+        endpoint: str,
+        *,
+        steps: Sequence[int] = (10, 50, 100),
+        bake: str | float = "5m",
+        gates: Gates | None = None,
+        variant: str | None = None,
+        on_fail: Literal["rollback", "hold"] = "rollback",
+        clock: Clock | None = None,
+        progress: Callable[[RolloutReport], None] | None = None,
+    ) -> RolloutReport:
+        """Move ``model`` behind ``endpoint`` step by step, gated by its metrics against the
+        current variant; a failed gate rolls back (see :mod:`cloudserve.rollout`)."""
+        from cloudserve.rollout import Gates, run_rollout, start_report
+
+        if isinstance(model, ModelVersion):
+            model = model_spec_of(model)
+        report = start_report(
+            self,
+            model,
+            endpoint,
+            variant=variant,
+            steps=steps,
+            bake_s=parse_window(bake),
+            gates=gates or Gates(),
+            on_fail=on_fail,
+        )
+        return self._bind(run_rollout(self, report, clock=clock, progress=progress))
+
+    def resume_rollout(
+        self,
+        endpoint: str,
+        *,
+        clock: Clock | None = None,
+        progress: Callable[[RolloutReport], None] | None = None,
+    ) -> RolloutReport:
+        """Continue the rollout recorded on ``endpoint`` (from any process or machine)."""
+        from cloudserve.rollout import load_report, run_rollout
+
+        self.provider.require(Capability.ROLLOUT)
+        report = load_report(self, endpoint)
+        return self._bind(run_rollout(self, report, clock=clock, progress=progress))
+
+    def abort_rollout(self, endpoint: str) -> RolloutReport:
+        """Roll back the rollout in progress on ``endpoint``: all traffic to the current
+        variant, the new variant removed."""
+        from cloudserve.rollout import abort_rollout
+
+        self.provider.require(Capability.ROLLOUT)
+        return self._bind(abort_rollout(self, endpoint))
+
+    def rollout_status(self, endpoint: str) -> RolloutReport | None:
+        """The recorded state of the rollout in progress on ``endpoint``, or ``None``."""
+        from cloudserve.rollout import RolloutReport
+
+        self.provider.require(Capability.ROLLOUT)
+        state = self.provider.get_rollout_state(endpoint)
+        return None if state is None else self._bind(RolloutReport.model_validate(state))
 
     # -- predictions ----------------------------------------------------------------------
 
@@ -245,8 +322,15 @@ class Client:
         progress: ProgressCallback | None = None,
         **options: Any,
     ) -> BatchJob:
-        """Predict every row of ``input`` into ``output``; returns a BatchJob (``.wait()``)."""
+        """Predict every row of ``input`` into ``output``; returns a BatchJob (``.wait()``).
+
+        With ``wait`` the call blocks until the job ends (``timeout`` defaults to the target's
+        ``waits.job_timeout_s``, as ``BatchJob.wait()`` does). A ``BatchSpec`` carries
+        everything: passing it with ``input``, ``output``, ``compute`` or options is an
+        ``InvalidRequest``.
+        """
         if isinstance(model, BatchSpec):
+            reject_overrides("BatchSpec", input=input, output=output, compute=compute, **options)
             spec = model
         else:
             if input is None or output is None:
@@ -263,9 +347,7 @@ class Client:
         self.provider.require(Capability.BATCH)
         spec = with_detected_framework(spec)
         self.provider.validate(spec)
-        job = self._bind(
-            self.provider.batch_predict(spec, wait=False, timeout=timeout, progress=progress)
-        )
+        job = self._bind(self.provider.batch_predict(spec))
         return self.wait_batch(job, timeout=timeout, progress=progress) if wait else job
 
     def get_batch_job(self, job_id: str) -> BatchJob:
@@ -280,12 +362,12 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> BatchJob:
-        """Block until the batch job ends; OperationFailed if it failed."""
+        """Block until the batch job ends; OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s``.
+        """
         return self._wait_job(
-            lambda: self.get_batch_job(job.id),
-            f"batch job {job.id}",
-            timeout or self.provider.config.waits.job_timeout_s,
-            progress,
+            lambda: self.get_batch_job(job.id), f"batch job {job.id}", timeout, progress
         )
 
     # -- tuning -----------------------------------------------------------------------------
@@ -298,10 +380,14 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> TuningJob:
-        """Start a hyperparameter search; returns a TuningJob (``.wait()``, ``.best_trial``)."""
+        """Start a hyperparameter search; returns a TuningJob (``.wait()``, ``.best_trial``).
+
+        With ``wait`` the call blocks until the job ends (``timeout`` defaults to the target's
+        ``waits.job_timeout_s``, as ``TuningJob.wait()`` does).
+        """
         self.provider.require(Capability.TUNE)
         self.provider.validate(spec)
-        job = self._bind(self.provider.tune(spec, wait=False, timeout=timeout, progress=progress))
+        job = self._bind(self.provider.tune(spec))
         return self.wait_tuning(job, timeout=timeout, progress=progress) if wait else job
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
@@ -316,22 +402,26 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> TuningJob:
-        """Block until the tuning job ends; OperationFailed if it failed."""
+        """Block until the tuning job ends; OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s``.
+        """
         return self._wait_job(
-            lambda: self.get_tuning_job(job.id),
-            f"tuning job {job.id}",
-            timeout or self.provider.config.waits.job_timeout_s,
-            progress,
+            lambda: self.get_tuning_job(job.id), f"tuning job {job.id}", timeout, progress
         )
 
     def _wait_job(
-        self, poll: Any, description: str, timeout: float, progress: ProgressCallback | None
+        self,
+        poll: Any,
+        description: str,
+        timeout: float | None,
+        progress: ProgressCallback | None,
     ) -> Any:
         w = self.provider.config.waits
         final = wait_for(
             poll,
             is_done=lambda j: j.status.is_terminal,
-            timeout=timeout,
+            timeout=w.job_timeout_s if timeout is None else timeout,
             description=description,
             status_of=_job_status,
             fraction_of=_job_fraction,
@@ -393,8 +483,11 @@ class Client:
         ks_pvalue_threshold: float = 0.01,
     ) -> DriftReport:
         """Per-feature PSI and KS between ``baseline`` (CSV/Parquet path or array) and the
-        requests the endpoint captured over ``window``; drifted features are flagged."""
+        requests the endpoint captured over ``window``; drifted features are flagged.
+
+        Needs both ``DATA_CAPTURE`` (the captured rows) and ``DRIFT``."""
         self.provider.require(Capability.DATA_CAPTURE)
+        self.provider.require(Capability.DRIFT)
         from cloudserve.monitoring import drift_report
 
         rows = self.provider.captured_inputs(endpoint, parse_window(window))
@@ -455,6 +548,16 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def reject_overrides(kind: str, **overrides: Any) -> None:
+    """Refuse arguments given beside a complete spec (they would be silently dropped)."""
+    given = sorted(name for name, value in overrides.items() if value is not None)
+    if given:
+        raise InvalidRequest(
+            f"a {kind} already says everything; {', '.join(given)} given beside it would be "
+            f"ignored. Put them in the {kind} (spec.model_copy(update=...)) or pass a model"
+        )
 
 
 def validate_weights(weights: Mapping[str, int]) -> dict[str, int]:

@@ -9,7 +9,10 @@ Each target block is validated by its own provider's config class, looked up by 
 by an environment variable ``CLOUDSERVE_<TARGET>__<FIELD>`` (nested fields joined by ``__``;
 lists and mappings written as JSON, other values read as YAML scalars):
 ``CLOUDSERVE_AWS__REGION=eu-west-1``, ``CLOUDSERVE_AWS__RETRY__MAX_ATTEMPTS=3``,
-``CLOUDSERVE_LOCAL__PORT_RANGE="[21400, 21479]"``. ``CLOUDSERVE_TARGET`` picks the default target.
+``CLOUDSERVE_LOCAL__PORT_RANGE="[21400, 21479]"``.
+
+Which target ``connect()`` uses when none is named: ``CLOUDSERVE_TARGET``, else the file's
+``default``, else ``local``.
 
 Errors are :class:`~cloudserve.errors.ConfigError` naming the file, the target and the field;
 secret values never appear in them.
@@ -240,7 +243,7 @@ def resolve_target(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Target:
-    """The target called ``name`` (else the file's default, else ``CLOUDSERVE_TARGET``,
+    """The target called ``name`` (else ``CLOUDSERVE_TARGET``, else the file's ``default``,
     else ``local``), validated."""
     env = os.environ if env is None else env
     tf = load_targets(path, env)

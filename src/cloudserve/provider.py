@@ -20,6 +20,7 @@ from cloudserve.retry import RetryPolicy
 from cloudserve.waiting import ProgressCallback, wait_for
 
 if TYPE_CHECKING:
+    from cloudserve.pricing.refresh import RefreshResult
     from cloudserve.resources import (
         AsyncPrediction,
         BatchJob,
@@ -53,6 +54,7 @@ class Capability(str, Enum):
     REGISTRY = "registry"
     ASYNC_PREDICT = "async_predict"
     PRICING_REFRESH = "pricing_refresh"
+    ROLLOUT = "rollout"  # metric-gated progressive delivery (needs TRAFFIC_SPLIT and METRICS)
 
 
 REQUIRED = frozenset({Capability.DEPLOY, Capability.PREDICT})
@@ -103,6 +105,9 @@ class Provider(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = REQUIRED
     unsupported: ClassVar[Mapping[Capability, str]] = {}
     error_table: ClassVar[ErrorTable | None] = None
+    #: the shortest metrics window that holds data (a cloud's metric period and delay); a
+    #: rollout's bake time below it is refused, since every decision would see nothing
+    min_metrics_window_s: ClassVar[float] = 60.0
 
     def __init__(self, config: ProviderConfig, *, target: str | None = None):
         self.config = config
@@ -188,6 +193,8 @@ class Provider(abc.ABC):
         """Reject spec fields this provider cannot honour, before any request.
 
         The base checks capability-backed fields; providers extend it for their own limits.
+        The Client calls it once per operation, before ``deploy``, ``batch_predict``, ``tune``
+        and ``plan``; those methods receive a validated spec and do not validate it again.
         """
         from cloudserve.specs import DeploySpec
 
@@ -263,6 +270,19 @@ class Provider(abc.ABC):
         """Split traffic across variants (percentages summing to 100)."""
         raise self._missing(Capability.TRAFFIC_SPLIT)
 
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Remove one variant that takes no traffic (weight 0) from the endpoint."""
+        raise self._missing(Capability.TRAFFIC_SPLIT)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The state a rollout recorded with ``endpoint`` (``None``: no rollout in progress)."""
+        raise self._missing(Capability.ROLLOUT)
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record (or, with ``None``, clear) the rollout state with the endpoint itself, so
+        another process or machine can resume it."""
+        raise self._missing(Capability.ROLLOUT)
+
     def predict_async(
         self,
         endpoint: str,
@@ -278,30 +298,19 @@ class Provider(abc.ABC):
         """The state (and, once done, the outputs) of a queued prediction."""
         raise self._missing(Capability.ASYNC_PREDICT)
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
-        """Start a batch prediction job."""
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
+        """Start a batch prediction job and return at once (the Client and ``BatchJob.wait()``
+        wait through :meth:`get_batch_job`). ``spec`` is already validated."""
         raise self._missing(Capability.BATCH)
 
     def get_batch_job(self, job_id: str) -> BatchJob:
         """A batch job's current state."""
         raise self._missing(Capability.BATCH)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
-        """Start a hyperparameter tuning job."""
+    def tune(self, spec: TuningSpec) -> TuningJob:
+        """Start a hyperparameter tuning job and return at once (the Client and
+        ``TuningJob.wait()`` wait through :meth:`get_tuning_job`). ``spec`` is already
+        validated."""
         raise self._missing(Capability.TUNE)
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
@@ -324,8 +333,9 @@ class Provider(abc.ABC):
         """Registered model versions, all or of one model."""
         raise self._missing(Capability.REGISTRY)
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
-        """Current on-demand prices from the cloud's pricing API, as catalog rows."""
+    def refresh_prices(self) -> RefreshResult:
+        """Current on-demand prices from the cloud's pricing API: catalog rows, and what had
+        no usable price (item → reason)."""
         raise self._missing(Capability.PRICING_REFRESH)
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:

@@ -53,7 +53,7 @@ def _root(
     """Deploy, serve, batch-predict, tune and monitor models on any cloud, or locally."""
 
 
-_COMMAND_MODULES = ("core", "jobs", "init", "serve", "cost", "demo")
+_COMMAND_MODULES = ("core", "jobs", "init", "serve", "cost", "demo", "rollout")
 
 for _name in _COMMAND_MODULES:
     _module = f"cloudserve.cli.{_name}"

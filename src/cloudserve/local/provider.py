@@ -26,10 +26,10 @@ import httpx
 
 from cloudserve.errors import (
     CloudServeError,
+    ErrorTable,
     InvalidRequest,
     NotFound,
     OperationFailed,
-    PayloadTooLarge,
     ServiceUnavailable,
     Throttled,
 )
@@ -66,6 +66,25 @@ FAULT_FAIL_OPERATION = "fail_operation"
 FAULT_FAIL_AFTER_CREATE = "fail_after_create"
 
 
+class WorkerAnswer(Exception):
+    """A serving worker's non-200 answer: the local provider's native error."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _extract(exc: BaseException) -> tuple[int, str, float | None] | None:
+    if isinstance(exc, WorkerAnswer):
+        return exc.status, str(exc), exc.retry_after
+    return None
+
+
+# Every worker status means what the core's HTTP table says: no overrides.
+ERROR_TABLE = ErrorTable({}, extract=_extract)
+
+
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
@@ -93,7 +112,9 @@ class LocalProvider(Provider):
 
     name = "local"
     config_cls = LocalConfig
+    error_table = ERROR_TABLE
     capabilities = frozenset(Capability) - {Capability.PRICING_REFRESH}
+    min_metrics_window_s = 1.0  # every request is recorded at once in the state store
     unsupported = {
         Capability.PRICING_REFRESH: (
             "the local provider runs on a machine you already have; it has no price list to refresh"
@@ -283,7 +304,6 @@ class LocalProvider(Provider):
         With ``wait=False`` the deploy continues in a background thread of this process and
         the endpoint is returned in CREATING/UPDATING state.
         """
-        self.validate(spec)
         self.call(self._check_faults)
         if wait:
             self._deploy(spec, timeout)
@@ -675,6 +695,45 @@ class LocalProvider(Provider):
         self._service(apply)
         return self.get_endpoint(endpoint)
 
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Stop a variant that takes no traffic and remove it from the endpoint."""
+        row = self.db.one(
+            "SELECT weight FROM variants WHERE endpoint = ? AND name = ?", (endpoint, variant)
+        )
+        if row is None:
+            self.get_endpoint(endpoint)  # NotFound for a missing endpoint
+            return self.get_endpoint(endpoint)  # a missing variant is already gone
+        if row["weight"] > 0:
+            raise InvalidRequest(
+                f"variant {variant} still takes {row['weight']}% of {endpoint}'s traffic;"
+                " set_traffic it to 0 first",
+                provider=self.name,
+            )
+        where = ("endpoint = ? AND variant = ?", (endpoint, variant))
+        refs = [ref for _, ref in self._worker_refs(*where)]
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM workers WHERE endpoint = ? AND variant = ?", where[1])
+            tx.execute("DELETE FROM variants WHERE endpoint = ? AND name = ?", where[1])
+            tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), endpoint))
+        supervisor.stop_all(refs, grace_s=10)
+        return self.get_endpoint(endpoint)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The rollout recorded in the state store with ``endpoint``."""
+        row = self.db.one("SELECT state FROM rollouts WHERE endpoint = ?", (endpoint,))
+        return None if row is None else loads(row["state"])
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record the rollout with the endpoint (``None`` clears it)."""
+        with self.db.tx() as tx:
+            if state is None:
+                tx.execute("DELETE FROM rollouts WHERE endpoint = ?", (endpoint,))
+            else:
+                tx.execute(
+                    "INSERT OR REPLACE INTO rollouts(endpoint, state, updated_at) VALUES (?, ?, ?)",
+                    (endpoint, dumps(state), now()),
+                )
+
     def delete_endpoint(self, name: str, *, wait: bool = True) -> None:
         """Stop the endpoint's processes and remove its state; a missing endpoint is fine."""
         self.call(self._check_faults)
@@ -685,7 +744,14 @@ class LocalProvider(Provider):
         if row["agent_pid"]:
             refs.append(ProcessRef(row["agent_pid"], row["agent_ctime"]))
         with self.db.tx() as tx:
-            for table in ("workers", "variants", "async_requests", "invocations", "captures"):
+            for table in (
+                "workers",
+                "variants",
+                "async_requests",
+                "invocations",
+                "captures",
+                "rollouts",
+            ):
                 tx.execute(f"DELETE FROM {table} WHERE endpoint = ?", (name,))
             tx.execute("DELETE FROM endpoints WHERE name = ?", (name,))
         supervisor.stop_all(refs, grace_s=10 if wait else 2)
@@ -857,16 +923,14 @@ class LocalProvider(Provider):
                     f"worker answered {len(outputs)} outputs for {n_rows} rows", provider=self.name
                 )
             return outputs
-        message = _error_message(response)
-        if status == 413:
-            raise PayloadTooLarge(message, provider=self.name, code=str(status))
-        if status == 429:
-            raise Throttled(message, provider=self.name, code=str(status))
-        if status >= 500:
-            raise ServiceUnavailable(message, provider=self.name, code=str(status))
-        if status == 404:
-            raise NotFound(message, provider=self.name, code=str(status))
-        raise InvalidRequest(message, provider=self.name, code=str(status))
+        retry_after = response.headers.get("retry-after")
+        raise self.translate(
+            WorkerAnswer(
+                status,
+                _error_message(response),
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        )
 
     # -- async ----------------------------------------------------------------------------------
 
@@ -959,14 +1023,7 @@ class LocalProvider(Provider):
 
     # -- batch and tuning -------------------------------------------------------------------
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
         """Start (or resume) a streamed batch job in a runner process.
 
         The same spec as an unfinished job whose runner died resumes that job from its last
@@ -974,7 +1031,6 @@ class LocalProvider(Provider):
         """
         from cloudserve.local import batch
 
-        self.validate(spec)
         self.call(self._check_faults)
         job_id = batch.submit(self.db, self.config, spec)
         return self.get_batch_job(job_id)
@@ -1033,18 +1089,10 @@ class LocalProvider(Provider):
             return
         raise NotFound(f"no batch or tuning job {job_id}", provider=self.name)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
+    def tune(self, spec: TuningSpec) -> TuningJob:
         """Start an Optuna search in a runner process; trials run the training subprocess."""
         from cloudserve.local import tuning
 
-        self.validate(spec)
         self.call(self._check_faults)
         return self.get_tuning_job(tuning.submit(self.db, self.config, spec))
 
@@ -1100,7 +1148,6 @@ class LocalProvider(Provider):
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """What ``deploy(spec)`` would do on this machine, doing none of it."""
-        self.validate(spec)
         workers = _initial_workers(spec)
         calls = [
             PlannedCall(

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from cloudserve.errors import (
-    AlreadyExists,
-    AuthError,
-    ErrorTable,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Throttled,
-)
+from cloudserve.errors import Aborted, AlreadyExists, AuthError, ErrorTable, ServiceUnavailable
 
-__all__ = ["ERROR_TABLE"]
+__all__ = ["ERROR_TABLE", "HTTP_OVERRIDES"]
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -25,11 +16,22 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _google_status(exc: BaseException) -> str | None:
+    """The ``error.status`` (``"ALREADY_EXISTS"``, ``"ABORTED"`` …) of a REST error answer."""
+    response = getattr(exc, "response", None)
+    try:
+        return str(response.json()["error"]["status"])  # type: ignore[union-attr]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] | None:
     """``(HTTP status or error name, message, Retry-After)`` of a google-api-core error."""
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
+    if isinstance(exc, gexc.AlreadyExists) or _google_status(exc) == "ALREADY_EXISTS":
+        return "AlreadyExists", exc.message or str(exc), None  # type: ignore[attr-defined]
     if isinstance(exc, gexc.GoogleAPICallError):
         code = exc.code if isinstance(exc.code, int) else None
         return code or type(exc).__name__, exc.message or str(exc), _retry_after(exc)
@@ -44,23 +46,17 @@ def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] |
     return None
 
 
+# Vertex answers 409 for ABORTED (a concurrent change to the same resource, safe to retry)
+# as well as for ALREADY_EXISTS, which ``_extract`` names by its own code.
+HTTP_OVERRIDES = {409: Aborted}
+
 ERROR_TABLE = ErrorTable(
     {
-        400: InvalidRequest,
-        401: AuthError,
-        403: AuthError,
-        404: NotFound,
-        409: AlreadyExists,
-        412: InvalidRequest,
-        413: PayloadTooLarge,
-        429: Throttled,
-        500: ServiceUnavailable,
-        502: ServiceUnavailable,
-        503: ServiceUnavailable,
-        504: ServiceUnavailable,
+        "AlreadyExists": AlreadyExists,
         "GoogleAuthError": AuthError,
         "RetryError": ServiceUnavailable,
         "ConnectionError": ServiceUnavailable,
     },
     extract=_extract,
+    http_overrides=HTTP_OVERRIDES,
 )

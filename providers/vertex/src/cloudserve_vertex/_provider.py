@@ -22,6 +22,7 @@ from cloudserve.errors import (
     NotFound,
     OperationFailed,
 )
+from cloudserve.pricing.refresh import RefreshResult
 from cloudserve.provider import Capability, Provider
 from cloudserve.resources import (
     BatchJob,
@@ -103,6 +104,11 @@ class VertexProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.ROLLOUT: (
+            "the rollout state is not yet recorded with Vertex AI endpoints (labels hold 63"
+            " characters) and a deployed model is not yet undeployed on its own; roll out on the"
+            " local backend for now"
+        ),
         Capability.SERVERLESS: "Vertex AI online endpoints always run at least one dedicated "
         "replica; the v1 API has no scale-to-zero serverless inference",
         Capability.ASYNC_PREDICT: "Vertex AI has no queued online prediction; use batch "
@@ -119,8 +125,6 @@ class VertexProvider(Provider):
         self._version_cache: dict[str, dict[str, Any]] = {}
         # Local output paths of batch jobs started by this instance (job id → path).
         self._batch_outputs: dict[str, str] = {}
-        # What the last refresh_prices() found no price for ("name purpose" → reason).
-        self.missing_prices: dict[str, str] = {}
 
     # -- clients (lazy: import cloudserve_vertex does not import google.*) ----------------------
 
@@ -565,7 +569,6 @@ class VertexProvider(Provider):
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> Endpoint:
-        self.validate(spec)
         ep = self._get(spec.endpoint)
         if ep is not None and self._same(ep, spec):
             return self._to_endpoint(ep)
@@ -876,18 +879,10 @@ class VertexProvider(Provider):
         self.call(blob.upload_from_filename, str(path))
         return f"gs://{self.config.bucket}/{name}"
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
         from google.cloud import aiplatform_v1 as v1
 
-        self.validate(spec)
-        ref = self._upload(spec.model, "batch", None, [], progress)
+        ref = self._upload(spec.model, "batch", None, [], None)
         source = self._stage_input(spec)
         local_out = not spec.output.startswith("gs://")
         out_prefix = (
@@ -1000,17 +995,9 @@ class VertexProvider(Provider):
             "algorithm": _STRATEGIES[spec.strategy],
         }
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
+    def tune(self, spec: TuningSpec) -> TuningJob:
         from google.cloud import aiplatform_v1 as v1
 
-        self.validate(spec)
         package = pkg.trainer_package(spec.train, spec.objective.metric, spec.objective.pattern)
         name = f"{self.config.staging_prefix}/training/{int(time.time() * 1000)}/trainer.tar.gz"
         blob = self._client("storage").bucket(self.config.bucket).blob(name)
@@ -1152,12 +1139,12 @@ class VertexProvider(Provider):
 
     # -- pricing -------------------------------------------------------------------------------
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
+    def refresh_prices(self) -> RefreshResult:
         """On-demand prices in the target's location from the Cloud Billing Catalog API:
         machine types (vCPU and RAM SKUs combined, see ``_pricing``) for hosting, batch and
         training, and GPU add-ons as their own ``accelerator`` rows.
 
-        What has no usable SKU gets no row; it is kept in ``missing_prices``
+        What has no usable SKU gets no row; it is reported in the result's ``missing``
         (``"n1-standard-4 training"`` → reason) and named in a ``MissingPricesWarning``.
         """
         from cloudserve.pricing.refresh import instance_shapes, warn_missing
@@ -1168,9 +1155,8 @@ class VertexProvider(Provider):
         catalog = pricing.BillingCatalog(pricing.authorised_get(self._session, self.call), host)
         shapes = instance_shapes("vertex", pricing.KINDS)
         result = catalog.refresh(self.config.location, shapes, pricing.addon_accelerators())
-        self.missing_prices = result.missing
         warn_missing(self.name, self.config.location, result.missing)
-        return result.rows
+        return result
 
     def metrics(self, endpoint: str, window_s: float) -> MetricsReport:
         ep = self.get_endpoint(endpoint)
