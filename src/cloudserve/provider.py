@@ -351,6 +351,32 @@ class Provider(abc.ABC):
             )
         ]
 
+    # -- jobs and logs: optional, without a capability of their own -----------------------------
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """This target's batch and tuning jobs, newest first."""
+        raise UnsupportedOperation(
+            "listing jobs", f"the {self.name} provider does not list jobs", provider=self.name
+        )
+
+    def cancel_job(self, job_id: str) -> None:
+        """Stop a running batch or tuning job; one that already ended is left as it is."""
+        raise UnsupportedOperation(
+            "cancelling jobs", f"the {self.name} provider cannot cancel jobs", provider=self.name
+        )
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's server logs, oldest first."""
+        raise UnsupportedOperation(
+            "endpoint logs", f"the {self.name} provider does not fetch logs", provider=self.name
+        )
+
+    def route(self, spec: DeploySpec) -> str:
+        """The packaging route a deploy of ``spec`` takes, as ``plan`` shows it: ``"framework"``
+        (the cloud's prebuilt serving container) or ``"container"`` (the cloudserve runtime
+        image). Providers that choose the route themselves override this."""
+        return "container" if spec.model.image else "framework"
+
     def region(self) -> str | None:
         """The region prices are looked up in (``None`` for providers without one)."""
         return getattr(self.config, "region", None) or getattr(self.config, "location", None)

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
@@ -86,6 +87,25 @@ class _Result(BaseModel):
             raise RuntimeError(f"this {type(self).__name__} is not bound to a client")
         return self._client
 
+    def _repr_html_(self) -> str:
+        """A table of the fields, for notebooks (Jupyter calls this to display a result)."""
+        from html import escape
+
+        rows = []
+        for name, value in self.model_dump(mode="json").items():
+            shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+            if len(shown) > 300:
+                shown = shown[:300] + "…"
+            rows.append(
+                f"<tr><th style='text-align:left'>{escape(name)}</th>"
+                f"<td style='text-align:left'>{escape(shown)}</td></tr>"
+            )
+        return (
+            f"<table><caption style='text-align:left'><b>{type(self).__name__}</b></caption>"
+            + "".join(rows)
+            + "</table>"
+        )
+
 
 class Variant(_Result):
     """One model version deployed behind an endpoint, with its share of traffic (0–100)."""
@@ -131,9 +151,18 @@ class Endpoint(_Result):
         """Predict through the client this endpoint came from."""
         return self._bound().predict(self.name, instances, **kwargs)
 
+    def predict_proba(self, instances: Any, **kwargs: Any) -> Prediction:
+        """Class probabilities: the model's ``predict_proba`` (one list per row)."""
+        parameters = {**(kwargs.pop("parameters", None) or {}), "method": "predict_proba"}
+        return self._bound().predict(self.name, instances, parameters=parameters, **kwargs)
+
     def refresh(self) -> Endpoint:
         """A fresh copy of this endpoint's state."""
         return self._bound().get_endpoint(self.name)
+
+    def delete(self) -> None:
+        """Delete this endpoint and what cloudserve created for it (idempotent)."""
+        self._bound().delete_endpoint(self.name)
 
 
 class ModelVersion(_Result):
@@ -378,6 +407,7 @@ class Plan(_Result):
 
     target: str
     provider: str
+    route: str | None = None
     calls: list[PlannedCall]
     estimate: CostEstimate | None = None
     warnings: list[str] = Field(default_factory=list)

@@ -1,5 +1,5 @@
-"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, describe, delete,
-targets, capabilities."""
+"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, describe, logs,
+delete, targets, capabilities."""
 
 from __future__ import annotations
 
@@ -410,6 +410,23 @@ def describe(
             console.print(f"{label}: {escape(str(value))}")
 
 
+def logs(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    tail: Annotated[int, typer.Option(min=1, help="How many of the last lines.")] = 100,
+    target: TargetOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The last lines of an endpoint's server logs."""
+    with _client(target, config) as client:
+        lines = client.logs(endpoint, tail=tail)
+    if json:
+        print_json({"endpoint": endpoint, "lines": lines})
+        return
+    for line in lines:
+        print(line)
+
+
 def delete(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     target: TargetOpt = None,
@@ -539,6 +556,7 @@ def register(app: typer.Typer) -> None:
         traffic,
         endpoints,
         describe,
+        logs,
         delete,
         targets,
         capabilities,

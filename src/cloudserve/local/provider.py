@@ -1036,6 +1036,27 @@ class LocalProvider(Provider):
 
         return self._service(batch.read_job, self.db, job_id)
 
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """Every batch and tuning job in the state, newest first."""
+        rows = self.db.all(
+            "SELECT id, 'batch' AS kind, created_at FROM batch_jobs UNION ALL "
+            "SELECT id, 'tuning' AS kind, created_at FROM tuning_jobs ORDER BY created_at DESC"
+        )
+        return [
+            self.get_batch_job(r["id"]) if r["kind"] == "batch" else self.get_tuning_job(r["id"])
+            for r in rows
+        ]
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's worker and agent logs, each line prefixed
+        with its file."""
+        self.get_endpoint(name)  # NotFound for a missing endpoint
+        lines: list[str] = []
+        for log in sorted(self._endpoint_dir(name).rglob("*.log")):
+            text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines += [f"{log.name}: {line}" for line in text[-tail:]]
+        return lines[-tail:]
+
     def cancel_job(self, job_id: str) -> None:
         """Stop a batch or tuning job (its runner, workers and trials) and mark it CANCELLED.
 
