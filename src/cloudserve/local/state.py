@@ -8,6 +8,7 @@ instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -67,11 +68,18 @@ CREATE TABLE IF NOT EXISTS trials(
     job TEXT NOT NULL, number INTEGER NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
     value REAL, intermediate TEXT NOT NULL DEFAULT '[]', artifact TEXT, log TEXT,
     message TEXT, PRIMARY KEY(job, number));
+CREATE TABLE IF NOT EXISTS shadow_pairs(
+    endpoint TEXT NOT NULL, request_id TEXT NOT NULL, ts REAL NOT NULL, pair TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS shadow_pairs_by_time ON shadow_pairs(endpoint, ts);
 CREATE TABLE IF NOT EXISTS rollouts(
     endpoint TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
     message TEXT);
 """
+
+
+#: (table, column, declaration) added to the schema after its first release
+_ADDED_COLUMNS = (("variants", "shadow", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 def dumps(value: Any) -> str:
@@ -96,6 +104,16 @@ class StateDB:
         state_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)  # executescript commits by itself
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns added after a state directory was first made (ALTER TABLE, once)."""
+        conn = self._conn()
+        for table, column, decl in _ADDED_COLUMNS:
+            have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process won
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
