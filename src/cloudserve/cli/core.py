@@ -121,8 +121,15 @@ def deploy(
     max_replicas: Annotated[int | None, typer.Option(min=1)] = None,
     variant: Annotated[str | None, typer.Option(help="Variant name (default: v<version>).")] = None,
     traffic: Annotated[
-        int, typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary.")
-    ] = 100,
+        int | None,
+        typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary."),
+    ] = None,
+    shadow: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=100, help="Deploy as a shadow: this percent of requests mirrored to it."
+        ),
+    ] = None,
     capture: Annotated[
         bool, typer.Option(help="Capture requests for monitoring and drift.")
     ] = False,
@@ -157,6 +164,7 @@ def deploy(
             compute,
             variant=variant,
             traffic=traffic,
+            shadow=shadow,
             data_capture=DataCapture() if capture else None,
             sample_input=sample_rows,
             wait=wait,

@@ -8,6 +8,7 @@ instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -69,6 +70,9 @@ CREATE TABLE IF NOT EXISTS trials(
     job TEXT NOT NULL, number INTEGER NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
     value REAL, intermediate TEXT NOT NULL DEFAULT '[]', artifact TEXT, log TEXT,
     message TEXT, PRIMARY KEY(job, number));
+CREATE TABLE IF NOT EXISTS shadow_pairs(
+    endpoint TEXT NOT NULL, request_id TEXT NOT NULL, ts REAL NOT NULL, pair TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS shadow_pairs_by_time ON shadow_pairs(endpoint, ts);
 CREATE TABLE IF NOT EXISTS rollouts(
     endpoint TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
@@ -84,6 +88,7 @@ ADDED_COLUMNS = (
     ("batch_chunks", "last_row", "INTEGER"),
     ("batch_chunks", "out_sha256", "TEXT"),
     ("batch_chunks", "err_sha256", "TEXT"),
+    ("variants", "shadow", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -108,12 +113,17 @@ class StateDB:
         self.path = state_dir / "state.db"
         state_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._conn().executescript(SCHEMA)  # executescript commits by itself
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns added after a state directory was first made (ALTER TABLE, once)."""
         conn = self._conn()
-        conn.executescript(SCHEMA)  # executescript commits by itself
-        for table, column, kind in ADDED_COLUMNS:
+        for table, column, decl in ADDED_COLUMNS:
             have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
             if column not in have:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                with contextlib.suppress(sqlite3.OperationalError):  # another process won
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

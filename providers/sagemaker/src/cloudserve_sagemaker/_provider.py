@@ -126,6 +126,10 @@ class SageMakerProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.SHADOW: (
+            "not yet: SageMaker's ShadowProductionVariants (one production and one shadow"
+            " variant) are not mapped yet"
+        ),
         Capability.ROLLOUT: (
             "the rollout state is not yet recorded with SageMaker endpoints (AddTags) and a"
             " single production variant is not yet removed on its own; roll out on the local"
