@@ -71,9 +71,14 @@ def test_deploy_state(fake: FakeVertex, client: Client, tmp_path: Path) -> None:
     assert fake.traffic("ep") == {"v1": 100}
     [version] = fake.model_versions("churn")
     assert version["labels"]["managed-by"] == "cloudserve"
-    assert version["containerSpec"]["imageUri"].endswith(
-        "/vertex-ai/prediction/sklearn-cpu.1-5:latest"
-    )
+    # a model pickled by today's scikit-learn (newer than any prebuilt container's) takes the
+    # container route: the runtime image, told its port and routes; Vertex sets AIP_STORAGE_URI
+    assert version["labels"]["cloudserve-route"] == "container"
+    spec = version["containerSpec"]
+    assert spec["imageUri"] == client.provider.config.serving_image
+    assert spec["ports"] == [{"containerPort": 8080}]
+    assert (spec["predictRoute"], spec["healthRoute"]) == ("/predict", "/health")
+    assert version["artifactUri"] == f"{fake.staging_bucket}/cloudserve/models/churn/1"
     staged = fake.objects(fake.staging_bucket, "cloudserve/models/churn/1/")
     assert "cloudserve/models/churn/1/model.joblib" in staged
     assert any(path.startswith("/ui/") for _, path in _paths(fake)), "LROs are polled at /ui/"
@@ -191,8 +196,9 @@ def test_batch_job_config_and_output(fake: FakeVertex, client: Client, tmp_path:
     assert stored["manualBatchTuningParameters"]["batchSize"] == 8
     done = job.wait(timeout=60)
     assert done.status is JobStatus.SUCCEEDED and done.rows_total == 30
-    lines = (tmp_path / "out" / "predictions_00001.jsonl").read_text().splitlines()
+    lines = (tmp_path / "out" / "prediction.results-00000-of-00001").read_text().splitlines()
     assert [orjson.loads(x)["instance"] for x in lines] == rows
+    assert (tmp_path / "out" / "prediction.errors_stats-00000-of-00001").exists()
 
 
 def test_failed_batch_job(fake: FakeVertex, client: Client, tmp_path: Path) -> None:
@@ -302,5 +308,5 @@ def test_batch_reads_jsonl_from_gcs(fake: FakeVertex, client: Client, tmp_path: 
     job = client.batch_predict(model(tmp_path), "gs://data/in.jsonl", "gs://data/out/")
     done = job.wait(timeout=60)
     assert done.status is JobStatus.SUCCEEDED
-    out = [o for o in fake.objects("data", "out/") if o.endswith("predictions_00001.jsonl")]
-    assert len(out) == 1
+    out = [o for o in fake.objects("data", "out/") if "/prediction.results-" in o]
+    assert [o.rsplit("/", 1)[-1] for o in out] == ["prediction.results-00000-of-00001"]

@@ -45,9 +45,10 @@ class VertexHarness(ProviderHarness):
         return self.fake.leftovers()
 
     def read_batch_output(self, output: str) -> list[Any]:
-        """Vertex writes ``{"instance": …, "prediction": …}`` lines; keep the predictions."""
+        """Vertex writes ``prediction.results-0000X-of-0000N`` files of
+        ``{"instance": …, "prediction": …}`` lines; keep the predictions, shard by shard."""
         preds: list[Any] = []
-        for f in sorted(Path(output).glob("predictions_*.jsonl")):
+        for f in sorted(Path(output).glob("prediction.results-*")):
             preds.extend(
                 orjson.loads(line)["prediction"]
                 for line in f.read_text().splitlines()

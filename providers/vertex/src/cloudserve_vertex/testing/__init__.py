@@ -22,6 +22,7 @@ Cloud Monitoring time series and request-response logging).
 so predictions are the model's real outputs; tuning trials run the job's Python package.
 
 Fault injection (:meth:`FakeVertex.inject`): ``throttle`` (429), ``unavailable`` (503),
+``aborted`` (409 ABORTED),
 ``fail_operation`` (the next LRO ends with an error), ``fail_deploy`` (the next deployModel
 fails after the model and endpoint exist), ``fail_job`` (the next batch / tuning job fails) and
 ``slow`` (the next requests are delayed).
@@ -107,6 +108,7 @@ class FakeVertex:
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.url = f"http://{host}:{self._server.server_port}"
+        self.service.base_url = self.url
         return self
 
     def intercept(self) -> FakeVertex:
@@ -172,6 +174,12 @@ class FakeVertex:
             "staging_bucket": self.staging_bucket,
             "credentials": "anonymous",
             "api_endpoint": self.url,
+            # the cloudserve runtime image, as `cloudserve build-image --push` would set it:
+            # the fake serves any image that is not a prebuilt one with the runtime
+            "serving_image": (
+                f"{self.location}-docker.pkg.dev/{self.project}/cloudserve/cloudserve-serve:latest"
+            ),
+            "training_image": "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-6:latest",
             "retry": RetrySettings(
                 max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05, max_elapsed_s=20
             ),
@@ -196,7 +204,8 @@ class FakeVertex:
         """Make the fake misbehave for the next ``times`` requests / operations / jobs.
 
         ``throttle``: 429 RESOURCE_EXHAUSTED (with ``Retry-After`` when given).
-        ``unavailable``: 503 UNAVAILABLE. ``fail_operation``: the next LRO ends with
+        ``unavailable``: 503 UNAVAILABLE. ``aborted``: 409 ABORTED (a concurrency conflict,
+        safe to retry). ``fail_operation``: the next LRO ends with
         ``error {code: 13, message}``. ``fail_deploy``: the next deployModel LRO fails (the
         model and endpoint already exist). ``fail_job``: the next batch / tuning job ends
         FAILED. ``slow``: the next requests wait ``delay_s`` before they are answered.
@@ -208,6 +217,8 @@ class FakeVertex:
                 f.throttle, f.throttle_retry_after = times, retry_after
             elif fault == "unavailable":
                 f.unavailable = times
+            elif fault == "aborted":
+                f.aborted = times
             elif fault == "fail_operation":
                 f.fail_operation.extend([message] * times)
             elif fault == "fail_deploy":
