@@ -1,7 +1,7 @@
 """cloudserve: one provider-neutral way to deploy, serve, batch-predict, tune and monitor models.
 
 >>> import cloudserve as cs
->>> client = cs.connect()          # the default target, else CLOUDSERVE_TARGET, else local
+>>> client = cs.connect()          # CLOUDSERVE_TARGET, else the file's default, else local
 
 This module imports no cloud SDK: a provider is imported when a target that names it is first
 used.

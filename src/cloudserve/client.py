@@ -102,11 +102,11 @@ class Client:
         compute: Compute | None = None,
         *,
         variant: str | None = None,
-        traffic: int = 100,
+        traffic: int | None = None,
         data_capture: DataCapture | bool | None = None,
         sample_input: list[Any] | None = None,
         smoke_test: bool = True,
-        keep_on_failure: bool = False,
+        keep_on_failure: bool | None = None,
         wait: bool = True,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
@@ -115,7 +115,9 @@ class Client:
 
         Same spec again: no-op. Changed spec: update. With ``sample_input`` (or the model's
         own ``sample_input``) the artifact is first run locally through the serving runtime; a
-        broken artifact raises SmokeTestFailed before anything is created.
+        broken artifact raises SmokeTestFailed before anything is created. A ``DeploySpec``
+        carries everything: passing it together with ``endpoint``, ``compute``, ``variant``,
+        ``traffic``, ``data_capture`` or ``keep_on_failure`` is an ``InvalidRequest``.
         """
         spec = self._deploy_spec(
             model, endpoint, compute, variant, traffic, data_capture, keep_on_failure
@@ -136,11 +138,20 @@ class Client:
         endpoint: str | None,
         compute: Compute | None,
         variant: str | None,
-        traffic: int,
+        traffic: int | None,
         data_capture: DataCapture | bool | None,
-        keep_on_failure: bool,
+        keep_on_failure: bool | None,
     ) -> DeploySpec:
         if isinstance(model, DeploySpec):
+            reject_overrides(
+                "DeploySpec",
+                endpoint=endpoint,
+                compute=compute,
+                variant=variant,
+                traffic=traffic,
+                data_capture=data_capture,
+                keep_on_failure=keep_on_failure,
+            )
             return model
         if isinstance(model, ModelVersion):
             model = model_spec_of(model)
@@ -150,9 +161,9 @@ class Client:
             endpoint=endpoint or model.name,
             compute=compute or Compute(),
             variant=variant,
-            traffic=traffic,
+            traffic=100 if traffic is None else traffic,
             data_capture=capture,
-            keep_on_failure=keep_on_failure,
+            keep_on_failure=bool(keep_on_failure),
         )
 
     def get_endpoint(self, name: str) -> Endpoint:
@@ -242,8 +253,15 @@ class Client:
         progress: ProgressCallback | None = None,
         **options: Any,
     ) -> BatchJob:
-        """Predict every row of ``input`` into ``output``; returns a BatchJob (``.wait()``)."""
+        """Predict every row of ``input`` into ``output``; returns a BatchJob (``.wait()``).
+
+        With ``wait`` the call blocks until the job ends (``timeout`` defaults to the target's
+        ``waits.job_timeout_s``, as ``BatchJob.wait()`` does). A ``BatchSpec`` carries
+        everything: passing it with ``input``, ``output``, ``compute`` or options is an
+        ``InvalidRequest``.
+        """
         if isinstance(model, BatchSpec):
+            reject_overrides("BatchSpec", input=input, output=output, compute=compute, **options)
             spec = model
         else:
             if input is None or output is None:
@@ -259,9 +277,7 @@ class Client:
             )
         self.provider.require(Capability.BATCH)
         self.provider.validate(spec)
-        job = self._bind(
-            self.provider.batch_predict(spec, wait=False, timeout=timeout, progress=progress)
-        )
+        job = self._bind(self.provider.batch_predict(spec))
         return self.wait_batch(job, timeout=timeout, progress=progress) if wait else job
 
     def get_batch_job(self, job_id: str) -> BatchJob:
@@ -276,12 +292,12 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> BatchJob:
-        """Block until the batch job ends; OperationFailed if it failed."""
+        """Block until the batch job ends; OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s``.
+        """
         return self._wait_job(
-            lambda: self.get_batch_job(job.id),
-            f"batch job {job.id}",
-            timeout or self.provider.config.waits.job_timeout_s,
-            progress,
+            lambda: self.get_batch_job(job.id), f"batch job {job.id}", timeout, progress
         )
 
     # -- tuning -----------------------------------------------------------------------------
@@ -294,10 +310,14 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> TuningJob:
-        """Start a hyperparameter search; returns a TuningJob (``.wait()``, ``.best_trial``)."""
+        """Start a hyperparameter search; returns a TuningJob (``.wait()``, ``.best_trial``).
+
+        With ``wait`` the call blocks until the job ends (``timeout`` defaults to the target's
+        ``waits.job_timeout_s``, as ``TuningJob.wait()`` does).
+        """
         self.provider.require(Capability.TUNE)
         self.provider.validate(spec)
-        job = self._bind(self.provider.tune(spec, wait=False, timeout=timeout, progress=progress))
+        job = self._bind(self.provider.tune(spec))
         return self.wait_tuning(job, timeout=timeout, progress=progress) if wait else job
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
@@ -312,22 +332,26 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> TuningJob:
-        """Block until the tuning job ends; OperationFailed if it failed."""
+        """Block until the tuning job ends; OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s``.
+        """
         return self._wait_job(
-            lambda: self.get_tuning_job(job.id),
-            f"tuning job {job.id}",
-            timeout or self.provider.config.waits.job_timeout_s,
-            progress,
+            lambda: self.get_tuning_job(job.id), f"tuning job {job.id}", timeout, progress
         )
 
     def _wait_job(
-        self, poll: Any, description: str, timeout: float, progress: ProgressCallback | None
+        self,
+        poll: Any,
+        description: str,
+        timeout: float | None,
+        progress: ProgressCallback | None,
     ) -> Any:
         w = self.provider.config.waits
         final = wait_for(
             poll,
             is_done=lambda j: j.status.is_terminal,
-            timeout=timeout,
+            timeout=w.job_timeout_s if timeout is None else timeout,
             description=description,
             status_of=lambda j: j.status.value,
             interval=w.poll_interval_s,
@@ -360,8 +384,11 @@ class Client:
         ks_pvalue_threshold: float = 0.01,
     ) -> DriftReport:
         """Per-feature PSI and KS between ``baseline`` (CSV/Parquet path or array) and the
-        requests the endpoint captured over ``window``; drifted features are flagged."""
+        requests the endpoint captured over ``window``; drifted features are flagged.
+
+        Needs both ``DATA_CAPTURE`` (the captured rows) and ``DRIFT``."""
         self.provider.require(Capability.DATA_CAPTURE)
+        self.provider.require(Capability.DRIFT)
         from cloudserve.monitoring import drift_report
 
         rows = self.provider.captured_inputs(endpoint, parse_window(window))
@@ -420,6 +447,16 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def reject_overrides(kind: str, **overrides: Any) -> None:
+    """Refuse arguments given beside a complete spec (they would be silently dropped)."""
+    given = sorted(name for name, value in overrides.items() if value is not None)
+    if given:
+        raise InvalidRequest(
+            f"a {kind} already says everything; {', '.join(given)} given beside it would be "
+            f"ignored. Put them in the {kind} (spec.model_copy(update=...)) or pass a model"
+        )
 
 
 def validate_weights(weights: Mapping[str, int]) -> dict[str, int]:

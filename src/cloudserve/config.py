@@ -8,7 +8,10 @@ Each target block is validated by its own provider's config class, looked up by 
 ``provider`` key, so third-party providers get typed config too. Every field can be overridden
 by an environment variable ``CLOUDSERVE_<TARGET>__<FIELD>`` (nested fields joined by ``__``,
 values read as YAML scalars): ``CLOUDSERVE_AWS__REGION=eu-west-1``,
-``CLOUDSERVE_AWS__RETRY__MAX_ATTEMPTS=3``. ``CLOUDSERVE_TARGET`` picks the default target.
+``CLOUDSERVE_AWS__RETRY__MAX_ATTEMPTS=3``.
+
+Which target ``connect()`` uses when none is named: ``CLOUDSERVE_TARGET``, else the file's
+``default``, else ``local``.
 
 Errors are :class:`~cloudserve.errors.ConfigError` naming the file, the target and the field;
 secret values never appear in them.
@@ -221,7 +224,7 @@ def resolve_target(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Target:
-    """The target called ``name`` (else the file's default, else ``CLOUDSERVE_TARGET``,
+    """The target called ``name`` (else ``CLOUDSERVE_TARGET``, else the file's ``default``,
     else ``local``), validated."""
     env = os.environ if env is None else env
     tf = load_targets(path, env)

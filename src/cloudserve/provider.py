@@ -20,6 +20,7 @@ from cloudserve.retry import RetryPolicy
 from cloudserve.waiting import ProgressCallback, wait_for
 
 if TYPE_CHECKING:
+    from cloudserve.pricing.refresh import RefreshResult
     from cloudserve.resources import (
         AsyncPrediction,
         BatchJob,
@@ -188,6 +189,8 @@ class Provider(abc.ABC):
         """Reject spec fields this provider cannot honour, before any request.
 
         The base checks capability-backed fields; providers extend it for their own limits.
+        The Client calls it once per operation, before ``deploy``, ``batch_predict``, ``tune``
+        and ``plan``; those methods receive a validated spec and do not validate it again.
         """
         from cloudserve.specs import DeploySpec
 
@@ -278,30 +281,19 @@ class Provider(abc.ABC):
         """The state (and, once done, the outputs) of a queued prediction."""
         raise self._missing(Capability.ASYNC_PREDICT)
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
-        """Start a batch prediction job."""
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
+        """Start a batch prediction job and return at once (the Client and ``BatchJob.wait()``
+        wait through :meth:`get_batch_job`). ``spec`` is already validated."""
         raise self._missing(Capability.BATCH)
 
     def get_batch_job(self, job_id: str) -> BatchJob:
         """A batch job's current state."""
         raise self._missing(Capability.BATCH)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
-        """Start a hyperparameter tuning job."""
+    def tune(self, spec: TuningSpec) -> TuningJob:
+        """Start a hyperparameter tuning job and return at once (the Client and
+        ``TuningJob.wait()`` wait through :meth:`get_tuning_job`). ``spec`` is already
+        validated."""
         raise self._missing(Capability.TUNE)
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
@@ -324,8 +316,9 @@ class Provider(abc.ABC):
         """Registered model versions, all or of one model."""
         raise self._missing(Capability.REGISTRY)
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
-        """Current on-demand prices from the cloud's pricing API, as catalog rows."""
+    def refresh_prices(self) -> RefreshResult:
+        """Current on-demand prices from the cloud's pricing API: catalog rows, and what had
+        no usable price (item → reason)."""
         raise self._missing(Capability.PRICING_REFRESH)
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:

@@ -202,9 +202,12 @@ class BatchJob(_Result):
         return self._bound().get_batch_job(self.id)
 
     def wait(
-        self, timeout: float = 3600.0, progress: Callable[[Progress], None] | None = None
+        self, timeout: float | None = None, progress: Callable[[Progress], None] | None = None
     ) -> BatchJob:
-        """Block until the job ends; raises OperationFailed if it failed."""
+        """Block until the job ends; raises OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s`` (as
+        ``Client.batch_predict(wait=True)`` does)."""
         return self._bound().wait_batch(self, timeout=timeout, progress=progress)
 
 
@@ -238,9 +241,12 @@ class TuningJob(_Result):
         return self._bound().get_tuning_job(self.id)
 
     def wait(
-        self, timeout: float = 24 * 3600.0, progress: Callable[[Progress], None] | None = None
+        self, timeout: float | None = None, progress: Callable[[Progress], None] | None = None
     ) -> TuningJob:
-        """Block until the job ends; raises OperationFailed if it failed."""
+        """Block until the job ends; raises OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s`` (as
+        ``Client.tune(wait=True)`` does)."""
         return self._bound().wait_tuning(self, timeout=timeout, progress=progress)
 
 

@@ -1,16 +1,22 @@
 """What a user asks for: model, compute, deploy, batch, training and tuning specs.
 
-Specs are frozen pydantic models. They are validated twice: once here for what is wrong on
-every cloud, and once by the chosen provider's ``validate`` for what that cloud cannot honour.
+Specs are frozen pydantic models. What is wrong on every cloud is refused here, when the spec
+is built, with :class:`~cloudserve.errors.InvalidSpec` (an ``InvalidRequest`` naming the
+field); what the chosen cloud cannot honour is refused once, by the provider's ``validate``,
+which the Client calls before any request.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cloudserve.errors import InvalidSpec
 
 __all__ = [
     "BatchSpec",
@@ -36,6 +42,43 @@ NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
 
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        with spec_errors(type(self).__name__):
+            super().__init__(**data)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        with spec_errors(cls.__name__):
+            return super().model_validate(obj, **kwargs)
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        with spec_errors(cls.__name__):
+            return super().model_validate_json(json_data, **kwargs)
+
+
+@contextmanager
+def spec_errors(spec: str) -> Iterator[None]:
+    """Turn pydantic's ``ValidationError`` of building ``spec`` into :class:`InvalidSpec`."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise invalid_spec(spec, exc) from exc
+
+
+def invalid_spec(spec: str, exc: ValidationError) -> InvalidSpec:
+    """pydantic's errors as one :class:`InvalidSpec` naming each bad field."""
+    problems: list[tuple[str | None, str]] = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in err["loc"]) or None
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, InvalidSpec):  # a nested spec built from a dict
+            for sub, message in inner.problems:
+                problems.append((".".join(p for p in (field, sub) if p) or None, message))
+            continue
+        problems.append((field, err["msg"].removeprefix("Value error, ")))
+    return InvalidSpec(spec, problems)
 
 
 class ModelSpec(_Spec):

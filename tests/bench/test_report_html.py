@@ -15,6 +15,7 @@ import cloudserve as cs
 from cloudserve.bench.compare import CompareReport, TargetResult
 from cloudserve.bench.histogram import LatencyHistogram
 from cloudserve.bench.load import LoadResult
+from cloudserve.testing.components import needs
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -88,8 +89,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 @pytest.fixture
 def chromium(tmp_path):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is absent (Debian package 'chromium'; .ci/run installs it)")
+    needs(CHROMIUM, "the compare report screenshot; Debian package 'chromium'")
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
             f"--user-data-dir={tmp_path / 'profile'}", "--no-first-run",
             "--disable-background-networking"]  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from cloudserve.serving import BackgroundServer
 from cloudserve.serving._cache import LRUCache, RedisCache, cache_key
+from cloudserve.testing.components import needs
 
 
 def counter(metrics: str, name: str) -> float:
@@ -67,9 +67,9 @@ def test_repeated_input_is_served_from_the_lru_cache(custom_dir: Path):
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    binary = needs(
+        "redis-server", "the shared Redis prediction cache; apt-get install redis-server"
+    )
     pytest.importorskip("redis", reason="the redis client is not installed")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

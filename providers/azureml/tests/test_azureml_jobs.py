@@ -411,17 +411,17 @@ def test_tuning_validation_happens_before_any_request(harness, client, tmp_path)
     assert len(harness.fake.requests_made()) == before
 
 
-def test_provider_waits_for_its_jobs_and_reads_survive_throttling(harness, tmp_path, model):
+def test_the_client_waits_for_jobs_and_reads_survive_throttling(harness, tmp_path, model):
     provider = harness.make_provider()
     spec = BatchSpec(
         model=model,
         input=str(write_csv(tmp_path / "in.csv", sample_rows(4))),
         output=str(tmp_path / "o"),
     )
-    first = provider.batch_predict(spec, wait=False)
+    first = provider.batch_predict(spec)  # returns at once: the provider does not wait
     harness.fake.inject("throttle", times=2, retry_after="0.01")
     assert provider.get_batch_job(first.id).status in (JobStatus.PENDING, JobStatus.RUNNING)
-    done = provider.batch_predict(spec)  # wait=True: the provider polls to the end itself
+    done = Client(provider).batch_predict(spec, wait=True)  # polls get_batch_job to the end
     assert done.status is JobStatus.SUCCEEDED and done.rows_succeeded == 4
     throttled = [u for m, u in harness.fake.requests_made() if "/jobs/" in u and m == "GET"]
     assert len(throttled) >= 3, "the throttled reads were retried"

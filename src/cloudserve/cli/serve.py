@@ -40,6 +40,10 @@ def serve(
         str | None,
         typer.Option(envvar="CLOUDSERVE_CACHE_URL", help="redis://… shared prediction cache."),
     ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(help="Name on the Open Inference Protocol routes (/v2/models/NAME)."),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP with every cloud's routes (SageMaker, Vertex AI, Azure ML, v2)."""
     from cloudserve.serving import ServerSettings
@@ -57,6 +61,7 @@ def serve(
         max_queue=max_queue,
         cache_size=cache_size,
         cache_url=cache_url,
+        model_name=model_name,
     )
     console.print(f"serving [bold]{path}[/] on http://{host}:{port} (Ctrl-C to stop)")
     code = run(settings)
@@ -70,29 +75,35 @@ def build_image(
         "cloudserve-image"
     ),
     tag: Annotated[
-        str | None, typer.Option(help="Image tag (default: cloudserve-NAME:VERSION).")
+        str | None, typer.Option(help="Image tag (default: cloudserve-NAME:latest).")
     ] = None,
     base_image: Annotated[
-        str, typer.Option(help="Base image with Python 3.10+.")
+        str, typer.Option(help="Base image with Python 3.10+ and pip.")
     ] = "python:3.11-slim",
     build: Annotated[
-        bool, typer.Option(help="Run docker build when a Docker engine answers.")
+        bool, typer.Option(help="Build it with Docker or Podman, whichever answers.")
     ] = True,
+    engine: Annotated[
+        str | None, typer.Option(help="docker or podman (default: the first that answers).")
+    ] = None,
 ) -> None:
-    """Write a Dockerfile (and build context) for one image that runs on every cloud and locally."""
-    from cloudserve.serving._image import build_image as docker_build
-    from cloudserve.serving._image import docker_available, write_build_context
+    """Write a build context for one image that runs on every cloud and locally, and build it."""
+    from cloudserve.serving._image import build_image as run_build
+    from cloudserve.serving._image import container_engine, write_build_context
 
     context = write_build_context(path, output, base_image=base_image)
     packages = len(context.requirements)
     console.print(f"wrote {context.dockerfile} ({context.framework} model, {packages} packages)")
     if not build:
         return
-    if not docker_available():
+    found = container_engine(engine)
+    if found is None:
+        tried = engine or "Docker or Podman"
         console.print(
-            f"no Docker engine answered; build it later with: docker build {context.directory}"
+            f"no container engine answered ({tried}); build it later with: "
+            f"podman build -t IMAGE {context.directory}"
         )
         return
-    name = tag or f"cloudserve-{path.resolve().name.lower()}:latest"
-    docker_build(context, name)
-    console.print(f"built image [bold]{name}[/]")
+    name = tag or f"cloudserve-{path.resolve().stem.lower()}:latest"
+    run_build(context, name, engine=found)
+    console.print(f"built image [bold]{name}[/] with {found}")

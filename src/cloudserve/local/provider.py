@@ -26,10 +26,10 @@ import httpx
 
 from cloudserve.errors import (
     CloudServeError,
+    ErrorTable,
     InvalidRequest,
     NotFound,
     OperationFailed,
-    PayloadTooLarge,
     ServiceUnavailable,
     Throttled,
 )
@@ -66,6 +66,25 @@ FAULT_FAIL_OPERATION = "fail_operation"
 FAULT_FAIL_AFTER_CREATE = "fail_after_create"
 
 
+class WorkerAnswer(Exception):
+    """A serving worker's non-200 answer: the local provider's native error."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _extract(exc: BaseException) -> tuple[int, str, float | None] | None:
+    if isinstance(exc, WorkerAnswer):
+        return exc.status, str(exc), exc.retry_after
+    return None
+
+
+# Every worker status means what the core's HTTP table says: no overrides.
+ERROR_TABLE = ErrorTable({}, extract=_extract)
+
+
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
@@ -93,6 +112,7 @@ class LocalProvider(Provider):
 
     name = "local"
     config_cls = LocalConfig
+    error_table = ERROR_TABLE
     capabilities = frozenset(Capability) - {Capability.PRICING_REFRESH}
     unsupported = {
         Capability.PRICING_REFRESH: (
@@ -283,7 +303,6 @@ class LocalProvider(Provider):
         With ``wait=False`` the deploy continues in a background thread of this process and
         the endpoint is returned in CREATING/UPDATING state.
         """
-        self.validate(spec)
         self.call(self._check_faults)
         if wait:
             self._deploy(spec, timeout)
@@ -857,16 +876,14 @@ class LocalProvider(Provider):
                     f"worker answered {len(outputs)} outputs for {n_rows} rows", provider=self.name
                 )
             return outputs
-        message = _error_message(response)
-        if status == 413:
-            raise PayloadTooLarge(message, provider=self.name, code=str(status))
-        if status == 429:
-            raise Throttled(message, provider=self.name, code=str(status))
-        if status >= 500:
-            raise ServiceUnavailable(message, provider=self.name, code=str(status))
-        if status == 404:
-            raise NotFound(message, provider=self.name, code=str(status))
-        raise InvalidRequest(message, provider=self.name, code=str(status))
+        retry_after = response.headers.get("retry-after")
+        raise self.translate(
+            WorkerAnswer(
+                status,
+                _error_message(response),
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        )
 
     # -- async ----------------------------------------------------------------------------------
 
@@ -959,14 +976,7 @@ class LocalProvider(Provider):
 
     # -- batch and tuning -------------------------------------------------------------------
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
         """Start (or resume) a streamed batch job in a runner process.
 
         The same spec as an unfinished job whose runner died resumes that job from its last
@@ -974,7 +984,6 @@ class LocalProvider(Provider):
         """
         from cloudserve.local import batch
 
-        self.validate(spec)
         self.call(self._check_faults)
         job_id = batch.submit(self.db, self.config, spec)
         return self.get_batch_job(job_id)
@@ -1012,18 +1021,10 @@ class LocalProvider(Provider):
             return
         raise NotFound(f"no batch or tuning job {job_id}", provider=self.name)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
+    def tune(self, spec: TuningSpec) -> TuningJob:
         """Start an Optuna search in a runner process; trials run the training subprocess."""
         from cloudserve.local import tuning
 
-        self.validate(spec)
         self.call(self._check_faults)
         return self.get_tuning_job(tuning.submit(self.db, self.config, spec))
 
@@ -1079,7 +1080,6 @@ class LocalProvider(Provider):
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """What ``deploy(spec)`` would do on this machine, doing none of it."""
-        self.validate(spec)
         workers = _initial_workers(spec)
         calls = [
             PlannedCall(

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudserve.errors import (
-    AlreadyExists,
-    AuthError,
-    ErrorTable,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Throttled,
-)
+from cloudserve.errors import AuthError, ErrorTable, InvalidRequest, ServiceUnavailable
 
-__all__ = ["ERROR_TABLE", "ScoringError"]
+__all__ = ["ERROR_TABLE", "HTTP_OVERRIDES", "ScoringError"]
 
 
 class ScoringError(Exception):
@@ -51,24 +42,16 @@ def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] |
     return None
 
 
+# Azure ML answers 424 (Failed Dependency) when the deployment's own scoring container failed;
+# HTTP statuses otherwise mean what the core's table says.
+HTTP_OVERRIDES = {424: ServiceUnavailable}
+
 ERROR_TABLE = ErrorTable(
     {
-        400: InvalidRequest,
-        401: AuthError,
-        403: AuthError,
-        404: NotFound,
-        409: AlreadyExists,
-        413: PayloadTooLarge,
-        422: InvalidRequest,
-        424: ServiceUnavailable,
-        429: Throttled,
-        500: ServiceUnavailable,
-        502: ServiceUnavailable,
-        503: ServiceUnavailable,
-        504: ServiceUnavailable,
         "ClientAuthenticationError": AuthError,
         "ServiceRequestError": ServiceUnavailable,
         "ValidationException": InvalidRequest,
     },
     extract=_extract,
+    http_overrides=HTTP_OVERRIDES,
 )

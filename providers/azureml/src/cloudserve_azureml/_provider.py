@@ -25,6 +25,7 @@ from cloudserve.errors import (
     NotFound,
     OperationFailed,
 )
+from cloudserve.pricing.refresh import RefreshResult
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
     BatchJob,
@@ -129,8 +130,6 @@ class AzureMLProvider(Provider):
         self._ml: Any = None
         self._arm: Any = None
         self._scoring: dict[str, tuple[str, str]] = {}
-        # Instance types the last refresh_prices() found no price for (type → reason).
-        self.missing_prices: dict[str, str] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="cloudserve-azureml-")
 
     # -- SDK plumbing ------------------------------------------------------------------------
@@ -311,7 +310,6 @@ class AzureMLProvider(Provider):
         progress: ProgressCallback | None = None,
     ) -> Endpoint:
         """Create or update the endpoint; blue/green at ``traffic=100``, canary below."""
-        self.validate(spec)
         existing = self._find_endpoint(spec.endpoint)
         dep_name = pkg.deployment_name(spec.variant_name)
         digest = pkg.spec_hash(spec)
@@ -735,22 +733,11 @@ class AzureMLProvider(Provider):
 
     # -- batch, tuning ----------------------------------------------------------------------------
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = True,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
-        """Score ``spec.input`` through a batch endpoint (see ``_batch``); ``wait`` to the end."""
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
+        """Score ``spec.input`` through a batch endpoint (see ``_batch``)."""
         from cloudserve_azureml import _batch
 
-        self.validate(spec)
-        job = _batch.batch_predict(self, spec)
-        if not wait:
-            return job
-        return self._wait_job(lambda: _batch.get_batch_job(self, job.id), job.id, timeout, progress)
+        return _batch.batch_predict(self, spec)
 
     def get_batch_job(self, job_id: str) -> BatchJob:
         """A batch job's state; once it succeeded, its rows counted and a local output filled."""
@@ -758,47 +745,17 @@ class AzureMLProvider(Provider):
 
         return get_batch_job(self, job_id)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = True,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
-        """Run a sweep job over the search space (see ``_tuning``); ``wait`` to the end."""
+    def tune(self, spec: TuningSpec) -> TuningJob:
+        """Run a sweep job over the search space (see ``_tuning``)."""
         from cloudserve_azureml import _tuning
 
-        self.validate(spec)
-        job = _tuning.tune(self, spec)
-        if not wait:
-            return job
-        return self._wait_job(
-            lambda: _tuning.get_tuning_job(self, job.id), job.id, timeout, progress
-        )
+        return _tuning.tune(self, spec)
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
         """A sweep's state, its trials and the best trial so far."""
         from cloudserve_azureml._tuning import get_tuning_job
 
         return get_tuning_job(self, job_id)
-
-    def _wait_job(
-        self,
-        poll: Callable[[], T],
-        job_id: str,
-        timeout: float | None,
-        progress: ProgressCallback | None,
-    ) -> T:
-        return self.wait(
-            poll,
-            is_done=lambda j: j.status.is_terminal,  # type: ignore[attr-defined]
-            description=f"job {job_id}",
-            timeout=timeout,
-            progress=progress,
-            status_of=lambda j: j.status.value,  # type: ignore[attr-defined]
-            job=True,
-        )
 
     # -- monitoring, registry ------------------------------------------------------------------
 
@@ -869,13 +826,14 @@ class AzureMLProvider(Provider):
 
     # -- pricing -------------------------------------------------------------------------------
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
+    def refresh_prices(self) -> RefreshResult:
         """Linux pay-as-you-go prices of the catalog's Azure ML instance types in the target's
         region (``eastus`` when the config names none), from the Azure Retail Prices API.
 
         Each VM meter gives a ``hosting``, ``batch`` and ``training`` row (Azure ML bills the
         VM price for all three). Instance types without a usable meter get no row; they are
-        kept in ``missing_prices`` (type → reason) and named in a ``MissingPricesWarning``.
+        reported in the result's ``missing`` (type → reason) and named in a
+        ``MissingPricesWarning``.
         """
         from cloudserve.pricing import DEFAULT_REGIONS
         from cloudserve.pricing.refresh import instance_shapes, warn_missing
@@ -884,9 +842,8 @@ class AzureMLProvider(Provider):
         region = self.cfg.region or DEFAULT_REGIONS[self.name]
         shapes = instance_shapes("azureml", _pricing.KINDS)
         result = _pricing.RetailPrices(self.call).refresh(region, shapes)
-        self.missing_prices = result.missing
         warn_missing(self.name, region, result.missing)
-        return result.rows
+        return result
 
 
 def _collector_data(dep: Any) -> list[str]:

@@ -1,30 +1,20 @@
 """One table from Google's errors onto cloudserve's tree.
 
-HTTP statuses follow the shared table; Vertex's overrides are by the ``google.rpc`` status the
-error body carries, because one HTTP status covers several: a 409 is ``ALREADY_EXISTS`` (not
-retryable) or ``ABORTED`` (a concurrency conflict Google documents as safe to retry, e.g. two
-updates of one endpoint at once). Network failures are ``ServiceUnavailable`` (retryable),
-including a token fetch that could not reach the token server (``google.auth``'s
-``TransportError``) and a response cut off mid-body (``ChunkedEncodingError``); a token the
-server refuses is ``AuthError``.
+HTTP statuses go through the core's shared table (``cloudserve.errors.HTTP_STATUS_ERRORS``)
+with one Vertex override: a 409 is ``Aborted`` (retryable) — Vertex answers 409 for ABORTED, a
+concurrent change to the same resource that is safe to repeat, as well as for ALREADY_EXISTS,
+which is recognised by the ``google.rpc`` status the error body carries and stays
+``AlreadyExists``. Network failures are ``ServiceUnavailable`` (retryable), including a token
+fetch that could not reach the token server (``google.auth``'s ``TransportError``) and a
+response cut off mid-body (``requests``' ``ChunkedEncodingError``); a token the server refuses
+(``RefreshError``) is ``AuthError``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from cloudserve.errors import Aborted, AlreadyExists, AuthError, ErrorTable, ServiceUnavailable
 
-from cloudserve.errors import (
-    AlreadyExists,
-    AuthError,
-    ErrorTable,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Throttled,
-)
-
-__all__ = ["ERROR_TABLE"]
+__all__ = ["ERROR_TABLE", "HTTP_OVERRIDES"]
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -36,31 +26,29 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-def _rpc_status(exc: Any) -> str | None:
-    """The ``google.rpc`` status name of an API error (REST body ``error.status`` or gRPC)."""
+def _google_status(exc: BaseException) -> str | None:
+    """The ``google.rpc`` status (``"ALREADY_EXISTS"``, ``"ABORTED"`` …): the REST error body's
+    ``error.status``, or the gRPC status code."""
     grpc_code = getattr(exc, "grpc_status_code", None)
     if grpc_code is not None:
         return str(getattr(grpc_code, "name", grpc_code))
     response = getattr(exc, "response", None)
     try:
-        body = response.json() if response is not None else None
-    except (ValueError, AttributeError):
+        return str(response.json()["error"]["status"])  # type: ignore[union-attr]
+    except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    error = body.get("error") if isinstance(body, dict) else None
-    return error.get("status") if isinstance(error, dict) else None
 
 
 def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] | None:
-    """``(code, message, Retry-After)`` of a Google / transport error; None when unknown."""
+    """``(HTTP status or error name, message, Retry-After)`` of a Google / transport error."""
     import requests
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
+    if isinstance(exc, gexc.AlreadyExists) or _google_status(exc) == "ALREADY_EXISTS":
+        return "AlreadyExists", exc.message or str(exc), None  # type: ignore[attr-defined]
     if isinstance(exc, gexc.GoogleAPICallError):
-        code: str | int | None = exc.code if isinstance(exc.code, int) else None
-        status = _rpc_status(exc)
-        if status in _BY_STATUS:
-            code = status
+        code = exc.code if isinstance(exc.code, int) else None
         return code or type(exc).__name__, exc.message or str(exc), _retry_after(exc)
     if isinstance(exc, auth_exc.TransportError):
         return "AuthTransportError", f"cannot reach the token server: {exc}", None
@@ -75,24 +63,11 @@ def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] |
     return None
 
 
-# google.rpc statuses that decide the class where the HTTP status alone does not.
-_BY_STATUS = {"ABORTED": ServiceUnavailable, "ALREADY_EXISTS": AlreadyExists}
+HTTP_OVERRIDES = {409: Aborted}
 
 ERROR_TABLE = ErrorTable(
     {
-        400: InvalidRequest,
-        401: AuthError,
-        403: AuthError,
-        404: NotFound,
-        409: AlreadyExists,
-        412: InvalidRequest,
-        413: PayloadTooLarge,
-        429: Throttled,
-        500: ServiceUnavailable,
-        502: ServiceUnavailable,
-        503: ServiceUnavailable,
-        504: ServiceUnavailable,
-        **_BY_STATUS,
+        "AlreadyExists": AlreadyExists,
         "GoogleAuthError": AuthError,
         "AuthTransportError": ServiceUnavailable,
         "RetryError": ServiceUnavailable,
@@ -100,4 +75,5 @@ ERROR_TABLE = ErrorTable(
         "ChunkedEncodingError": ServiceUnavailable,
     },
     extract=_extract,
+    http_overrides=HTTP_OVERRIDES,
 )

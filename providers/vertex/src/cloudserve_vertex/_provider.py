@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from cloudserve.pricing.refresh import RefreshResult
 from cloudserve.provider import Capability, Provider
 from cloudserve.resources import (
     BatchJob,
@@ -89,7 +90,6 @@ class VertexProvider(Provider):
             self.capabilities = type(self).capabilities - {Capability.TRAFFIC_SPLIT}  # type: ignore[misc]
             self.unsupported = {**type(self).unsupported, Capability.TRAFFIC_SPLIT: _PRIVATE}  # type: ignore[misc]
         self._batch_outputs: dict[str, str] = {}  # job id → local output path
-        self.missing_prices: dict[str, str] = {}  # what the last refresh_prices() left unpriced
 
     @_ClassOrInstance
     def supports(self_or_cls: Any, capability: Capability) -> bool:
@@ -120,7 +120,6 @@ class VertexProvider(Provider):
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> Endpoint:
-        self.validate(spec)
         return _endpoints.deploy(
             self.api, spec, wait=wait, timeout=timeout, progress=progress, target=self.target
         )
@@ -143,7 +142,6 @@ class VertexProvider(Provider):
         only the container route fits and the target has no ``serving_image``."""
         from cloudserve.errors import InvalidRequest
 
-        self.validate(spec)
         try:
             route = _model_registry.plan_route(self.api, spec.model, self.target)
             return _endpoints.plan(self.api, spec, route.kind, route.image, None)
@@ -191,29 +189,13 @@ class VertexProvider(Provider):
 
     # -- batch, tuning -------------------------------------------------------------------------
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
-        self.validate(spec)
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
         return _batch.start(self.api, spec, self._batch_outputs, self.target)
 
     def get_batch_job(self, job_id: str) -> BatchJob:
         return _batch.get(self.api, job_id, self._batch_outputs)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
-        self.validate(spec)
+    def tune(self, spec: TuningSpec) -> TuningJob:
         return _tuning.start(self.api, spec)
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
@@ -228,9 +210,9 @@ class VertexProvider(Provider):
         """Rows from the endpoint's request-response log (BigQuery) within the window."""
         return _monitor.captured_inputs(self.api, endpoint, window_s)
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
+    def refresh_prices(self) -> RefreshResult:
         """On-demand prices in the target's location from the Cloud Billing Catalog API
-        (see ``_pricing``); what has no usable SKU is kept in ``missing_prices`` and named in
+        (see ``_pricing``); what has no usable SKU is in the result's ``missing`` and named in
         a ``MissingPricesWarning``, never priced $0."""
         from cloudserve.pricing.refresh import instance_shapes, warn_missing
         from cloudserve_vertex import _pricing as pricing
@@ -241,6 +223,5 @@ class VertexProvider(Provider):
         catalog = pricing.BillingCatalog(get, self.api.host(pricing.BILLING_HOST))
         shapes = instance_shapes("vertex", pricing.KINDS)
         result = catalog.refresh(self.config.location, shapes, pricing.addon_accelerators())
-        self.missing_prices = result.missing
         warn_missing(self.name, self.config.location, result.missing)
-        return result.rows
+        return result
