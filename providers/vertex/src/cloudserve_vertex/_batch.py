@@ -40,6 +40,7 @@ def _stage_input(api: VertexApi, spec: BatchSpec) -> str:
 def start(api: VertexApi, spec: BatchSpec, outputs: dict[str, str], target: str) -> BatchJob:
     from google.cloud import aiplatform_v1 as v1
 
+    registry.plan_route(api, spec.model, target)  # a refused route fails before any request
     ref = registry.upload(
         api, spec.model, origin="batch", endpoint=None, created=[], progress=None, target=target
     )

@@ -165,6 +165,7 @@ def deploy(
     progress: ProgressCallback | None,
     target: str,
 ) -> Endpoint:
+    registry.plan_route(api, spec.model, target)  # a refused route fails before any request
     ep = find(api, spec.endpoint)
     if ep is not None and _same(api, ep, spec):
         return to_endpoint(api, ep)

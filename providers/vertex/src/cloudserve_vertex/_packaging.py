@@ -195,29 +195,26 @@ def xgboost_file_version(path: Path) -> str | None:
 
 
 def _ubjson_version(data: bytes) -> str | None:
-    """Read the top-level ``version`` array of an XGBoost UBJSON model."""
-    at = data.find(b"version")
+    """Read the top-level ``version`` array of an XGBoost UBJSON model
+    (``[`` then optional ``$type`` and ``#count``, then the numbers)."""
+    at = data.find(b"version[")
     if at < 0:
         return None
-    pos = at + len(b"version")
-    if data[pos : pos + 1] != b"[":
-        return None
-    pos += 1
+    pos = at + len(b"version[")
     sizes = {b"i": ("b", 1), b"U": ("B", 1), b"I": (">h", 2), b"l": (">i", 4), b"L": (">q", 8)}
     fixed = None
-    if data[pos : pos + 1] == b"$":  # an optimised array: one element type for all
-        fixed = data[pos + 1 : pos + 2]
-        pos += 2
-        if data[pos : pos + 1] == b"#":
-            pos += 1
-            marker = data[pos : pos + 1]
-            fmt, width = sizes[marker]
-            pos += 1 + width
+    if data[pos : pos + 1] == b"$":  # one element type for the whole array
+        fixed, pos = data[pos + 1 : pos + 2], pos + 2
+    if data[pos : pos + 1] == b"#":  # the element count: a typed integer to skip
+        marker = data[pos + 1 : pos + 2]
+        if marker not in sizes:
+            return None
+        pos += 2 + sizes[marker][1]
     numbers: list[int] = []
     while len(numbers) < 2:
-        marker = fixed or data[pos : pos + 1]
-        if not fixed:
-            pos += 1
+        marker = fixed
+        if marker is None:
+            marker, pos = data[pos : pos + 1], pos + 1
         if marker not in sizes:
             return None
         fmt, width = sizes[marker]
