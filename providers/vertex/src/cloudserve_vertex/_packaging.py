@@ -25,7 +25,6 @@ import pickle
 import re
 import struct
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,53 +133,147 @@ def _installed(module: str) -> str | None:
     return str(getattr(mod, "__version__", "")) or None
 
 
-def _load_pickle(path: Path) -> tuple[Any, str | None]:
-    """Load a joblib / pickle file; returns the object and the scikit-learn version that wrote
-    it (from the ``InconsistentVersionWarning`` scikit-learn raises on a version mismatch)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if path.suffix == ".pkl":
-            with path.open("rb") as fh:
-                obj = pickle.load(fh)
-        else:
-            import joblib
+# What an inert read of a pickle builds for real: numpy's array and scalar data (joblib needs them
+# to step over its inline arrays) and a few harmless containers. Every other class the pickle
+# names becomes an inert stand-in that only keeps the state it is given: no code from the
+# file runs, and a model written by another scikit-learn version can still be read.
+_REAL = {
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+    ("joblib.numpy_pickle", "NDArrayWrapper"),
+    ("_codecs", "encode"),
+    ("copyreg", "_reconstructor"),
+    ("builtins", "object"),
+    ("builtins", "slice"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("collections", "OrderedDict"),
+}
 
-            obj = joblib.load(path)
-    written = next(
-        (
-            str(w.message.original_sklearn_version)  # type: ignore[union-attr]
-            for w in caught
-            if type(w.message).__name__ == "InconsistentVersionWarning"
-        ),
-        None,
-    )
-    return obj, written
+
+class _Inert:
+    """A stand-in for any class a pickle names: keeps its state, runs nothing."""
+
+    state: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
+        obj = object.__new__(cls)
+        obj.state = {}
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and state and isinstance(state[0], dict):
+            state = state[0]
+        self.state = state if isinstance(state, dict) else {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.state[key] = value
+
+    def append(self, item: Any) -> None:
+        """Lists pickled as APPENDS."""
+
+    def extend(self, items: Any) -> None:
+        """Lists pickled as APPENDS."""
 
 
-def _selects_by_name(model: Any) -> bool:
+class _InertFinder:
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _REAL:
+            return super().find_class(module, name)  # type: ignore[misc]
+        return type(name, (_Inert,), {"__module__": module})
+
+
+def _read_inert(path: Path) -> Any:
+    """The object tree of a joblib / pickle file, built from inert stand-ins."""
+    if path.suffix != ".pkl":
+        from joblib import numpy_pickle as jp
+
+        class _Joblib(_InertFinder, jp.NumpyUnpickler):
+            pass
+
+        # joblib decompresses by magic number here; the helper's name changed across releases
+        opener = getattr(jp, "_validate_fileobject_and_memmap", None) or jp._read_fileobject
+        with path.open("rb") as raw, opener(raw, str(path), None) as opened:
+            fh = opened[0] if isinstance(opened, tuple) else opened
+            return _Joblib(str(path), fh, False).load()
+
+    class _Plain(_InertFinder, pickle.Unpickler):
+        pass
+
+    with path.open("rb") as fh:
+        return _Plain(fh).load()
+
+
+@dataclass
+class PickleFacts:
+    """What an inert read of a pickled estimator tells."""
+
+    sklearn_version: str | None = None
+    feature_names: list[str] | None = None
+    integer_outputs: bool = False
+    selects_by_name: bool = False
+
+
+def _steps(obj: Any) -> list[Any]:
+    steps = obj.state.get("steps") if isinstance(obj, _Inert) else None
+    return [step[1] for step in steps if isinstance(step, tuple)] if isinstance(steps, list) else []
+
+
+def _selects_by_name(obj: Any) -> bool:
     """True when a pipeline step selects DataFrame columns by name (fails on an ndarray)."""
-    steps = getattr(model, "steps", None)
-    if steps:
-        return any(_selects_by_name(step) for _, step in steps)
-    transformers = getattr(model, "transformers", None)
-    if transformers:
-        for _, inner, columns in transformers:
-            if callable(columns) or isinstance(columns, str):
-                return True
-            if isinstance(columns, list | tuple) and any(isinstance(c, str) for c in columns):
-                return True
-            if _selects_by_name(inner):
-                return True
+    if not isinstance(obj, _Inert):
+        return False
+    if any(_selects_by_name(step) for step in _steps(obj)):
+        return True
+    for item in obj.state.get("transformers") or []:
+        if not isinstance(item, tuple) or len(item) < 3:
+            continue
+        columns = item[2]
+        if isinstance(columns, str | type | _Inert):
+            return True
+        if isinstance(columns, list | tuple) and any(isinstance(c, str) for c in columns):
+            return True
+        if _selects_by_name(item[1]):
+            return True
     return False
 
 
-def _integer_classes(model: Any) -> bool:
-    classes = getattr(model, "classes_", None)
-    if classes is None:
-        return False
+def read_pickle_facts(path: Path) -> PickleFacts:
+    """Version, feature names, output type and column selection of a pickled estimator, read
+    without running code from the file."""
     import numpy as np
 
-    return bool(np.asarray(classes).dtype.kind in "iub")
+    try:
+        top = _read_inert(path)
+    except Exception as exc:
+        raise InvalidRequest(
+            f"cannot read the model file {path.name}: {type(exc).__name__}: {exc}",
+            provider="vertex",
+        ) from exc
+    facts = PickleFacts()
+    if not isinstance(top, _Inert):
+        return facts
+    version = top.state.get("_sklearn_version")
+    facts.sklearn_version = str(version) if version else None
+    steps = _steps(top)
+    first, last = (steps[0], steps[-1]) if steps else (top, top)
+    names = top.state.get("feature_names_in_")
+    if names is None and isinstance(first, _Inert):
+        names = first.state.get("feature_names_in_")
+    if names is not None:
+        facts.feature_names = [str(n) for n in np.asarray(names).tolist()]
+    classes = last.state.get("classes_") if isinstance(last, _Inert) else None
+    facts.integer_outputs = classes is not None and np.asarray(classes).dtype.kind in "iub"
+    facts.selects_by_name = _selects_by_name(top)
+    return facts
 
 
 def xgboost_file_version(path: Path) -> str | None:
@@ -247,20 +340,21 @@ def inspect_model(directory: Path) -> ModelFacts:
         # the old binary format is only written by XGBoost < 3: any 1.x/2.x container reads it
         facts.library_version = written or recorded.get("xgboost") or "2.1"
         return facts
-    model, written = _load_pickle(artifact)
+    read = read_pickle_facts(artifact)
     if manifest.framework == "sklearn":
-        facts.library_version = recorded.get("scikit-learn") or written or _installed("sklearn")
+        facts.library_version = recorded.get("scikit-learn") or read.sklearn_version
     else:
         facts.library_version = recorded.get("xgboost") or _installed("xgboost")
-    names = getattr(model, "feature_names_in_", None)
-    if facts.feature_names is None and names is not None:
-        facts.feature_names = [str(n) for n in names]
-    facts.integer_outputs = _integer_classes(model)
-    if _selects_by_name(model):
+    if facts.feature_names is None:
+        facts.feature_names = read.feature_names
+    facts.integer_outputs = read.integer_outputs
+    if read.selects_by_name:
         facts.blocker = (
             "the pipeline selects columns by name, and Google's prebuilt predictor hands the "
             "model an ndarray (np.asarray(instances)) without column names"
         )
+    elif facts.library_version is None:
+        facts.blocker = f"the {manifest.framework} version that wrote {artifact.name} is unknown"
     return facts
 
 

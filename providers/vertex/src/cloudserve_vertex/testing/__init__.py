@@ -58,7 +58,10 @@ class FakeVertex:
 
     ``operation_polls``: how many polls each LRO answers not-done. ``job_polls``: how many
     reads a batch or tuning job takes to finish. ``load_model`` turns a model directory into
-    an object with ``predict(instances)`` (default: ``cloudserve.serving.load_model``).
+    an object with ``predict(instances)`` for the container route (default:
+    ``cloudserve.serving.load_model``). ``prebuilt_python`` maps a prebuilt image
+    (``"sklearn-cpu.1-5"``) to a Python holding that image's libraries, in which its
+    predictor steps then run (see ``_prebuilt``).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class FakeVertex:
         workdir: str | Path | None = None,
         seed: int = 0,
         load_model: Callable[[Path], Any] | None = None,
+        prebuilt_python: dict[str, str | Path] | None = None,
     ):
         self.staging_bucket = staging_bucket
         self.service = FakeVertexService(
@@ -83,6 +87,7 @@ class FakeVertex:
             seed=seed,
             load_model=load_model,
         )
+        self.service.prebuilt_python = {k: str(v) for k, v in (prebuilt_python or {}).items()}
         self._workdir = Path(workdir) if workdir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: ThreadingHTTPServer | None = None
@@ -127,6 +132,7 @@ class FakeVertex:
 
     def stop(self) -> None:
         """Stop serving / intercepting and drop temporary files (idempotent)."""
+        self.service.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

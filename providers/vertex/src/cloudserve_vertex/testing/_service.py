@@ -129,6 +129,8 @@ class FakeVertexService:
         self.base_url = f"https://{location}-aiplatform.googleapis.com"
         self.requests: list[tuple[str, str]] = []
         self.batch_shard_rows = 1000  # rows per prediction.results file
+        # prebuilt image ("sklearn-cpu.1-5") → a Python with that image's libraries
+        self.prebuilt_python: dict[str, str] = {}
         self._job_polls: dict[str, int] = {}
         self._last_version: dict[str, int] = {}
         self._ids = itertools.count(1001)
@@ -685,7 +687,9 @@ class FakeVertexService:
         local = self.materialize(artifact, key)
         prebuilt = prebuilt_of((version.get("containerSpec") or {}).get("imageUri", ""))
         if prebuilt is not None:
-            model: Any = PrebuiltPredictor(local, *prebuilt)
+            image, framework, at = prebuilt
+            python = self.prebuilt_python.get(image)
+            model: Any = PrebuiltPredictor(local, image, framework, at, python)
         elif self._load_model is not None:
             model = self._load_model(local)
         else:
@@ -1057,6 +1061,16 @@ class FakeVertexService:
 
     def list_skus(self, service: str, query: dict[str, str], **_: Any) -> Reply:
         return self.billing.list_skus(service, query)
+
+    def close(self) -> None:
+        """Stop the prebuilt containers' worker processes."""
+        from cloudserve_vertex.testing._prebuilt import PrebuiltPredictor
+
+        with self.lock:
+            loaded, self._loaded = list(self._loaded.values()), {}
+        for model in loaded:
+            if isinstance(model, PrebuiltPredictor):
+                model.close()
 
     def is_private(self, endpoint_id: str) -> bool:
         with self.lock:
