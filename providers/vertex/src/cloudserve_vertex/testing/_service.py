@@ -129,6 +129,8 @@ class FakeVertexService:
         self.base_url = f"https://{location}-aiplatform.googleapis.com"
         self.requests: list[tuple[str, str]] = []
         self.batch_shard_rows = 1000  # rows per prediction.results file
+        # polls before done per operation kind ("DeployModelResponse": 10_000 = never in a test)
+        self.operation_polls_by_type: dict[str, int] = {}
         # prebuilt image ("sklearn-cpu.1-5") → a Python with that image's libraries
         self.prebuilt_python: dict[str, str] = {}
         self._job_polls: dict[str, int] = {}
@@ -279,7 +281,9 @@ class FakeVertexService:
                 name=f"{resource}/operations/{self._new_id()}",
                 response_type=response_type,
                 effect=effect,
-                polls_left=self.operation_polls,
+                polls_left=self.operation_polls_by_type.get(
+                    response_type.rsplit(".", 1)[-1], self.operation_polls
+                ),
                 failure=failure,
             )
             self.operations[op.name] = op
