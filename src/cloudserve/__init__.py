@@ -67,6 +67,7 @@ from cloudserve.waiting import Progress
 
 if TYPE_CHECKING:
     from cloudserve.bench import compare
+    from cloudserve.rollout import Gates, RolloutReport
 
 __version__ = "0.1.0"
 
@@ -89,6 +90,7 @@ __all__ = [
     "Endpoint",
     "EndpointStatus",
     "FeatureDrift",
+    "Gates",
     "IntRange",
     "InvalidRequest",
     "JobStatus",
@@ -107,6 +109,7 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderNotFound",
+    "RolloutReport",
     "ServiceUnavailable",
     "SmokeTestFailed",
     "Throttled",
@@ -126,10 +129,18 @@ __all__ = [
 ]
 
 
+# progressive delivery is imported on first use, like compare
+_ROLLOUT = frozenset({"Gates", "RolloutReport"})
+
+
 def __getattr__(name: str) -> Any:
     # compare pulls in the load generator and report code: import it only when used.
     if name == "compare":
         from cloudserve.bench import compare
 
         return compare
+    if name in _ROLLOUT:
+        from cloudserve import rollout
+
+        return getattr(rollout, name)
     raise AttributeError(f"module 'cloudserve' has no attribute {name!r}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cloudserve.config import Target, resolve_target
 from cloudserve.errors import InvalidRequest, OperationFailed
@@ -33,6 +33,9 @@ from cloudserve.resources import (
 )
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec, ModelSpec, TuningSpec
 from cloudserve.waiting import ProgressCallback, wait_for
+
+if TYPE_CHECKING:
+    from cloudserve.rollout import Clock, Gates, RolloutReport
 
 __all__ = ["Client", "connect", "parse_window"]
 
@@ -183,6 +186,69 @@ class Client:
         self.provider.require(Capability.TRAFFIC_SPLIT)
         clean = validate_weights(weights)
         return self._bind(self.provider.set_traffic(endpoint, clean))
+
+    # -- progressive delivery ---------------------------------------------------------------
+
+    def rollout(
+        self,
+        model: ModelSpec | ModelVersion,
+        endpoint: str,
+        *,
+        steps: Sequence[int] = (10, 50, 100),
+        bake: str | float = "5m",
+        gates: Gates | None = None,
+        variant: str | None = None,
+        on_fail: Literal["rollback", "hold"] = "rollback",
+        clock: Clock | None = None,
+        progress: Callable[[RolloutReport], None] | None = None,
+    ) -> RolloutReport:
+        """Move ``model`` behind ``endpoint`` step by step, gated by its metrics against the
+        current variant; a failed gate rolls back (see :mod:`cloudserve.rollout`)."""
+        from cloudserve.rollout import Gates, run_rollout, start_report
+
+        if isinstance(model, ModelVersion):
+            model = model_spec_of(model)
+        report = start_report(
+            self,
+            model,
+            endpoint,
+            variant=variant,
+            steps=steps,
+            bake_s=parse_window(bake),
+            gates=gates or Gates(),
+            on_fail=on_fail,
+        )
+        return self._bind(run_rollout(self, report, clock=clock, progress=progress))
+
+    def resume_rollout(
+        self,
+        endpoint: str,
+        *,
+        clock: Clock | None = None,
+        progress: Callable[[RolloutReport], None] | None = None,
+    ) -> RolloutReport:
+        """Continue the rollout recorded on ``endpoint`` (from any process or machine)."""
+        from cloudserve.rollout import load_report, run_rollout
+
+        self.provider.require(Capability.ROLLOUT)
+        report = load_report(self, endpoint)
+        return self._bind(run_rollout(self, report, clock=clock, progress=progress))
+
+    def abort_rollout(self, endpoint: str) -> RolloutReport:
+        """Roll back the rollout in progress on ``endpoint``: all traffic to the current
+        variant, the new variant removed."""
+        from cloudserve.rollout import abort_rollout
+
+        self.provider.require(Capability.ROLLOUT)
+        return self._bind(abort_rollout(self, endpoint))
+
+    def rollout_status(self, endpoint: str) -> RolloutReport | None:
+        """The recorded state of the rollout in progress on ``endpoint``, or ``None``."""
+        from cloudserve.rollout import RolloutReport
+
+        self.provider.require(Capability.ROLLOUT)
+        state = self.provider.get_rollout_state(endpoint)
+        return None if state is None else self._bind(RolloutReport.model_validate(state))
 
     # -- predictions ----------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class Capability(str, Enum):
     REGISTRY = "registry"
     ASYNC_PREDICT = "async_predict"
     PRICING_REFRESH = "pricing_refresh"
+    ROLLOUT = "rollout"  # metric-gated progressive delivery (needs TRAFFIC_SPLIT and METRICS)
 
 
 REQUIRED = frozenset({Capability.DEPLOY, Capability.PREDICT})
@@ -104,6 +105,9 @@ class Provider(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = REQUIRED
     unsupported: ClassVar[Mapping[Capability, str]] = {}
     error_table: ClassVar[ErrorTable | None] = None
+    #: the shortest metrics window that holds data (a cloud's metric period and delay); a
+    #: rollout's bake time below it is refused, since every decision would see nothing
+    min_metrics_window_s: ClassVar[float] = 60.0
 
     def __init__(self, config: ProviderConfig, *, target: str | None = None):
         self.config = config
@@ -265,6 +269,19 @@ class Provider(abc.ABC):
     def set_traffic(self, endpoint: str, weights: dict[str, int]) -> Endpoint:
         """Split traffic across variants (percentages summing to 100)."""
         raise self._missing(Capability.TRAFFIC_SPLIT)
+
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Remove one variant that takes no traffic (weight 0) from the endpoint."""
+        raise self._missing(Capability.TRAFFIC_SPLIT)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The state a rollout recorded with ``endpoint`` (``None``: no rollout in progress)."""
+        raise self._missing(Capability.ROLLOUT)
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record (or, with ``None``, clear) the rollout state with the endpoint itself, so
+        another process or machine can resume it."""
+        raise self._missing(Capability.ROLLOUT)
 
     def predict_async(
         self,

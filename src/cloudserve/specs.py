@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -79,6 +79,27 @@ def invalid_spec(spec: str, exc: ValidationError) -> InvalidSpec:
             continue
         problems.append((field, err["msg"].removeprefix("Value error, ")))
     return InvalidSpec(spec, problems)
+
+
+class _PositionalSpec(_Spec):
+    """A spec whose first fields may also be given by position, as the docs write them:
+    ``LogUniform(1e-4, 1e-1)``, ``IntRange(2, 10)``, ``Objective("val_auc", goal="maximize")``.
+    """
+
+    positional_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        names = self.positional_fields
+        if len(args) > len(names):
+            raise TypeError(
+                f"{type(self).__name__}() takes at most {len(names)} positional argument(s) "
+                f"({', '.join(names)}), got {len(args)}"
+            )
+        for name, value in zip(names, args, strict=False):
+            if name in data:
+                raise TypeError(f"{type(self).__name__}() got two values for '{name}'")
+            data[name] = value
+        super().__init__(**data)
 
 
 class ModelSpec(_Spec):
@@ -237,8 +258,10 @@ class BatchSpec(_Spec):
         )
 
 
-class Uniform(_Spec):
+class Uniform(_PositionalSpec):
     """A float drawn uniformly from [low, high]."""
+
+    positional_fields = ("low", "high")
 
     kind: Literal["uniform"] = "uniform"
     low: float
@@ -251,8 +274,10 @@ class Uniform(_Spec):
         return self
 
 
-class LogUniform(_Spec):
+class LogUniform(_PositionalSpec):
     """A positive float drawn uniformly in log space from [low, high]."""
+
+    positional_fields = ("low", "high")
 
     kind: Literal["loguniform"] = "loguniform"
     low: Annotated[float, Field(gt=0)]
@@ -265,8 +290,10 @@ class LogUniform(_Spec):
         return self
 
 
-class IntRange(_Spec):
+class IntRange(_PositionalSpec):
     """An integer from [low, high] inclusive, in steps of ``step``; ``log`` samples in log space."""
+
+    positional_fields = ("low", "high", "step")
 
     kind: Literal["int"] = "int"
     low: int
@@ -283,8 +310,10 @@ class IntRange(_Spec):
         return self
 
 
-class Choice(_Spec):
+class Choice(_PositionalSpec):
     """One of a list of values (strings, numbers or booleans)."""
+
+    positional_fields = ("values",)
 
     kind: Literal["choice"] = "choice"
     values: Annotated[list[str | int | float | bool], Field(min_length=1)]
@@ -293,13 +322,15 @@ class Choice(_Spec):
 Param = Annotated[Uniform | LogUniform | IntRange | Choice, Field(discriminator="kind")]
 
 
-class Objective(_Spec):
+class Objective(_PositionalSpec):
     """The metric a tuning job optimises.
 
     ``regex`` finds it in the training output (its first group is the value), the way SageMaker
     metric definitions work; the default matches lines such as ``val_auc=0.91`` or
     ``val_auc: 0.91``.
     """
+
+    positional_fields = ("metric", "goal")
 
     metric: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")]
     goal: Literal["maximize", "minimize"] = "maximize"

@@ -55,7 +55,9 @@ class SageMakerHarness(ProviderHarness):
         self.fake = start_fake(workdir, creating_polls=2, updating_polls=2, job_polls=1)
 
     def stop(self) -> None:
+        rejected = self.fake.rejected()
         self.fake.stop()
+        assert rejected == [], "every request the provider sends passes the service model"
 
     def make_provider(self) -> SageMakerProvider:
         return SageMakerProvider(fast_config(self.fake, **self.config_overrides))

@@ -42,6 +42,7 @@ def fake(tmp_path: Path) -> Iterator[FakeSageMaker]:
     f = start_fake(tmp_path, creating_polls=1, updating_polls=1, job_polls=1)
     yield f
     f.stop()
+    assert f.rejected() == [], "every request the provider sends passes the service model"
 
 
 @pytest.fixture
@@ -496,14 +497,39 @@ def test_capture_files_and_rows(client: Client, fake: FakeSageMaker, tmp_path: P
 def test_registry_packages(client: Client, sm: Any, tmp_path: Path) -> None:
     mv = client.register_model(model(tmp_path, "3"), lineage={"params": {"C": 1.0}})
     assert (mv.name, mv.version, mv.stage) == ("churn", "3", "PendingManualApproval")
+    assert mv.lineage == {"params": {"C": 1.0}}
     again = client.register_model(model(tmp_path, "3"))
     assert again.version == "3"
     packages = sm.list_model_packages(ModelPackageGroupName="churn")["ModelPackageSummaryList"]
     assert len(packages) == 1
     d = sm.describe_model_package(ModelPackageName=packages[0]["ModelPackageArn"])
     assert d["CustomerMetadataProperties"]["cloudserve:version"] == "3"
-    assert json.loads(d["CustomerMetadataProperties"]["lineage:params"]) == {"C": 1.0}
     assert [m.version for m in client.list_models()] == ["3"]
+
+
+def test_registry_metadata_fits_the_service_model(client: Client, tmp_path: Path) -> None:
+    """Defect 7: lineage as JSON text broke the value pattern, an image-only model sent an
+    empty framework value, and a value over 256 characters was cut to invalid JSON."""
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cloudserve-runtime:1"
+    spec = model(tmp_path, "4").model_copy(update={"framework": None, "image": image})
+    lineage = {
+        "params": {"C": 1.0, "penalty": "l2"},
+        "notes": "trained on the March extract, " * 30,
+        "data": "s3://bucket/train.csv",
+    }
+    assert len(lineage["notes"]) > 256
+    mv = client.register_model(spec, lineage=lineage)
+    assert mv.lineage == lineage and mv.framework is None
+    (listed,) = client.list_models("churn")
+    assert listed.lineage == lineage
+
+
+def test_registry_refuses_lineage_that_cannot_fit(
+    client: Client, fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidRequest, match="50"):
+        client.register_model(model(tmp_path), lineage={"big": "x" * 20_000})
+    assert fake.requests("CreateModelPackage") == []
 
 
 def test_canary_keeps_scaling_of_the_old_variant_and_failed_update_restores_it(

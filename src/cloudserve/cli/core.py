@@ -1,4 +1,5 @@
-"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, delete, targets."""
+"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, describe, delete,
+targets, capabilities."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from cloudserve.cli._render import console, print_json, progress_display
 from cloudserve.client import Client, connect
-from cloudserve.errors import CloudServeError, InvalidRequest
+from cloudserve.errors import CloudServeError, InvalidRequest, NotFound
 from cloudserve.specs import Compute, DataCapture, ModelSpec, TuningSpec
 
 TargetOpt = Annotated[
@@ -123,7 +124,12 @@ def deploy(
         bool, typer.Option(help="Capture requests for monitoring and drift.")
     ] = False,
     sample: Annotated[
-        Path | None, typer.Option(help="Sample input (JSON/CSV) for the pre-deploy smoke test.")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Sample input (JSON/CSV) for the pre-deploy smoke test.",
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until the endpoint is ready.")] = True,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most.")] = None,
@@ -165,7 +171,10 @@ def deploy(
 def predict(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     data: Annotated[str | None, typer.Option(help='JSON rows, e.g. "[[1, 2, 3]]".')] = None,
-    file: Annotated[Path | None, typer.Option(help="CSV, JSON or JSON Lines file of rows.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CSV, JSON or JSON Lines file of rows."),
+    ] = None,
     variant: Annotated[str | None, typer.Option(help="Send to this variant only.")] = None,
     target: TargetOpt = None,
     config: ConfigOpt = None,
@@ -234,7 +243,12 @@ def batch(
 
 def tune(
     spec_file: Annotated[
-        Path, typer.Argument(help="YAML or JSON TuningSpec (train, search_space, objective …).")
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="YAML or JSON TuningSpec (train, search_space, objective …).",
+        ),
     ],
     wait: Annotated[bool, typer.Option(help="Wait for the job to finish.")] = True,
     target: TargetOpt = None,
@@ -268,7 +282,8 @@ def monitor(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     window: Annotated[str, typer.Option(help="Window such as 15m, 1h, 7d.")] = "1h",
     baseline: Annotated[
-        Path | None, typer.Option(help="Baseline CSV/Parquet: also report drift.")
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Baseline CSV/Parquet: also report drift."),
     ] = None,
     target: TargetOpt = None,
     config: ConfigOpt = None,
@@ -346,15 +361,50 @@ def endpoints(target: TargetOpt = None, config: ConfigOpt = None, json: JsonOpt 
     print_json(eps) if json else console.print(_endpoint_table(eps))
 
 
+def describe(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    target: TargetOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """One endpoint: status, URL, variants with their models, traffic and replicas."""
+    with _client(target, config) as client:
+        ep = client.get_endpoint(endpoint)
+    if json:
+        print_json(ep)
+        return
+    console.print(_endpoint_table([ep]))
+    for label, value in (
+        ("provider", ep.provider),
+        ("url", ep.url),
+        ("created", ep.created_at),
+        ("updated", ep.updated_at),
+        ("message", ep.message),
+    ):
+        if value:
+            console.print(f"{label}: {escape(str(value))}")
+
+
 def delete(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     target: TargetOpt = None,
     config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Delete an endpoint and what cloudserve created for it (a missing one is fine)."""
     with _client(target, config) as client:
-        client.delete_endpoint(endpoint)
-    console.print(f"deleted {endpoint}")
+        try:
+            client.get_endpoint(endpoint)
+            existed = True
+        except NotFound:
+            existed = False
+        client.delete_endpoint(endpoint)  # also when missing: it is idempotent
+    if json:
+        print_json({"endpoint": endpoint, "target": client.target, "deleted": existed})
+    elif existed:
+        console.print(f"deleted {endpoint}")
+    else:
+        console.print(f"no endpoint {endpoint} on target {client.target}: nothing to delete")
 
 
 def targets(config: ConfigOpt = None, json: JsonOpt = False) -> None:
@@ -422,6 +472,7 @@ def capability_matrix_markdown() -> str:
 
 def capabilities(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the docs page.")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """What each installed provider can do, and why it cannot do the rest."""
     if markdown:
@@ -429,6 +480,20 @@ def capabilities(
         return
     from cloudserve.provider import Capability
 
+    if json:
+        print_json(
+            {
+                cls.name: {
+                    cap.value: {
+                        "supported": cls.supports(cap),
+                        "reason": None if cls.supports(cap) else cls.reason(cap),
+                    }
+                    for cap in Capability
+                }
+                for cls in _provider_classes()
+            }
+        )
+        return
     classes = _provider_classes(report=True)
     table = Table("capability", *(c.name for c in classes))
     for cap in Capability:
@@ -448,6 +513,7 @@ def register(app: typer.Typer) -> None:
         monitor,
         traffic,
         endpoints,
+        describe,
         delete,
         targets,
         capabilities,

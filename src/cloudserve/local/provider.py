@@ -114,6 +114,7 @@ class LocalProvider(Provider):
     config_cls = LocalConfig
     error_table = ERROR_TABLE
     capabilities = frozenset(Capability) - {Capability.PRICING_REFRESH}
+    min_metrics_window_s = 1.0  # every request is recorded at once in the state store
     unsupported = {
         Capability.PRICING_REFRESH: (
             "the local provider runs on a machine you already have; it has no price list to refresh"
@@ -694,6 +695,45 @@ class LocalProvider(Provider):
         self._service(apply)
         return self.get_endpoint(endpoint)
 
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Stop a variant that takes no traffic and remove it from the endpoint."""
+        row = self.db.one(
+            "SELECT weight FROM variants WHERE endpoint = ? AND name = ?", (endpoint, variant)
+        )
+        if row is None:
+            self.get_endpoint(endpoint)  # NotFound for a missing endpoint
+            return self.get_endpoint(endpoint)  # a missing variant is already gone
+        if row["weight"] > 0:
+            raise InvalidRequest(
+                f"variant {variant} still takes {row['weight']}% of {endpoint}'s traffic;"
+                " set_traffic it to 0 first",
+                provider=self.name,
+            )
+        where = ("endpoint = ? AND variant = ?", (endpoint, variant))
+        refs = [ref for _, ref in self._worker_refs(*where)]
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM workers WHERE endpoint = ? AND variant = ?", where[1])
+            tx.execute("DELETE FROM variants WHERE endpoint = ? AND name = ?", where[1])
+            tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), endpoint))
+        supervisor.stop_all(refs, grace_s=10)
+        return self.get_endpoint(endpoint)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The rollout recorded in the state store with ``endpoint``."""
+        row = self.db.one("SELECT state FROM rollouts WHERE endpoint = ?", (endpoint,))
+        return None if row is None else loads(row["state"])
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record the rollout with the endpoint (``None`` clears it)."""
+        with self.db.tx() as tx:
+            if state is None:
+                tx.execute("DELETE FROM rollouts WHERE endpoint = ?", (endpoint,))
+            else:
+                tx.execute(
+                    "INSERT OR REPLACE INTO rollouts(endpoint, state, updated_at) VALUES (?, ?, ?)",
+                    (endpoint, dumps(state), now()),
+                )
+
     def delete_endpoint(self, name: str, *, wait: bool = True) -> None:
         """Stop the endpoint's processes and remove its state; a missing endpoint is fine."""
         self.call(self._check_faults)
@@ -704,7 +744,14 @@ class LocalProvider(Provider):
         if row["agent_pid"]:
             refs.append(ProcessRef(row["agent_pid"], row["agent_ctime"]))
         with self.db.tx() as tx:
-            for table in ("workers", "variants", "async_requests", "invocations", "captures"):
+            for table in (
+                "workers",
+                "variants",
+                "async_requests",
+                "invocations",
+                "captures",
+                "rollouts",
+            ):
                 tx.execute(f"DELETE FROM {table} WHERE endpoint = ?", (name,))
             tx.execute("DELETE FROM endpoints WHERE name = ?", (name,))
         supervisor.stop_all(refs, grace_s=10 if wait else 2)

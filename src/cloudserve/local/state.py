@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS trials(
     job TEXT NOT NULL, number INTEGER NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
     value REAL, intermediate TEXT NOT NULL DEFAULT '[]', artifact TEXT, log TEXT,
     message TEXT, PRIMARY KEY(job, number));
+CREATE TABLE IF NOT EXISTS rollouts(
+    endpoint TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
     message TEXT);
 """

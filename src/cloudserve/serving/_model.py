@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cloudserve.errors import InvalidRequest
-from cloudserve.packaging import Manifest, find_artifact, read_manifest
+from cloudserve.packaging import Manifest, custom_manifest_hint, find_artifact, read_manifest
 from cloudserve.serving._predictor import Predictor
 
 __all__ = ["LoadedModel", "concat_rows", "load_model"]
@@ -280,7 +280,17 @@ class TorchScriptModel(LoadedModel):
         self._torch = torch
         with warnings.catch_warnings():  # TorchScript is deprecated upstream yet still served
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.module = torch.jit.load(str(find_artifact(path, manifest)), map_location="cpu")
+            artifact = find_artifact(path, manifest)
+            try:
+                self.module = torch.jit.load(str(artifact), map_location="cpu")
+            except RuntimeError as exc:
+                raise InvalidRequest(
+                    f"{artifact.name} is not a TorchScript module (a torch.save checkpoint or "
+                    "state dict cannot be served: it needs the model's Python class). Export it "
+                    "with torch.jit.save(torch.jit.script(model), 'model.pt') or "
+                    "torch.jit.trace(model, example_input)",
+                    code="not_torchscript",
+                ) from exc
         self.module.eval()
         if manifest.signature.dtype == "float64":  # torch models default to float32 weights
             self.dtype = "float32"
@@ -299,9 +309,7 @@ class CustomModel(LoadedModel):
     def __init__(self, path: Path, manifest: Manifest):
         super().__init__(path, manifest)
         if not manifest.predictor or ":" not in manifest.predictor:
-            raise InvalidRequest(
-                "a custom model's manifest needs 'predictor': 'module:Class'", code="bad_manifest"
-            )
+            raise InvalidRequest(custom_manifest_hint(path), code="bad_manifest")
         module_name, class_name = manifest.predictor.split(":", 1)
         cls = getattr(_import_from(path, module_name), class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, Predictor)):
@@ -363,10 +371,32 @@ def load_model(path: str | Path) -> LoadedModel:
     try:
         return loader(model_path, manifest)
     except ModuleNotFoundError as exc:
-        extra = _EXTRAS.get(manifest.framework, "the framework's package")
-        raise ImportError(
-            f"serving a {manifest.framework} model needs {exc.name}: pip install '{extra}'"
-        ) from exc
+        raise ImportError(_missing_module_message(manifest.framework, exc.name or "")) from exc
+
+
+# The libraries each loader imports itself; any other missing module was imported by the model.
+_LOADER_LIBRARIES = {
+    "sklearn": ("sklearn", "joblib", "skops"),
+    "xgboost": ("xgboost",),
+    "onnx": ("onnxruntime",),
+    "pytorch": ("torch",),
+}
+
+
+def _missing_module_message(framework: str, name: str) -> str:
+    top = name.partition(".")[0]
+    if top in _LOADER_LIBRARIES.get(framework, ()):
+        if importlib.util.find_spec(top) is None:
+            extra = _EXTRAS.get(framework, "the framework's package")
+            return f"serving a {framework} model needs {top}: pip install '{extra}'"
+        return (
+            f"the model file imports {name}, which the installed {top} does not have: it was "
+            f"saved with another {top} version; install the version it was saved with"
+        )
+    return (
+        f"the model file imports the module '{name}', which is not installed here; install the "
+        "package that provides it (the environment that saved the model had it)"
+    )
 
 
 def concat_rows(parts: Sequence[Any]) -> Any:

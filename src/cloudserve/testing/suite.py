@@ -335,7 +335,10 @@ def _optional_calls(
     rows = [[0.0]]
     model = lambda: h.model_spec(workdir)  # noqa: E731
     return {
-        Capability.TRAFFIC_SPLIT: [lambda: p.set_traffic("cs-x", {"a": 100})],
+        Capability.TRAFFIC_SPLIT: [
+            lambda: p.set_traffic("cs-x", {"a": 100}),
+            lambda: p.delete_variant("cs-x", "a"),
+        ],
         Capability.ASYNC_PREDICT: [
             lambda: p.predict_async("cs-x", rows),
             lambda: p.get_async_result("cs-x", "r"),
@@ -352,6 +355,10 @@ def _optional_calls(
             lambda: p.list_models(None),
         ],
         Capability.PRICING_REFRESH: [lambda: p.refresh_prices()],
+        Capability.ROLLOUT: [
+            lambda: p.get_rollout_state("cs-x"),
+            lambda: p.put_rollout_state("cs-x", None),
+        ],
     }
 
 
@@ -359,6 +366,9 @@ def _optional_calls(
 _GATED_METHODS = (
     "deploy",
     "set_traffic",
+    "delete_variant",
+    "get_rollout_state",
+    "put_rollout_state",
     "predict_async",
     "get_async_result",
     "batch_predict",
@@ -411,6 +421,7 @@ def _client_calls(
         Capability.DRIFT: [lambda: c.drift("cs-x", h.rows(20))],
         Capability.REGISTRY: [lambda: c.register_model(model()), lambda: c.list_models()],
         Capability.PRICING_REFRESH: [refresh],
+        Capability.ROLLOUT: [lambda: c.rollout(model(), "cs-x", steps=[100], bake="1h")],
     }
 
 

@@ -102,6 +102,10 @@ class AzureMLProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.ROLLOUT: (
+            "the rollout state is not yet recorded with Azure ML endpoints (endpoint tags) and"
+            " deployments are not yet removed one by one; roll out on the local backend for now"
+        ),
         Capability.AUTOSCALE: (
             "managed online deployments scale through a separate Azure Monitor autoscale "
             "setting, which cloudserve does not manage yet; give a fixed replica count"

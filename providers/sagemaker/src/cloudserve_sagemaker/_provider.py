@@ -114,7 +114,13 @@ class SageMakerProvider(Provider):
             Capability.PRICING_REFRESH,
         }
     )
-    unsupported: ClassVar[dict[Capability, str]] = {}
+    unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.ROLLOUT: (
+            "the rollout state is not yet recorded with SageMaker endpoints (AddTags) and a"
+            " single production variant is not yet removed on its own; roll out on the local"
+            " backend for now"
+        ),
+    }
     error_table = ERROR_TABLE
 
     def __init__(self, config: ProviderConfig, *, target: str | None = None):

@@ -72,6 +72,11 @@ class VertexProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.ROLLOUT: (
+            "the rollout state is not yet recorded with Vertex AI endpoints (labels hold 63"
+            " characters) and a deployed model is not yet undeployed on its own; roll out on the"
+            " local backend for now"
+        ),
         Capability.SERVERLESS: "Vertex AI online endpoints always run at least one dedicated "
         "replica; the v1 API has no scale-to-zero serverless inference",
         Capability.ASYNC_PREDICT: "Vertex AI has no queued online prediction; use batch "

@@ -36,8 +36,17 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
 from cloudserve_sagemaker.testing._pricing import FakePriceList
+from cloudserve_sagemaker.testing._validator import message, validator_for
 
-__all__ = ["FakeState", "Middleware", "RecordedRequest"]
+__all__ = ["FakeState", "Middleware", "RecordedRequest", "RejectedRequest"]
+
+# JSON-protocol services by their X-Amz-Target prefix (botocore's ``targetPrefix``).
+JSON_SERVICES = {
+    "SageMaker": "sagemaker",
+    "AnyScaleFrontendService": "application-autoscaling",
+    "AWSPriceListService": "pricing",
+    "GraniteServiceVersion20100801": "cloudwatch",
+}
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024
 _INVOKE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-invocations)$")
@@ -54,6 +63,15 @@ class RecordedRequest:
     endpoint: str | None
     size: int
     status: int = 200
+
+
+@dataclass(frozen=True)
+class RejectedRequest:
+    """A request the service-model validator refused: service, operation, the message sent."""
+
+    service: str
+    operation: str
+    message: str
 
 
 @dataclass
@@ -77,6 +95,7 @@ class FakeState:
     fail_create_endpoint: str | None = None
     fail_job: str | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
+    rejected: list[RejectedRequest] = field(default_factory=list)
     pending: dict[str, _Pending] = field(default_factory=dict)
     job_countdown: dict[str, int] = field(default_factory=dict)
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -123,6 +142,9 @@ class Middleware:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         path = environ.get("PATH_INFO", "")
         invoke = _INVOKE.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        refused = self._validate(environ, target, invoke)
+        if refused is not None:
+            return _respond(start_response, *refused)
         if target.startswith("AWSPriceListService."):
             return self._pricing(environ, start_response, target.split(".", 1)[1])
         if not (invoke or target.startswith("SageMaker.")):
@@ -151,6 +173,33 @@ class Middleware:
             record.status = status
             return _respond(start_response, status, headers, out)
         return self._api(environ, start_response, op, params, region, record)
+
+    def _validate(
+        self, environ: dict[str, Any], target: str, invoke: re.Match[str] | None
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """``ValidationException`` for a request that breaks its service model, as the service
+        answers it (see ``_validator``); None for a valid request or one of another service."""
+        prefix, _, op = target.partition(".")
+        service = JSON_SERVICES.get(prefix)
+        if service is not None:
+            try:
+                params = json.loads(_read_body(environ) or b"{}")
+            except ValueError:
+                return _json_error(400, "SerializationException", "Malformed JSON body")
+            code = "ValidationException"
+        elif invoke is not None:
+            service, code = "sagemaker-runtime", "ValidationError"
+            op = "InvokeEndpointAsync" if "async" in invoke["kind"] else "InvokeEndpoint"
+            params = _runtime_params(environ, op, invoke["name"], _read_body(environ))
+        else:
+            return None
+        found = validator_for(service).validate(op, params)
+        if not found:
+            return None
+        text = message(found)
+        with self.state.lock:
+            self.state.rejected.append(RejectedRequest(service, op, text))
+        return _json_error(400, code, text)
 
     def _pricing(
         self, environ: dict[str, Any], start_response: StartResponse, op: str
@@ -732,6 +781,26 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
     return body
+
+
+def _runtime_params(environ: dict[str, Any], op: str, endpoint: str, body: bytes) -> dict[str, Any]:
+    """The members of a runtime request, read back from its path, headers and body the way
+    the rest-json protocol placed them (``location`` / ``locationName`` of each member)."""
+    shape = validator_for("sagemaker-runtime").model.operation_model(op).input_shape
+    params: dict[str, Any] = {}
+    for name, member in shape.members.items():
+        where = member.serialization.get("location")
+        if where == "uri":
+            params[name] = endpoint
+        elif where == "header":
+            header = member.serialization["name"].upper().replace("-", "_")
+            value = environ.get(header if header == "CONTENT_TYPE" else f"HTTP_{header}")
+            if value is not None:
+                params[name] = int(value) if member.type_name == "integer" else value
+        elif name == shape.serialization.get("payload") and body:
+            # Over 6 MB is the front door's 413 (see ``_invoke``), not a member violation.
+            params[name] = body if len(body) <= PAYLOAD_LIMIT else b""
+    return params
 
 
 def _region(environ: dict[str, Any]) -> str:
