@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudserve.errors import CloudServeError, InvalidRequest, Timeout
+from cloudserve.errors import CloudServeError, InvalidRequest, NotFound, Timeout
 from cloudserve.resources import Endpoint, EndpointStatus, PlannedCall, Variant
 from cloudserve.specs import DeploySpec
 from cloudserve.waiting import ProgressCallback
@@ -310,6 +310,23 @@ def delete(api: VertexApi, name: str, *, wait: bool = True) -> None:
         api.wait_op(op, f"deletion of endpoint {name}")
     for ref in dict.fromkeys(refs + registry.uploaded_for(api, name)):
         registry.delete_if_deployed_by_us(api, ref)
+
+
+def delete_variant(api: VertexApi, endpoint: str, variant: str) -> Endpoint:
+    """Undeploy a variant that takes no traffic, and delete the version a deploy uploaded."""
+    ep = require(api, endpoint)
+    dm = next((d for d in ep.deployed_models if d.display_name == variant), None)
+    if dm is None:
+        raise NotFound(f"no variant {variant} on {endpoint}", provider=api.name)
+    if int(ep.traffic_split.get(dm.id, 0)) > 0:
+        raise InvalidRequest(
+            f"variant {variant} still takes {ep.traffic_split[dm.id]}% of {endpoint}'s traffic; "
+            "move it to 0 first (set_traffic)",
+            provider=api.name,
+        )
+    undeploy(api, ep.name, dm.id, None)
+    registry.delete_if_deployed_by_us(api, f"{dm.model}@{dm.model_version_id}")
+    return get(api, endpoint)
 
 
 def set_traffic(api: VertexApi, endpoint: str, weights: dict[str, int]) -> Endpoint:

@@ -93,7 +93,11 @@ class VertexProvider(Provider):
         )
         if config.network:
             self.capabilities = type(self).capabilities - {Capability.TRAFFIC_SPLIT}  # type: ignore[misc]
-            self.unsupported = {**type(self).unsupported, Capability.TRAFFIC_SPLIT: _PRIVATE}  # type: ignore[misc]
+            self.unsupported = {  # type: ignore[misc]
+                **type(self).unsupported,
+                Capability.TRAFFIC_SPLIT: _PRIVATE,
+                Capability.ROLLOUT: _PRIVATE,
+            }
         self._batch_outputs: dict[str, str] = {}  # job id → local output path
 
     @_ClassOrInstance
@@ -141,6 +145,9 @@ class VertexProvider(Provider):
     def set_traffic(self, endpoint: str, weights: dict[str, int]) -> Endpoint:
         self.require(Capability.TRAFFIC_SPLIT)
         return _endpoints.set_traffic(self.api, endpoint, weights)
+
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        return _endpoints.delete_variant(self.api, endpoint, variant)
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls ``deploy(spec)`` makes, sending none; the build/push step first when
