@@ -299,15 +299,16 @@ def _ubjson_version(data: bytes) -> str | None:
     if data[pos : pos + 1] == b"$":  # one element type for the whole array
         fixed, pos = data[pos + 1 : pos + 2], pos + 2
     if data[pos : pos + 1] == b"#":  # the element count: a typed integer to skip
-        marker = data[pos + 1 : pos + 2]
-        if marker not in sizes:
+        count_type = data[pos + 1 : pos + 2]
+        if count_type not in sizes:
             return None
-        pos += 2 + sizes[marker][1]
+        pos += 2 + sizes[count_type][1]
     numbers: list[int] = []
     while len(numbers) < 2:
-        marker = fixed
-        if marker is None:
+        if fixed is None:
             marker, pos = data[pos : pos + 1], pos + 1
+        else:
+            marker = fixed
         if marker not in sizes:
             return None
         fmt, width = sizes[marker]

@@ -101,11 +101,11 @@ class VertexProvider(Provider):
         self._batch_outputs: dict[str, str] = {}  # job id → local output path
 
     @_ClassOrInstance
-    def supports(self_or_cls: Any, capability: Capability) -> bool:
+    def supports(self_or_cls: Any, capability: Capability) -> bool:  # type: ignore[override]
         return capability in self_or_cls.capabilities
 
     @_ClassOrInstance
-    def reason(self_or_cls: Any, capability: Capability) -> str:
+    def reason(self_or_cls: Any, capability: Capability) -> str:  # type: ignore[override]
         return self_or_cls.unsupported.get(
             capability, f"the vertex provider does not declare {capability.value}"
         )

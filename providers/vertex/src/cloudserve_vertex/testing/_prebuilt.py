@@ -172,7 +172,7 @@ class PrebuiltPredictor:
             if self._booster:
                 import xgboost as xgb
 
-                x = xgb.DMatrix(x)
+                return list(self._model.predict(xgb.DMatrix(x)).tolist())
             return list(self._model.predict(x).tolist())
         except Exception as exc:  # the container answers the error text with a 400
             raise ApiError(400, f"{type(exc).__name__}: {exc}") from exc
