@@ -79,6 +79,7 @@ def fake(tmp_path: Path, container_python: Path) -> Iterator[FakeVertex]:
     pythons = {"sklearn-cpu.1-5": container_python}
     with FakeVertex(workdir=tmp_path / "fake", prebuilt_python=pythons).serve() as f:
         yield f
+        assert f.rejected() == [], "every request fits the discovery document"
 
 
 def _run(python: Path, code: str, *args: str, stdin: str | None = None) -> str:

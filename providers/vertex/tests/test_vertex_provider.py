@@ -40,6 +40,7 @@ from cloudserve_vertex.testing import FakeVertex  # noqa: E402
 def fake(tmp_path: Path) -> Iterator[FakeVertex]:
     with FakeVertex(workdir=tmp_path / "fake", operation_polls=2).serve() as f:
         yield f
+        assert f.rejected() == [], "every request fits the discovery document"
 
 
 @pytest.fixture
@@ -310,3 +311,20 @@ def test_batch_reads_jsonl_from_gcs(fake: FakeVertex, client: Client, tmp_path: 
     assert done.status is JobStatus.SUCCEEDED
     out = [o for o in fake.objects("data", "out/") if "/prediction.results-" in o]
     assert [o.rsplit("/", 1)[-1] for o in out] == ["prediction.results-00000-of-00001"]
+
+
+def test_batch_results_in_several_shards(fake: FakeVertex, client: Client, tmp_path: Path) -> None:
+    from vertex_harness import VertexHarness
+
+    fake.service.batch_shard_rows = 7
+    rows = sample_rows(30, seed=3)
+    job = client.batch_predict(
+        model(tmp_path), write_csv(tmp_path / "in.csv", rows), tmp_path / "o"
+    )
+    assert job.wait(timeout=60).status is JobStatus.SUCCEEDED
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names[-5:] == [f"prediction.results-{i:05d}-of-00005" for i in range(5)]
+    assert names[0] == "prediction.errors_stats-00000-of-00001"
+    client.deploy(model(tmp_path), "ep")
+    expected = client.predict("ep", rows).outputs
+    assert VertexHarness().read_batch_output(str(tmp_path / "o")) == expected, "shards in order"

@@ -24,6 +24,7 @@ from cloudserve_vertex.testing import FakeVertex
 def fake(tmp_path: Path) -> Iterator[FakeVertex]:
     with FakeVertex(workdir=tmp_path / "fake").serve() as f:
         yield f
+        assert f.rejected() == [], "every request fits the discovery document"
 
 
 def test_the_prebuilt_table_is_the_sdks() -> None:

@@ -41,6 +41,7 @@ from cloudserve_vertex.testing import FakeVertex
 def fake(tmp_path: Path) -> Iterator[FakeVertex]:
     with FakeVertex(workdir=tmp_path / "fake", operation_polls=2).serve() as f:
         yield f
+        assert f.rejected() == [], "every request fits the discovery document"
 
 
 @pytest.fixture

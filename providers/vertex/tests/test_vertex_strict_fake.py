@@ -65,6 +65,7 @@ def test_a_wrong_verb_or_path_is_refused(fake: FakeVertex) -> None:
 def test_an_unknown_query_parameter_is_refused(fake: FakeVertex) -> None:
     resp = requests.get(f"{fake.url}/v1/{PARENT}/endpoints", params={"colour": "red"}, timeout=10)
     assert 'Unknown name "colour"' in _error(resp)["message"]
+    assert [(m, p.rsplit("/", 1)[-1]) for m, p, _ in fake.rejected()] == [("GET", "endpoints")]
 
 
 def test_what_the_rest_transport_sends_passes() -> None:

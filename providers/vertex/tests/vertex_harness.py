@@ -31,7 +31,9 @@ class VertexHarness(ProviderHarness):
         self.fake = FakeVertex(workdir=workdir / "fake-vertex", operation_polls=2).serve()
 
     def stop(self) -> None:
+        rejected = self.fake.rejected()
         self.fake.stop()
+        assert rejected == [], f"requests that do not fit the discovery document: {rejected}"
 
     def make_provider(self) -> VertexProvider:
         return VertexProvider(self.fake.config())

@@ -302,6 +302,12 @@ class FakeVertex:
         ``remove`` and the ``queries`` it answered (throttle / unavailable faults apply)."""
         return self.service.billing
 
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """(method, path, message) of every request that did not fit the API's discovery
+        document (answered 400 INVALID_ARGUMENT)."""
+        with self.service.lock:
+            return list(self.service.rejected)
+
     def requests_made(self) -> list[tuple[str, str]]:
         """(method, url) of every request, in order."""
         with self.service.lock:

@@ -128,6 +128,8 @@ class FakeVertexService:
         # Where predictHttpUri of private endpoints points (set by the front end).
         self.base_url = f"https://{location}-aiplatform.googleapis.com"
         self.requests: list[tuple[str, str]] = []
+        # requests the discovery-document check refused: (method, path, message)
+        self.rejected: list[tuple[str, str, str]] = []
         self.batch_shard_rows = 1000  # rows per prediction.results file
         # polls before done per operation kind ("DeployModelResponse": 10_000 = never in a test)
         self.operation_polls_by_type: dict[str, int] = {}
@@ -185,7 +187,12 @@ class FakeVertexService:
             doc = "bigquery.v2"
         else:
             raise ApiError(400, f"no Google API serves {method} {path}")
-        DiscoveryValidator.shipped(doc).check(method, path, query, body)
+        try:
+            DiscoveryValidator.shipped(doc).check(method, path, query, body)
+        except ApiError as exc:
+            with self.lock:
+                self.rejected.append((method, path, exc.message))
+            raise
 
     def _take_fault(self) -> Reply | None:
         with self.lock:
