@@ -1,5 +1,5 @@
 """What the provider uploads for a prebuilt container, run through Google's predictor steps
-in a venv pinned to the container's libraries (scikit-learn 1.5, no cloudserve).
+in a venv pinned to the container's libraries (scikit-learn 1.5 / XGBoost 2.1, no cloudserve).
 
 The model is trained in that venv (as a user on scikit-learn 1.5 would), deployed through the
 provider to the fake, and then:
@@ -68,9 +68,43 @@ print(json.dumps({"predictions": result.tolist()}))  # postprocess
 """
 
 
+# The prebuilt xgboost-cpu.2-1 image's XGBoost (the CPU-only wheel of the same version).
+XGBOOST_CONTAINER = ["xgboost-cpu==2.1.4", "numpy==1.26.4", "scipy==1.13.1", "joblib==1.4.2"]
+
+TRAIN_XGBOOST = """
+import json, sys
+import numpy as np, xgboost as xgb
+rng = np.random.default_rng(3)
+x = rng.normal(size=(200, 3))
+y = (x[:, 0] - x[:, 2] > 0).astype(int)
+booster = xgb.train({"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(x, label=y), 8)
+booster.save_model(sys.argv[1] + "/model.bst")
+rows = np.asarray(json.loads(sys.argv[2]))
+print(json.dumps(booster.predict(xgb.DMatrix(rows)).tolist()))
+"""
+
+# Google's XgboostPredictor steps (googleapis/python-aiplatform,
+# google/cloud/aiplatform/prediction/xgboost/predictor.py): model.bst first, then preprocess
+# into a DMatrix of np.asarray(instances), predict, tolist.
+GOOGLE_XGBOOST_PREDICTOR = """
+import json, os, sys
+import numpy as np, xgboost as xgb
+os.chdir(sys.argv[1])
+booster = xgb.Booster(model_file="model.bst")
+body = json.load(sys.stdin)
+result = booster.predict(xgb.DMatrix(np.asarray(body["instances"])))
+print(json.dumps({"predictions": result.tolist()}))
+"""
+
+
 @pytest.fixture(scope="session")
 def container_python() -> Path:
     return reference_venv("vertex-sklearn-1.5", CONTAINER, pip_args=["--only-binary=:all:"])
+
+
+@pytest.fixture(scope="session")
+def xgboost_python() -> Path:
+    return reference_venv("vertex-xgboost-2.1", XGBOOST_CONTAINER, pip_args=["--only-binary=:all:"])
 
 
 @pytest.fixture
@@ -126,12 +160,7 @@ def test_the_uploaded_artifact_answers_like_the_model_under_googles_predictor(
 
     # The uploaded artifact and the sent body under Google's predictor, at the container's
     # versions, without cloudserve: the model's own predictions.
-    uploaded = tmp_path / "uploaded"
-    prefix = version["artifactUri"].removeprefix(f"{fake.staging_bucket}/")
-    for name in fake.objects(fake.staging_bucket, prefix + "/"):
-        target = uploaded / name[len(prefix) + 1 :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(fake.read_object(f"{fake.staging_bucket}/{name}"))
+    uploaded = _download(fake, version["artifactUri"], tmp_path / "uploaded")
     assert (uploaded / "model.joblib").exists()
     answer = _run(
         container_python,
@@ -148,3 +177,39 @@ def test_the_uploaded_artifact_answers_like_the_model_under_googles_predictor(
     with pytest.raises(InvalidRequest, match="unknown columns"):
         client.predict("ep", [{"tenure": 1.0, "colour": 2.0}])
     assert len(fake.predictions()) == before
+
+
+def _download(fake: FakeVertex, artifact_uri: str, dest: Path) -> Path:
+    prefix = artifact_uri.removeprefix(f"{fake.staging_bucket}/")
+    for name in fake.objects(fake.staging_bucket, prefix + "/"):
+        target = dest / name[len(prefix) + 1 :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(fake.read_object(f"{fake.staging_bucket}/{name}"))
+    return dest
+
+
+def test_an_xgboost_2_1_booster_on_the_xgboost_2_1_container(
+    xgboost_python: Path, tmp_path: Path
+) -> None:
+    rows = [[0.3, -1.0, 0.2], [-0.7, 0.4, 1.1], [1.5, 0.0, -0.5]]
+    artifact = tmp_path / "booster"
+    artifact.mkdir()
+    own = json.loads(_run(xgboost_python, TRAIN_XGBOOST, str(artifact), json.dumps(rows)))
+    pythons = {"xgboost-cpu.2-1": xgboost_python}
+    with FakeVertex(workdir=tmp_path / "fake", prebuilt_python=pythons).serve() as fake:
+        client = Client(VertexProvider(fake.config()))
+        model = ModelSpec(name="boost", artifact=str(artifact), framework="xgboost")
+        client.deploy(model, "ep")
+        [version] = fake.model_versions("boost")
+        assert version["containerSpec"]["imageUri"].endswith("/xgboost-cpu.2-1:latest")
+        assert client.predict("ep", rows).outputs == pytest.approx(own, rel=1e-6)
+        sent = fake.predictions()[-1].instances
+        uploaded = _download(fake, version["artifactUri"], tmp_path / "uploaded")
+        answer = _run(
+            xgboost_python,
+            GOOGLE_XGBOOST_PREDICTOR,
+            str(uploaded),
+            stdin=json.dumps({"instances": sent}),
+        )
+        assert json.loads(answer)["predictions"] == pytest.approx(own, rel=1e-6)
+        assert fake.rejected() == []
