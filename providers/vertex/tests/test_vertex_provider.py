@@ -2,57 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from vertex_harness import churn_model as model
 
-serving = pytest.importorskip("cloudserve.serving", reason="the fake predicts through serving")
-if not hasattr(serving, "load_model"):
-    pytest.skip("cloudserve.serving.load_model is not available yet", allow_module_level=True)
-
-from cloudserve.client import Client  # noqa: E402
-from cloudserve.errors import (  # noqa: E402
+from cloudserve.client import Client
+from cloudserve.errors import (
     InvalidRequest,
     NotFound,
     OperationFailed,
     Throttled,
 )
-from cloudserve.resources import EndpointStatus, JobStatus  # noqa: E402
-from cloudserve.specs import (  # noqa: E402
+from cloudserve.resources import EndpointStatus, JobStatus
+from cloudserve.specs import (
     Choice,
     Compute,
     DataCapture,
     IntRange,
     LogUniform,
-    ModelSpec,
     Objective,
     TrainSpec,
     TuningSpec,
 )
-from cloudserve.testing import TRAIN_SCRIPT, make_sklearn_model, sample_rows, write_csv  # noqa: E402
-from cloudserve_vertex import VertexProvider  # noqa: E402
-from cloudserve_vertex.testing import FakeVertex  # noqa: E402
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeVertex]:
-    with FakeVertex(workdir=tmp_path / "fake", operation_polls=2).serve() as f:
-        yield f
-        assert f.rejected() == [], "every request fits the discovery document"
-
-
-@pytest.fixture
-def client(fake: FakeVertex) -> Iterator[Client]:
-    provider = VertexProvider(fake.config())
-    yield Client(provider)
-    provider.close()
-
-
-def model(tmp_path: Path, version: str = "1") -> ModelSpec:
-    directory = make_sklearn_model(tmp_path / f"m{version}", version=version)
-    return ModelSpec(name="churn", version=version, artifact=str(directory), framework="sklearn")
+from cloudserve.testing import TRAIN_SCRIPT, sample_rows, write_csv
+from cloudserve_vertex import VertexProvider
+from cloudserve_vertex.testing import FakeVertex
 
 
 def deployed(fake: FakeVertex, endpoint: str = "ep") -> list[dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -18,13 +17,6 @@ from cloudserve.testing import make_sklearn_model
 from cloudserve_vertex import VertexProvider
 from cloudserve_vertex import _packaging as pkg
 from cloudserve_vertex.testing import FakeVertex
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeVertex]:
-    with FakeVertex(workdir=tmp_path / "fake").serve() as f:
-        yield f
-        assert f.rejected() == [], "every request fits the discovery document"
 
 
 def test_the_prebuilt_table_is_the_sdks() -> None:

@@ -4,11 +4,11 @@ tuning values, Cloud Monitoring, errors and timeouts, deploy timeouts, list filt
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from vertex_harness import churn_model as model
 
 from cloudserve.client import Client
 from cloudserve.errors import (
@@ -31,29 +31,10 @@ from cloudserve.specs import (
     TrainSpec,
     TuningSpec,
 )
-from cloudserve.testing import TRAIN_SCRIPT, make_sklearn_model, sample_rows
+from cloudserve.testing import TRAIN_SCRIPT, sample_rows
 from cloudserve_vertex import VertexProvider
 from cloudserve_vertex._errors import ERROR_TABLE
 from cloudserve_vertex.testing import FakeVertex
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeVertex]:
-    with FakeVertex(workdir=tmp_path / "fake", operation_polls=2).serve() as f:
-        yield f
-        assert f.rejected() == [], "every request fits the discovery document"
-
-
-@pytest.fixture
-def client(fake: FakeVertex) -> Iterator[Client]:
-    provider = VertexProvider(fake.config())
-    yield Client(provider)
-    provider.close()
-
-
-def model(tmp_path: Path, version: str = "1") -> ModelSpec:
-    directory = make_sklearn_model(tmp_path / f"m{version}", version=version)
-    return ModelSpec(name="churn", version=version, artifact=str(directory), framework="sklearn")
 
 
 def _paths(fake: FakeVertex) -> list[str]:

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from cloudserve.testing import Fault, ProviderHarness
+from cloudserve.specs import ModelSpec
+from cloudserve.testing import Fault, ProviderHarness, make_sklearn_model
 from cloudserve_vertex import VertexProvider
 from cloudserve_vertex.testing import FakeVertex
 
@@ -60,3 +61,9 @@ class VertexHarness(ProviderHarness):
 
     def publish_metrics(self, endpoint: str) -> None:
         """The fake publishes time series and request logs as requests arrive."""
+
+
+def churn_model(tmp_path: Path, version: str = "1") -> ModelSpec:
+    """Model ``churn`` at ``version``: a scikit-learn classifier saved by today's library."""
+    directory = make_sklearn_model(tmp_path / f"m{version}", version=version)
+    return ModelSpec(name="churn", version=version, artifact=str(directory), framework="sklearn")
