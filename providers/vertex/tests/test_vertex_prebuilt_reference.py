@@ -170,6 +170,27 @@ def test_the_uploaded_artifact_answers_like_the_model_under_googles_predictor(
     )
     assert json.loads(answer)["predictions"] == own
 
+    # Batch: a CSV with its header in another order, and JSON Lines of objects (sent to the
+    # prebuilt container as arrays in feature order through instanceConfig.included_fields).
+    import orjson
+    from vertex_harness import VertexHarness
+
+    from cloudserve.resources import JobStatus
+
+    csv_in = tmp_path / "in.csv"
+    frame.iloc[[0, 2]].to_csv(csv_in, index=False)  # the rows without a blank
+    done = client.batch_predict(model, csv_in, tmp_path / "out-csv").wait(timeout=120)
+    assert done.status is JobStatus.SUCCEEDED
+    assert VertexHarness().read_batch_output(str(tmp_path / "out-csv")) == [own[0], own[2]]
+    jsonl_in = tmp_path / "in.jsonl"
+    records = [{k: (None if v != v else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    jsonl_in.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    done = client.batch_predict(model, jsonl_in, tmp_path / "out-jsonl").wait(timeout=120)
+    assert done.status is JobStatus.SUCCEEDED
+    assert VertexHarness().read_batch_output(str(tmp_path / "out-jsonl")) == own
+    [stored] = [j for j in fake.batch_jobs() if j["inputConfig"]["instancesFormat"] == "jsonl"]
+    assert stored["instanceConfig"] == {"instanceType": "array", "includedFields": COLUMNS}
+
     # What the prebuilt predictor cannot serve is refused before any predict request.
     before = len(fake.predictions())
     with pytest.raises(InvalidRequest, match="parameters"):

@@ -274,3 +274,32 @@ def test_canary_still_works_on_public_endpoints(
 ) -> None:
     client.deploy(model(tmp_path, "1"), "ep", Compute())
     assert client.deploy(model(tmp_path, "2"), "ep", traffic=20).traffic == {"v1": 80, "v2": 20}
+
+
+def test_batch_csv_and_jsonl_columns_go_by_name(
+    fake: FakeVertex, client: Client, tmp_path: Path
+) -> None:
+    pd = pytest.importorskip("pandas")
+    import joblib
+    import numpy as np
+    import orjson
+    from sklearn.linear_model import LogisticRegression
+    from vertex_harness import VertexHarness
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    clf = LogisticRegression().fit(frame, (frame["a"] - frame["c"] > 0).astype(int))
+    directory = tmp_path / "named"
+    directory.mkdir()
+    joblib.dump(clf, directory / "model.joblib")
+    spec = ModelSpec(name="named", artifact=str(directory), framework="sklearn")
+    want = clf.predict(frame.head(8)).tolist()
+    shuffled = frame.head(8)[["c", "a", "b"]]
+    csv_in = tmp_path / "in.csv"
+    shuffled.to_csv(csv_in, index=False)
+    jsonl_in = tmp_path / "in.jsonl"
+    jsonl_in.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in shuffled.to_dict("records")))
+    for source, out in ((csv_in, tmp_path / "out-csv"), (jsonl_in, tmp_path / "out-jsonl")):
+        done = client.batch_predict(spec, source, out).wait(timeout=60)
+        assert done.status is JobStatus.SUCCEEDED
+        assert VertexHarness().read_batch_output(str(out)) == want, source.suffix

@@ -1,5 +1,11 @@
 """Batch prediction: ``BatchPredictionJob`` from a local or ``gs://`` input.
 
+Vertex turns each CSV row into an array in the file's column order (``instanceConfig`` does not
+apply to CSV), so a local CSV with a header is uploaded with its columns in the model's feature
+order when the model's feature names are known. JSON Lines of objects go to a prebuilt
+container as arrays in feature order (``instance_type="array"`` with ``included_fields``); the
+container route receives the objects themselves.
+
 Vertex writes ``prediction.results-0000X-of-0000N`` files (JSON Lines of
 ``{"instance": …, "prediction": …}``) and ``prediction.errors_stats-0000X-of-0000N`` into a
 ``prediction-<model>-<time>`` directory under the output prefix; a local ``output`` gets copies
@@ -8,6 +14,8 @@ of those files when the job has succeeded.
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +32,7 @@ __all__ = ["RESULTS_GLOB", "get", "start"]
 RESULTS_GLOB = "prediction.results-*"
 
 
-def _stage_input(api: VertexApi, spec: BatchSpec) -> str:
+def _stage_input(api: VertexApi, spec: BatchSpec, feature_names: list[str] | None) -> str:
     if spec.input.startswith("gs://"):
         return spec.input
     path = Path(spec.input)
@@ -33,18 +41,39 @@ def _stage_input(api: VertexApi, spec: BatchSpec) -> str:
     cfg = api.config
     name = f"{cfg.staging_prefix}/batch-inputs/{int(time.time() * 1000)}-{path.name}"
     blob = api.client("storage").bucket(cfg.bucket).blob(name)
-    api.call(blob.upload_from_filename, str(path))
+    data = path.read_bytes()
+    if spec.resolved_format == "csv" and feature_names:
+        data = reorder_csv(data, feature_names)
+    api.call(blob.upload_from_string, data, content_type="application/octet-stream")
     return f"gs://{cfg.bucket}/{name}"
+
+
+def reorder_csv(data: bytes, feature_names: list[str]) -> bytes:
+    """The CSV with its columns in ``feature_names`` order, when its header names them all
+    (a header of other names, or none, is left as it is: the columns go by position)."""
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    if not rows or set(feature_names) - set(rows[0]):
+        return data
+    index = [rows[0].index(n) for n in feature_names]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(feature_names)
+    writer.writerows([row[i] for i in index] for row in rows[1:] if row)
+    return out.getvalue().encode()
 
 
 def start(api: VertexApi, spec: BatchSpec, outputs: dict[str, str], target: str) -> BatchJob:
     from google.cloud import aiplatform_v1 as v1
 
-    registry.plan_route(api, spec.model, target)  # a refused route fails before any request
+    route = registry.plan_route(api, spec.model, target)  # refused before any request
     ref = registry.upload(
         api, spec.model, origin="batch", endpoint=None, created=[], progress=None, target=target
     )
-    source = _stage_input(api, spec)
+    names = route.facts.feature_names if route.facts else None
+    source = _stage_input(api, spec, names)
+    instances: dict[str, Any] = {}
+    if spec.resolved_format == "jsonl" and names and route.prebuilt:
+        instances = {"instance_config": {"instance_type": "array", "included_fields": names}}
     cfg = api.config
     local_out = not spec.output.startswith("gs://")
     out_prefix = (
@@ -68,6 +97,7 @@ def start(api: VertexApi, spec: BatchSpec, outputs: dict[str, str], target: str)
             "max_replica_count": max(lo, 1),
         },
         manual_batch_tuning_parameters={"batch_size": spec.batch_size},
+        **instances,
         labels=api.labels({"cloudserve-output": "local" if local_out else "gcs"}),
         **api.encryption(),
     )

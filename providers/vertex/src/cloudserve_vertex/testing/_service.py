@@ -990,6 +990,7 @@ class FakeVertexService:
                 raise ApiError(400, f"no input objects at {uri}")
             for obj in objects:
                 rows.extend(_read_instances(obj.data, fmt))
+        rows = _shape(rows, fmt, job.get("instanceConfig") or {})
         size = int((job.get("manualBatchTuningParameters") or {}).get("batchSize") or 64)
         lines: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
@@ -1149,6 +1150,23 @@ def _read_instances(data: bytes, fmt: str) -> list[Any]:
         return [orjson.loads(line) for line in data.splitlines() if line.strip()]
     rows = list(csv.reader(io.StringIO(data.decode())))
     return [[_number(c) for c in row] for row in rows[1:] if row]
+
+
+def _shape(rows: list[Any], fmt: str, config: dict[str, Any]) -> list[Any]:
+    """Apply ``instanceConfig`` as Vertex does: for JSON Lines of objects, ``array`` sends the
+    ``included_fields`` values in that order and ``object`` the objects (``included_fields``
+    kept); it does not apply to CSV, whose rows are arrays in the file's column order."""
+    kind = config.get("instanceType")
+    fields = config.get("includedFields") or []
+    if fmt != "jsonl" or not kind:
+        return rows
+    if kind == "array":
+        if rows and isinstance(rows[0], dict) and not fields:
+            raise ApiError(400, "instance_type 'array' over JSONL objects needs included_fields")
+        return [[r.get(f) for f in fields] if isinstance(r, dict) else r for r in rows]
+    if fields:
+        return [{f: r.get(f) for f in fields} if isinstance(r, dict) else r for r in rows]
+    return rows
 
 
 def _jsonl(items: list[Any]) -> bytes:
