@@ -15,6 +15,7 @@ from cloudserve.resources import Endpoint, EndpointStatus, PlannedCall, Variant
 from cloudserve.specs import DeploySpec
 from cloudserve.waiting import ProgressCallback
 from cloudserve_vertex import _model_registry as registry
+from cloudserve_vertex import _packaging as pkg
 from cloudserve_vertex._api import MANAGED, VertexApi
 from cloudserve_vertex._states import endpoint_status
 
@@ -352,7 +353,7 @@ def set_traffic(api: VertexApi, endpoint: str, weights: dict[str, int]) -> Endpo
 
 
 def plan(
-    api: VertexApi, spec: DeploySpec, route_kind: str, image: str, build: str | None
+    api: VertexApi, spec: DeploySpec, route: pkg.Route, build: str | None = None
 ) -> list[PlannedCall]:
     """The calls ``deploy(spec)`` makes against an empty project, in order (nothing sent)."""
     calls = []
@@ -379,7 +380,12 @@ def plan(
         PlannedCall(
             service="aiplatform",
             operation="ModelService.UploadModel",
-            params={"model_id": model_id, "route": route_kind, "image_uri": image},
+            params={
+                "model_id": model_id,
+                "route": route.kind,
+                "image_uri": route.image,
+                "why": route.reason,
+            },
             creates=f"model {model_id} version",
         ),
         PlannedCall(

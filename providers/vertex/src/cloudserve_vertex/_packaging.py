@@ -25,7 +25,7 @@ import pickle
 import re
 import struct
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,16 @@ from cloudserve.specs import ModelSpec
 __all__ = [
     "PREBUILT",
     "ModelFacts",
+    "PickleFacts",
     "Route",
+    "check_parameters",
     "choose_route",
     "inspect_model",
     "prebuilt_image",
+    "read_pickle_facts",
     "rows_for_prebuilt",
     "stage",
+    "xgboost_file_version",
 ]
 
 # The SDK's table of prebuilt prediction containers (framework → versions with an image),
@@ -370,7 +374,6 @@ class Route:
     image: str
     facts: ModelFacts | None = None
     reason: str = ""
-    files: list[Path] = field(default_factory=list)
 
     @property
     def prebuilt(self) -> bool:

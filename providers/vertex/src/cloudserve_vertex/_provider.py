@@ -29,6 +29,7 @@ from cloudserve_vertex import _batch, _endpoints, _model_registry, _monitor, _pr
 from cloudserve_vertex._api import VertexApi
 from cloudserve_vertex._config import VertexConfig
 from cloudserve_vertex._errors import ERROR_TABLE
+from cloudserve_vertex._packaging import Route
 from cloudserve_vertex._validate import validate
 
 __all__ = ["VertexProvider"]
@@ -155,13 +156,15 @@ class VertexProvider(Provider):
         from cloudserve.errors import InvalidRequest
 
         try:
-            route = _model_registry.plan_route(self.api, spec.model, self.target)
-            return _endpoints.plan(self.api, spec, route.kind, route.image, None)
+            return _endpoints.plan(
+                self.api, spec, _model_registry.plan_route(self.api, spec.model, self.target)
+            )
         except InvalidRequest as exc:
             if exc.code != "needs_container_route":
                 raise
             build = f"cloudserve build-image --push {self.target}"
-            return _endpoints.plan(self.api, spec, "container", "<serving_image>", build)
+            route = Route("container", "<serving_image>", None, str(exc))
+            return _endpoints.plan(self.api, spec, route, build)
 
     # -- prediction ----------------------------------------------------------------------------
 

@@ -997,7 +997,7 @@ class FakeVertexService:
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             try:
-                preds = self.run_model(dm, chunk)
+                preds = self.run_model(dm, chunk, job.get("modelParameters"))
                 lines.extend(
                     {"instance": i, "prediction": p} for i, p in zip(chunk, preds, strict=False)
                 )
