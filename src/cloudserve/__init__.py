@@ -1,7 +1,7 @@
 """cloudserve: one provider-neutral way to deploy, serve, batch-predict, tune and monitor models.
 
 >>> import cloudserve as cs
->>> client = cs.connect()          # the default target, else CLOUDSERVE_TARGET, else local
+>>> client = cs.connect()          # CLOUDSERVE_TARGET, else the file's default, else local
 
 This module imports no cloud SDK: a provider is imported when a target that names it is first
 used. Every public name is resolved on first use (PEP 562), so ``import cloudserve`` costs
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         Uniform,
         Workload,
     )
+    from cloudserve.rollout import Gates, RolloutReport
     from cloudserve.waiting import Progress
 
 __version__ = "0.1.0"
@@ -90,6 +91,7 @@ __all__ = [
     "Endpoint",
     "EndpointStatus",
     "FeatureDrift",
+    "Gates",
     "IntRange",
     "InvalidRequest",
     "JobStatus",
@@ -108,6 +110,7 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderNotFound",
+    "RolloutReport",
     "ServiceUnavailable",
     "SmokeTestFailed",
     "Throttled",
@@ -165,6 +168,8 @@ _LAZY = {
     "Uniform": "cloudserve.specs",
     "Workload": "cloudserve.specs",
     "Progress": "cloudserve.waiting",
+    "Gates": "cloudserve.rollout",
+    "RolloutReport": "cloudserve.rollout",
 }
 
 

@@ -94,7 +94,7 @@ def test_vertex_env_vars_pick_port_and_routes(custom_dir: Path):
         "AIP_HTTP_PORT": str(port),
         "AIP_PREDICT_ROUTE": "/v1/endpoints/e/deployedModels/d:predict",
         "AIP_HEALTH_ROUTE": "/v1/endpoints/e/deployedModels/d",
-        "CLOUDSERVE_MODEL_DIR": str(custom_dir),
+        "AZUREML_MODEL_DIR": str(custom_dir),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "cloudserve.serving", "serve", "--workers", "2"],

@@ -7,21 +7,19 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ServerSettings", "default_model_dir", "default_port"]
+__all__ = ["ServerSettings", "default_port"]
+
+# Vertex AI names the port; SageMaker names one only for containers that must share a host
+# (multi-container endpoints, inference pipelines); 8080 is every other contract's default.
+_PORT_VARIABLES = ("AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT")
 
 
 def default_port() -> int:
-    """``AIP_HTTP_PORT`` on Vertex AI, else 8080 (SageMaker's port)."""
-    return int(os.environ.get("AIP_HTTP_PORT", "8080"))
-
-
-def default_model_dir() -> Path:
-    """Where the clouds mount the model: ``CLOUDSERVE_MODEL_DIR``, Azure's ``AZUREML_MODEL_DIR``,
-    else SageMaker's ``/opt/ml/model``."""
-    for var in ("CLOUDSERVE_MODEL_DIR", "AZUREML_MODEL_DIR"):
+    """``AIP_HTTP_PORT`` (Vertex AI), ``SAGEMAKER_BIND_TO_PORT`` (SageMaker), else 8080."""
+    for var in _PORT_VARIABLES:
         if os.environ.get(var):
-            return Path(os.environ[var])
-    return Path("/opt/ml/model")
+            return int(os.environ[var])
+    return 8080
 
 
 class ServerSettings(BaseModel):
@@ -34,7 +32,9 @@ class ServerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_dir: Path
+    model_dir: Path | None = Field(
+        default=None, description="None: the model a cloud handed over (serving._location)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default_factory=default_port, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)

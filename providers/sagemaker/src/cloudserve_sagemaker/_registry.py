@@ -1,16 +1,25 @@
 """The model registry on SageMaker: model package groups (one per model) and model packages.
 
 SageMaker numbers packages 1, 2, 3 … by itself; the cloudserve version, framework and lineage
-travel in ``CustomerMetadataProperties`` (values up to 256 characters each, so lineage is
-stored one key per entry), and the approval status is the version's stage.
+travel in ``CustomerMetadataProperties``, and the approval status is the version's stage.
+
+That map is strict: at most 50 entries, keys up to 128 and values of 1–256 characters, both
+matching ``[\p{L}\p{Z}\p{N}_.:/=+\-@]*`` (no quotes, braces or commas, so no JSON text). A
+lineage value is therefore stored as its JSON text in standard base64 (whose alphabet the
+pattern allows), split over ``lineage<i>:<key>`` entries of at most 256 characters; empty
+values are not sent.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from cloudserve.errors import NotFound
+from cloudserve.errors import InvalidRequest, NotFound
 from cloudserve.resources import ModelVersion
 from cloudserve.specs import ModelSpec
 from cloudserve_sagemaker._aws import page_token
@@ -20,30 +29,61 @@ if TYPE_CHECKING:
 
 __all__ = ["list_models", "register_model"]
 
-VERSION_KEY, FRAMEWORK_KEY, LINEAGE_PREFIX = (
-    "cloudserve:version",
-    "cloudserve:framework",
-    "lineage:",
-)
-MAX_VALUE = 256
+VERSION_KEY, FRAMEWORK_KEY = "cloudserve:version", "cloudserve:framework"
+MAX_KEY, MAX_VALUE, MAX_ENTRIES = 128, 256, 50
+_LINEAGE = re.compile(r"^lineage(\d+):(.+)$")
+_ALLOWED = re.compile(r"^[\w\s.:/=+\-@]*$")
 
 
 def _metadata(model: ModelSpec, lineage: dict[str, Any]) -> dict[str, str]:
-    meta = {VERSION_KEY: model.version, FRAMEWORK_KEY: model.framework or ""}
+    """``CustomerMetadataProperties`` for ``model`` and its lineage; InvalidRequest (before any
+    call) when the lineage cannot fit SageMaker's limits."""
+    meta = {VERSION_KEY: model.version}
+    if model.framework:
+        meta[FRAMEWORK_KEY] = model.framework
     for key, value in lineage.items():
-        meta[f"{LINEAGE_PREFIX}{key}"[:128]] = json.dumps(value, default=str)[:MAX_VALUE]
+        text = base64.b64encode(json.dumps(value, default=str).encode()).decode()
+        chunks = [text[i : i + MAX_VALUE] for i in range(0, len(text), MAX_VALUE)]
+        for i, chunk in enumerate(chunks):
+            name = f"lineage{i}:{key}"
+            if len(name) > MAX_KEY or not _ALLOWED.match(name):
+                raise InvalidRequest(
+                    f"lineage key '{key}' cannot be a SageMaker metadata key (at most "
+                    f"{MAX_KEY - 10} characters of letters, digits, spaces and _.:/=+-@)",
+                    provider="sagemaker",
+                )
+            meta[name] = chunk
+    if len(meta) > MAX_ENTRIES:
+        raise InvalidRequest(
+            f"the lineage needs {len(meta)} metadata entries; SageMaker keeps at most "
+            f"{MAX_ENTRIES} per model package (256 characters each)",
+            provider="sagemaker",
+        )
     return meta
+
+
+def _lineage(meta: dict[str, str]) -> dict[str, Any]:
+    """The lineage read back from the metadata (text that is not ours is kept as it is)."""
+    parts: dict[str, dict[int, str]] = defaultdict(dict)
+    for name, chunk in meta.items():
+        found = _LINEAGE.match(name)
+        if found:
+            parts[found.group(2)][int(found.group(1))] = chunk
+    lineage: dict[str, Any] = {}
+    for key, chunks in parts.items():
+        text = "".join(chunks[i] for i in sorted(chunks))
+        try:
+            lineage[key] = json.loads(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            lineage[key] = text
+    return lineage
 
 
 def _version(p: SageMakerProvider, arn: str) -> ModelVersion:
     d = p.sm("describe_model_package", ModelPackageName=arn)
     meta = d.get("CustomerMetadataProperties", {})
     container = (d.get("InferenceSpecification", {}).get("Containers") or [{}])[0]
-    lineage = {
-        k.removeprefix(LINEAGE_PREFIX): json.loads(v)
-        for k, v in meta.items()
-        if k.startswith(LINEAGE_PREFIX)
-    }
+    lineage = _lineage(meta)
     return ModelVersion(
         name=d["ModelPackageGroupName"],
         version=meta.get(VERSION_KEY) or str(d.get("ModelPackageVersion")),
@@ -91,8 +131,8 @@ def register_model(p: SageMakerProvider, model: ModelSpec, lineage: dict[str, An
             ModelPackageGroupDescription=f"cloudserve model {model.name}",
             Tags=[{"Key": "cloudserve:managed", "Value": "true"}],
         )
-    data_url = p._artifact_uri(model)
-    container = p._container(model, data_url, gpu=False)
+    prepared = p.prepare(model)
+    container = p.container(model, prepared, p.artifact_uri(model, prepared))
     created = p.sm(
         "create_model_package",
         retry=False,

@@ -4,7 +4,10 @@ Point boto3 (or the cloudserve SageMaker provider) at ``fake.url`` and everythin
 HTTP, signed by botocore, into moto's SageMaker, S3, CloudWatch and Application Auto Scaling —
 with the additions listed in ``_service``: ``UpdateEndpoint``, endpoints that pass through
 ``Creating``/``Updating``, injected throttling / 5xx / failures, real model predictions from
-``InvokeEndpoint``, data capture, transform jobs that transform and tuning jobs that train::
+``InvokeEndpoint``, data capture, transform jobs that transform and tuning jobs that train.
+Every request is first checked against botocore's service model — maximums, enums and patterns
+included, which neither botocore nor moto checks — and refused with ``ValidationException`` as
+SageMaker refuses it (``fake.rejected()`` lists them)::
 
     from cloudserve_sagemaker.testing import FakeSageMaker
 
@@ -25,9 +28,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cloudserve_sagemaker.testing._pricing import FakePriceList
-from cloudserve_sagemaker.testing._service import FakeState, Middleware, RecordedRequest
+from cloudserve_sagemaker.testing._service import (
+    FakeState,
+    Middleware,
+    RecordedRequest,
+    RejectedRequest,
+)
 
-__all__ = ["FakePriceList", "FakeSageMaker", "FaultKind", "RecordedRequest"]
+__all__ = ["FakePriceList", "FakeSageMaker", "FaultKind", "RecordedRequest", "RejectedRequest"]
 
 FaultKind = Literal["throttle", "unavailable", "fail_endpoint", "fail_create_endpoint", "fail_job"]
 ACCESS_KEY = "testing"
@@ -183,6 +191,12 @@ class FakeSageMaker:
     def requests(self, operation: str | None = None) -> list[RecordedRequest]:
         """SageMaker API and runtime requests received so far, all or of one operation."""
         return self.state.operations(operation)
+
+    def rejected(self) -> list[RejectedRequest]:
+        """Requests refused with ``ValidationException`` because they break the service model
+        (maximums, enums, patterns … that botocore does not check; see ``_validator``)."""
+        with self.state.lock:
+            return list(self.state.rejected)
 
     # -- state ------------------------------------------------------------------------------
 

@@ -36,10 +36,20 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
 from cloudserve_sagemaker.testing._pricing import FakePriceList
+from cloudserve_sagemaker.testing._validator import message, validator_for
 
-__all__ = ["FakeState", "Middleware", "RecordedRequest"]
+__all__ = ["FakeState", "Middleware", "RecordedRequest", "RejectedRequest"]
+
+# JSON-protocol services by their X-Amz-Target prefix (botocore's ``targetPrefix``).
+JSON_SERVICES = {
+    "SageMaker": "sagemaker",
+    "AnyScaleFrontendService": "application-autoscaling",
+    "AWSPriceListService": "pricing",
+    "GraniteServiceVersion20100801": "cloudwatch",
+}
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024
+SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024
 _INVOKE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-invocations)$")
 _REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
 
@@ -54,6 +64,15 @@ class RecordedRequest:
     endpoint: str | None
     size: int
     status: int = 200
+
+
+@dataclass(frozen=True)
+class RejectedRequest:
+    """A request the service-model validator refused: service, operation, the message sent."""
+
+    service: str
+    operation: str
+    message: str
 
 
 @dataclass
@@ -77,6 +96,7 @@ class FakeState:
     fail_create_endpoint: str | None = None
     fail_job: str | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
+    rejected: list[RejectedRequest] = field(default_factory=list)
     pending: dict[str, _Pending] = field(default_factory=dict)
     job_countdown: dict[str, int] = field(default_factory=dict)
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -123,6 +143,9 @@ class Middleware:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         path = environ.get("PATH_INFO", "")
         invoke = _INVOKE.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        refused = self._validate(environ, target, invoke)
+        if refused is not None:
+            return _respond(start_response, *refused)
         if target.startswith("AWSPriceListService."):
             return self._pricing(environ, start_response, target.split(".", 1)[1])
         if not (invoke or target.startswith("SageMaker.")):
@@ -151,6 +174,33 @@ class Middleware:
             record.status = status
             return _respond(start_response, status, headers, out)
         return self._api(environ, start_response, op, params, region, record)
+
+    def _validate(
+        self, environ: dict[str, Any], target: str, invoke: re.Match[str] | None
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """``ValidationException`` for a request that breaks its service model, as the service
+        answers it (see ``_validator``); None for a valid request or one of another service."""
+        prefix, _, op = target.partition(".")
+        service = JSON_SERVICES.get(prefix)
+        if service is not None:
+            try:
+                params = json.loads(_read_body(environ) or b"{}")
+            except ValueError:
+                return _json_error(400, "SerializationException", "Malformed JSON body")
+            code = "ValidationException"
+        elif invoke is not None:
+            service, code = "sagemaker-runtime", "ValidationError"
+            op = "InvokeEndpointAsync" if "async" in invoke["kind"] else "InvokeEndpoint"
+            params = _runtime_params(environ, op, invoke["name"], _read_body(environ))
+        else:
+            return None
+        found = validator_for(service).validate(op, params)
+        if not found:
+            return None
+        text = message(found)
+        with self.state.lock:
+            self.state.rejected.append(RejectedRequest(service, op, text))
+        return _json_error(400, code, text)
 
     def _pricing(
         self, environ: dict[str, Any], start_response: StartResponse, op: str
@@ -234,6 +284,9 @@ class Middleware:
                 return _json_error(
                     400, "ValidationException", f'Cannot create already existing {kind} "{arn}".'
                 )
+        local = _local_storage_refusal(op, params)
+        if local is not None:
+            return _json_error(400, "ValidationException", local)
         if op == "CreateEndpoint" and self.state.fail_create_endpoint is not None:
             message, self.state.fail_create_endpoint = self.state.fail_create_endpoint, None
             return _json_error(400, "ResourceLimitExceeded", message)
@@ -243,6 +296,7 @@ class Middleware:
         if op == "CreateEndpoint":
             name = params["EndpointName"]
             reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+            reason = reason or self._health(params["EndpointConfigName"], region)
             final = "Failed" if reason else "InService"
             self._schedule(name, region, "Creating", self.state.creating_polls, final, reason)
         elif op == "UpdateEndpointWeightsAndCapacities":
@@ -347,6 +401,7 @@ class Middleware:
         endpoint.failure_reason = None
         endpoint.last_modified_time = _now()
         reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+        reason = reason or self._health(config_name, region)
         self._schedule(
             name, region, "Updating", self.state.updating_polls, "InService", reason, rollback
         )
@@ -421,6 +476,14 @@ class Middleware:
             return _json_error(
                 400, "ValidationError", "The target variant is not present on the endpoint."
             )
+        row = next(v for v in config.production_variants if v["VariantName"] == variant)
+        if row.get("ServerlessConfig") and len(body) > SERVERLESS_PAYLOAD_LIMIT:
+            return _json_error(
+                413,
+                "ValidationError",
+                f"Received payload of {len(body)} bytes exceeds the 4 MB limit of serverless "
+                "endpoints.",
+            )
         if op == "InvokeEndpointAsync":
             return self._invoke_async(environ, endpoint, config, variant, region)
         content_type = environ.get("CONTENT_TYPE") or "application/json"
@@ -462,11 +525,30 @@ class Middleware:
     def _container(self, config: Any, variant: str, region: str) -> Any:
         sm = _sagemaker(region)
         row = next(v for v in config.production_variants if v["VariantName"] == variant)
-        model = sm._models[row["ModelName"]]
+        model = sm._models.get(row["ModelName"])
+        if model is None:
+            raise ContainerError(500, f"model {row['ModelName']} does not exist")
+        return self._model_container(model)
+
+    def _model_container(self, model: Any) -> Any:
         url = model.primary_container.get("ModelDataUrl")
         if not url:
             raise ContainerError(500, f"model {model.model_name} has no ModelDataUrl")
-        return self.containers.get(_s3_get(url))
+        env = model.primary_container.get("Environment") or {}
+        return self.containers.get(_s3_get(url), env, _s3_get)
+
+    def _health(self, config_name: str, region: str) -> str | None:
+        """Why the config's containers would fail SageMaker's ping check, or None."""
+        config = _sagemaker(region).endpoint_configs.get(config_name)
+        for row in config.production_variants if config is not None else []:
+            try:
+                self._container(config, row["VariantName"], region)
+            except ContainerError as exc:
+                return (
+                    f"The primary container for production variant {row['VariantName']} did "
+                    f"not pass the ping health check. ({exc.message})"
+                )
+        return None
 
     def _invoke_async(
         self, environ: dict[str, Any], endpoint: Any, config: Any, variant: str, region: str
@@ -583,9 +665,7 @@ class Middleware:
         reason, self.state.fail_job = self.state.fail_job, None
         if reason is None:
             model = sm._models[job.model_name]
-            reason = run_transform(
-                job, lambda: self.containers.get(_s3_get(model.primary_container["ModelDataUrl"]))
-            )
+            reason = run_transform(job, lambda: self._model_container(model))
         job.failure_reason = reason or ""
         self._hold_job(name, lambda status: setattr(job, "transform_job_status", status), reason)
 
@@ -642,6 +722,31 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     best = pick(scored, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
     tuning.best_training_job = best
     tuning.OverallBestTrainingJob = best
+
+
+_LOCAL_STORAGE = re.compile(
+    r"^ml\.(g4dn|g4ad|g5|g6|g6e|gr6|p3dn|p4d|p4de|p5[a-z]*|p6[a-z0-9-]*|trn1n?|trn2|"
+    r"[cmr]\d+[a-z]*d[a-z]*)\."
+)
+
+
+def _local_storage_refusal(op: str, params: dict[str, Any]) -> str | None:
+    """SageMaker refuses a KMS key for the volumes of instances with local NVMe storage."""
+    if op == "CreateEndpointConfig" and params.get("KmsKeyId"):
+        for row in params.get("ProductionVariants", []):
+            if _LOCAL_STORAGE.match(row.get("InstanceType") or ""):
+                return (
+                    f"The instance type {row['InstanceType']} has local storage, which is "
+                    "encrypted by the instance; KmsKeyId is not supported for it."
+                )
+    if op == "CreateTransformJob":
+        resources = params.get("TransformResources", {})
+        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(resources.get("InstanceType", "")):
+            return (
+                f"The instance type {resources['InstanceType']} has local storage, which is "
+                "encrypted by the instance; VolumeKmsKeyId is not supported for it."
+            )
+    return None
 
 
 def _finish(endpoint: Any, pending: _Pending) -> None:
@@ -732,6 +837,26 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
     return body
+
+
+def _runtime_params(environ: dict[str, Any], op: str, endpoint: str, body: bytes) -> dict[str, Any]:
+    """The members of a runtime request, read back from its path, headers and body the way
+    the rest-json protocol placed them (``location`` / ``locationName`` of each member)."""
+    shape = validator_for("sagemaker-runtime").model.operation_model(op).input_shape
+    params: dict[str, Any] = {}
+    for name, member in shape.members.items():
+        where = member.serialization.get("location")
+        if where == "uri":
+            params[name] = endpoint
+        elif where == "header":
+            header = member.serialization["name"].upper().replace("-", "_")
+            value = environ.get(header if header == "CONTENT_TYPE" else f"HTTP_{header}")
+            if value is not None:
+                params[name] = int(value) if member.type_name == "integer" else value
+        elif name == shape.serialization.get("payload") and body:
+            # Over 6 MB is the front door's 413 (see ``_invoke``), not a member violation.
+            params[name] = body if len(body) <= PAYLOAD_LIMIT else b""
+    return params
 
 
 def _region(environ: dict[str, Any]) -> str:
