@@ -28,6 +28,7 @@ from cloudserve.serving._model import LoadedModel, concat_rows
 __all__ = ["Batcher", "ClientGone", "Overloaded"]
 
 INLINE_S = 0.005  # batches faster than this run on the event loop, not in the worker thread
+YIELD_S = 0.01  # the longest stretch of back-to-back batches before the loop gets a turn
 
 
 class Overloaded(Exception):
@@ -154,11 +155,13 @@ class Batcher:
 
     async def _loop(self) -> None:
         previous = 0.0  # when the last batch of a busy stretch started
+        last_yield = 0.0
         while True:
             if not self._queue:
                 previous = 0.0
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                last_yield = time.perf_counter()
                 continue
             now = time.perf_counter()
             if previous:
@@ -167,9 +170,13 @@ class Batcher:
             previous = now
             batch = await self._collect()
             await self._run(batch)
-            # Fairness: let the loop write this batch's answers and read new requests before
-            # the next batch, even when the queue holds several batches' worth.
-            await asyncio.sleep(0)
+            # Fairness: after YIELD_S of back-to-back batches, let the loop write their answers
+            # and read new requests. Not after every batch: under overload each loop pass also
+            # reads (and mostly refuses) every connection's request, so one batch a pass would
+            # starve the admitted ones; admission bounds what waits here anyway.
+            if time.perf_counter() - last_yield > YIELD_S:
+                await asyncio.sleep(0)
+                last_yield = time.perf_counter()
 
     async def _collect(self) -> list[_Item]:
         first = self._queue.popleft()
