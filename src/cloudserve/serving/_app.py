@@ -182,7 +182,7 @@ class ServingApp:
 
     # -- admission on arrival (called by the HTTP protocol once a request's headers are in) ---
 
-    def admit(self, url: bytes) -> bytes | None:
+    def admit(self, url: bytes, in_progress: int = 0) -> bytes | None:
         """``None`` to admit the request; else the whole 503 answer to send instead.
 
         Only predict routes are shed, and only while the batcher reports overload; the answer is
@@ -191,7 +191,7 @@ class ServingApp:
         batcher = self.batcher
         if batcher is None:
             return None
-        retry_after = batcher.overloaded()
+        retry_after = batcher.overloaded(in_progress)
         if retry_after is None or not self._is_predict(url):
             return None
         self.metrics.shed.inc()

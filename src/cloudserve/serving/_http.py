@@ -8,7 +8,8 @@ uvicorn parses and dispatches; this subclass adds what it leaves open:
   connection's deadline, so a request costs one float store per state, not a timer each;
 - a **header size limit**: past ``max_header_bytes`` the request gets 431 before any route, auth
   or body handling, and the connection is closed without buffering the rest;
-- **shedding on arrival**: when the headers are in, the app's ``admit(path)`` may answer at once
+- **shedding on arrival**: when the headers are in, the app's ``admit(path, in_progress)`` may
+  answer at once
   (503 + Retry-After, pre-encoded) so an overloaded server spends no time on the body, the ASGI
   task or the decoder of a request it would refuse anyway;
 - **disconnect tracking**: the scope carries the transport under
@@ -57,7 +58,7 @@ class _Limits:
         header_timeout_s: float,
         body_timeout_s: float,
         max_header_bytes: int,
-        admit: Callable[[bytes], bytes | None] | None,
+        admit: Callable[[bytes, int], bytes | None] | None,
     ):
         self.timeouts = {
             _IDLE: idle_timeout_s,
@@ -177,7 +178,7 @@ class ServingProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         admit = self.limits.admit
         if admit is not None and (self.cycle is None or self.cycle.response_complete):
-            answer = admit(self.url)
+            answer = admit(self.url, len(self.tasks))  # the requests the app has in hand
             if answer is not None:
                 self._shed = True
                 self._enter(_BODY)
@@ -255,7 +256,7 @@ def make_protocol(
     header_timeout_s: float,
     body_timeout_s: float,
     max_header_bytes: int,
-    admit: Callable[[bytes], bytes | None] | None = None,
+    admit: Callable[[bytes, int], bytes | None] | None = None,
 ) -> type[ServingProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
     limits = _Limits(
