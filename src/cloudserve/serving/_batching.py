@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -133,11 +134,17 @@ class Batcher:
         ``in_progress`` is how many requests the server is handling (read, decoded, waiting or
         being answered).
         """
-        if self.loop_lag_s > self.max_queue_s and in_progress > self.max_batch_size:
+        lag, target = self.loop_lag_s, self.max_queue_s
+        if (
+            lag > target
+            and in_progress > self.max_batch_size
+            and random.random() < (lag - target) / target
+        ):
             # Requests wait unread in the sockets for about a loop pass: when passes run long
             # with more requests in hand than a batch, the server is CPU-bound before the model,
-            # and the queue below cannot show it. (No more than a batch of clients at a time, as
-            # in a closed loop, is never refused for this: a pass cannot outgrow them.)
+            # and the queue below cannot show it. Refuse a share of arrivals growing with the
+            # lag past its target (a smooth brake, not on/off), so passes shrink back. No more
+            # than a batch of clients at a time, as in a closed loop, is never refused for this.
             return 1
         queue = self._queue
         if not queue:

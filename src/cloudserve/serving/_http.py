@@ -36,6 +36,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 __all__ = ["ServingProtocol", "make_protocol"]
 
 _IDLE, _HEAD, _BODY, _BUSY, _LINGER = range(5)
+_IN_HAND = (_BODY, _BUSY)  # a request the app is reading or answering
 DRAIN_GRACE_S = 0.5
 _LINGER_S = 2.0  # after a 431/408: read and discard this long so the client sees the answer
 
@@ -67,6 +68,7 @@ class _Limits:
             _LINGER: _LINGER_S,
         }
         self.max_header_bytes = max_header_bytes
+        self.in_hand = 0  # connections whose request the app is reading or answering
         self.admit = admit
         self.too_large = _answer(
             b"431 Request Header Fields Too Large",
@@ -106,6 +108,9 @@ class ServingProtocol(HttpToolsProtocol):
         self._draining = False
 
     def _enter(self, state: int) -> None:
+        was_busy, busy = self.state in _IN_HAND, state in _IN_HAND
+        if busy != was_busy:
+            self.limits.in_hand += 1 if busy else -1
         self.state = state
         timeout = self.limits.timeouts.get(state)
         self.deadline = None if timeout is None else self.loop.time() + timeout
@@ -118,6 +123,7 @@ class ServingProtocol(HttpToolsProtocol):
         self.limits.track(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._enter(_IDLE)
         self.deadline = None
         self.limits.connections.discard(self)
         super().connection_lost(exc)
@@ -178,7 +184,7 @@ class ServingProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         admit = self.limits.admit
         if admit is not None and (self.cycle is None or self.cycle.response_complete):
-            answer = admit(self.url, len(self.tasks))  # the requests the app has in hand
+            answer = admit(self.url, self.limits.in_hand)
             if answer is not None:
                 self._shed = True
                 self._enter(_BODY)
