@@ -1151,6 +1151,11 @@ def acceptance(doc: dict[str, Any]) -> dict[str, Any]:
         )
         cap = ov["generator_vs_ceiling_at_2x"]
         out["generator_reached_2x"] = round(cap["sent_rps"] / cap["offered_rps"], 3)
+        # the generator's own cost: CPU share per request sent; 1 / it is its ceiling on a core
+        for key, run in (("at_2x_vs_cloudserve", over), ("at_2x_vs_ceiling", cap)):
+            share = run["generator_cpu_share"]
+            out[f"generator_cpu_share_{key}"] = share
+            out[f"generator_ceiling_rps_{key}"] = round(run["sent_rps"] / max(share, 1e-6))
     return out
 
 
