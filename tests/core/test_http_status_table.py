@@ -21,7 +21,7 @@ from cloudserve.errors import (
     Throttled,
     http_status_error,
 )
-from cloudserve.local.provider import WorkerAnswer
+from cloudserve.local.predict import WorkerAnswer
 from cloudserve.provider import Provider
 
 STATUSES = (400, 401, 403, 404, 406, 409, 410, 412, 413, 415, 422, 424, 429, 500, 502, 503, 504)

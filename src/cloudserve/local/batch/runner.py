@@ -34,8 +34,8 @@ from cloudserve.local.batch.parts import EXT, PartInfo, assemble, file_sha256, o
 from cloudserve.local.batch.parts import write_part as _write_part
 from cloudserve.local.batch.reading import Chunk, count_rows, fingerprint, read_chunks
 from cloudserve.local.config import LocalConfig
-from cloudserve.local.registry import stage
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.model_registry import stage
+from cloudserve.local.store import StateDB, dumps, loads, now
 from cloudserve.local.supervisor import runner_main
 from cloudserve.resources import JobStatus
 from cloudserve.specs import BatchSpec
