@@ -9,7 +9,7 @@ from local_helpers import cleanup, local_config, processes_of
 from cloudserve.local import LocalProvider, faults
 from cloudserve.local.store import StateDB
 from cloudserve.testing import Fault, ProviderHarness
-from cloudserve.testing.suite import ProviderConformance
+from cloudserve.testing.suite import AnswersParityTests, ProviderConformance
 
 _KINDS = {
     Fault.THROTTLE: faults.THROTTLE,
@@ -48,4 +48,8 @@ class LocalHarness(ProviderHarness):
 
 
 class TestLocalConformance(LocalHarness, ProviderConformance):
+    pass
+
+
+class TestLocalAnswersParity(LocalHarness, AnswersParityTests):
     pass

@@ -126,6 +126,7 @@ class Endpoints:
                     url=f"http://{workers.host_url(self.config)}:{live[0]['port']}"
                     if live
                     else None,
+                    shadow=v["shadow"],
                 )
             )
         stale = now() - row["updated_at"] > 2 * self.config.ready_timeout_s
@@ -237,6 +238,16 @@ class Endpoints:
 
     def _deploy(self, spec: DeploySpec, timeout: float | None, created: bool | None = None) -> None:
         name, vname = spec.endpoint, spec.variant_name
+        if spec.shadow:
+            live = self.db.one(
+                "SELECT 1 FROM variants WHERE endpoint = ? AND name != ? AND weight > 0",
+                (name, vname),
+            )
+            if live is None:
+                raise InvalidRequest(
+                    f"a shadow mirrors requests of a live variant; {name} has none to mirror",
+                    provider="local",
+                )
         spec_hash = self._spec_hash(spec)
         existing = self.db.one(
             "SELECT * FROM variants WHERE endpoint = ? AND name = ?", (name, vname)
@@ -333,6 +344,10 @@ class Endpoints:
                     "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?",
                     (w, name, other),
                 )
+            tx.execute(
+                "UPDATE variants SET shadow = ? WHERE endpoint = ? AND name = ?",
+                (spec.shadow, name, vname),
+            )
             workers.insert_workers(tx, name, vname, fresh)
             tx.execute(
                 "UPDATE endpoints SET status = ?, message = NULL, updated_at = ? WHERE name = ?",
@@ -410,6 +425,10 @@ class Endpoints:
                 tx.execute(
                     "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?", (w, name, v)
                 )
+            tx.execute(
+                "UPDATE variants SET shadow = ? WHERE endpoint = ? AND name = ?",
+                (spec.shadow, name, vname),
+            )
             tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), name))
         self._drain(old)
 
@@ -456,6 +475,10 @@ class Endpoints:
                     "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?",
                     (weights.get(v, 0), endpoint, v),
                 )
+            # a variant that now answers callers is no longer a shadow
+            tx.execute(
+                "UPDATE variants SET shadow = 0 WHERE endpoint = ? AND weight > 0", (endpoint,)
+            )
             tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), endpoint))
         return self.get(endpoint)
 
@@ -504,6 +527,16 @@ class Endpoints:
             supervisor.stop_all(refs, grace_s=10 if wait else 2)
             workers.sweep(self.db, name, held=True)
             shutil.rmtree(self._dir(name), ignore_errors=True)
+
+    def logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's worker and agent logs, each line prefixed
+        with its file."""
+        self.get(name)  # NotFound for a missing endpoint
+        lines: list[str] = []
+        for log in sorted(self._dir(name).rglob("*.log")):
+            text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines += [f"{log.name}: {line}" for line in text[-tail:]]
+        return lines[-tail:]
 
     # -- rollouts and plans ------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""What batch and tuning jobs share: cancelling them."""
+"""What batch and tuning jobs share: listing and cancelling them."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from cloudserve.errors import NotFound
 from cloudserve.local import supervisor
 from cloudserve.local.store import StateDB, now
 from cloudserve.local.supervisor import ProcessRef
-from cloudserve.resources import JobStatus
+from cloudserve.resources import BatchJob, JobStatus, TuningJob
 
-__all__ = ["cancel"]
+__all__ = ["cancel", "list_all"]
 
 
 def cancel(db: StateDB, job_id: str) -> None:
@@ -28,3 +28,17 @@ def cancel(db: StateDB, job_id: str) -> None:
         )
         return
     raise NotFound(f"no batch or tuning job {job_id}", provider="local")
+
+
+def list_all(db: StateDB) -> list[BatchJob | TuningJob]:
+    """Every batch and tuning job in the state, newest first."""
+    from cloudserve.local import batch, tuning
+
+    rows = db.all(
+        "SELECT id, 'batch' AS kind, created_at FROM batch_jobs UNION ALL "
+        "SELECT id, 'tuning' AS kind, created_at FROM tuning_jobs ORDER BY created_at DESC"
+    )
+    return [
+        batch.read_job(db, r["id"]) if r["kind"] == "batch" else tuning.read_job(db, r["id"])
+        for r in rows
+    ]

@@ -32,6 +32,7 @@ from cloudserve.local import agent, monitor, workers
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.locks import endpoint_lock
 from cloudserve.local.router import RoundRobin, pick_variant
+from cloudserve.local.shadow import Mirror
 from cloudserve.local.store import StateDB, dumps
 from cloudserve.local.supervisor import ProcessRef
 from cloudserve.resources import Prediction
@@ -53,20 +54,20 @@ class WorkerAnswer(Exception):
     @classmethod
     def of(cls, response: httpx.Response) -> WorkerAnswer:
         """The answer of a worker's response."""
-        message, code = response.text[:500] or response.reason_phrase, None
+        from cloudserve.codecs import error_message
+
         try:
             body = response.json()
         except ValueError:
             body = None
-        if isinstance(body, dict):
-            code = body.get("code") if isinstance(body.get("code"), str) else None
-            for key in ("error", "message", "detail"):
-                if body.get(key):
-                    value = body[key]
-                    message = value if isinstance(value, str) else dumps(value)
-                    break
+        code = body.get("code") if isinstance(body, dict) else None
         after = response.headers.get("retry-after", "")
-        return cls(response.status_code, message, float(after) if after.isdigit() else None, code)
+        return cls(
+            response.status_code,
+            error_message(response.content, response.reason_phrase),
+            float(after) if after.isdigit() else None,
+            code if isinstance(code, str) else None,
+        )
 
 
 def _extract(exc: BaseException) -> tuple[str | int, str, float | None] | None:
@@ -102,6 +103,7 @@ class Router:
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
         self.rr = RoundRobin()
+        self.mirror = Mirror(db, self._send)
         self.lock_timeout = 2 * config.ready_timeout_s + config.drain_s + 30
 
     def _routing(self, endpoint: str) -> tuple[Any, dict[str, Any], dict[str, list[Any]]]:
@@ -157,9 +159,14 @@ class Router:
         except CloudServeError as exc:
             if known:
                 self.recorder.invocation(endpoint, chosen, None, len(instances), error_class(exc))
+                if variant is None:
+                    self.mirror.maybe(ep, variants, found, instances, params, chosen, None,
+                                      None, f"{type(exc).__name__}: {exc}")  # fmt: skip
             raise
         ms = (time.perf_counter() - start) * 1000
         self.recorder.invocation(endpoint, chosen, ms, len(instances))
+        if variant is None:  # a request addressed to one variant is not mirrored
+            self.mirror.maybe(ep, variants, found, instances, params, chosen, outputs, ms, None)
         rate, responses = ep["capture_rate"], ep["capture_responses"]
         self.recorder.capture(endpoint, chosen, instances, outputs if responses else None, rate)
         v = variants[chosen]
@@ -254,5 +261,6 @@ class Router:
         raise ERROR_TABLE.translate(WorkerAnswer.of(response), provider="local")
 
     def close(self) -> None:
-        """Close the HTTP connections."""
+        """Finish mirrored requests and close the HTTP connections."""
+        self.mirror.close()
         self.http.close()

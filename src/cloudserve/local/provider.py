@@ -1,13 +1,8 @@
 """The local provider: every cloudserve operation, for real, on this machine.
 
-This is the façade: declarations and one-line delegations to the concern modules —
-:mod:`~cloudserve.local.store` (the SQLite state every process shares),
-:mod:`~cloudserve.local.endpoints` (deploy, read, restart, traffic, delete),
-:mod:`~cloudserve.local.workers` (ports, worker processes, orphans),
-:mod:`~cloudserve.local.predict` (routing and answers), :mod:`~cloudserve.local.queue` and
-:mod:`~cloudserve.local.agent` (queued predictions, supervision, autoscaling),
-:mod:`~cloudserve.local.batch`, :mod:`~cloudserve.local.tuning`,
-:mod:`~cloudserve.local.monitor` and :mod:`~cloudserve.local.model_registry`.
+The façade: declarations and one-line delegations to ``store`` (the shared SQLite state),
+``endpoints``, ``workers``, ``predict``, ``queue``, ``agent`` (supervision, autoscaling),
+``batch``, ``tuning``, ``monitor`` and ``model_registry`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -15,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cloudserve.errors import InvalidRequest
 from cloudserve.local import agent, batch, jobs, model_registry, monitor, queue, tuning, workers
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.endpoints import Endpoints
@@ -23,6 +17,7 @@ from cloudserve.local.faults import NO_FAULTS, FaultHooks
 from cloudserve.local.predict import ERROR_TABLE, Router
 from cloudserve.local.router import ROUTING_KEY
 from cloudserve.local.store import StateDB
+from cloudserve.local.validate import check_spec
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
     AsyncPrediction,
@@ -32,6 +27,7 @@ from cloudserve.resources import (
     ModelVersion,
     PlannedCall,
     Prediction,
+    ShadowPair,
     TuningJob,
 )
 from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
@@ -90,38 +86,7 @@ class LocalProvider(Provider):
     def validate(self, spec: Any) -> None:
         """Reject what the local provider cannot honour (accelerators, cloud-only sizes …)."""
         super().validate(spec)
-        compute = getattr(spec, "compute", None)
-        if compute is not None:
-            from cloudserve.sizes import resolve_instance
-
-            if compute.instance_type not in (None, "local"):
-                raise InvalidRequest(
-                    f"instance_type '{compute.instance_type}' is a cloud machine; the local "
-                    "provider runs on this machine (use a size such as cpu.small)",
-                    provider=self.name,
-                )
-            if compute.serverless_memory_mb is not None:
-                raise InvalidRequest(
-                    "serverless_memory_mb: local serverless workers run without a memory cap",
-                    provider=self.name,
-                )
-            if compute.accelerator or compute.accelerator_count:
-                raise InvalidRequest(
-                    "the local provider does not attach accelerators", provider=self.name
-                )
-            resolve_instance(self.name, compute.size or "cpu.small", compute.instance_type)
-        model = getattr(spec, "model", None)
-        if isinstance(model, ModelSpec) and not model.is_local:
-            raise InvalidRequest(
-                f"the local provider serves local artifacts; {model.artifact!r} is remote",
-                provider=self.name,
-            )
-        if isinstance(model, ModelSpec) and model.artifact is None:
-            raise InvalidRequest(
-                "the local provider runs the cloudserve serving runtime on an artifact; "
-                "a container image alone cannot be served",
-                provider=self.name,
-            )
+        check_spec(spec)
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -160,6 +125,15 @@ class LocalProvider(Provider):
     def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
         """Stop a variant that takes no traffic and remove it from the endpoint."""
         return self.endpoints.delete_variant(endpoint, variant)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """Mirrored requests of the window, each production answer beside its shadow's."""
+        self.endpoints.get(endpoint)
+        return self.router.mirror.pairs(endpoint, window_s)
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's worker and agent logs."""
+        return self.endpoints.logs(name, tail=tail)
 
     def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
         """The rollout recorded in the state store with ``endpoint``."""
@@ -231,6 +205,10 @@ class LocalProvider(Provider):
     def get_batch_job(self, job_id: str) -> BatchJob:
         """The job's state; a runner that died makes it FAILED (resumable)."""
         return self._service(batch.read_job, self.db, job_id)
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """Every batch and tuning job in the state, newest first."""
+        return jobs.list_all(self.db)
 
     def cancel_job(self, job_id: str) -> None:
         """Stop a batch or tuning job and mark it CANCELLED (an ended job is left alone)."""

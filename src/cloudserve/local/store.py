@@ -12,6 +12,7 @@ bearer tokens). A damaged database â€” garbage, or a file truncated to nothing â
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -76,6 +77,9 @@ CREATE TABLE IF NOT EXISTS trials(
     job TEXT NOT NULL, number INTEGER NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
     value REAL, intermediate TEXT NOT NULL DEFAULT '[]', artifact TEXT, log TEXT,
     message TEXT, PRIMARY KEY(job, number));
+CREATE TABLE IF NOT EXISTS shadow_pairs(
+    endpoint TEXT NOT NULL, request_id TEXT NOT NULL, ts REAL NOT NULL, pair TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS shadow_pairs_by_time ON shadow_pairs(endpoint, ts);
 CREATE TABLE IF NOT EXISTS rollouts(
     endpoint TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
@@ -93,6 +97,7 @@ ADDED_COLUMNS = (
     ("batch_chunks", "last_row", "INTEGER"),
     ("batch_chunks", "out_sha256", "TEXT"),
     ("batch_chunks", "err_sha256", "TEXT"),
+    ("variants", "shadow", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -148,12 +153,17 @@ class StateDB:
         os.chmod(self.path, 0o600)
         self._local = threading.local()
         with _readable(self.path):
-            conn = self._conn()
-            conn.executescript(SCHEMA)  # executescript commits by itself
-            for table, column, kind in ADDED_COLUMNS:
-                have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
-                if column not in have:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self._conn().executescript(SCHEMA)  # executescript commits by itself
+            self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns added after a state directory was first made (ALTER TABLE, once)."""
+        conn = self._conn()
+        for table, column, decl in ADDED_COLUMNS:
+            have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process won
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

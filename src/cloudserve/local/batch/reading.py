@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["Chunk", "count_rows", "fingerprint", "read_chunks"]
+__all__ = ["Chunk", "count_rows", "fingerprint", "has_header", "read_chunks"]
 
 _BAD_LINE = re.compile(r"[Ll]ine (\d+)")
 
@@ -65,11 +65,12 @@ def count_rows(path: Path, fmt: str) -> int:
     return max(lines - (1 if fmt == "csv" else 0), 0)
 
 
-def _csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
+def _csv_chunks(path: Path, size: int, header: bool = True) -> Iterator[Chunk]:
     import pandas as pd
 
     next_row = 0
-    with pd.read_csv(path, chunksize=size, on_bad_lines="warn") as reader:
+    first = 0 if header else None
+    with pd.read_csv(path, chunksize=size, on_bad_lines="warn", header=first) as reader:
         for index in range(1 << 62):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -81,8 +82,8 @@ def _csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
             for w in caught:
                 for line_text in str(w.message).splitlines():
                     m = _BAD_LINE.search(line_text)
-                    if m:  # line numbers count the header as line 1
-                        bad.append((int(m.group(1)) - 2, line_text.strip()))
+                    if m:  # line numbers count from 1, the header included
+                        bad.append((int(m.group(1)) - (2 if header else 1), line_text.strip()))
             if frame is None:
                 if bad:
                     yield Chunk(index, np.empty(0, dtype=np.int64), None, bad)
@@ -135,7 +136,23 @@ def _parquet_chunks(path: Path, size: int) -> Iterator[Chunk]:
         start += len(frame)
 
 
-def read_chunks(path: Path, fmt: str, size: int) -> Iterator[Chunk]:
-    """The input as chunks of about ``size`` rows, in order."""
-    readers = {"csv": _csv_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks}
+def read_chunks(path: Path, fmt: str, size: int, *, header: bool = True) -> Iterator[Chunk]:
+    """The input as chunks of about ``size`` rows, in order (``header``: whether a CSV's first
+    line names the columns)."""
+    if fmt == "csv":
+        return _csv_chunks(path, size, header)
+    readers = {"jsonl": _jsonl_chunks, "parquet": _parquet_chunks}
     return readers[fmt](path, size)
+
+
+def has_header(path: Path, feature_names: list[str] | None) -> bool:
+    """Whether the CSV's first line is a header, judged as the server judges a request body:
+    it names one of the model's features, or it is text over columns of numbers."""
+    from cloudserve import _handler
+
+    with path.open("rb") as fh:
+        head = b"".join(line for _, line in zip(range(50), fh, strict=False))
+    try:
+        return _handler.csv_table(head, feature_names)[0] is not None
+    except _handler.BadInput:  # an odd first block: let pandas read it with a header
+        return True

@@ -32,7 +32,13 @@ import numpy as np
 from cloudserve.errors import NotFound, OperationFailed
 from cloudserve.local.batch.parts import EXT, PartInfo, assemble, file_sha256, output_paths
 from cloudserve.local.batch.parts import write_part as _write_part
-from cloudserve.local.batch.reading import Chunk, count_rows, fingerprint, read_chunks
+from cloudserve.local.batch.reading import (
+    Chunk,
+    count_rows,
+    fingerprint,
+    has_header,
+    read_chunks,
+)
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.model_registry import stage
 from cloudserve.local.store import StateDB, dumps, loads, now
@@ -54,37 +60,46 @@ class RunnerBusy(Exception):
 # -- in the worker processes ---------------------------------------------------------------
 
 _MODEL: Any = None
+_PARAMETERS: dict[str, Any] = {}
 
 
-def _load(model_dir: str) -> None:
-    global _MODEL
+def _load(model_dir: str, parameters: dict[str, Any] | None = None) -> None:
+    global _MODEL, _PARAMETERS
     from cloudserve.serving import load_model
 
     _MODEL = load_model(model_dir)
+    _PARAMETERS = dict(parameters or {})
 
 
 def _as_input(frame: Any) -> Any:
-    names = getattr(_MODEL, "feature_names", None)
-    if names and all(n in frame.columns for n in names):
-        frame = frame[names]
-    values = frame.to_numpy()
-    return values if values.dtype != object else values.tolist()
+    """A chunk's rows as the model's input, by the same rules as a request body: named columns
+    in the model's feature order (a headerless CSV or list rows go by position)."""
+    from cloudserve import _handler
+
+    named = not all(isinstance(c, int) for c in frame.columns)
+    names = getattr(_MODEL, "feature_names", None) if named else None
+    return _handler.from_columns(frame.columns, frame.to_numpy(), names)
 
 
 def _predict_rows(
-    frame: Any, numbers: np.ndarray
+    rows: Any, numbers: np.ndarray
 ) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
-    """Predict ``frame``; on failure bisect it to find the rows that fail."""
+    """Predict ``rows``; on failure bisect them to find the rows that fail."""
     try:
-        outputs = _MODEL.predict(_as_input(frame))
+        outputs = _MODEL.predict(rows, _PARAMETERS)
         return numbers.tolist(), outputs, []
     except Exception as exc:
-        if len(frame) == 1:
-            return [], [], [(int(numbers[0]), f"{type(exc).__name__}: {exc}")]
-    half = len(frame) // 2
-    a = _predict_rows(frame.iloc[:half], numbers[:half])
-    b = _predict_rows(frame.iloc[half:], numbers[half:])
+        if len(rows) == 1:
+            return [], [], [(int(numbers[0]), _describe(exc))]
+    half = len(rows) // 2
+    a = _predict_rows(rows[:half], numbers[:half])
+    b = _predict_rows(rows[half:], numbers[half:])
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+def _describe(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}"
 
 
 @dataclass(frozen=True)
@@ -107,11 +122,18 @@ def part_paths(parts: Path, index: int, fmt: str) -> tuple[Path, Path]:
 
 def _work(chunk: Chunk, parts: Path, fmt: str) -> ChunkResult:
     """Predict one chunk and write its part files (in the worker, so writes run in parallel)."""
+    from cloudserve import _handler
+
     rows: list[int] = []
     outputs: list[Any] = []
     errors = list(chunk.parse_errors)
     if chunk.frame is not None and len(chunk.frame):
-        rows, outputs, failed = _predict_rows(chunk.frame, chunk.rows)
+        try:
+            X = _as_input(chunk.frame)
+        except _handler.BadInput as exc:  # e.g. a feature missing from the header: every row
+            failed = [(int(n), f"InvalidRequest: {exc}") for n in chunk.rows]
+        else:
+            rows, outputs, failed = _predict_rows(X, chunk.rows)
         errors = sorted(errors + failed)
     numbers = chunk.numbers()
     if sorted(rows + [r for r, _ in errors]) != numbers:
@@ -128,13 +150,23 @@ def _work(chunk: Chunk, parts: Path, fmt: str) -> ChunkResult:
     return ChunkResult(chunk.index, numbers[0], numbers[-1], len(numbers), out, err)
 
 
-def _pool(workers: int, model_dir: Path) -> ProcessPoolExecutor:
+def _pool(
+    workers: int, model_dir: Path, parameters: dict[str, Any] | None = None
+) -> ProcessPoolExecutor:
     """Worker processes that each load the model (never inherited through ``fork``)."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     return ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_load, initargs=(str(model_dir),)
+        workers, mp_context=context, initializer=_load, initargs=(str(model_dir), parameters)
     )
+
+
+def _feature_names(model_dir: Path) -> list[str] | None:
+    """The staged model's feature names (the manifest), read without loading the model."""
+    from cloudserve import _handler
+
+    names = _handler.read_manifest(str(model_dir)).get("feature_names")
+    return list(names) if names else None
 
 
 # -- the runner ----------------------------------------------------------------------------
@@ -254,8 +286,9 @@ class Runner:
         chunks = 0
         pending: dict[Future[ChunkResult], int] = {}
         limit = 2 * self.spec.max_concurrency
-        with _pool(self.spec.max_concurrency, model_dir) as pool:
-            for chunk in read_chunks(src, self.fmt, plan["chunk_rows"]):
+        with _pool(self.spec.max_concurrency, model_dir, self.spec.parameters) as pool:
+            header = self.fmt != "csv" or has_header(src, _feature_names(model_dir))
+            for chunk in read_chunks(src, self.fmt, plan["chunk_rows"], header=header):
                 chunks = chunk.index + 1
                 rec = done.get(chunk.index)
                 if rec is not None:
