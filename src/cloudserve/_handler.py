@@ -592,24 +592,31 @@ def _records(records, names, where):
 def from_columns(columns, rows, feature_names=None):
     """Rows whose columns are named (a header, a DataFrame's columns) as ``X`` in the model's
     feature order; extra columns are dropped, a missing feature is a :class:`BadInput`."""
+    columns = [str(c) for c in columns]
+    names = list(feature_names) if feature_names else None
+    if isinstance(rows, np.ndarray) and rows.dtype.kind in "biuf":
+        return rows[:, _order(columns, names)] if names else rows  # numbers: no per-cell work
     if isinstance(rows, np.ndarray):
-        if rows.dtype.kind in "biuf" and not feature_names:
-            return rows
         rows = rows.tolist()
-    return _named([str(c) for c in columns], rows, list(feature_names) if feature_names else None)
+    return _named(columns, rows, names)
+
+
+def _order(columns, names):
+    """The positions of ``names`` among ``columns``; a missing name is a :class:`BadInput`."""
+    index = dict((c, i) for i, c in enumerate(columns))
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise BadInput(
+            f"missing feature(s) {missing[:5]}; the model takes {names[:20]}",
+            "missing_feature",
+        )
+    return [index[n] for n in names]
 
 
 def _named(columns, data, names):
     """Rows whose columns are named: reordered to ``names`` (extra columns dropped)."""
     if names:
-        index = dict((c, i) for i, c in enumerate(columns))
-        missing = [n for n in names if n not in index]
-        if missing:
-            raise BadInput(
-                f"missing feature(s) {missing[:5]}; the model takes {names[:20]}",
-                "missing_feature",
-            )
-        order = [index[n] for n in names]
+        order = _order(columns, names)
         data = [[row[i] for i in order] for row in data]
     return _rows_array(data, "the rows")
 

@@ -344,3 +344,14 @@ def test_manifest_and_model_file(tmp_path: Path) -> None:
     assert h.find_model_file(tmp_path / "azure") == str(sub / "model.joblib")
     assert h.find_model_file(sub / "model.joblib") == str(sub / "model.joblib")
     assert h.model_feature_names(object(), h.read_manifest(tmp_path)) == ["a", "b"]
+
+
+def test_from_columns_reorders_numbers_without_per_cell_work() -> None:
+    rows = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    X = h.from_columns(["c", "a", "b"], rows, ["a", "b", "c"])
+    assert X.tolist() == [[2, 3, 1], [5, 6, 4]]
+    with pytest.raises(h.BadInput, match=r"missing feature\(s\) \['d'\]"):
+        h.from_columns(["c", "a", "b"], rows, ["a", "d"])
+    mixed = np.array([["x", 1.0], [None, 2.0]], dtype=object)
+    X = h.from_columns(["s", "n"], mixed, ["n", "s"])
+    assert X[0].tolist() == [1.0, "x"] and np.isnan(X[1, 1])
