@@ -464,7 +464,14 @@ def _decode_split(split, names, tabular=True):
 
 
 def _decode_csv(body, names):
-    columns, rows = csv_table(body, names)
+    columns, lines = _csv_lines(body, names, None)
+    try:  # the fast path: every cell a number, parsed by numpy in one go
+        numbers = np.asarray(lines, dtype=np.float64)
+    except ValueError:
+        numbers = None
+    if numbers is not None:
+        return numbers if columns is None else from_columns(columns, numbers, names)
+    rows = _typed_rows(lines)
     if columns is not None:
         return _named(columns, rows, names)
     return _rows_array(rows, "the CSV body")
@@ -477,6 +484,12 @@ def csv_table(body, feature_names=None, header=None):
 
     ``header=None`` detects the header (see the module docstring); ``True``/``False`` say it.
     """
+    columns, lines = _csv_lines(body, feature_names, header)
+    return columns, _typed_rows(lines)
+
+
+def _csv_lines(body, feature_names, header):
+    """``(columns, lines)``: the header's names (or ``None``) and the rows' cells as text."""
     if isinstance(body, str):
         body = body.encode("utf-8")
     try:
@@ -503,7 +516,7 @@ def csv_table(body, feature_names=None, header=None):
         if len(row) != width:
             like = "the header" if columns is not None else "row 0"
             raise BadInput(f"CSV row {i} has {len(row)} values, {like} {width}", "wrong_shape")
-    return columns, _typed_rows(lines)
+    return columns, lines
 
 
 def _typed_rows(lines):
@@ -578,14 +591,20 @@ def _as_sent(rows, names, where):
 
 def _records(records, names, where):
     columns = names or [str(k) for k in records[0]]
-    data = []
-    for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise BadInput(f"{where} row {i} is not an object like row 0", "bad_shape")
-        missing = [c for c in columns if c not in record]
-        if missing:
-            raise BadInput(f"{where} row {i} lacks feature(s) {missing[:5]}", "missing_feature")
-        data.append([record[c] for c in columns])
+    try:
+        data = [[record[c] for c in columns] for record in records]
+    except (KeyError, TypeError, IndexError):  # find the row to name
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise BadInput(
+                    f"{where} row {i} is not an object like row 0", "bad_shape"
+                ) from None
+            missing = [c for c in columns if c not in record]
+            if missing:
+                raise BadInput(
+                    f"{where} row {i} lacks feature(s) {missing[:5]}", "missing_feature"
+                ) from None
+        raise
     return _rows_array(data, where)
 
 
