@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +110,9 @@ def main() -> None:
     ]
     results = []
     for label, body, kind, names in cases:
-        decode_us = _median_us(lambda: codecs.decode_request(body, kind, names), args.repeat)
+        decode_us = _median_us(partial(codecs.decode_request, body, kind, names), args.repeat)
         floor = _csv_floor if kind == "text/csv" else _json_floor
-        floor_us = _median_us(lambda: floor(body), args.repeat) if "Titanic" not in label else None
+        floor_us = _median_us(partial(floor, body), args.repeat) if "Titanic" not in label else None
         results.append(
             {
                 "case": label,
