@@ -20,6 +20,8 @@ The API::
     decode(body, content_type, feature_names)   -> (X, parameters)
     predict(model, X, parameters)  -> list, one JSON-able output per row
     encode(outputs, accept)        -> (bytes, content_type)
+    handle(model, body, content_type, accept, feature_names)   decode + predict + encode
+    error_response(exc)            -> (status, bytes): the JSON error body every path sends
 
 Request bodies ``decode`` understands:
 
@@ -49,6 +51,7 @@ import io
 import json
 import math
 import os
+import uuid
 
 import numpy as np
 
@@ -60,8 +63,10 @@ __all__ = [
     "decode_document",
     "decode_v2_tensor",
     "encode",
+    "error_response",
     "find_model_file",
     "from_columns",
+    "handle",
     "jsonlines_rows",
     "load_model",
     "model_feature_names",
@@ -920,6 +925,38 @@ def _to_list(outputs, n_rows):
     if len(result) != n_rows:
         raise RuntimeError(f"the model returned {len(result)} outputs for {n_rows} rows")
     return result
+
+
+# -- one request, end to end ----------------------------------------------------------------------
+
+
+def handle(model, body, content_type, accept=None, feature_names=None):
+    """Answer one request: ``decode`` + ``predict`` (with the body's ``parameters``) + ``encode``.
+
+    Returns ``(body, content_type)``; raises :class:`BadInput` for the caller's faults. This is
+    what a cloud wrapper calls (``feature_names`` from :func:`model_feature_names`).
+    """
+    X, parameters = decode(body, content_type, feature_names)
+    return encode(predict(model, X, parameters), accept)
+
+
+def error_response(exc):
+    """``(status, body)`` for an exception, in the server's JSON error format.
+
+    A :class:`BadInput` gives its status and ``{"error", "code", "error_id"}`` naming the problem;
+    anything else a 500 whose message says only that the model failed (the details belong in the
+    log, under the same ``error_id``).
+    """
+    error_id = uuid.uuid4().hex[:16]
+    if isinstance(exc, BadInput):
+        doc = {"error": str(exc), "code": exc.code, "error_id": error_id}
+        return exc.status, _dumps(doc)
+    doc = {
+        "error": "the model failed on this request; the server log has the details",
+        "code": "model_error",
+        "error_id": error_id,
+    }
+    return 500, _dumps(doc)
 
 
 # -- encoding ------------------------------------------------------------------------------------
