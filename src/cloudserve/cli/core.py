@@ -1,5 +1,5 @@
-"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, describe, delete,
-targets, capabilities."""
+"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, describe, logs,
+delete, targets, capabilities."""
 
 from __future__ import annotations
 
@@ -121,8 +121,15 @@ def deploy(
     max_replicas: Annotated[int | None, typer.Option(min=1)] = None,
     variant: Annotated[str | None, typer.Option(help="Variant name (default: v<version>).")] = None,
     traffic: Annotated[
-        int, typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary.")
-    ] = 100,
+        int | None,
+        typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary."),
+    ] = None,
+    shadow: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=100, help="Deploy as a shadow: this percent of requests mirrored to it."
+        ),
+    ] = None,
     capture: Annotated[
         bool, typer.Option(help="Capture requests for monitoring and drift.")
     ] = False,
@@ -157,6 +164,7 @@ def deploy(
             compute,
             variant=variant,
             traffic=traffic,
+            shadow=shadow,
             data_capture=DataCapture() if capture else None,
             sample_input=sample_rows,
             wait=wait,
@@ -410,6 +418,23 @@ def describe(
             console.print(f"{label}: {escape(str(value))}")
 
 
+def logs(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    tail: Annotated[int, typer.Option(min=1, help="How many of the last lines.")] = 100,
+    target: TargetOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The last lines of an endpoint's server logs."""
+    with _client(target, config) as client:
+        lines = client.logs(endpoint, tail=tail)
+    if json:
+        print_json({"endpoint": endpoint, "lines": lines})
+        return
+    for line in lines:
+        print(line)
+
+
 def delete(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     target: TargetOpt = None,
@@ -539,6 +564,7 @@ def register(app: typer.Typer) -> None:
         traffic,
         endpoints,
         describe,
+        logs,
         delete,
         targets,
         capabilities,

@@ -361,6 +361,7 @@ def _optional_calls(
             lambda: p.get_rollout_state("cs-x"),
             lambda: p.put_rollout_state("cs-x", None),
         ],
+        Capability.SHADOW: [lambda: p.shadow_pairs("cs-x", 60.0)],
     }
 
 
@@ -371,6 +372,7 @@ _GATED_METHODS = (
     "delete_variant",
     "get_rollout_state",
     "put_rollout_state",
+    "shadow_pairs",
     "predict_async",
     "get_async_result",
     "batch_predict",
@@ -424,6 +426,10 @@ def _client_calls(
         Capability.REGISTRY: [lambda: c.register_model(model()), lambda: c.list_models()],
         Capability.PRICING_REFRESH: [refresh],
         Capability.ROLLOUT: [lambda: c.rollout(model(), "cs-x", steps=[100], bake="1h")],
+        Capability.SHADOW: [
+            lambda: c.shadow_report("cs-x"),
+            lambda: c.deploy(model(), "cs-x", shadow=10),
+        ],
     }
 
 
