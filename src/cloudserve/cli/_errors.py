@@ -51,6 +51,10 @@ def classify(exc: BaseException, prog: str = "cloudserve") -> tuple[int, str | N
         return USAGE, f"config error: {_one_line(str(exc))}"
     if isinstance(exc, ProviderNotFound):
         return USAGE, f"error: {_one_line(str(exc))}"
+    if isinstance(exc, InvalidRequest) and isinstance(exc.__cause__, ValidationError):
+        # a spec refused when it was built (InvalidSpec): name the field and the value given
+        cause = _innermost(exc.__cause__)
+        return USAGE, f"invalid {cause.title}: {validation_line(cause)}"
     if isinstance(exc, InvalidRequest) and _before_any_request(exc):
         return USAGE, f"invalid request: {_one_line(str(exc))}"
     if isinstance(exc, CloudServeError):
@@ -83,6 +87,16 @@ def validation_line(exc: ValidationError) -> str:
     shown = f"={value!r}" if isinstance(value, str | int | float) and len(repr(value)) < 60 else ""
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{where}{shown}: {message}{more}"
+
+
+def _innermost(exc: ValidationError) -> ValidationError:
+    # A spec validated from a dict wraps the error of building it again: unwrap to the field.
+    for _ in range(10):
+        inner = (exc.errors(include_url=False)[0].get("ctx") or {}).get("error")
+        if not isinstance(getattr(inner, "__cause__", None), ValidationError):
+            break
+        exc = inner.__cause__  # type: ignore[union-attr]
+    return exc
 
 
 def _name_pattern() -> str:

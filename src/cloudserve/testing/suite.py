@@ -33,8 +33,10 @@ from cloudserve.provider import Capability, Provider
 from cloudserve.resources import EndpointStatus, JobStatus
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec
 from cloudserve.testing import Fault, FaultNotSupported, ProviderHarness
+from cloudserve.testing.parity import ParityChecks
 
 __all__ = [
+    "AnswersParityTests",
     "AsyncTests",
     "BatchTests",
     "DeployTests",
@@ -335,7 +337,10 @@ def _optional_calls(
     rows = [[0.0]]
     model = lambda: h.model_spec(workdir)  # noqa: E731
     return {
-        Capability.TRAFFIC_SPLIT: [lambda: p.set_traffic("cs-x", {"a": 100})],
+        Capability.TRAFFIC_SPLIT: [
+            lambda: p.set_traffic("cs-x", {"a": 100}),
+            lambda: p.delete_variant("cs-x", "a"),
+        ],
         Capability.ASYNC_PREDICT: [
             lambda: p.predict_async("cs-x", rows),
             lambda: p.get_async_result("cs-x", "r"),
@@ -352,6 +357,11 @@ def _optional_calls(
             lambda: p.list_models(None),
         ],
         Capability.PRICING_REFRESH: [lambda: p.refresh_prices()],
+        Capability.ROLLOUT: [
+            lambda: p.get_rollout_state("cs-x"),
+            lambda: p.put_rollout_state("cs-x", None),
+        ],
+        Capability.SHADOW: [lambda: p.shadow_pairs("cs-x", 60.0)],
     }
 
 
@@ -359,6 +369,10 @@ def _optional_calls(
 _GATED_METHODS = (
     "deploy",
     "set_traffic",
+    "delete_variant",
+    "get_rollout_state",
+    "put_rollout_state",
+    "shadow_pairs",
     "predict_async",
     "get_async_result",
     "batch_predict",
@@ -411,6 +425,11 @@ def _client_calls(
         Capability.DRIFT: [lambda: c.drift("cs-x", h.rows(20))],
         Capability.REGISTRY: [lambda: c.register_model(model()), lambda: c.list_models()],
         Capability.PRICING_REFRESH: [refresh],
+        Capability.ROLLOUT: [lambda: c.rollout(model(), "cs-x", steps=[100], bake="1h")],
+        Capability.SHADOW: [
+            lambda: c.shadow_report("cs-x"),
+            lambda: c.deploy(model(), "cs-x", shadow=10),
+        ],
     }
 
 
@@ -572,6 +591,14 @@ def _standard_tests() -> dict[str, Any]:
         for name, fn in vars(cls).items()
         if name.startswith("test_") and inspect.isfunction(fn)
     }
+
+
+class AnswersParityTests(ParityChecks, _Base):
+    """Answers parity (see :mod:`cloudserve.testing.parity`): records in another order, a CSV
+    with a shuffled header or none, blanks, text, NaN, ``predict_proba`` and wrong shapes, online
+    and in batch, each compared with the model's own answers. Not part of
+    :class:`ProviderConformance` yet: a provider adds it with
+    ``class TestXParity(XHarness, AnswersParityTests)``."""
 
 
 def _has_xfail_reason(fn: Any) -> bool:
