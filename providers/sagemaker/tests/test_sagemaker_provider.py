@@ -368,10 +368,9 @@ def test_batch_transform_settings_and_outputs(
     d = sm.describe_transform_job(TransformJobName=job.id)
     assert d["BatchStrategy"] == "MultiRecord"
     assert (d["MaxPayloadInMB"], d["MaxConcurrentTransforms"]) == (5, 4)
-    assert (
-        d["TransformInput"]["SplitType"] == "Line"
-        and d["TransformInput"]["ContentType"] == "text/csv"
-    )
+    # the CSV has a header, so its rows go as named JSON Lines records
+    assert d["TransformInput"]["SplitType"] == "Line"
+    assert d["TransformInput"]["ContentType"] == "application/jsonlines"
     assert d["TransformOutput"]["AssembleWith"] == "Line"
     assert d["TransformResources"]["InstanceType"] == "ml.m5.large"
     done = job.wait(timeout=60)
