@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cloudserve.config import Target, resolve_target
 from cloudserve.errors import InvalidRequest, OperationFailed
@@ -29,12 +29,18 @@ from cloudserve.resources import (
     ModelVersion,
     Plan,
     Prediction,
+    ShadowReport,
     TuningJob,
 )
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec, ModelSpec, TuningSpec
 from cloudserve.waiting import ProgressCallback, wait_for
 
+if TYPE_CHECKING:
+    from cloudserve.rollout import Clock, Gates, RolloutReport
+
 __all__ = ["Client", "connect", "parse_window"]
+
+S = TypeVar("S", DeploySpec, BatchSpec)
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -102,11 +108,12 @@ class Client:
         compute: Compute | None = None,
         *,
         variant: str | None = None,
-        traffic: int = 100,
+        traffic: int | None = None,
+        shadow: int | None = None,
         data_capture: DataCapture | bool | None = None,
         sample_input: list[Any] | None = None,
         smoke_test: bool = True,
-        keep_on_failure: bool = False,
+        keep_on_failure: bool | None = None,
         wait: bool = True,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
@@ -115,12 +122,17 @@ class Client:
 
         Same spec again: no-op. Changed spec: update. With ``sample_input`` (or the model's
         own ``sample_input``) the artifact is first run locally through the serving runtime; a
-        broken artifact raises SmokeTestFailed before anything is created.
+        broken artifact raises SmokeTestFailed before anything is created. A ``DeploySpec``
+        carries everything: passing it together with ``endpoint``, ``compute``, ``variant``,
+        ``traffic``, ``shadow``, ``data_capture`` or ``keep_on_failure`` is an
+        ``InvalidRequest``. ``shadow=20`` deploys a shadow variant that receives a mirrored 20 %
+        of the requests and answers nobody (see :meth:`shadow_report`).
         """
         spec = self._deploy_spec(
-            model, endpoint, compute, variant, traffic, data_capture, keep_on_failure
+            model, endpoint, compute, variant, traffic, shadow, data_capture, keep_on_failure
         )
         self.provider.require(Capability.DEPLOY)
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         sample = sample_input if sample_input is not None else spec.model.sample_input
         if smoke_test and sample is not None and spec.model.is_local:
@@ -136,11 +148,22 @@ class Client:
         endpoint: str | None,
         compute: Compute | None,
         variant: str | None,
-        traffic: int,
+        traffic: int | None,
+        shadow: int | None,
         data_capture: DataCapture | bool | None,
-        keep_on_failure: bool,
+        keep_on_failure: bool | None,
     ) -> DeploySpec:
         if isinstance(model, DeploySpec):
+            reject_overrides(
+                "DeploySpec",
+                endpoint=endpoint,
+                compute=compute,
+                variant=variant,
+                traffic=traffic,
+                shadow=shadow,
+                data_capture=data_capture,
+                keep_on_failure=keep_on_failure,
+            )
             return model
         if isinstance(model, ModelVersion):
             model = model_spec_of(model)
@@ -150,9 +173,10 @@ class Client:
             endpoint=endpoint or model.name,
             compute=compute or Compute(),
             variant=variant,
-            traffic=traffic,
+            traffic=(0 if shadow else 100) if traffic is None else traffic,
+            shadow=shadow or 0,
             data_capture=capture,
-            keep_on_failure=keep_on_failure,
+            keep_on_failure=bool(keep_on_failure),
         )
 
     def get_endpoint(self, name: str) -> Endpoint:
@@ -172,6 +196,91 @@ class Client:
         self.provider.require(Capability.TRAFFIC_SPLIT)
         clean = validate_weights(weights)
         return self._bind(self.provider.set_traffic(endpoint, clean))
+
+    # -- progressive delivery ---------------------------------------------------------------
+
+    def shadow_report(self, endpoint: str, window: str | float = "1h") -> ShadowReport:
+        """How the shadow variant answered the requests mirrored to it over ``window``: the
+        agreement rate of its outputs with production's, latencies and errors on each side."""
+        from cloudserve.shadow import shadow_report
+
+        self.provider.require(Capability.SHADOW)
+        window_s = parse_window(window)
+        pairs = self.provider.shadow_pairs(endpoint, window_s)
+        metrics = (
+            self.provider.metrics(endpoint, window_s)
+            if self.provider.supports(Capability.METRICS)
+            else None
+        )
+        report = shadow_report(
+            pairs,
+            endpoint=endpoint,
+            provider=self.provider.name,
+            window_s=window_s,
+            production_invocations=metrics.invocations if metrics else 0,
+        )
+        return self._bind(report)
+
+    def rollout(
+        self,
+        model: ModelSpec | ModelVersion,
+        endpoint: str,
+        *,
+        steps: Sequence[int] = (10, 50, 100),
+        bake: str | float = "5m",
+        gates: Gates | None = None,
+        variant: str | None = None,
+        on_fail: Literal["rollback", "hold"] = "rollback",
+        clock: Clock | None = None,
+        progress: Callable[[RolloutReport], None] | None = None,
+    ) -> RolloutReport:
+        """Move ``model`` behind ``endpoint`` step by step, gated by its metrics against the
+        current variant; a failed gate rolls back (see :mod:`cloudserve.rollout`)."""
+        from cloudserve.rollout import Gates, run_rollout, start_report
+
+        if isinstance(model, ModelVersion):
+            model = model_spec_of(model)
+        report = start_report(
+            self,
+            model,
+            endpoint,
+            variant=variant,
+            steps=steps,
+            bake_s=parse_window(bake),
+            gates=gates or Gates(),
+            on_fail=on_fail,
+        )
+        return self._bind(run_rollout(self, report, clock=clock, progress=progress))
+
+    def resume_rollout(
+        self,
+        endpoint: str,
+        *,
+        clock: Clock | None = None,
+        progress: Callable[[RolloutReport], None] | None = None,
+    ) -> RolloutReport:
+        """Continue the rollout recorded on ``endpoint`` (from any process or machine)."""
+        from cloudserve.rollout import load_report, run_rollout
+
+        self.provider.require(Capability.ROLLOUT)
+        report = load_report(self, endpoint)
+        return self._bind(run_rollout(self, report, clock=clock, progress=progress))
+
+    def abort_rollout(self, endpoint: str) -> RolloutReport:
+        """Roll back the rollout in progress on ``endpoint``: all traffic to the current
+        variant, the new variant removed."""
+        from cloudserve.rollout import abort_rollout
+
+        self.provider.require(Capability.ROLLOUT)
+        return self._bind(abort_rollout(self, endpoint))
+
+    def rollout_status(self, endpoint: str) -> RolloutReport | None:
+        """The recorded state of the rollout in progress on ``endpoint``, or ``None``."""
+        from cloudserve.rollout import RolloutReport
+
+        self.provider.require(Capability.ROLLOUT)
+        state = self.provider.get_rollout_state(endpoint)
+        return None if state is None else self._bind(RolloutReport.model_validate(state))
 
     # -- predictions ----------------------------------------------------------------------
 
@@ -242,8 +351,15 @@ class Client:
         progress: ProgressCallback | None = None,
         **options: Any,
     ) -> BatchJob:
-        """Predict every row of ``input`` into ``output``; returns a BatchJob (``.wait()``)."""
+        """Predict every row of ``input`` into ``output``; returns a BatchJob (``.wait()``).
+
+        With ``wait`` the call blocks until the job ends (``timeout`` defaults to the target's
+        ``waits.job_timeout_s``, as ``BatchJob.wait()`` does). A ``BatchSpec`` carries
+        everything: passing it with ``input``, ``output``, ``compute`` or options is an
+        ``InvalidRequest``.
+        """
         if isinstance(model, BatchSpec):
+            reject_overrides("BatchSpec", input=input, output=output, compute=compute, **options)
             spec = model
         else:
             if input is None or output is None:
@@ -258,10 +374,9 @@ class Client:
                 **options,
             )
         self.provider.require(Capability.BATCH)
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
-        job = self._bind(
-            self.provider.batch_predict(spec, wait=False, timeout=timeout, progress=progress)
-        )
+        job = self._bind(self.provider.batch_predict(spec))
         return self.wait_batch(job, timeout=timeout, progress=progress) if wait else job
 
     def get_batch_job(self, job_id: str) -> BatchJob:
@@ -276,12 +391,12 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> BatchJob:
-        """Block until the batch job ends; OperationFailed if it failed."""
+        """Block until the batch job ends; OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s``.
+        """
         return self._wait_job(
-            lambda: self.get_batch_job(job.id),
-            f"batch job {job.id}",
-            timeout or self.provider.config.waits.job_timeout_s,
-            progress,
+            lambda: self.get_batch_job(job.id), f"batch job {job.id}", timeout, progress
         )
 
     # -- tuning -----------------------------------------------------------------------------
@@ -294,10 +409,14 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> TuningJob:
-        """Start a hyperparameter search; returns a TuningJob (``.wait()``, ``.best_trial``)."""
+        """Start a hyperparameter search; returns a TuningJob (``.wait()``, ``.best_trial``).
+
+        With ``wait`` the call blocks until the job ends (``timeout`` defaults to the target's
+        ``waits.job_timeout_s``, as ``TuningJob.wait()`` does).
+        """
         self.provider.require(Capability.TUNE)
         self.provider.validate(spec)
-        job = self._bind(self.provider.tune(spec, wait=False, timeout=timeout, progress=progress))
+        job = self._bind(self.provider.tune(spec))
         return self.wait_tuning(job, timeout=timeout, progress=progress) if wait else job
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
@@ -312,24 +431,29 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> TuningJob:
-        """Block until the tuning job ends; OperationFailed if it failed."""
+        """Block until the tuning job ends; OperationFailed if it failed.
+
+        ``timeout`` defaults to the target's ``waits.job_timeout_s``.
+        """
         return self._wait_job(
-            lambda: self.get_tuning_job(job.id),
-            f"tuning job {job.id}",
-            timeout or self.provider.config.waits.job_timeout_s,
-            progress,
+            lambda: self.get_tuning_job(job.id), f"tuning job {job.id}", timeout, progress
         )
 
     def _wait_job(
-        self, poll: Any, description: str, timeout: float, progress: ProgressCallback | None
+        self,
+        poll: Any,
+        description: str,
+        timeout: float | None,
+        progress: ProgressCallback | None,
     ) -> Any:
         w = self.provider.config.waits
         final = wait_for(
             poll,
             is_done=lambda j: j.status.is_terminal,
-            timeout=timeout,
+            timeout=w.job_timeout_s if timeout is None else timeout,
             description=description,
-            status_of=lambda j: j.status.value,
+            status_of=_job_status,
+            fraction_of=_job_fraction,
             interval=w.poll_interval_s,
             max_interval=w.max_poll_interval_s,
             progress=progress,
@@ -341,6 +465,34 @@ class Client:
                 provider=self.provider.name,
             )
         return final
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """This target's batch and tuning jobs, newest first."""
+        return self._bind(self.provider.list_jobs())
+
+    def get_job(self, job_id: str) -> BatchJob | TuningJob:
+        """A batch or tuning job by its id, whichever it is."""
+        from cloudserve.errors import NotFound
+
+        for capability, get in (
+            (Capability.BATCH, self.provider.get_batch_job),
+            (Capability.TUNE, self.provider.get_tuning_job),
+        ):
+            if self.provider.supports(capability):
+                try:
+                    return self._bind(get(job_id))
+                except NotFound:
+                    continue
+        raise NotFound(f"no batch or tuning job {job_id}", provider=self.provider.name)
+
+    def cancel_job(self, job_id: str) -> BatchJob | TuningJob:
+        """Stop a running batch or tuning job; returns its state afterwards."""
+        self.provider.cancel_job(job_id)
+        return self.get_job(job_id)
+
+    def logs(self, endpoint: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's server logs."""
+        return self.provider.endpoint_logs(endpoint, tail=tail)
 
     # -- monitoring -------------------------------------------------------------------------
 
@@ -360,8 +512,11 @@ class Client:
         ks_pvalue_threshold: float = 0.01,
     ) -> DriftReport:
         """Per-feature PSI and KS between ``baseline`` (CSV/Parquet path or array) and the
-        requests the endpoint captured over ``window``; drifted features are flagged."""
+        requests the endpoint captured over ``window``; drifted features are flagged.
+
+        Needs both ``DATA_CAPTURE`` (the captured rows) and ``DRIFT``."""
         self.provider.require(Capability.DATA_CAPTURE)
+        self.provider.require(Capability.DRIFT)
         from cloudserve.monitoring import drift_report
 
         rows = self.provider.captured_inputs(endpoint, parse_window(window))
@@ -400,11 +555,13 @@ class Client:
 
     def plan(self, spec: DeploySpec) -> Plan:
         """The calls a deploy would make and what it would cost; creates nothing."""
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         calls = self.provider.plan(spec)
         return Plan(
             target=self.target,
             provider=self.provider.name,
+            route=self.provider.route(spec),
             calls=calls,
             estimate=self.estimate(spec),
         )
@@ -420,6 +577,16 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def reject_overrides(kind: str, **overrides: Any) -> None:
+    """Refuse arguments given beside a complete spec (they would be silently dropped)."""
+    given = sorted(name for name, value in overrides.items() if value is not None)
+    if given:
+        raise InvalidRequest(
+            f"a {kind} already says everything; {', '.join(given)} given beside it would be "
+            f"ignored. Put them in the {kind} (spec.model_copy(update=...)) or pass a model"
+        )
 
 
 def validate_weights(weights: Mapping[str, int]) -> dict[str, int]:
@@ -448,6 +615,46 @@ def as_rows(instances: Any) -> list[Any]:
     if not instances:
         raise InvalidRequest("instances is empty")
     return list(instances)
+
+
+def _rows_done(job: Any) -> int | None:
+    if not isinstance(job, BatchJob) or not job.rows_total:
+        return None
+    return (job.rows_succeeded or 0) + (job.rows_failed or 0)
+
+
+def _job_status(job: BatchJob | TuningJob) -> str:
+    """A job's status for progress lines; a batch job's with its row count."""
+    done = _rows_done(job)
+    if done is None:
+        return job.status.value
+    assert isinstance(job, BatchJob)
+    return f"{job.status.value} · {done:,}/{job.rows_total:,} rows"
+
+
+def _job_fraction(job: BatchJob | TuningJob) -> float | None:
+    done = _rows_done(job)
+    if done is None or not isinstance(job, BatchJob) or not job.rows_total:
+        return None
+    return done / job.rows_total
+
+
+def with_detected_framework(spec: S) -> S:
+    """``spec`` with its model's framework filled in from a local artifact when not given.
+
+    Detection (``cloudserve.json``, an MLflow ``MLmodel``, else the model file's type) happens
+    once here, so every provider sees the same framework the local backend would detect.
+    """
+    model = spec.model
+    if model.framework is not None or model.image is not None or not model.is_local:
+        return spec
+    from cloudserve.packaging import detect_framework
+
+    assert model.artifact is not None  # is_local
+    if not Path(model.artifact).exists():
+        return spec  # the provider names the missing artifact in its own words
+    framework = detect_framework(model.artifact)
+    return spec.model_copy(update={"model": model.model_copy(update={"framework": framework})})
 
 
 def model_spec_of(version: ModelVersion) -> ModelSpec:

@@ -6,9 +6,13 @@ target exists with its defaults.
 
 Each target block is validated by its own provider's config class, looked up by its
 ``provider`` key, so third-party providers get typed config too. Every field can be overridden
-by an environment variable ``CLOUDSERVE_<TARGET>__<FIELD>`` (nested fields joined by ``__``,
-values read as YAML scalars): ``CLOUDSERVE_AWS__REGION=eu-west-1``,
-``CLOUDSERVE_AWS__RETRY__MAX_ATTEMPTS=3``. ``CLOUDSERVE_TARGET`` picks the default target.
+by an environment variable ``CLOUDSERVE_<TARGET>__<FIELD>`` (nested fields joined by ``__``;
+lists and mappings written as JSON, other values read as YAML scalars):
+``CLOUDSERVE_AWS__REGION=eu-west-1``, ``CLOUDSERVE_AWS__RETRY__MAX_ATTEMPTS=3``,
+``CLOUDSERVE_LOCAL__PORT_RANGE="[21400, 21479]"``.
+
+Which target ``connect()`` uses when none is named: ``CLOUDSERVE_TARGET``, else the file's
+``default``, else ``local``.
 
 Errors are :class:`~cloudserve.errors.ConfigError` naming the file, the target and the field;
 secret values never appear in them.
@@ -16,6 +20,7 @@ secret values never appear in them.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -170,11 +175,28 @@ def _apply_env(targets: dict[str, dict[str, Any]], env: Mapping[str, str]) -> No
         node = block
         for part in path[:-1]:
             node = node.setdefault(part.lower(), {})
+        node[path[-1].lower()] = _env_value(key, raw)
+
+
+def _env_value(key: str, raw: str) -> Any:
+    """An override's value: JSON for a list or mapping (``[21400, 21479]``, ``{"a": 1}``),
+    otherwise a YAML scalar (``0.2`` → float, ``true`` → bool, anything else a string)."""
+    text = raw.strip()
+    if text[:1] in ("[", "{"):
         try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        node[path[-1].lower()] = raw if isinstance(value, dict | list) else value
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"environment variable {key} is not valid JSON ({exc.msg} at column "
+                f"{exc.colno}); lists and mappings are written as JSON, e.g. [1, 2] or "
+                '{"key": "value"}',
+                field=key,
+            ) from None
+    try:
+        value = yaml.safe_load(raw) if text else raw
+    except yaml.YAMLError:
+        return raw
+    return raw if isinstance(value, dict | list) else value
 
 
 def _config_class(provider: str, *, file: str | None, target: str) -> type[ProviderConfig]:
@@ -221,15 +243,18 @@ def resolve_target(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Target:
-    """The target called ``name`` (else the file's default, else ``CLOUDSERVE_TARGET``,
+    """The target called ``name`` (else ``CLOUDSERVE_TARGET``, else the file's ``default``,
     else ``local``), validated."""
     env = os.environ if env is None else env
     tf = load_targets(path, env)
     where = str(tf.file) if tf.file else None
     chosen = name or env.get("CLOUDSERVE_TARGET") or tf.default or "local"
+    if chosen == "local":
+        # The built-in local target exists without a file; overrides such as
+        # CLOUDSERVE_LOCAL__DRAIN_S=0.2 refine it rather than replacing it.
+        block = {"provider": "local", **tf.targets.get("local", {})}
+        return validate_block("local", block, file=tf.file)
     if chosen not in tf.targets:
-        if chosen == "local":
-            return validate_block("local", {"provider": "local"}, file=tf.file)
         known = ", ".join(sorted(tf.targets)) or "none defined"
         raise ConfigError(
             f"no target named '{chosen}' (targets: {known})", file=where, target=chosen

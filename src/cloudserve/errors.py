@@ -11,29 +11,40 @@ their SDK's native errors onto this tree through an :class:`ErrorTable`, keep th
     ├── NotFound
     ├── AlreadyExists
     ├── InvalidRequest               bad spec or payload (HTTP 400)
+    │   ├── InvalidSpec              .spec, .field, .problems   a spec field is invalid
     │   ├── PayloadTooLarge          (HTTP 413)
     │   ├── UnsupportedMediaType     a Content-Type no codec reads (HTTP 415)
     │   ├── NotAcceptable            an Accept no codec writes (HTTP 406)
     │   └── SmokeTestFailed          the artifact failed its pre-deploy check
     ├── AuthError                    credentials missing, expired or refused (401/403)
+    ├── Aborted                      a concurrent change got in the way     retryable
     ├── Throttled                    .retry_after            retryable
     ├── ServiceUnavailable           5xx, connection reset   retryable
     ├── OperationFailed              a long-running operation ended in failure
     └── Timeout                      a bounded wait ran out
+
+HTTP statuses map onto the tree through one table, :data:`HTTP_STATUS_ERRORS` (read with
+:func:`http_status_error`). A provider whose cloud means something else by a status declares
+that in its :class:`ErrorTable`'s ``http_overrides`` (Azure ML's 424, Vertex's retryable 409
+ABORTED); the rest of its statuses go through the shared table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
+    "HTTP_STATUS_ERRORS",
+    "Aborted",
     "AlreadyExists",
     "AuthError",
     "CloudServeError",
     "ConfigError",
     "ErrorTable",
     "InvalidRequest",
+    "InvalidSpec",
     "NotAcceptable",
     "NotFound",
     "OperationFailed",
@@ -45,6 +56,8 @@ __all__ = [
     "Timeout",
     "UnsupportedMediaType",
     "UnsupportedOperation",
+    "http_status_error",
+    "make_error",
 ]
 
 
@@ -132,6 +145,22 @@ class InvalidRequest(CloudServeError):
     """The spec or payload is invalid; the message names the problem."""
 
 
+class InvalidSpec(InvalidRequest, ValueError):
+    """A spec (``Compute``, ``DeploySpec`` …) was built with an invalid field.
+
+    ``spec`` is the spec's class name, ``field`` the dotted path of the first bad field
+    (``None`` for a rule across fields, whose message names them), ``problems`` every
+    ``(field, message)`` found. It is also a ``ValueError``, as pydantic's errors are.
+    """
+
+    def __init__(self, spec: str, problems: list[tuple[str | None, str]]):
+        listed = "; ".join(f"{field}: {msg}" if field else msg for field, msg in problems)
+        super().__init__(f"invalid {spec}: {listed}")
+        self.spec = spec
+        self.problems = problems
+        self.field = problems[0][0] if problems else None
+
+
 class PayloadTooLarge(InvalidRequest):
     """The request body is larger than the endpoint accepts."""
 
@@ -150,6 +179,13 @@ class SmokeTestFailed(InvalidRequest):
 
 class AuthError(CloudServeError):
     """Credentials are missing, expired or not allowed to do this."""
+
+
+class Aborted(CloudServeError):
+    """A concurrent change to the same resource aborted the call (Vertex's HTTP 409 ABORTED);
+    repeating it is safe."""
+
+    retryable = True
 
 
 class Throttled(CloudServeError):
@@ -185,25 +221,74 @@ class Timeout(CloudServeError):
 
 ErrorFactory = type[CloudServeError]
 
+HTTP_STATUS_ERRORS: Mapping[int, ErrorFactory] = MappingProxyType(
+    {
+        400: InvalidRequest,
+        401: AuthError,
+        403: AuthError,
+        404: NotFound,
+        406: NotAcceptable,
+        409: AlreadyExists,
+        410: NotFound,
+        413: PayloadTooLarge,
+        415: UnsupportedMediaType,
+        429: Throttled,
+    }
+)
+"""The one HTTP-status table. Other 4xx are :class:`InvalidRequest`, 5xx
+:class:`ServiceUnavailable`, anything else :class:`CloudServeError`."""
+
+
+def http_status_error(
+    status: int, overrides: Mapping[int, ErrorFactory] | None = None
+) -> ErrorFactory:
+    """The error class for an HTTP status: the provider's ``overrides`` first, then the table."""
+    if overrides and status in overrides:
+        return overrides[status]
+    if status in HTTP_STATUS_ERRORS:
+        return HTTP_STATUS_ERRORS[status]
+    if 500 <= status < 600:
+        return ServiceUnavailable
+    if 400 <= status < 500:
+        return InvalidRequest
+    return CloudServeError
+
 
 class ErrorTable:
-    """Maps native error codes onto the tree.
+    """Maps native errors onto the tree.
 
-    ``codes`` maps a native code (a string such as ``"ValidationException"`` or an HTTP status
-    as int) to an error class. ``extract`` pulls ``(code, message, retry_after)`` out of a native
-    exception; it returns ``None`` for exceptions the table does not know.
+    ``extract`` pulls ``(code, message, retry_after)`` out of a native exception (``None`` for
+    exceptions it does not know). An ``int`` code is an HTTP status and goes through
+    :func:`http_status_error` with this table's ``http_overrides``; any other code (a string
+    such as ``"ValidationException"``) is looked up in ``codes``. ``codes`` holds no HTTP
+    statuses: a status a cloud uses differently belongs in ``http_overrides``.
     """
 
     def __init__(
         self,
-        codes: Mapping[str | int, ErrorFactory],
+        codes: Mapping[str, ErrorFactory],
         *,
         extract: Callable[[BaseException], tuple[str | int | None, str, float | None] | None],
+        http_overrides: Mapping[int, ErrorFactory] | None = None,
         default: ErrorFactory = CloudServeError,
     ):
+        statuses = sorted(str(c) for c in codes if isinstance(c, int))
+        if statuses:
+            raise TypeError(
+                f"HTTP statuses {', '.join(statuses)} belong in http_overrides, not codes"
+            )
         self.codes = dict(codes)
         self.extract = extract
+        self.http_overrides = dict(http_overrides or {})
         self.default = default
+
+    def error_class(self, code: str | int | None) -> ErrorFactory:
+        """The error class for a native code (an ``int`` is an HTTP status)."""
+        if isinstance(code, int) and not isinstance(code, bool):
+            return http_status_error(code, self.http_overrides)
+        if code is None:
+            return self.default
+        return self.codes.get(code, self.default)
 
     def translate(self, exc: BaseException, *, provider: str) -> CloudServeError:
         """Return the cloudserve error for ``exc`` with ``__cause__`` set to ``exc``.
@@ -217,30 +302,20 @@ class ErrorTable:
             err: CloudServeError = self.default(f"{type(exc).__name__}: {exc}", provider=provider)
         else:
             code, message, retry_after = found
-            cls = self.codes.get(code, self.default) if code is not None else self.default
-            code_str = None if code is None else str(code)
-            if issubclass(cls, Throttled):
-                err = cls(message, provider=provider, code=code_str, retry_after=retry_after)
-            else:
-                err = cls(message, provider=provider, code=code_str)
+            err = make_error(self.error_class(code), message, provider, code, retry_after)
         err.__cause__ = exc
         return err
 
 
-def http_status_error(status: int) -> ErrorFactory:
-    """The error class for an HTTP status code, used by every HTTP-speaking table."""
-    if status == 404:
-        return NotFound
-    if status == 409:
-        return AlreadyExists
-    if status == 413:
-        return PayloadTooLarge
-    if status in (401, 403):
-        return AuthError
-    if status == 429:
-        return Throttled
-    if status >= 500:
-        return ServiceUnavailable
-    if 400 <= status < 500:
-        return InvalidRequest
-    return CloudServeError
+def make_error(
+    cls: ErrorFactory,
+    message: str,
+    provider: str | None,
+    code: str | int | None = None,
+    retry_after: float | None = None,
+) -> CloudServeError:
+    """An instance of ``cls`` with the native ``code`` kept as a string."""
+    code_str = None if code is None else str(code)
+    if issubclass(cls, Throttled):
+        return cls(message, provider=provider, code=code_str, retry_after=retry_after)
+    return cls(message, provider=provider, code=code_str)

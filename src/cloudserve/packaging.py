@@ -35,6 +35,7 @@ __all__ = [
     "Manifest",
     "Signature",
     "archive_model",
+    "custom_manifest_hint",
     "detect_framework",
     "find_artifact",
     "read_manifest",
@@ -178,6 +179,19 @@ def find_artifact(model_dir: str | Path, manifest: Manifest) -> Path:
     )
 
 
+def custom_manifest_hint(model_dir: str | Path) -> str:
+    """What a custom model's manifest needs, with the call that writes it for ``model_dir``."""
+    path = Path(model_dir)
+    modules = sorted(p.stem for p in path.glob("*.py")) if path.is_dir() else []
+    module = modules[0] if len(modules) == 1 else "MODULE"
+    return (
+        f"a custom model needs {MANIFEST_FILE} with 'predictor': 'module:Class' naming its "
+        "cloudserve.serving.Predictor subclass (a .py file in the model directory); write it "
+        f"with cloudserve.packaging.write_manifest({str(path)!r}, framework='custom', "
+        f"predictor='{module}:CLASS')"
+    )
+
+
 def _by_suffix(root: Path, files: list[Path]) -> Framework:
     for framework, suffixes in _SUFFIXES.items():
         if any(f.suffix.lower() in suffixes for f in files):
@@ -185,6 +199,12 @@ def _by_suffix(root: Path, files: list[Path]) -> Framework:
     for f in files:  # an XGBoost model saved as JSON has a "learner" object at the top
         if f.suffix.lower() == ".json" and f.name != MANIFEST_FILE and _is_xgboost_json(f):
             return "xgboost"
+    if any(f.suffix == ".py" for f in files):  # Python code and no model file: a custom model
+        raise InvalidRequest(
+            f"cannot tell the framework of {root}: no model file, only Python code; "
+            + custom_manifest_hint(root),
+            code="unknown_framework",
+        )
     raise InvalidRequest(
         f"cannot tell the framework of {root}: no {MANIFEST_FILE}, no MLmodel and no known model "
         "file (.joblib .pkl .skops .ubj .json .onnx .pt)",
@@ -262,6 +282,8 @@ def stage_model(
         if described or not framework
         else Manifest(framework=_normalise(framework))
     )
+    if (framework or current.framework) == "custom" and not current.predictor:
+        raise InvalidRequest(custom_manifest_hint(src), code="bad_manifest")
     fields = current.model_dump(exclude_none=True, exclude={"framework", "version", "signature"})
     if src.is_file():
         fields.setdefault("artifact", src.name)

@@ -20,6 +20,7 @@ from cloudserve.retry import RetryPolicy
 from cloudserve.waiting import ProgressCallback, wait_for
 
 if TYPE_CHECKING:
+    from cloudserve.pricing.refresh import RefreshResult
     from cloudserve.resources import (
         AsyncPrediction,
         BatchJob,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         ModelVersion,
         PlannedCall,
         Prediction,
+        ShadowPair,
         TuningJob,
     )
     from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
@@ -53,6 +55,8 @@ class Capability(str, Enum):
     REGISTRY = "registry"
     ASYNC_PREDICT = "async_predict"
     PRICING_REFRESH = "pricing_refresh"
+    ROLLOUT = "rollout"  # metric-gated progressive delivery (needs TRAFFIC_SPLIT and METRICS)
+    SHADOW = "shadow"  # a share of requests mirrored to a variant whose answers are discarded
 
 
 REQUIRED = frozenset({Capability.DEPLOY, Capability.PREDICT})
@@ -103,6 +107,9 @@ class Provider(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = REQUIRED
     unsupported: ClassVar[Mapping[Capability, str]] = {}
     error_table: ClassVar[ErrorTable | None] = None
+    #: the shortest metrics window that holds data (a cloud's metric period and delay); a
+    #: rollout's bake time below it is refused, since every decision would see nothing
+    min_metrics_window_s: ClassVar[float] = 60.0
 
     def __init__(self, config: ProviderConfig, *, target: str | None = None):
         self.config = config
@@ -188,6 +195,8 @@ class Provider(abc.ABC):
         """Reject spec fields this provider cannot honour, before any request.
 
         The base checks capability-backed fields; providers extend it for their own limits.
+        The Client calls it once per operation, before ``deploy``, ``batch_predict``, ``tune``
+        and ``plan``; those methods receive a validated spec and do not validate it again.
         """
         from cloudserve.specs import DeploySpec
 
@@ -198,6 +207,8 @@ class Provider(abc.ABC):
                 self._require_for(Capability.SERVERLESS, "compute.serverless")
             if spec.data_capture is not None and spec.data_capture.enabled:
                 self._require_for(Capability.DATA_CAPTURE, "data_capture")
+            if spec.shadow:
+                self._require_for(Capability.SHADOW, "shadow")
 
     def _require_for(self, capability: Capability, field: str) -> None:
         if not self.supports(capability):
@@ -263,6 +274,23 @@ class Provider(abc.ABC):
         """Split traffic across variants (percentages summing to 100)."""
         raise self._missing(Capability.TRAFFIC_SPLIT)
 
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Remove one variant that takes no traffic (weight 0) from the endpoint."""
+        raise self._missing(Capability.TRAFFIC_SPLIT)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """Mirrored requests of the window: each production answer beside its shadow's."""
+        raise self._missing(Capability.SHADOW)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The state a rollout recorded with ``endpoint`` (``None``: no rollout in progress)."""
+        raise self._missing(Capability.ROLLOUT)
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record (or, with ``None``, clear) the rollout state with the endpoint itself, so
+        another process or machine can resume it."""
+        raise self._missing(Capability.ROLLOUT)
+
     def predict_async(
         self,
         endpoint: str,
@@ -278,30 +306,19 @@ class Provider(abc.ABC):
         """The state (and, once done, the outputs) of a queued prediction."""
         raise self._missing(Capability.ASYNC_PREDICT)
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
-        """Start a batch prediction job."""
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
+        """Start a batch prediction job and return at once (the Client and ``BatchJob.wait()``
+        wait through :meth:`get_batch_job`). ``spec`` is already validated."""
         raise self._missing(Capability.BATCH)
 
     def get_batch_job(self, job_id: str) -> BatchJob:
         """A batch job's current state."""
         raise self._missing(Capability.BATCH)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
-        """Start a hyperparameter tuning job."""
+    def tune(self, spec: TuningSpec) -> TuningJob:
+        """Start a hyperparameter tuning job and return at once (the Client and
+        ``TuningJob.wait()`` wait through :meth:`get_tuning_job`). ``spec`` is already
+        validated."""
         raise self._missing(Capability.TUNE)
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
@@ -324,8 +341,9 @@ class Provider(abc.ABC):
         """Registered model versions, all or of one model."""
         raise self._missing(Capability.REGISTRY)
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
-        """Current on-demand prices from the cloud's pricing API, as catalog rows."""
+    def refresh_prices(self) -> RefreshResult:
+        """Current on-demand prices from the cloud's pricing API: catalog rows, and what had
+        no usable price (item → reason)."""
         raise self._missing(Capability.PRICING_REFRESH)
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
@@ -340,6 +358,32 @@ class Provider(abc.ABC):
                 creates=f"endpoint {spec.endpoint}",
             )
         ]
+
+    # -- jobs and logs: optional, without a capability of their own -----------------------------
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """This target's batch and tuning jobs, newest first."""
+        raise UnsupportedOperation(
+            "listing jobs", f"the {self.name} provider does not list jobs", provider=self.name
+        )
+
+    def cancel_job(self, job_id: str) -> None:
+        """Stop a running batch or tuning job; one that already ended is left as it is."""
+        raise UnsupportedOperation(
+            "cancelling jobs", f"the {self.name} provider cannot cancel jobs", provider=self.name
+        )
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's server logs, oldest first."""
+        raise UnsupportedOperation(
+            "endpoint logs", f"the {self.name} provider does not fetch logs", provider=self.name
+        )
+
+    def route(self, spec: DeploySpec) -> str:
+        """The packaging route a deploy of ``spec`` takes, as ``plan`` shows it: ``"framework"``
+        (the cloud's prebuilt serving container) or ``"container"`` (the cloudserve runtime
+        image). Providers that choose the route themselves override this."""
+        return "container" if spec.model.image else "framework"
 
     def region(self) -> str | None:
         """The region prices are looked up in (``None`` for providers without one)."""

@@ -1,16 +1,22 @@
 """What a user asks for: model, compute, deploy, batch, training and tuning specs.
 
-Specs are frozen pydantic models. They are validated twice: once here for what is wrong on
-every cloud, and once by the chosen provider's ``validate`` for what that cloud cannot honour.
+Specs are frozen pydantic models. What is wrong on every cloud is refused here, when the spec
+is built, with :class:`~cloudserve.errors.InvalidSpec` (an ``InvalidRequest`` naming the
+field); what the chosen cloud cannot honour is refused once, by the provider's ``validate``,
+which the Client calls before any request.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cloudserve.errors import InvalidSpec
 
 __all__ = [
     "BatchSpec",
@@ -36,6 +42,64 @@ NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
 
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        with spec_errors(type(self).__name__):
+            super().__init__(**data)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        with spec_errors(cls.__name__):
+            return super().model_validate(obj, **kwargs)
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        with spec_errors(cls.__name__):
+            return super().model_validate_json(json_data, **kwargs)
+
+
+@contextmanager
+def spec_errors(spec: str) -> Iterator[None]:
+    """Turn pydantic's ``ValidationError`` of building ``spec`` into :class:`InvalidSpec`."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise invalid_spec(spec, exc) from exc
+
+
+def invalid_spec(spec: str, exc: ValidationError) -> InvalidSpec:
+    """pydantic's errors as one :class:`InvalidSpec` naming each bad field."""
+    problems: list[tuple[str | None, str]] = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in err["loc"]) or None
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, InvalidSpec):  # a nested spec built from a dict
+            for sub, message in inner.problems:
+                problems.append((".".join(p for p in (field, sub) if p) or None, message))
+            continue
+        problems.append((field, err["msg"].removeprefix("Value error, ")))
+    return InvalidSpec(spec, problems)
+
+
+class _PositionalSpec(_Spec):
+    """A spec whose first fields may also be given by position, as the docs write them:
+    ``LogUniform(1e-4, 1e-1)``, ``IntRange(2, 10)``, ``Objective("val_auc", goal="maximize")``.
+    """
+
+    positional_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        names = self.positional_fields
+        if len(args) > len(names):
+            raise TypeError(
+                f"{type(self).__name__}() takes at most {len(names)} positional argument(s) "
+                f"({', '.join(names)}), got {len(args)}"
+            )
+        for name, value in zip(names, args, strict=False):
+            if name in data:
+                raise TypeError(f"{type(self).__name__}() got two values for '{name}'")
+            data[name] = value
+        super().__init__(**data)
 
 
 class ModelSpec(_Spec):
@@ -146,6 +210,11 @@ class DeploySpec(_Spec):
     update: the new variant becomes ready, takes all traffic, and the others are drained and
     removed. Below 100 the new variant is added beside the others (a canary), which keep their
     relative shares of the rest.
+
+    ``shadow`` (a percentage) deploys the variant as a shadow instead: it answers no caller, and
+    that share of the requests to the endpoint is also sent to it, its answers kept beside the
+    production ones for ``Client.shadow_report``. A shadow variant takes no traffic
+    (``traffic=0``).
     """
 
     model: ModelSpec
@@ -153,9 +222,18 @@ class DeploySpec(_Spec):
     compute: Compute = Field(default_factory=Compute)
     variant: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     traffic: Annotated[int, Field(ge=0, le=100)] = 100
+    shadow: Annotated[int, Field(ge=0, le=100)] = 0
     data_capture: DataCapture | None = None
     keep_on_failure: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shadow_takes_no_traffic(self) -> DeploySpec:
+        if self.shadow and self.traffic:
+            raise ValueError(
+                f"a shadow variant takes no traffic: traffic must be 0 with shadow={self.shadow}"
+            )
+        return self
 
     @property
     def variant_name(self) -> str:
@@ -177,6 +255,9 @@ class BatchSpec(_Spec):
     error_threshold: Annotated[int, Field(ge=-1)] = -1
     rows_hint: Annotated[int, Field(ge=0)] | None = None
     rows_per_second_hint: Annotated[float, Field(gt=0)] | None = None
+    #: passed to the model with every chunk, as in online prediction (``{"method":
+    #: "predict_proba"}``); a key the model does not read fails the job's rows with that error
+    parameters: dict[str, Any] | None = None
 
     @field_validator("input", "output", mode="before")
     @classmethod
@@ -194,8 +275,10 @@ class BatchSpec(_Spec):
         )
 
 
-class Uniform(_Spec):
+class Uniform(_PositionalSpec):
     """A float drawn uniformly from [low, high]."""
+
+    positional_fields = ("low", "high")
 
     kind: Literal["uniform"] = "uniform"
     low: float
@@ -208,8 +291,10 @@ class Uniform(_Spec):
         return self
 
 
-class LogUniform(_Spec):
+class LogUniform(_PositionalSpec):
     """A positive float drawn uniformly in log space from [low, high]."""
+
+    positional_fields = ("low", "high")
 
     kind: Literal["loguniform"] = "loguniform"
     low: Annotated[float, Field(gt=0)]
@@ -222,8 +307,10 @@ class LogUniform(_Spec):
         return self
 
 
-class IntRange(_Spec):
+class IntRange(_PositionalSpec):
     """An integer from [low, high] inclusive, in steps of ``step``; ``log`` samples in log space."""
+
+    positional_fields = ("low", "high", "step")
 
     kind: Literal["int"] = "int"
     low: int
@@ -240,8 +327,10 @@ class IntRange(_Spec):
         return self
 
 
-class Choice(_Spec):
+class Choice(_PositionalSpec):
     """One of a list of values (strings, numbers or booleans)."""
+
+    positional_fields = ("values",)
 
     kind: Literal["choice"] = "choice"
     values: Annotated[list[str | int | float | bool], Field(min_length=1)]
@@ -250,13 +339,15 @@ class Choice(_Spec):
 Param = Annotated[Uniform | LogUniform | IntRange | Choice, Field(discriminator="kind")]
 
 
-class Objective(_Spec):
+class Objective(_PositionalSpec):
     """The metric a tuning job optimises.
 
     ``regex`` finds it in the training output (its first group is the value), the way SageMaker
     metric definitions work; the default matches lines such as ``val_auc=0.91`` or
     ``val_auc: 0.91``.
     """
+
+    positional_fields = ("metric", "goal")
 
     metric: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")]
     goal: Literal["maximize", "minimize"] = "maximize"

@@ -1,7 +1,7 @@
 """``compare`` end to end against the in-memory test provider, with teardown checked.
 
 The local provider (``cloudserve.local``) is tested too when it is importable; the memory
-provider (tests/memory_provider.py) carries the deterministic cases: a fixed latency profile
+provider (``cloudserve.testing.memory``) carries the deterministic cases: a fixed latency profile
 per target, failures injected mid-run, and Ctrl-C.
 """
 
@@ -20,7 +20,7 @@ from cloudserve.cli import main
 from cloudserve.errors import ServiceUnavailable
 from cloudserve.pricing import Catalog, PriceOverrides, PriceRow
 from cloudserve.registry import register, unregister
-from memory_provider import MemoryConfig, MemoryProvider
+from cloudserve.testing.memory import MemoryConfig, MemoryProvider
 
 MODEL = cs.ModelSpec(name="churn", artifact="s3://bucket/churn")
 ROWS = [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]]

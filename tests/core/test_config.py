@@ -7,7 +7,7 @@ import pytest
 from cloudserve.config import load_targets, resolve_target
 from cloudserve.errors import ConfigError
 from cloudserve.registry import register, unregister
-from memory_provider import MemoryConfig, MemoryProvider
+from cloudserve.testing.memory import MemoryConfig, MemoryProvider
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +45,23 @@ def test_env_overrides_fields_and_target(tmp_path):
     t = resolve_target(path=p, env=env)
     assert t.config.label == "from-env" and t.config.retry.max_attempts == 3
     assert resolve_target(path=p, env={"CLOUDSERVE_TARGET": "n"}).name == "n"
+
+
+def test_target_precedence_is_env_then_file_default_then_local_as_documented(tmp_path, monkeypatch):
+    import cloudserve
+    import cloudserve.config
+
+    p = write(tmp_path, "default: m\ntargets:\n  m: {provider: memory}\n  n: {provider: memory}\n")
+    assert resolve_target(path=p, env={"CLOUDSERVE_TARGET": "n"}).name == "n"
+    assert resolve_target(path=p, env={}).name == "m"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    assert resolve_target(env={}).name == "local"
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for text in (cloudserve.__doc__, cloudserve.config.__doc__, resolve_target.__doc__, readme):
+        flat = " ".join((text or "").split()).replace("`", "")
+        assert "CLOUDSERVE_TARGET, else the file's default, else local" in flat
 
 
 def test_config_env_var_and_cwd_lookup(tmp_path, monkeypatch):

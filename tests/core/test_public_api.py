@@ -8,10 +8,10 @@ import cloudserve
 PINNED = [
     "AlreadyExists", "AsyncPrediction", "AuthError", "BatchJob", "BatchSpec", "Capability", "Choice",
     "Client", "CloudServeError", "Compute", "ConfigError", "CostEstimate", "DataCapture", "DeploySpec",
-    "DriftReport", "Endpoint", "EndpointStatus", "FeatureDrift", "IntRange", "InvalidRequest",
+    "DriftReport", "Endpoint", "EndpointStatus", "FeatureDrift", "Gates", "IntRange", "InvalidRequest",
     "JobStatus", "LogUniform", "MetricsReport", "ModelSpec", "ModelVersion", "NotFound", "Objective",
     "OperationFailed", "PayloadTooLarge", "Plan", "PlannedCall", "Prediction", "Progress", "Provider",
-    "ProviderConfig", "ProviderNotFound", "ServiceUnavailable", "SmokeTestFailed", "Throttled",
+    "ProviderConfig", "ProviderNotFound", "RolloutReport", "ServiceUnavailable", "SmokeTestFailed", "Throttled",
     "Timeout", "TrainSpec", "Trial", "TuningJob", "TuningSpec", "Uniform", "UnsupportedOperation",
     "Variant", "Workload", "__version__", "compare", "connect", "register",
 ]  # fmt: skip

@@ -4,29 +4,28 @@ import sys
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 
 import cloudserve as cs
 from cloudserve.client import as_rows, parse_window, validate_weights
-from cloudserve.errors import InvalidRequest, ProviderNotFound, UnsupportedOperation
+from cloudserve.errors import InvalidRequest, InvalidSpec, ProviderNotFound, UnsupportedOperation
 from cloudserve.registry import available, get_provider_class, register, unregister
 from cloudserve.sizes import SIZES, resolve_instance, sizes_for
-from memory_provider import MemoryConfig, MemoryProvider
+from cloudserve.testing.memory import MemoryConfig, MemoryProvider
 
 
 def test_compute_bounds():
     assert cs.Compute(replicas=2, min_replicas=1, max_replicas=4).autoscaling
     assert cs.Compute(replicas=2).replica_range == (2, 2)
-    with pytest.raises(ValidationError, match="greater than max_replicas"):
+    with pytest.raises(InvalidSpec, match="greater than max_replicas"):
         cs.Compute(min_replicas=3, max_replicas=2)
-    with pytest.raises(ValidationError, match="must lie in"):
+    with pytest.raises(InvalidSpec, match="must lie in"):
         cs.Compute(replicas=5, min_replicas=1, max_replicas=4)
 
 
 def test_model_spec_rules():
-    with pytest.raises(ValidationError, match="artifact, an image"):
+    with pytest.raises(InvalidSpec, match="artifact, an image"):
         cs.ModelSpec(name="m")
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidSpec):
         cs.ModelSpec(name="bad name!", artifact="x")
     m = cs.ModelSpec(name="m", version="1.2", artifact="s3://b/k")
     assert not m.is_local and m.variant_name == "v1-2"
@@ -34,7 +33,7 @@ def test_model_spec_rules():
 
 def test_tuning_spec_rules():
     train = cs.TrainSpec(entrypoint="train.py")
-    with pytest.raises(ValidationError, match="exceeds max_trials"):
+    with pytest.raises(InvalidSpec, match="exceeds max_trials"):
         cs.TuningSpec(
             train=train,
             search_space={"a": cs.IntRange(low=1, high=3)},
@@ -42,14 +41,14 @@ def test_tuning_spec_rules():
             max_trials=2,
             parallel_trials=3,
         )
-    with pytest.raises(ValidationError, match="continuous"):
+    with pytest.raises(InvalidSpec, match="continuous"):
         cs.TuningSpec(
             train=train,
             search_space={"a": cs.Uniform(low=0, high=1)},
             objective=cs.Objective(metric="m"),
             strategy="grid",
         )
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidSpec):
         cs.TrainSpec(entrypoint="a.py", command=["python", "a.py"])
     spec = cs.TuningSpec.model_validate(
         {

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-HERE = Path(__file__).resolve().parents[1]
-
-HEADER = f"""
-import sys
-sys.path.insert(0, {str(HERE)!r})
+HEADER = """
 import pytest
-from test_conformance_memory import MemoryHarness
-from memory_provider import MemoryProvider
+from cloudserve.testing.memory import MemoryHarness, MemoryProvider
 from cloudserve.provider import Capability
 from cloudserve.resources import EndpointStatus
 from cloudserve.testing.suite import ProviderConformance
@@ -41,6 +34,19 @@ class Broken(MemoryProvider):
         """
 class Broken(MemoryProvider):
     capabilities = MemoryProvider.capabilities - {Capability.METRICS}
+""",
+        ["test_undeclared_capabilities_raise"],
+    ),
+    "batch_without_capability_check": (
+        """
+class Broken(MemoryProvider):
+    # BATCH is not declared, get_batch_job checks it, batch_predict forgets to
+    capabilities = MemoryProvider.capabilities - {Capability.BATCH}
+    unsupported = {**MemoryProvider.unsupported, Capability.BATCH: "no batch here"}
+
+    def get_batch_job(self, job_id):
+        self.require(Capability.BATCH)
+        return super().get_batch_job(job_id)
 """,
         ["test_undeclared_capabilities_raise"],
     ),

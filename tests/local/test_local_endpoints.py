@@ -18,7 +18,7 @@ from local_helpers import local_config
 
 import cloudserve as cs
 from cloudserve.client import Client
-from cloudserve.errors import AlreadyExists, NotFound
+from cloudserve.errors import AlreadyExists, AuthError, NotFound
 from cloudserve.local import LocalProvider
 from cloudserve.local.provider import canary_weights
 from cloudserve.local.router import pick_variant
@@ -113,6 +113,17 @@ def test_dead_worker_is_failed_then_restarted_or_deleted(
     client.delete_endpoint("fragile")
     with pytest.raises(NotFound):
         client.get_endpoint("fragile")
+
+
+def test_worker_answers_map_through_the_http_table(
+    client: Client, provider: LocalProvider, tmp_path: Path
+):
+    client.deploy(model(tmp_path), "auth")
+    provider.db.run("UPDATE endpoints SET token = ? WHERE name = ?", ("not-the-token", "auth"))
+    with pytest.raises(AuthError) as info:
+        client.predict("auth", ROWS)
+    assert info.value.code == "401" and info.value.provider == "local"
+    assert info.value.__cause__ is not None
 
 
 def test_blue_green_drops_no_request_under_load(client: Client, tmp_path: Path):
@@ -306,3 +317,17 @@ def test_plan_lists_the_local_steps_and_creates_nothing(client: Client, tmp_path
         client.plan(
             spec.model_copy(update={"compute": cs.Compute(accelerator="T4", accelerator_count=1)})
         )
+
+
+def test_the_client_validates_a_spec_once(state_dir: Path, tmp_path: Path):
+    seen: list[str] = []
+
+    class Counting(LocalProvider):
+        def validate(self, spec):
+            seen.append(type(spec).__name__)
+            super().validate(spec)
+
+    client = Client(Counting(local_config(state_dir)))
+    client.plan(cs.DeploySpec(model=model(tmp_path), endpoint="once"))
+    assert seen == ["DeploySpec"]
+    client.provider.close()

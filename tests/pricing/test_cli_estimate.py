@@ -53,5 +53,5 @@ def test_overrides_file_applies(tmp_path, capsys):
 
 
 def test_bad_kind_is_a_clear_error(capsys):
-    assert main(["estimate", "--kind", "serverless"]) == 1
+    assert main(["estimate", "--kind", "serverless"]) == 2  # a usage mistake
     assert "--kind must be" in capsys.readouterr().err

@@ -228,7 +228,7 @@ def test_bad_overrides_file_names_the_field(tmp_path):
 
 
 def test_client_estimate_goes_through_the_catalog():
-    from memory_provider import MemoryConfig, MemoryProvider
+    from cloudserve.testing.memory import MemoryConfig, MemoryProvider
 
     client = cs.Client(MemoryProvider(MemoryConfig(label="estimate")))
     e = client.estimate(deploy(size="cpu.small"))

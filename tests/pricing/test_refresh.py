@@ -13,6 +13,7 @@ from cloudserve.errors import ServiceUnavailable
 from cloudserve.local import LocalConfig
 from cloudserve.pricing import (
     MissingPricesWarning,
+    RefreshResult,
     Shape,
     instance_shapes,
     load_catalog,
@@ -38,13 +39,12 @@ class PricedProvider(Provider):
     answer: ClassVar[list[dict[str, Any]] | Exception] = []
     missing: ClassVar[dict[str, str]] = {}
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
+    def refresh_prices(self) -> RefreshResult:
         if isinstance(self.answer, Exception):
             raise self.answer
-        # As the cloud providers do: keep what had no price, and warn about it.
-        self.missing_prices = dict(self.missing)
-        warn_missing(self.name, "r1", self.missing_prices)
-        return self.answer
+        # As the cloud providers do: report what had no price, and warn about it.
+        warn_missing(self.name, "r1", self.missing)
+        return RefreshResult(rows=list(self.answer), missing=dict(self.missing))
 
     def deploy(self, spec, **kw):
         raise NotImplementedError

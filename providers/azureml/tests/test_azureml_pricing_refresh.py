@@ -47,7 +47,7 @@ def test_capability_is_declared_without_an_unsupported_reason():
 
 
 def test_refresh_returns_a_dated_sourced_row_per_kind_and_instance_type(fake):
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     assert {r["instance_type"] for r in rows} == TYPES
     assert sorted({r["kind"] for r in rows}) == ["batch", "hosting", "training"]
     assert len(rows) == 3 * len(TYPES)
@@ -65,7 +65,7 @@ def test_refresh_returns_a_dated_sourced_row_per_kind_and_instance_type(fake):
 
 
 def test_a_row_without_source_or_date_is_refused(fake):
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     for column in ("source_url", "as_of"):
         broken = [{**rows[0], column: ""}]
         with pytest.raises(ConfigError, match=column):
@@ -83,7 +83,7 @@ def test_the_query_asks_for_consumption_vm_meters_of_the_region(fake):
 
 
 def test_the_configured_region_is_priced(fake):
-    rows = provider(fake, region="westeurope").refresh_prices()
+    rows = provider(fake, region="westeurope").refresh_prices().rows
     ds3 = next(r for r in rows if r["instance_type"] == "Standard_DS3_v2")
     assert ds3["region"] == "westeurope" and ds3["price"] == round(0.293 * 1.1, 4)
 
@@ -91,7 +91,7 @@ def test_the_configured_region_is_priced(fake):
 def test_paging_is_followed_to_the_last_page(fake):
     fake.retail_prices.page_size = 1
     fake.retail_prices.items.reverse()  # the Linux meter now comes after its variants
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     ds3 = next(r for r in rows if r["instance_type"] == "Standard_DS3_v2")
     assert ds3["price"] == 0.293
     skips = [q for q in fake.retail_prices.queries if "$skip" in q]
@@ -103,26 +103,28 @@ def test_missing_and_zero_prices_are_reported_never_zero(fake):
     fake.retail_prices.set_price("Standard_DS2_v2", 0.0)
     p = provider(fake)
     with pytest.warns(MissingPricesWarning, match="Standard_NV36ads_A10_v5"):
-        rows = p.refresh_prices()
+        result = p.refresh_prices()
+    rows = result.rows
     assert {r["instance_type"] for r in rows} == TYPES - {
         "Standard_NV36ads_A10_v5",
         "Standard_DS2_v2",
     }
     assert all(r["price"] > 0 for r in rows)
-    assert set(p.missing_prices) == {"Standard_NV36ads_A10_v5", "Standard_DS2_v2"}
-    assert "taken as unknown" in p.missing_prices["Standard_DS2_v2"]
+    assert set(result.missing) == {"Standard_NV36ads_A10_v5", "Standard_DS2_v2"}
+    assert "taken as unknown" in result.missing["Standard_DS2_v2"]
 
 
 def test_a_region_without_meters_reports_every_type_missing(fake):
     p = provider(fake, region="southindia")
     with pytest.warns(MissingPricesWarning, match="southindia"):
-        assert p.refresh_prices() == []
-    assert set(p.missing_prices) == TYPES
+        result = p.refresh_prices()
+    assert result.rows == []
+    assert set(result.missing) == TYPES
 
 
 def test_a_throttled_page_is_retried(fake):
     fake.inject("throttle", times=2, retry_after="0")
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     assert len(rows) == 3 * len(TYPES)
 
 
@@ -177,5 +179,5 @@ def test_cli_refresh_merges_into_the_user_catalog(fake, tmp_path, monkeypatch, c
 
 
 def test_without_a_configured_region_the_catalog_main_region_is_priced(fake):
-    rows = provider(fake, region=None).refresh_prices()
+    rows = provider(fake, region=None).refresh_prices().rows
     assert rows and {r["region"] for r in rows} == {"eastus"}

@@ -63,7 +63,7 @@ def test_capability_is_declared_without_an_unsupported_reason():
 
 
 def test_refresh_returns_a_dated_sourced_row_per_kind_and_instance_type(fake):
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     assert {r["instance_type"] for r in rows} == TYPES
     assert len(rows) == 3 * len(TYPES)
     by = {(r["instance_type"], r["kind"]): r for r in rows}
@@ -85,7 +85,7 @@ def test_refresh_returns_a_dated_sourced_row_per_kind_and_instance_type(fake):
 
 
 def test_a_row_without_source_or_date_is_refused(fake):
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     for column in ("source_url", "as_of"):
         with pytest.raises(ConfigError, match=column):
             parse_rows([{**rows[0], column: None}], origin="sagemaker.refresh_prices()")
@@ -104,7 +104,7 @@ def test_queries_filter_ml_instances_of_the_region_by_instance_name(fake):
 
 
 def test_the_configured_region_is_priced(fake):
-    rows = provider(fake, region="eu-west-1").refresh_prices()
+    rows = provider(fake, region="eu-west-1").refresh_prices().rows
     m5 = next(r for r in rows if r["instance_type"] == "ml.m5.large" and r["kind"] == "hosting")
     assert m5["region"] == "eu-west-1" and m5["price"] == round(0.115 * 1.12, 4)
 
@@ -112,7 +112,7 @@ def test_the_configured_region_is_priced(fake):
 def test_paging_is_followed_with_next_token(fake):
     fake.price_list.page_size = 2  # five components an instance type: three pages each
     fake.price_list.documents.reverse()  # Hosting now comes last
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     assert len(rows) == 3 * len(TYPES)
     assert sum(1 for c in fake.price_list.calls if c.get("NextToken")) == 2 * len(TYPES)
 
@@ -127,12 +127,13 @@ def test_missing_zero_and_ambiguous_prices_are_reported_never_zero(fake):
     )
     p = provider(fake)
     with pytest.warns(MissingPricesWarning, match="ml.g6.xlarge"):
-        rows = p.refresh_prices()
+        result = p.refresh_prices()
+    rows = result.rows
     assert all(r["price"] > 0 for r in rows)
     got = {(r["instance_type"], r["kind"]) for r in rows}
     assert ("ml.g6.xlarge", "hosting") not in got and ("ml.g5.xlarge", "training") not in got
     assert ("ml.g5.xlarge", "hosting") in got
-    assert set(p.missing_prices) == {
+    assert set(result.missing) == {
         "ml.g6.xlarge hosting",
         "ml.g6.xlarge batch",
         "ml.g6.xlarge training",
@@ -140,13 +141,13 @@ def test_missing_zero_and_ambiguous_prices_are_reported_never_zero(fake):
         "ml.m5.2xlarge batch",
         "ml.m5.xlarge hosting",
     }
-    assert "taken as unknown" in p.missing_prices["ml.m5.2xlarge batch"]
-    assert "ambiguous" in p.missing_prices["ml.m5.xlarge hosting"]
+    assert "taken as unknown" in result.missing["ml.m5.2xlarge batch"]
+    assert "ambiguous" in result.missing["ml.m5.xlarge hosting"]
 
 
 def test_a_throttled_page_is_retried(fake):
     fake.inject("throttle", times=2)
-    assert len(provider(fake).refresh_prices()) == 3 * len(TYPES)
+    assert len(provider(fake).refresh_prices().rows) == 3 * len(TYPES)
 
 
 def test_api_errors_map_through_the_error_table(fake):

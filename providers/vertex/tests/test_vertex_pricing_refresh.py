@@ -23,6 +23,7 @@ MACHINES = {"n1-standard-2", "n1-standard-4", "n1-standard-8", "g2-standard-4"}
 def fake(tmp_path_factory):
     with FakeVertex(workdir=tmp_path_factory.mktemp("fake-vertex")).serve() as f:
         yield f
+        assert f.rejected() == [], "every request fits the discovery document"
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,7 @@ def test_capability_is_declared_without_an_unsupported_reason():
 
 
 def test_machines_are_priced_from_core_and_ram_skus_and_gpus_are_add_ons(fake):
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     assert len(rows) == 3 * len(MACHINES) + 3  # + the T4 add-on for hosting, batch, training
     for r in rows:
         PriceRow.model_validate(r)
@@ -74,14 +75,14 @@ def test_machines_are_priced_from_core_and_ram_skus_and_gpus_are_add_ons(fake):
 
 
 def test_a_row_without_source_or_date_is_refused(fake):
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     for column in ("source_url", "as_of"):
         with pytest.raises(ConfigError, match=column):
             parse_rows([{**rows[0], column: ""}], origin="vertex.refresh_prices()")
 
 
 def test_the_configured_location_is_priced(fake):
-    rows = provider(fake, location="europe-west4").refresh_prices()
+    rows = provider(fake, location="europe-west4").refresh_prices().rows
     n1 = by_key(rows)[("n1-standard-2", "hosting", "instance")]
     assert n1["region"] == "europe-west4"
     assert n1["price"] == pytest.approx(2 * 0.03675 * 1.1 + 7.5 * 0.0048 * 1.1, abs=1e-6)
@@ -90,7 +91,7 @@ def test_the_configured_location_is_priced(fake):
 def test_paging_follows_next_page_token(fake):
     fake.billing.page_size = 7
     fake.billing.skus["C7E2-9256-1C43"].reverse()
-    rows = provider(fake).refresh_prices()
+    rows = provider(fake).refresh_prices().rows
     assert len(rows) == 3 * len(MACHINES) + 3
     total = len(fake.billing.skus["C7E2-9256-1C43"])
     assert len(fake.billing.queries) == -(-total // 7)
@@ -105,14 +106,15 @@ def test_missing_zero_and_ambiguous_skus_are_reported_never_zero(fake):
     )
     p = provider(fake)
     with pytest.warns(MissingPricesWarning, match="g2-standard-4"):
-        rows = p.refresh_prices()
+        result = p.refresh_prices()
+    rows = result.rows
     assert all(r["price"] > 0 for r in rows)
     got = by_key(rows)
     assert ("g2-standard-4", "hosting", "instance") not in got
     assert ("NVIDIA_TESLA_T4", "training", "accelerator") not in got
     assert ("NVIDIA_TESLA_T4", "hosting", "accelerator") in got
     assert ("n1-standard-2", "hosting", "instance") in got
-    assert set(p.missing_prices) == {
+    assert set(result.missing) == {
         "g2-standard-4 prediction",
         "g2-standard-4 training",
         "NVIDIA_TESLA_T4 training",
@@ -120,21 +122,22 @@ def test_missing_zero_and_ambiguous_skus_are_reported_never_zero(fake):
         "n1-standard-4 training",
         "n1-standard-8 training",
     }
-    assert "taken as unknown" in p.missing_prices["NVIDIA_TESLA_T4 training"]
-    assert "ambiguous" in p.missing_prices["n1-standard-2 training"]
+    assert "taken as unknown" in result.missing["NVIDIA_TESLA_T4 training"]
+    assert "ambiguous" in result.missing["n1-standard-2 training"]
 
 
 def test_spot_and_commitment_skus_are_not_used(fake):
     fake.billing.remove("Vertex AI: Online/Batch Prediction N1 Predefined Instance Core")
     p = provider(fake)
     with pytest.warns(MissingPricesWarning, match="n1-standard-2 prediction"):
-        rows = p.refresh_prices()
+        result = p.refresh_prices()
+    rows = result.rows
     assert ("n1-standard-2", "hosting", "instance") not in by_key(rows)
 
 
 def test_a_throttled_page_is_retried(fake):
     fake.inject("throttle", times=2)
-    assert len(provider(fake).refresh_prices()) == 3 * len(MACHINES) + 3
+    assert len(provider(fake).refresh_prices().rows) == 3 * len(MACHINES) + 3
 
 
 def test_api_errors_map_through_the_error_table(fake):
@@ -153,7 +156,7 @@ def test_the_real_host_through_an_authorised_session(tmp_path):
     # answers in-process through `responses`.
     with FakeVertex(workdir=tmp_path / "fake").intercept() as fake:
         p = VertexProvider(fake.config(api_endpoint=None))
-        rows = p.refresh_prices()
+        rows = p.refresh_prices().rows
         assert rows[0]["source_url"] == (
             "https://cloudbilling.googleapis.com/v1/services/C7E2-9256-1C43/skus"
         )

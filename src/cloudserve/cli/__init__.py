@@ -1,19 +1,20 @@
 """The ``cloudserve`` command line (Typer + Rich).
 
-Each command group lives in its own module with a ``register(app)`` function. Errors from
-cloudserve print as one clear line (no traceback) and set the exit code: 2 for configuration
-and usage errors, 1 for everything else.
+Each command group lives in its own module with a ``register(app)`` function. Every error goes
+through one boundary (:mod:`cloudserve.cli._errors`): one line on stderr, exit code 2 for usage,
+configuration and validation mistakes, 1 for a failed operation, and no traceback unless
+``--debug``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+from typing import Annotated
 
 import typer
-
-from cloudserve.errors import CloudServeError, ConfigError
 
 __all__ = ["app", "main"]
 
@@ -21,11 +22,38 @@ app = typer.Typer(
     name="cloudserve",
     help="Deploy, serve, batch-predict, tune and monitor models on any cloud, or locally.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_COMMAND_MODULES = ("core", "serve", "cost", "demo")
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"cloudserve {version('cloudserve')}")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            print("cloudserve (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the Python traceback of an error.")
+    ] = False,
+) -> None:
+    """Deploy, serve, batch-predict, tune and monitor models on any cloud, or locally."""
+
+
+_COMMAND_MODULES = ("core", "jobs", "init", "serve", "cost", "demo", "rollout")
 
 for _name in _COMMAND_MODULES:
     _module = f"cloudserve.cli.{_name}"
@@ -33,29 +61,31 @@ for _name in _COMMAND_MODULES:
         importlib.import_module(_module).register(app)
 
 
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("CLOUDSERVE_DEBUG", "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used by the console script)."""
-    import click
     from rich.console import Console
     from rich.markup import escape
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    from cloudserve.cli._errors import classify
+
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app(args=argv, standalone_mode=False)
-    except ConfigError as exc:
-        err.print(f"[bold red]config error:[/] {escape(str(exc))}")
-        return 2
-    except CloudServeError as exc:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}")
-        return 1
-    except click.exceptions.Abort:
-        err.print("aborted")
-        return 130
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
+        result = app(args=args, prog_name="cloudserve", standalone_mode=False)
+    except BaseException as exc:  # the one boundary: everything becomes one line + exit code
+        if isinstance(exc, SystemExit):
+            raise
+        code, line = classify(exc)
+        if _debug_requested(args) and line is not None:
+            raise
+        if line is not None:
+            err = Console(stderr=True, highlight=False, soft_wrap=True)
+            head, _, rest = line.partition(":")
+            err.print(f"[bold red]{escape(head)}:[/]{escape(rest)}")
+        return code
     return result if isinstance(result, int) else 0
 
 

@@ -12,7 +12,17 @@ from rich.console import Console
 
 from cloudserve.waiting import Progress, ProgressCallback
 
-console = Console(highlight=False)
+
+def _make_console() -> Console:
+    # On a terminal Rich fits tables to its width. Piped into a file or another program there
+    # is no width to fit: cells are printed whole instead of being cut to "tar…".
+    probe = Console()
+    if probe.is_terminal:
+        return Console(highlight=False)
+    return Console(highlight=False, width=100_000, soft_wrap=True)
+
+
+console = _make_console()
 
 
 def to_jsonable(value: Any) -> Any:

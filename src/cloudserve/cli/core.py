@@ -1,4 +1,5 @@
-"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, delete, targets."""
+"""Core commands: deploy, predict, batch, tune, monitor, traffic, endpoints, describe, logs,
+delete, targets, capabilities."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from cloudserve.cli._render import console, print_json, progress_display
 from cloudserve.client import Client, connect
-from cloudserve.errors import CloudServeError, InvalidRequest
+from cloudserve.errors import CloudServeError, InvalidRequest, NotFound
 from cloudserve.specs import Compute, DataCapture, ModelSpec, TuningSpec
 
 TargetOpt = Annotated[
@@ -47,32 +48,35 @@ def _model(
     )
 
 
-def _read_rows(data: str | None, file: Path | None) -> list[Any]:
+def _read_rows(data: str | None, file: Path | None, header: bool | None = None) -> list[Any]:
+    """The rows of ``--data`` or ``--file``, read by the server's own decoding rules."""
+    from cloudserve import codecs
+
     if (data is None) == (file is None):
         raise InvalidRequest("give the input with --data JSON or --file PATH (one of them)")
     if data is not None:
-        parsed = orjson.loads(data)
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"--data is not JSON: {exc}", code="malformed_json") from None
         return parsed.get("instances", parsed) if isinstance(parsed, dict) else parsed
     assert file is not None
-    if file.suffix == ".csv":
-        import csv
-
-        with file.open(newline="") as fh:
-            rows = list(csv.reader(fh))
-        body = rows[1:] if rows and not _numeric(rows[0]) else rows
-        return [[float(x) for x in r] for r in body if r]
-    if file.suffix == ".jsonl":
-        return [orjson.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    parsed = orjson.loads(file.read_bytes())
-    return parsed.get("instances", parsed) if isinstance(parsed, dict) else parsed
+    return codecs.read_instances(file, header=header)
 
 
-def _numeric(row: list[str]) -> bool:
+def _parameters(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
     try:
-        [float(x) for x in row]
-    except ValueError:
-        return False
-    return True
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"--parameters is not JSON: {exc}", code="bad_parameters") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            '--parameters must be a JSON object, e.g. \'{"method": "predict_proba"}\'',
+            code="bad_parameters",
+        )
+    return value
 
 
 def _endpoint_table(endpoints: list[Any]) -> Table:
@@ -117,13 +121,25 @@ def deploy(
     max_replicas: Annotated[int | None, typer.Option(min=1)] = None,
     variant: Annotated[str | None, typer.Option(help="Variant name (default: v<version>).")] = None,
     traffic: Annotated[
-        int, typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary.")
-    ] = 100,
+        int | None,
+        typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary."),
+    ] = None,
+    shadow: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=100, help="Deploy as a shadow: this percent of requests mirrored to it."
+        ),
+    ] = None,
     capture: Annotated[
         bool, typer.Option(help="Capture requests for monitoring and drift.")
     ] = False,
     sample: Annotated[
-        Path | None, typer.Option(help="Sample input (JSON/CSV) for the pre-deploy smoke test.")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Sample input (JSON/CSV) for the pre-deploy smoke test.",
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until the endpoint is ready.")] = True,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most.")] = None,
@@ -148,6 +164,7 @@ def deploy(
             compute,
             variant=variant,
             traffic=traffic,
+            shadow=shadow,
             data_capture=DataCapture() if capture else None,
             sample_input=sample_rows,
             wait=wait,
@@ -165,16 +182,36 @@ def deploy(
 def predict(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     data: Annotated[str | None, typer.Option(help='JSON rows, e.g. "[[1, 2, 3]]".')] = None,
-    file: Annotated[Path | None, typer.Option(help="CSV, JSON or JSON Lines file of rows.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="CSV (header optional: named columns may come in any order), JSON or JSON "
+            "Lines file of rows.",
+        ),
+    ] = None,
+    parameters: Annotated[
+        str | None,
+        typer.Option(help='JSON object passed to the model, e.g. \'{"method": "predict_proba"}\'.'),
+    ] = None,
+    header: Annotated[
+        bool | None,
+        typer.Option(
+            "--header/--no-header",
+            help="Whether the CSV's first line names the columns (default: detected).",
+        ),
+    ] = None,
     variant: Annotated[str | None, typer.Option(help="Send to this variant only.")] = None,
     target: TargetOpt = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Online prediction: one output per input row."""
-    rows = _read_rows(data, file)
+    rows = _read_rows(data, file, header)
+    params = _parameters(parameters)
     with _client(target, config) as client:
-        pred = client.predict(endpoint, rows, variant=variant)
+        pred = client.predict(endpoint, rows, variant=variant, parameters=params)
     if json:
         print_json(pred)
         return
@@ -200,6 +237,10 @@ def batch(
     replicas: Annotated[int, typer.Option(min=1)] = 1,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     max_concurrency: Annotated[int, typer.Option(min=1)] = 2,
+    parameters: Annotated[
+        str | None,
+        typer.Option(help='JSON object passed to the model, e.g. \'{"method": "predict_proba"}\'.'),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the job to finish.")] = True,
     target: TargetOpt = None,
     config: ConfigOpt = None,
@@ -218,6 +259,7 @@ def batch(
             compute=compute,
             batch_size=batch_size,
             max_concurrency=max_concurrency,
+            parameters=_parameters(parameters),
             wait=wait,
             progress=progress,
         )
@@ -234,7 +276,12 @@ def batch(
 
 def tune(
     spec_file: Annotated[
-        Path, typer.Argument(help="YAML or JSON TuningSpec (train, search_space, objective …).")
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="YAML or JSON TuningSpec (train, search_space, objective …).",
+        ),
     ],
     wait: Annotated[bool, typer.Option(help="Wait for the job to finish.")] = True,
     target: TargetOpt = None,
@@ -268,7 +315,8 @@ def monitor(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     window: Annotated[str, typer.Option(help="Window such as 15m, 1h, 7d.")] = "1h",
     baseline: Annotated[
-        Path | None, typer.Option(help="Baseline CSV/Parquet: also report drift.")
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Baseline CSV/Parquet: also report drift."),
     ] = None,
     target: TargetOpt = None,
     config: ConfigOpt = None,
@@ -346,15 +394,67 @@ def endpoints(target: TargetOpt = None, config: ConfigOpt = None, json: JsonOpt 
     print_json(eps) if json else console.print(_endpoint_table(eps))
 
 
+def describe(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    target: TargetOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """One endpoint: status, URL, variants with their models, traffic and replicas."""
+    with _client(target, config) as client:
+        ep = client.get_endpoint(endpoint)
+    if json:
+        print_json(ep)
+        return
+    console.print(_endpoint_table([ep]))
+    for label, value in (
+        ("provider", ep.provider),
+        ("url", ep.url),
+        ("created", ep.created_at),
+        ("updated", ep.updated_at),
+        ("message", ep.message),
+    ):
+        if value:
+            console.print(f"{label}: {escape(str(value))}")
+
+
+def logs(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    tail: Annotated[int, typer.Option(min=1, help="How many of the last lines.")] = 100,
+    target: TargetOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The last lines of an endpoint's server logs."""
+    with _client(target, config) as client:
+        lines = client.logs(endpoint, tail=tail)
+    if json:
+        print_json({"endpoint": endpoint, "lines": lines})
+        return
+    for line in lines:
+        print(line)
+
+
 def delete(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     target: TargetOpt = None,
     config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Delete an endpoint and what cloudserve created for it (a missing one is fine)."""
     with _client(target, config) as client:
-        client.delete_endpoint(endpoint)
-    console.print(f"deleted {endpoint}")
+        try:
+            client.get_endpoint(endpoint)
+            existed = True
+        except NotFound:
+            existed = False
+        client.delete_endpoint(endpoint)  # also when missing: it is idempotent
+    if json:
+        print_json({"endpoint": endpoint, "target": client.target, "deleted": existed})
+    elif existed:
+        console.print(f"deleted {endpoint}")
+    else:
+        console.print(f"no endpoint {endpoint} on target {client.target}: nothing to delete")
 
 
 def targets(config: ConfigOpt = None, json: JsonOpt = False) -> None:
@@ -422,6 +522,7 @@ def capability_matrix_markdown() -> str:
 
 def capabilities(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the docs page.")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """What each installed provider can do, and why it cannot do the rest."""
     if markdown:
@@ -429,6 +530,20 @@ def capabilities(
         return
     from cloudserve.provider import Capability
 
+    if json:
+        print_json(
+            {
+                cls.name: {
+                    cap.value: {
+                        "supported": cls.supports(cap),
+                        "reason": None if cls.supports(cap) else cls.reason(cap),
+                    }
+                    for cap in Capability
+                }
+                for cls in _provider_classes()
+            }
+        )
+        return
     classes = _provider_classes(report=True)
     table = Table("capability", *(c.name for c in classes))
     for cap in Capability:
@@ -448,6 +563,8 @@ def register(app: typer.Typer) -> None:
         monitor,
         traffic,
         endpoints,
+        describe,
+        logs,
         delete,
         targets,
         capabilities,

@@ -40,6 +40,10 @@ def serve(
         str | None,
         typer.Option(envvar="CLOUDSERVE_CACHE_URL", help="redis://… shared prediction cache."),
     ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(help="Name on the Open Inference Protocol routes (/v2/models/NAME)."),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP with every cloud's routes (SageMaker, Vertex AI, Azure ML, v2)."""
     from cloudserve.serving import ServerSettings
@@ -57,6 +61,7 @@ def serve(
         max_queue=max_queue,
         cache_size=cache_size,
         cache_url=cache_url,
+        model_name=model_name,
     )
     console.print(f"serving [bold]{path}[/] on http://{host}:{port} (Ctrl-C to stop)")
     code = run(settings)
@@ -70,29 +75,67 @@ def build_image(
         "cloudserve-image"
     ),
     tag: Annotated[
-        str | None, typer.Option(help="Image tag (default: cloudserve-NAME:VERSION).")
+        str | None, typer.Option(help="Image tag (default: cloudserve-NAME:latest).")
     ] = None,
     base_image: Annotated[
-        str, typer.Option(help="Base image with Python 3.10+.")
+        str, typer.Option(help="Base image with Python 3.10+ and pip.")
     ] = "python:3.11-slim",
     build: Annotated[
-        bool, typer.Option(help="Run docker build when a Docker engine answers.")
+        bool, typer.Option(help="Build it with Docker or Podman, whichever answers.")
     ] = True,
+    engine: Annotated[
+        str | None, typer.Option(help="docker or podman (default: the first that answers).")
+    ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            help="Push to this target's registry (ECR, Artifact Registry, the workspace's ACR) "
+            "and record the URI as the target's serving_image."
+        ),
+    ] = None,
+    repository: Annotated[str, typer.Option(help="Repository in the registry.")] = "cloudserve",
 ) -> None:
-    """Write a Dockerfile (and build context) for one image that runs on every cloud and locally."""
-    from cloudserve.serving._image import build_image as docker_build
-    from cloudserve.serving._image import docker_available, write_build_context
+    """Write a build context for one image that runs on every cloud and locally, and build it.
+
+    With ``--push TARGET`` the image goes to that target's registry, logged in with the target's
+    own SDK, and the pushed URI becomes the target's ``serving_image`` in the targets file: the
+    container route deploys it.
+    """
+    from cloudserve.serving._image import build_image as run_build
+    from cloudserve.serving._image import container_engine, write_build_context
 
     context = write_build_context(path, output, base_image=base_image)
     packages = len(context.requirements)
     console.print(f"wrote {context.dockerfile} ({context.framework} model, {packages} packages)")
     if not build:
         return
-    if not docker_available():
+    found = container_engine(engine)
+    if found is None:
+        tried = engine or "Docker or Podman"
         console.print(
-            f"no Docker engine answered; build it later with: docker build {context.directory}"
+            f"no container engine answered ({tried}); build it later with: "
+            f"podman build -t IMAGE {context.directory}"
         )
+        if push:
+            raise typer.Exit(1)
         return
-    name = tag or f"cloudserve-{path.resolve().name.lower()}:latest"
-    docker_build(context, name)
-    console.print(f"built image [bold]{name}[/]")
+    name = tag or f"cloudserve-{path.resolve().stem.lower()}:{context.version}"
+    run_build(context, name, engine=found)
+    console.print(f"built image [bold]{name}[/] with {found}")
+    if push:
+        _push(name, push, repository, found)
+
+
+def _push(local: str, target_name: str, repository: str, engine: str) -> None:
+    from cloudserve.config import resolve_target
+    from cloudserve.serving._registry import push_image, record_serving_image, registry_for_target
+
+    target = resolve_target(target_name)
+    remote, login = registry_for_target(target, repository, local.rsplit(":", 1)[-1])
+    push_image(local, remote, engine=engine, login=login)
+    console.print(f"pushed [bold]{remote}[/]")
+    if target.file is None:
+        console.print(f"set serving_image: {remote} on target '{target_name}' to deploy it")
+        return
+    record_serving_image(target.file, target_name, remote)
+    console.print(f"{target.file}: targets.{target_name}.serving_image = {remote}")

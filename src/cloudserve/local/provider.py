@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,17 +25,18 @@ import httpx
 
 from cloudserve.errors import (
     CloudServeError,
+    ErrorTable,
     InvalidRequest,
     NotFound,
     OperationFailed,
-    PayloadTooLarge,
     ServiceUnavailable,
     Throttled,
 )
 from cloudserve.local import monitor, registry, supervisor
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.router import ROUTING_KEY, RoundRobin, pick_variant
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.shadow import Mirror
+from cloudserve.local.state import StateDB, dumps, loads, now, to_datetime
 from cloudserve.local.supervisor import ProcessRef
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
@@ -49,6 +49,7 @@ from cloudserve.resources import (
     ModelVersion,
     PlannedCall,
     Prediction,
+    ShadowPair,
     TuningJob,
     Variant,
 )
@@ -66,21 +67,29 @@ FAULT_FAIL_OPERATION = "fail_operation"
 FAULT_FAIL_AFTER_CREATE = "fail_after_create"
 
 
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+class WorkerAnswer(Exception):
+    """A serving worker's non-200 answer: the local provider's native error."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _extract(exc: BaseException) -> tuple[int, str, float | None] | None:
+    if isinstance(exc, WorkerAnswer):
+        return exc.status, str(exc), exc.retry_after
+    return None
+
+
+# Every worker status means what the core's HTTP table says: no overrides.
+ERROR_TABLE = ErrorTable({}, extract=_extract)
 
 
 def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail"):
-            if body.get(key):
-                value = body[key]
-                return value if isinstance(value, str) else dumps(value)
-    return str(body)[:500]
+    from cloudserve.codecs import error_message
+
+    return error_message(response.content, response.reason_phrase)
 
 
 class LocalProvider(Provider):
@@ -93,7 +102,9 @@ class LocalProvider(Provider):
 
     name = "local"
     config_cls = LocalConfig
+    error_table = ERROR_TABLE
     capabilities = frozenset(Capability) - {Capability.PRICING_REFRESH}
+    min_metrics_window_s = 1.0  # every request is recorded at once in the state store
     unsupported = {
         Capability.PRICING_REFRESH: (
             "the local provider runs on a machine you already have; it has no price list to refresh"
@@ -110,6 +121,7 @@ class LocalProvider(Provider):
         self.state_dir = config.state_dir
         self.db = StateDB(self.state_dir)
         self.recorder = monitor.Recorder(self.db, retention_s=config.metrics_retention_s)
+        self.mirror = Mirror(self.db, self._send)
         self._http = httpx.Client(
             timeout=httpx.Timeout(config.request_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
@@ -227,6 +239,7 @@ class LocalProvider(Provider):
                     max_replicas=v["max_replicas"],
                     status=v_status,
                     url=f"http://{self._host_url()}:{live[0][0]['port']}" if live else None,
+                    shadow=v["shadow"],
                 )
             )
         stale = now() - row["updated_at"] > 2 * self.config.ready_timeout_s
@@ -249,8 +262,8 @@ class LocalProvider(Provider):
             status=status,
             variants=variants,
             url=None,
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
+            created_at=to_datetime(row["created_at"]),
+            updated_at=to_datetime(row["updated_at"]),
             message=message,
             tags=loads(row["tags"]) or {},
             raw=dict(row),
@@ -283,7 +296,6 @@ class LocalProvider(Provider):
         With ``wait=False`` the deploy continues in a background thread of this process and
         the endpoint is returned in CREATING/UPDATING state.
         """
-        self.validate(spec)
         self.call(self._check_faults)
         if wait:
             self._deploy(spec, timeout)
@@ -350,6 +362,16 @@ class LocalProvider(Provider):
 
     def _deploy(self, spec: DeploySpec, timeout: float | None, created: bool | None = None) -> None:
         name, vname = spec.endpoint, spec.variant_name
+        if spec.shadow:
+            live = self.db.one(
+                "SELECT 1 FROM variants WHERE endpoint = ? AND name != ? AND weight > 0",
+                (name, vname),
+            )
+            if live is None:
+                raise InvalidRequest(
+                    f"a shadow mirrors requests of a live variant; {name} has none to mirror",
+                    provider=self.name,
+                )
         spec_hash = self._spec_hash(spec)
         existing = self.db.one(
             "SELECT * FROM variants WHERE endpoint = ? AND name = ?", (name, vname)
@@ -510,6 +532,10 @@ class LocalProvider(Provider):
                     "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?",
                     (w, name, other),
                 )
+            tx.execute(
+                "UPDATE variants SET shadow = ? WHERE endpoint = ? AND name = ?",
+                (spec.shadow, name, vname),
+            )
             for ref, port, log in workers:
                 self._insert_worker(tx, name, vname, ref, port, log)
             tx.execute(
@@ -598,6 +624,10 @@ class LocalProvider(Provider):
                 tx.execute(
                     "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?", (w, name, v)
                 )
+            tx.execute(
+                "UPDATE variants SET shadow = ? WHERE endpoint = ? AND name = ?",
+                (spec.shadow, name, vname),
+            )
             tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), name))
         self._drain(old)
 
@@ -670,10 +700,58 @@ class LocalProvider(Provider):
                         "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?",
                         (weights.get(v, 0), endpoint, v),
                     )
+                # a variant that now answers callers is no longer a shadow
+                tx.execute(
+                    "UPDATE variants SET shadow = 0 WHERE endpoint = ? AND weight > 0", (endpoint,)
+                )
                 tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), endpoint))
 
         self._service(apply)
         return self.get_endpoint(endpoint)
+
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Stop a variant that takes no traffic and remove it from the endpoint."""
+        row = self.db.one(
+            "SELECT weight FROM variants WHERE endpoint = ? AND name = ?", (endpoint, variant)
+        )
+        if row is None:
+            self.get_endpoint(endpoint)  # NotFound for a missing endpoint
+            return self.get_endpoint(endpoint)  # a missing variant is already gone
+        if row["weight"] > 0:
+            raise InvalidRequest(
+                f"variant {variant} still takes {row['weight']}% of {endpoint}'s traffic;"
+                " set_traffic it to 0 first",
+                provider=self.name,
+            )
+        where = ("endpoint = ? AND variant = ?", (endpoint, variant))
+        refs = [ref for _, ref in self._worker_refs(*where)]
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM workers WHERE endpoint = ? AND variant = ?", where[1])
+            tx.execute("DELETE FROM variants WHERE endpoint = ? AND name = ?", where[1])
+            tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), endpoint))
+        supervisor.stop_all(refs, grace_s=10)
+        return self.get_endpoint(endpoint)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """Mirrored requests of the window, each production answer beside its shadow's."""
+        self._read_endpoint(endpoint)
+        return self.mirror.pairs(endpoint, window_s)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The rollout recorded in the state store with ``endpoint``."""
+        row = self.db.one("SELECT state FROM rollouts WHERE endpoint = ?", (endpoint,))
+        return None if row is None else loads(row["state"])
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record the rollout with the endpoint (``None`` clears it)."""
+        with self.db.tx() as tx:
+            if state is None:
+                tx.execute("DELETE FROM rollouts WHERE endpoint = ?", (endpoint,))
+            else:
+                tx.execute(
+                    "INSERT OR REPLACE INTO rollouts(endpoint, state, updated_at) VALUES (?, ?, ?)",
+                    (endpoint, dumps(state), now()),
+                )
 
     def delete_endpoint(self, name: str, *, wait: bool = True) -> None:
         """Stop the endpoint's processes and remove its state; a missing endpoint is fine."""
@@ -685,7 +763,14 @@ class LocalProvider(Provider):
         if row["agent_pid"]:
             refs.append(ProcessRef(row["agent_pid"], row["agent_ctime"]))
         with self.db.tx() as tx:
-            for table in ("workers", "variants", "async_requests", "invocations", "captures"):
+            for table in (
+                "workers",
+                "variants",
+                "async_requests",
+                "invocations",
+                "captures",
+                "rollouts",
+            ):
                 tx.execute(f"DELETE FROM {table} WHERE endpoint = ?", (name,))
             tx.execute("DELETE FROM endpoints WHERE name = ?", (name,))
         supervisor.stop_all(refs, grace_s=10 if wait else 2)
@@ -761,9 +846,14 @@ class LocalProvider(Provider):
         except CloudServeError as exc:
             if known:
                 self.recorder.invocation(endpoint, chosen, None, len(instances), _error_class(exc))
+                if variant is None:
+                    self.mirror.maybe(ep, variants, workers, instances, params, chosen, None,
+                                      None, f"{type(exc).__name__}: {exc}")  # fmt: skip
             raise
         ms = (time.perf_counter() - start) * 1000
         self.recorder.invocation(endpoint, chosen, ms, len(instances))
+        if variant is None:  # a request addressed to one variant is not mirrored
+            self.mirror.maybe(ep, variants, workers, instances, params, chosen, outputs, ms, None)
         self.recorder.capture(
             endpoint,
             chosen,
@@ -857,16 +947,14 @@ class LocalProvider(Provider):
                     f"worker answered {len(outputs)} outputs for {n_rows} rows", provider=self.name
                 )
             return outputs
-        message = _error_message(response)
-        if status == 413:
-            raise PayloadTooLarge(message, provider=self.name, code=str(status))
-        if status == 429:
-            raise Throttled(message, provider=self.name, code=str(status))
-        if status >= 500:
-            raise ServiceUnavailable(message, provider=self.name, code=str(status))
-        if status == 404:
-            raise NotFound(message, provider=self.name, code=str(status))
-        raise InvalidRequest(message, provider=self.name, code=str(status))
+        retry_after = response.headers.get("retry-after")
+        raise self.translate(
+            WorkerAnswer(
+                status,
+                _error_message(response),
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        )
 
     # -- async ----------------------------------------------------------------------------------
 
@@ -959,14 +1047,7 @@ class LocalProvider(Provider):
 
     # -- batch and tuning -------------------------------------------------------------------
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
         """Start (or resume) a streamed batch job in a runner process.
 
         The same spec as an unfinished job whose runner died resumes that job from its last
@@ -974,7 +1055,6 @@ class LocalProvider(Provider):
         """
         from cloudserve.local import batch
 
-        self.validate(spec)
         self.call(self._check_faults)
         job_id = batch.submit(self.db, self.config, spec)
         return self.get_batch_job(job_id)
@@ -991,6 +1071,27 @@ class LocalProvider(Provider):
         from cloudserve.local import batch
 
         return self._service(batch.read_job, self.db, job_id)
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """Every batch and tuning job in the state, newest first."""
+        rows = self.db.all(
+            "SELECT id, 'batch' AS kind, created_at FROM batch_jobs UNION ALL "
+            "SELECT id, 'tuning' AS kind, created_at FROM tuning_jobs ORDER BY created_at DESC"
+        )
+        return [
+            self.get_batch_job(r["id"]) if r["kind"] == "batch" else self.get_tuning_job(r["id"])
+            for r in rows
+        ]
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's worker and agent logs, each line prefixed
+        with its file."""
+        self.get_endpoint(name)  # NotFound for a missing endpoint
+        lines: list[str] = []
+        for log in sorted(self._endpoint_dir(name).rglob("*.log")):
+            text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines += [f"{log.name}: {line}" for line in text[-tail:]]
+        return lines[-tail:]
 
     def cancel_job(self, job_id: str) -> None:
         """Stop a batch or tuning job (its runner, workers and trials) and mark it CANCELLED.
@@ -1012,18 +1113,10 @@ class LocalProvider(Provider):
             return
         raise NotFound(f"no batch or tuning job {job_id}", provider=self.name)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
+    def tune(self, spec: TuningSpec) -> TuningJob:
         """Start an Optuna search in a runner process; trials run the training subprocess."""
         from cloudserve.local import tuning
 
-        self.validate(spec)
         self.call(self._check_faults)
         return self.get_tuning_job(tuning.submit(self.db, self.config, spec))
 
@@ -1079,7 +1172,6 @@ class LocalProvider(Provider):
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """What ``deploy(spec)`` would do on this machine, doing none of it."""
-        self.validate(spec)
         workers = _initial_workers(spec)
         calls = [
             PlannedCall(
@@ -1118,6 +1210,7 @@ class LocalProvider(Provider):
             thread.join()
         self._bg.clear()
         self.recorder.close()
+        self.mirror.close()
         self._http.close()
 
 

@@ -1,7 +1,8 @@
 """Refresh prices from the clouds' pricing APIs into the user catalog.
 
 Each provider package implements ``Provider.refresh_prices()`` against its cloud's public
-pricing API (capability ``PRICING_REFRESH``) and returns catalog rows. This module validates
+pricing API (capability ``PRICING_REFRESH``) and returns a :class:`RefreshResult`: catalog rows
+and what had no usable price. This module validates
 those rows (a row without source or date is refused), merges them into the user catalog under
 the state directory — a refreshed row replaces the row with the same key — and reports what
 happened per provider. One provider failing does not stop the others.
@@ -113,7 +114,7 @@ class ProviderRefresh(BaseModel):
     """The outcome for one provider: rows merged, or why it was skipped or failed.
 
     ``missing`` names what the provider's pricing API had no usable price for (item → reason,
-    from the provider's ``missing_prices``); those catalog rows were left as they were.
+    from its :class:`RefreshResult`); those catalog rows were left as they were.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -166,7 +167,14 @@ def refresh(
                     )
                 )
                 continue
-            rows = parse_rows(provider.refresh_prices(), origin=f"{name}.refresh_prices()")
+            result = provider.refresh_prices()
+            if not isinstance(result, RefreshResult):
+                raise CloudServeError(
+                    f"{name}.refresh_prices() returned {type(result).__name__}, "
+                    "not a RefreshResult",
+                    provider=name,
+                )
+            rows = parse_rows(result.rows, origin=f"{name}.refresh_prices()")
             _check_owner(rows, name)
         except CloudServeError as exc:
             report.results.append(
@@ -176,10 +184,9 @@ def refresh(
             )
             continue
         fresh.extend(rows)
-        # ``missing_prices`` is not part of the Provider contract; providers without it
-        # report nothing missing.
-        missing = dict(getattr(provider, "missing_prices", None) or {})
-        report.results.append(ProviderRefresh(provider=name, rows=len(rows), missing=missing))
+        report.results.append(
+            ProviderRefresh(provider=name, rows=len(rows), missing=dict(result.missing))
+        )
     if fresh:
         _write(target, existing.merged(fresh))
     return report

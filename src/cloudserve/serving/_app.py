@@ -18,7 +18,8 @@ path                                           method  contract
 ``/v2/health/live``, ``/v2/health/ready``      GET     Open Inference Protocol health
 ``/v2``, ``/v2/models/{name}``                 GET     server and model metadata
 ``/v2/models/{name}/ready``                    GET     model readiness
-``/v2/models/{name}[/versions/{v}]/infer``     POST    typed-tensor inference
+``/v2/models/{name}[/versions/{v}]/infer``     POST    typed-tensor inference (JSON or binary)
+``/v2/repository/index``                       POST    the model repository (this one model)
 ``/metrics``                                   GET     Prometheus text
 =============================================  ======  ===========================================
 """
@@ -39,11 +40,17 @@ import orjson
 
 from cloudserve import codecs
 from cloudserve.errors import InvalidRequest, PayloadTooLarge
-from cloudserve.serving._batching import Batcher, Overloaded
+from cloudserve.serving._batching import Batcher, ClientGone, Overloaded
 from cloudserve.serving._cache import PredictionCache, cache_key, make_cache
 from cloudserve.serving._metrics import CONTENT_TYPE, ServerMetrics
 from cloudserve.serving._model import LoadedModel, load_model
 from cloudserve.serving._settings import ServerSettings
+from cloudserve.serving._v2 import (
+    HEADER_LENGTH,
+    encode_infer_response,
+    output_tensor,
+    parse_infer_request,
+)
 
 __all__ = ["ServingApp"]
 
@@ -92,6 +99,8 @@ class ServingApp:
         self._on_load_failure = on_load_failure
         self._token = settings.token.encode() if settings.token else None
         self._static = self._static_routes()
+        self._v2_output: tuple[str, list[int]] | None = None  # infer's datatype and shape
+        self._shed_answers: dict[int, bytes] = {}
 
     # -- ASGI ---------------------------------------------------------------------------------
 
@@ -122,11 +131,18 @@ class ServingApp:
         ).start()
 
     def _load(self, loop: asyncio.AbstractEventLoop) -> None:
+        path = self.settings.model_dir
+        where = str(path or "the places the clouds hand models over")
         try:
-            model = load_model(self.settings.model_dir)
+            if path is None:  # started by a cloud: find (or download) the model it handed over
+                from cloudserve.serving._location import locate_model
+
+                path = locate_model()[1]
+                where = str(path)
+            model = load_model(path)
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
-            log.error("cannot load the model from %s: %s", self.settings.model_dir, self.load_error)
+            log.error("cannot load the model from %s: %s", where, self.load_error)
             if self._on_load_failure is not None:
                 loop.call_soon_threadsafe(self._on_load_failure)
             return
@@ -141,8 +157,10 @@ class ServingApp:
             max_batch_size=s.max_batch_size,
             max_wait_ms=s.max_wait_ms,
             max_queue=s.max_queue,
+            max_queue_ms=s.max_queue_ms,
             pending=lambda: self._receiving,
             on_batch=self.metrics.batch_rows.observe,
+            on_gone=self.metrics.abandoned.inc,
         )
         self.batcher.start()
         self.model = model
@@ -151,7 +169,7 @@ class ServingApp:
             model.framework,
             model.name,
             model.version,
-            s.model_dir,
+            model.path,
             f"up to {s.max_batch_size} rows / {s.max_wait_ms} ms" if s.batching else "off",
         )
 
@@ -161,6 +179,45 @@ class ServingApp:
             await self.batcher.stop()
         if self.cache is not None:
             await self.cache.close()
+
+    # -- admission on arrival (called by the HTTP protocol once a request's headers are in) ---
+
+    def admit(self, url: bytes) -> bytes | None:
+        """``None`` to admit the request; else the whole 503 answer to send instead.
+
+        Only predict routes are shed, and only while the batcher reports overload; the answer is
+        pre-encoded so refusing costs no body read, no decode and no ASGI task.
+        """
+        batcher = self.batcher
+        if batcher is None:
+            return None
+        retry_after = batcher.overloaded()
+        if retry_after is None or not self._is_predict(url):
+            return None
+        self.metrics.shed.inc()
+        answer = self._shed_answers.get(retry_after)
+        if answer is None:
+            body = _error("the server is overloaded; retry later", "overloaded")
+            answer = b"HTTP/1.1 503 Service Unavailable\r\n%s\r\n%s" % (
+                b"".join(
+                    b"%s: %s\r\n" % kv
+                    for kv in [
+                        *_JSON_HEADERS,
+                        (b"retry-after", b"%d" % retry_after),
+                        (b"content-length", b"%d" % len(body)),
+                    ]
+                ),
+                body,
+            )
+            self._shed_answers[retry_after] = answer
+        return answer
+
+    def _is_predict(self, url: bytes) -> bool:
+        path = url.partition(b"?")[0].decode("latin-1")
+        found = self._static.get(path)
+        if found is not None:
+            return found[0] == "POST"
+        return path.startswith("/v2/models/") and path.endswith("/infer")
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -175,6 +232,7 @@ class ServingApp:
             "/v2/health/live": ("GET", "v2_live", self._liveness),
             "/v2/health/ready": ("GET", "v2_ready", self._readiness),
             "/v2": ("GET", "v2_server", self._v2_server),
+            "/v2/repository/index": ("POST", "v2_index", self._v2_index),
             "/metrics": ("GET", "metrics", self._metrics),
             "/invocations": ("POST", "invocations", self._predict),
             "/predict": predict,
@@ -214,6 +272,9 @@ class ServingApp:
             if self._token is not None and label not in _PUBLIC_ROUTES:
                 self._authorize(scope)
             status, body, headers = await handler(scope, receive, name)
+        except ClientGone:  # nobody to answer; 499 as nginx counts it
+            self.metrics.observe(label, 499, time.perf_counter() - started)
+            return
         except HTTPError as err:
             status, body, headers = (
                 err.status,
@@ -222,11 +283,15 @@ class ServingApp:
             )
         except Exception as exc:  # the server never dies of a request
             status, body, headers = self._failure(exc)
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+        respond = scope.get("extensions", {}).get("cloudserve.respond")
+        if respond is not None:  # cloudserve's own protocol: one write (see _http.py)
+            respond(status, headers, body)
+        else:
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send(
+                {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+            )
         self.metrics.observe(label, status, time.perf_counter() - started)
 
     def _authorize(self, scope: Scope) -> None:
@@ -245,8 +310,12 @@ class ServingApp:
     def _failure(self, exc: Exception) -> tuple[int, bytes, list[Any]]:
         for cls, status in _STATUS_CODES.items():
             if isinstance(exc, cls):
+                # the caller's fault: one log line, no traceback, an id to find it by
                 code = getattr(exc, "code", None) or cls.__name__
-                return status, _error(getattr(exc, "message", str(exc)), code), _JSON_HEADERS
+                message = getattr(exc, "message", str(exc))
+                error_id = uuid.uuid4().hex[:16]
+                log.info("%d %s (error id %s): %.300s", status, code, error_id, message)
+                return status, _error(message, code, error_id), _JSON_HEADERS
         if isinstance(exc, Overloaded):
             self.metrics.shed.inc()
             headers = [*_JSON_HEADERS, (b"retry-after", str(exc.retry_after_s).encode())]
@@ -292,14 +361,41 @@ class ServingApp:
         model = self._require_model(name)
         width = -1 if model.n_features is None else model.n_features
         dtype = codecs.encode_v2_tensor("x", np.zeros(0, dtype=model.dtype))["datatype"]
+        datatype, shape = await self._v2_output_signature(model)
         body = {
             "name": model.name,
             "versions": [model.version],
             "platform": model.framework,
             "inputs": [{"name": model.input_name, "datatype": dtype, "shape": [-1, width]}],
-            "outputs": [{"name": "output-0", "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [{"name": "output-0", "datatype": datatype, "shape": shape}],
         }
         return 200, orjson.dumps(body), _JSON_HEADERS
+
+    async def _v2_output_signature(self, model: LoadedModel) -> tuple[str, list[int]]:
+        """What ``infer`` answers with by default, learnt by predicting one row of zeros once
+        (a model that refuses zeros is described as ``BYTES`` until its first ``infer``)."""
+        if self._v2_output is None and model.n_features is not None:
+            probe = np.zeros((1, model.n_features), dtype=model.dtype)
+            try:
+                outputs = await asyncio.to_thread(model.predict, probe)
+            except Exception as exc:
+                log.info("cannot describe the v2 output from a row of zeros: %s", exc)
+            else:
+                self._remember_output(outputs)
+        return self._v2_output or ("BYTES", [-1])
+
+    def _remember_output(self, outputs: list[Any]) -> None:
+        array, datatype = output_tensor(outputs)
+        self._v2_output = (datatype, [-1, *array.shape[1:]])
+
+    async def _v2_index(self, scope: Scope, receive: Receive, name: str | None) -> Any:
+        await self._read_body(scope, receive)  # an optional {"ready": true} filter
+        if self.model is not None:
+            entry = {"name": self.model.name, "version": self.model.version, "state": "READY"}
+        else:  # the name is known only once loaded, unless it was given
+            state = "UNAVAILABLE" if self.load_error else "LOADING"
+            entry = {"name": self.settings.model_name or "", "state": state}
+        return 200, orjson.dumps([entry]), _JSON_HEADERS
 
     async def _v2_model_ready(self, scope: Scope, receive: Receive, name: str | None) -> Any:
         model = self._require_model(name)
@@ -341,27 +437,34 @@ class ServingApp:
         try:
             body = await self._read_body(scope, receive)
             content_type, accept = _header(scope, b"content-type"), _header(scope, b"accept")
-            instances, parameters = codecs.decode_request(body, content_type)
+            codecs.check_content_encoding(_header(scope, b"content-encoding"))
+            instances, parameters = model.decode(body, content_type)
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1
-        outputs = await self._outputs(model, instances, rows, parameters)
+        outputs = await self._outputs(scope, model, instances, rows, parameters)
         data, out_type = codecs.encode_response(outputs, accept)
         return 200, data, [(b"content-type", out_type.encode())]
 
     async def _outputs(
-        self, model: LoadedModel, instances: Any, rows: Any, parameters: dict[str, Any]
+        self,
+        scope: Scope,
+        model: LoadedModel,
+        instances: Any,
+        rows: Any,
+        parameters: dict[str, Any],
     ) -> list[Any]:
         assert self.batcher is not None
+        transport = scope.get("extensions", {}).get("cloudserve.transport")
         if self.cache is None:
-            return model.finish(await self.batcher.submit(rows, parameters))
+            return model.finish(await self.batcher.submit(rows, parameters, transport))
         key = cache_key(model.name, model.version, instances, parameters)
         cached = await self.cache.get(key)
         if cached is not None:
             self.metrics.cache_hits.inc()
             return cached
         self.metrics.cache_misses.inc()
-        outputs = model.finish(await self.batcher.submit(rows, parameters))
+        outputs = model.finish(await self.batcher.submit(rows, parameters, transport))
         await self.cache.set(key, outputs)
         return outputs
 
@@ -369,21 +472,23 @@ class ServingApp:
         model = self._require_model(name)
         self._receiving += 1
         try:
-            doc = _v2_document(await self._read_body(scope, receive))
-            instances = _v2_instances(doc, model)
-            parameters = doc.get("parameters") or {}
+            body = await self._read_body(scope, receive)
+            header_length = _header(scope, HEADER_LENGTH) or None
+            doc, tensors = parse_infer_request(body, header_length)
+            instances = _v2_instances(tensors, model)
+            parameters = codecs.request_parameters(doc)
+            parameters = {k: v for k, v in parameters.items() if k != "binary_data_output"}
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1
-        outputs = await self._outputs(model, instances, rows, parameters)
-        body: dict[str, Any] = {
-            "model_name": model.name,
-            "model_version": model.version,
-            "outputs": [codecs.encode_v2_tensor("output-0", outputs)],
-        }
+        outputs = await self._outputs(scope, model, instances, rows, parameters)
+        if not parameters:
+            self._remember_output(outputs)
+        head: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
         if "id" in doc:
-            body["id"] = doc["id"]
-        return 200, orjson.dumps(body), _JSON_HEADERS
+            head["id"] = doc["id"]
+        data, headers = encode_infer_response(doc, head, outputs)
+        return 200, data, headers
 
 
 _PUBLIC_ROUTES = frozenset({"ping", "ready", "live", "v2_live", "v2_ready", "vertex_health"})
@@ -396,29 +501,14 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _error(message: str, code: str) -> bytes:
-    return orjson.dumps({"error": message, "code": code})
+def _error(message: str, code: str, error_id: str | None = None) -> bytes:
+    if error_id is None:
+        return orjson.dumps({"error": message, "code": code})
+    return orjson.dumps({"error": message, "code": code, "error_id": error_id})
 
 
-def _v2_document(body: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body: {exc}", code="malformed_json") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
-        raise InvalidRequest(
-            "a v2 inference request needs a non-empty 'inputs' list", code="bad_shape"
-        )
-    return doc
-
-
-def _v2_instances(doc: dict[str, Any], model: LoadedModel) -> np.ndarray:
+def _v2_instances(tensors: list[tuple[str, np.ndarray]], model: LoadedModel) -> np.ndarray:
     """One 2-D tensor is the rows; several 1-D (or [N, 1]) tensors are named feature columns."""
-    tensors = []
-    for t in doc["inputs"]:
-        if not isinstance(t, dict):
-            raise InvalidRequest("each v2 input must be an object", code="bad_shape")
-        tensors.append((str(t.get("name")), codecs.decode_v2_tensor(t)))
     if len(tensors) == 1:
         return tensors[0][1]
     order = model.feature_names or [n for n, _ in tensors]

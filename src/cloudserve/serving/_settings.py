@@ -7,21 +7,19 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ServerSettings", "default_model_dir", "default_port"]
+__all__ = ["ServerSettings", "default_port"]
+
+# Vertex AI names the port; SageMaker names one only for containers that must share a host
+# (multi-container endpoints, inference pipelines); 8080 is every other contract's default.
+_PORT_VARIABLES = ("AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT")
 
 
 def default_port() -> int:
-    """``AIP_HTTP_PORT`` on Vertex AI, else 8080 (SageMaker's port)."""
-    return int(os.environ.get("AIP_HTTP_PORT", "8080"))
-
-
-def default_model_dir() -> Path:
-    """Where the clouds mount the model: ``CLOUDSERVE_MODEL_DIR``, Azure's ``AZUREML_MODEL_DIR``,
-    else SageMaker's ``/opt/ml/model``."""
-    for var in ("CLOUDSERVE_MODEL_DIR", "AZUREML_MODEL_DIR"):
+    """``AIP_HTTP_PORT`` (Vertex AI), ``SAGEMAKER_BIND_TO_PORT`` (SageMaker), else 8080."""
+    for var in _PORT_VARIABLES:
         if os.environ.get(var):
-            return Path(os.environ[var])
-    return Path("/opt/ml/model")
+            return int(os.environ[var])
+    return 8080
 
 
 class ServerSettings(BaseModel):
@@ -34,13 +32,26 @@ class ServerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_dir: Path
+    model_dir: Path | None = Field(
+        default=None, description="None: the model a cloud handed over (serving._location)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default_factory=default_port, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=64, ge=1)
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=1024, ge=1, description="requests waiting beyond → 503")
+    max_queue_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description="oldest waiting request older than this and 3 batch cycles → 503",
+    )
+    idle_timeout_s: float = Field(
+        default=75.0, gt=0, description="close a connection with no request in progress"
+    )
+    header_timeout_s: float = Field(default=10.0, gt=0, description="first byte → end of headers")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="end of headers → end of body")
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="larger → 431")
     token: str | None = Field(default=None, repr=False)
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1)
     cache_size: int = Field(default=0, ge=0, description="in-process LRU entries; 0 = off")

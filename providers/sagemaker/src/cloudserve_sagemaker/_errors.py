@@ -27,7 +27,7 @@ _NOT_FOUND = re.compile(r"could not find|not found|does not exist|can't find|no 
 _EXISTS = re.compile(r"already exist", re.I)
 _TOO_LARGE = re.compile(r"payload .*(exceed|too large)|exceeds the \d+ ?MB limit", re.I)
 
-CODES: dict[str | int, type] = {
+CODES: dict[str, type[CloudServeError]] = {
     "ValidationException": InvalidRequest,
     "ValidationError": InvalidRequest,
     "ValidationException/NotFound": NotFound,
@@ -37,7 +37,6 @@ CODES: dict[str | int, type] = {
     "ResourceNotFoundException": NotFound,
     "NoSuchKey": NotFound,
     "NoSuchBucket": NotFound,
-    "404": NotFound,
     "ResourceInUse": AlreadyExists,
     "ConflictException": AlreadyExists,
     "ResourceLimitExceeded": InvalidRequest,
@@ -80,14 +79,15 @@ def extract(exc: BaseException) -> tuple[str | int | None, str, float | None] | 
 
     if isinstance(exc, bce.ClientError):
         err = exc.response.get("Error", {})
-        code = str(
-            err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        )
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if not err.get("Code") and isinstance(status, int):
+            # no AWS code (an S3 HEAD, a proxy's answer): the HTTP status goes through the table
+            return status, str(err.get("Message") or exc), None
+        code = str(err.get("Code") or status)
         message = str(err.get("Message") or exc)
         if code == "ModelError":
             original = exc.response.get("OriginalMessage") or message
             message = f"the model rejected the request: {original}"
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code not in CODES and isinstance(status, int) and status >= 500:
             code = "InternalFailure"
         return code, message, None

@@ -25,6 +25,7 @@ from cloudserve.errors import (
     OperationFailed,
     Throttled,
 )
+from cloudserve.pricing.refresh import RefreshResult
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
     AsyncPrediction,
@@ -124,7 +125,17 @@ class SageMakerProvider(Provider):
             Capability.PRICING_REFRESH,
         }
     )
-    unsupported: ClassVar[dict[Capability, str]] = {}
+    unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.SHADOW: (
+            "not yet: SageMaker's ShadowProductionVariants (one production and one shadow"
+            " variant) are not mapped yet"
+        ),
+        Capability.ROLLOUT: (
+            "the rollout state is not yet recorded with SageMaker endpoints (AddTags) and a"
+            " single production variant is not yet removed on its own; roll out on the local"
+            " backend for now"
+        ),
+    }
     error_table = ERROR_TABLE
 
     def __init__(self, config: ProviderConfig, *, target: str | None = None):
@@ -137,8 +148,6 @@ class SageMakerProvider(Provider):
         self._serverless: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        # What the last refresh_prices() found no price for ("type kind" → reason).
-        self.missing_prices: dict[str, str] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -415,7 +424,6 @@ class SageMakerProvider(Provider):
         The same spec again is a no-op. A failure half-way deletes the models, endpoint config
         and endpoint this deploy created, unless ``spec.keep_on_failure``.
         """
-        self.validate(spec)
         prepared = self.prepare(spec.model)
         current = self._settled(spec.endpoint, timeout, progress)
         if current is not None and current["endpoint"]["EndpointStatus"] == "Failed":
@@ -928,30 +936,11 @@ class SageMakerProvider(Provider):
 
         return get_async_result(self, endpoint, request_id)
 
-    def batch_predict(
-        self,
-        spec: BatchSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> BatchJob:
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
         """A batch transform job (Line split, MultiRecord batches, outputs assembled by line)."""
         from cloudserve_sagemaker._batch import start_transform
 
-        self.validate(spec)
-        job = start_transform(self, spec)
-        if not wait:
-            return job
-        return self.wait(
-            lambda: self.get_batch_job(job.id),
-            is_done=lambda j: j.status.is_terminal,
-            description=f"transform job {job.id}",
-            timeout=timeout,
-            progress=progress,
-            status_of=lambda j: j.status.value,
-            job=True,
-        )
+        return start_transform(self, spec)
 
     def get_batch_job(self, job_id: str) -> BatchJob:
         """The transform job; once it succeeds, outputs are downloaded to a local output path."""
@@ -959,30 +948,11 @@ class SageMakerProvider(Provider):
 
         return describe_transform(self, job_id)
 
-    def tune(
-        self,
-        spec: TuningSpec,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> TuningJob:
+    def tune(self, spec: TuningSpec) -> TuningJob:
         """A hyperparameter tuning job running the script in SageMaker's framework container."""
         from cloudserve_sagemaker._tuning import start_tuning
 
-        self.validate(spec)
-        job = start_tuning(self, spec)
-        if not wait:
-            return job
-        return self.wait(
-            lambda: self.get_tuning_job(job.id),
-            is_done=lambda j: j.status.is_terminal,
-            description=f"tuning job {job.id}",
-            timeout=timeout,
-            progress=progress,
-            status_of=lambda j: j.status.value,
-            job=True,
-        )
+        return start_tuning(self, spec)
 
     def get_tuning_job(self, job_id: str) -> TuningJob:
         """The tuning job, its trials (training jobs) and the best one."""
@@ -1015,11 +985,11 @@ class SageMakerProvider(Provider):
 
         return list_models(self, name)
 
-    def refresh_prices(self) -> list[dict[str, Any]]:
+    def refresh_prices(self) -> RefreshResult:
         """On-demand hourly prices of the catalog's SageMaker instance types in the target's
         region — hosting, batch transform and training — from the AWS Price List API.
 
-        What has no usable on-demand rate gets no row; it is kept in ``missing_prices``
+        What has no usable on-demand rate gets no row; it is reported in the result's ``missing``
         (``"ml.g5.xlarge training"`` → reason) and named in a ``MissingPricesWarning``.
         """
         from cloudserve.pricing.refresh import instance_shapes, warn_missing
@@ -1027,13 +997,11 @@ class SageMakerProvider(Provider):
 
         reader = pricing.PriceList(pricing.pricing_client(self.cfg), self.call)
         result = reader.refresh(self.cfg.region, instance_shapes("sagemaker", pricing.KINDS))
-        self.missing_prices = result.missing
         warn_missing(self.name, self.cfg.region, result.missing)
-        return result.rows
+        return result
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""
-        self.validate(spec)
         calls = []
         try:
             image = self.prepare(spec.model).route.image

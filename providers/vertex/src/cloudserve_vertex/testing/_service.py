@@ -31,6 +31,8 @@ from cloudserve_vertex.testing._http import ApiError, Reply, error_reply, json_r
 _V1 = "type.googleapis.com/google.cloud.aiplatform.v1."
 _EMPTY = "type.googleapis.com/google.protobuf.Empty"
 _LOC = r"projects/([^/]+)/locations/([^/]+)"
+# A private endpoint's predictHttpUri (inside the VPC on Vertex; a path of the fake here).
+_PRIVATE = re.compile(r"^/private/v1/projects/[^/]+/locations/[^/]+/endpoints/([^/:]+):predict$")
 DEDICATED_RESOURCES = 1
 
 # JobState values (google.cloud.aiplatform.v1.JobState).
@@ -51,6 +53,7 @@ class Faults:
     throttle: int = 0
     throttle_retry_after: str | None = None
     unavailable: int = 0
+    aborted: int = 0
     fail_operation: list[str] = field(default_factory=list)
     fail_deploy: list[str] = field(default_factory=list)
     fail_job: list[str] = field(default_factory=list)
@@ -119,8 +122,19 @@ class FakeVertexService:
         self.tuning_jobs: dict[str, dict[str, Any]] = {}
         self.predictions: list[PredictRecord] = []
         # BigQuery tables written by request-response logging: (project, dataset, table) → rows.
-        self.bq_tables: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self.bq_tables: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        self.bq_datasets: set[tuple[str, str]] = set()
+        self.log_tables: dict[str, tuple[str, ...]] = {}  # endpoint id → its logging table
+        # Where predictHttpUri of private endpoints points (set by the front end).
+        self.base_url = f"https://{location}-aiplatform.googleapis.com"
         self.requests: list[tuple[str, str]] = []
+        # requests the discovery-document check refused: (method, path, message)
+        self.rejected: list[tuple[str, str, str]] = []
+        self.batch_shard_rows = 1000  # rows per prediction.results file
+        # polls before done per operation kind ("DeployModelResponse": 10_000 = never in a test)
+        self.operation_polls_by_type: dict[str, int] = {}
+        # prebuilt image ("sklearn-cpu.1-5") → a Python with that image's libraries
+        self.prebuilt_python: dict[str, str] = {}
         self._job_polls: dict[str, int] = {}
         self._last_version: dict[str, int] = {}
         self._ids = itertools.count(1001)
@@ -148,9 +162,37 @@ class FakeVertexService:
                 return self.gcs.handle(method, path, query, headers, body).as_tuple()
             if fault := self._take_fault():
                 return fault.as_tuple()
+            if private := _PRIVATE.match(path):
+                return self.private_predict(private[1], headers=headers, body=body).as_tuple()
+            self.validate(method, path, query, body)
             return self._route(method, path, query, headers, body).as_tuple()
         except ApiError as exc:
             return error_reply(exc.status, exc.message).as_tuple()
+
+    def validate(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        """Check the request against the API's discovery document (400 when it does not fit).
+
+        LRO polls arrive at ``/ui/{name}`` (the REST transport's path); the document declares
+        the same method at ``/v1/{name}``.
+        """
+        from cloudserve_vertex.testing._discovery import DiscoveryValidator
+
+        if path.startswith("/v1/services/"):
+            doc = "cloudbilling.v1"
+        elif path.startswith(("/v1/", "/ui/")):
+            doc, path = "aiplatform.v1", "/v1/" + path[4:]
+        elif path.startswith("/v3/"):
+            doc = "monitoring.v3"
+        elif path.startswith("/bigquery/v2/"):
+            doc = "bigquery.v2"
+        else:
+            raise ApiError(400, f"no Google API serves {method} {path}")
+        try:
+            DiscoveryValidator.shipped(doc).check(method, path, query, body)
+        except ApiError as exc:
+            with self.lock:
+                self.rejected.append((method, path, exc.message))
+            raise
 
     def _take_fault(self) -> Reply | None:
         with self.lock:
@@ -162,6 +204,9 @@ class FakeVertexService:
             if f.unavailable > 0:
                 f.unavailable -= 1
                 return error_reply(503, "The service is currently unavailable (injected)")
+            if f.aborted > 0:
+                f.aborted -= 1
+                return error_reply(409, "Concurrent update; retry (injected)", name="ABORTED")
         return None
 
     def _build_routes(self) -> list[tuple[str, re.Pattern[str], Callable[..., Reply]]]:
@@ -243,7 +288,9 @@ class FakeVertexService:
                 name=f"{resource}/operations/{self._new_id()}",
                 response_type=response_type,
                 effect=effect,
-                polls_left=self.operation_polls,
+                polls_left=self.operation_polls_by_type.get(
+                    response_type.rsplit(".", 1)[-1], self.operation_polls
+                ),
                 failure=failure,
             )
             self.operations[op.name] = op
@@ -262,6 +309,16 @@ class FakeVertexService:
             op.result = {"error": {"code": rpc_code(exc.status), "message": exc.message}}
             return
         op.result = {"response": {"@type": op.response_type, **response}}
+
+    def running(self, resource: str, response_type: str) -> list[str]:
+        """Names of the not-done operations of ``response_type`` on ``resource``."""
+        return [
+            op.name
+            for op in self.operations.values()
+            if not op.done
+            and op.name.startswith(resource + "/operations/")
+            and op.response_type.endswith(response_type)
+        ]
 
     def get_operation(self, name: str, **_: Any) -> Reply:
         with self.lock:
@@ -429,6 +486,12 @@ class FakeVertexService:
         with self.lock:
             if endpoint_id in self.endpoints:
                 raise ApiError(409, f"Endpoint {self._endpoint_name(endpoint_id)} already exists.")
+            logging = req.get("predictRequestResponseLoggingConfig") or {}
+            if logging.get("enabled"):
+                uri = (logging.get("bigqueryDestination") or {}).get("outputUri", "")
+                self.log_tables[endpoint_id] = self._logging_table(
+                    endpoint_id, req["displayName"], uri
+                )
 
         def effect() -> dict[str, Any]:
             if endpoint_id in self.endpoints:
@@ -485,6 +548,8 @@ class FakeVertexService:
             return json_reply(ep)
 
     def _check_split(self, ep: dict[str, Any], split: dict[str, Any]) -> None:
+        if ep.get("network") and split:
+            raise ApiError(400, "A private endpoint does not support traffic_split")
         ids = {d["id"] for d in ep["deployedModels"]}
         unknown = set(split) - ids
         if unknown:
@@ -500,6 +565,8 @@ class FakeVertexService:
             ep = self.endpoint(endpoint_id)
             if ep["deployedModels"]:
                 raise ApiError(412, "Endpoint has deployed models; undeploy them first.")
+            if self.running(ep["name"], "DeployModelResponse"):
+                raise ApiError(400, f"Endpoint {ep['name']} has an ongoing DeployModel operation.")
 
         def effect() -> dict[str, Any]:
             self.endpoints.pop(endpoint_id, None)
@@ -521,6 +588,12 @@ class FakeVertexService:
             hi = int(resources.get("maxReplicaCount") or lo)
             if lo < 1 or hi < lo:
                 raise ApiError(400, f"invalid replica counts min={lo} max={hi}")
+            private = bool(ep.get("network"))
+            if private and (split or ep["deployedModels"]):
+                raise ApiError(
+                    400,
+                    "A private endpoint holds one deployed model and takes no traffic_split",
+                )
             if split:
                 known = {d["id"] for d in ep["deployedModels"]} | {"0"}
                 if set(split) - known or sum(split.values()) != 100:
@@ -538,10 +611,17 @@ class FakeVertexService:
                 "dedicatedResources": {**resources, "maxReplicaCount": hi},
                 "createTime": now(),
             }
+            self.loaded(entry)  # the container must load the model, or the deploy fails
+            if private:
+                base = f"{self.base_url}/private/v1/{ep['name']}"
+                entry["privateEndpoints"] = {
+                    "predictHttpUri": f"{base}:predict",
+                    "healthHttpUri": base,
+                }
             ep["deployedModels"].append(entry)
-            if split:
+            if split and not private:
                 ep["trafficSplit"] = {(dm_id if k == "0" else k): v for k, v in split.items()}
-            elif not ep["trafficSplit"]:
+            elif not ep["trafficSplit"] and not private:
                 ep["trafficSplit"] = {dm_id: 100}
             version["deployedModels"].append({"endpoint": ep["name"], "deployedModelId": dm_id})
             ep["updateTime"] = now()
@@ -588,6 +668,8 @@ class FakeVertexService:
     # -- prediction --------------------------------------------------------------------------
 
     def _pick(self, ep: dict[str, Any], headers: Any) -> dict[str, Any]:
+        if ep.get("network") and ep["deployedModels"]:
+            return ep["deployedModels"][0]
         split = {k: v for k, v in ep["trafficSplit"].items() if v > 0}
         if not split:
             raise ApiError(400, f"Endpoint {ep['name']} has no deployed model receiving traffic.")
@@ -595,7 +677,15 @@ class FakeVertexService:
         return next(d for d in ep["deployedModels"] if d["id"] == chosen)
 
     def loaded(self, dm: dict[str, Any]) -> Any:
-        """The deployed model's artifact, loaded through the serving runtime (cached)."""
+        """The deployed model as its container serves it (cached per model version).
+
+        A prebuilt image (``…/vertex-ai/prediction/sklearn-cpu.1-5:latest``) runs Google's
+        predictor steps (:mod:`._prebuilt`); any other image is taken to be the cloudserve
+        runtime, which downloads the artifact from ``AIP_STORAGE_URI`` (the model's
+        ``artifactUri``) and serves it with ``cloudserve.serving.load_model``.
+        """
+        from cloudserve_vertex.testing._prebuilt import PrebuiltPredictor, prebuilt_of
+
         model_id = self._split_model_ref(dm["model"])[0]
         key = f"{model_id}@{dm['modelVersionId']}"
         with self.lock:
@@ -604,14 +694,22 @@ class FakeVertexService:
             version = self.models[model_id][dm["modelVersionId"]]
         artifact = version.get("artifactUri")
         if not artifact:
-            raise ApiError(500, "the fake can only serve models that have an artifact_uri")
+            raise ApiError(400, "the fake can only serve models that have an artifact_uri")
         local = self.materialize(artifact, key)
-        if self._load_model is not None:
+        prebuilt = prebuilt_of((version.get("containerSpec") or {}).get("imageUri", ""))
+        if prebuilt is not None:
+            image, framework, at = prebuilt
+            python = self.prebuilt_python.get(image)
+            model: Any = PrebuiltPredictor(local, image, framework, at, python)
+        elif self._load_model is not None:
             model = self._load_model(local)
         else:
             from cloudserve.serving import load_model
 
-            model = load_model(local)
+            try:
+                model = load_model(local)
+            except Exception as exc:  # the container never becomes healthy
+                raise ApiError(400, f"Model server never became ready: {exc}") from exc
         with self.lock:
             self._loaded[key] = model
         return model
@@ -628,20 +726,45 @@ class FakeVertexService:
             dest.write_bytes(obj.data)
         return target
 
-    def run_model(self, dm: dict[str, Any], instances: list[Any]) -> list[Any]:
+    def run_model(
+        self, dm: dict[str, Any], instances: list[Any], parameters: Any = None
+    ) -> list[Any]:
         """Predictions of a deployed model; a model error is the caller's 400."""
+        from cloudserve_vertex.testing._prebuilt import PrebuiltPredictor
+
         model = self.loaded(dm)
         try:
+            if isinstance(model, PrebuiltPredictor) or parameters:
+                return list(model.predict(instances, parameters))
             return list(model.predict(instances))
+        except ApiError:
+            raise
         except Exception as exc:
             raise ApiError(400, f"{type(exc).__name__}: {exc}") from exc
 
     def predict(self, endpoint_id: str, headers: Any, body: bytes, **_: Any) -> Reply:
+        with self.lock:
+            if self.endpoint(endpoint_id).get("network"):
+                raise ApiError(
+                    400,
+                    f"Endpoint {self._endpoint_name(endpoint_id)} is a private endpoint: send "
+                    "predictions to its deployed model's predictHttpUri inside the VPC",
+                )
+        return self._answer_predict(endpoint_id, headers, body)
+
+    def private_predict(self, endpoint_id: str, headers: Any, body: bytes, **_: Any) -> Reply:
+        """``predictHttpUri`` of a private endpoint (reached only inside the VPC on Vertex)."""
+        with self.lock:
+            if not self.endpoint(endpoint_id).get("network"):
+                raise ApiError(404, "not a private endpoint")
+        return self._answer_predict(endpoint_id, headers, body)
+
+    def _answer_predict(self, endpoint_id: str, headers: Any, body: bytes) -> Reply:
         req = orjson.loads(body or b"{}")
         instances = req.get("instances")
         if not isinstance(instances, list) or not instances:
             raise ApiError(400, "instances must be a non-empty list")
-        preds, dm = self._predict_recorded(endpoint_id, headers, instances)
+        preds, dm = self._predict_recorded(endpoint_id, headers, instances, req.get("parameters"))
         model_id = self._split_model_ref(dm["model"])[0]
         return json_reply(
             {
@@ -654,7 +777,7 @@ class FakeVertexService:
         )
 
     def _predict_recorded(
-        self, endpoint_id: str, headers: Any, instances: list[Any]
+        self, endpoint_id: str, headers: Any, instances: list[Any], parameters: Any = None
     ) -> tuple[list[Any], dict[str, Any]]:
         start = time.perf_counter()
         with self.lock:
@@ -662,7 +785,7 @@ class FakeVertexService:
             dm = self._pick(ep, headers)
         status, preds = 200, None
         try:
-            preds = self.run_model(dm, instances)
+            preds = self.run_model(dm, instances, parameters)
             return preds, dm
         except ApiError as exc:
             status = exc.status
@@ -685,16 +808,12 @@ class FakeVertexService:
     def _log_request(
         self, ep: dict[str, Any], dm: dict[str, Any], instances: list[Any], preds: list[Any]
     ) -> None:
-        """Request-response logging: one row per request into the configured BigQuery table."""
+        """Request-response logging: one row per request into the endpoint's BigQuery table."""
         cfg = ep.get("predictRequestResponseLoggingConfig") or {}
         if not cfg.get("enabled") or self._rng.random() >= float(cfg.get("samplingRate") or 0):
             return
-        uri = (cfg.get("bigqueryDestination") or {}).get("outputUri", "")
-        project, _, rest = uri.removeprefix("bq://").partition(".")
-        dataset, _, table = rest.partition(".")
-        rows = self.bq_tables.setdefault(
-            (project, dataset, table or "request_response_logging"), []
-        )
+        endpoint_id = ep["name"].rsplit("/", 1)[-1]
+        rows = self.bq_tables[self.log_tables[endpoint_id]]
         rows.append(
             {
                 "endpoint": ep["name"],
@@ -705,6 +824,28 @@ class FakeVertexService:
                 "response_payload": [orjson.dumps(p).decode() for p in preds],
             }
         )
+
+    def _logging_table(self, endpoint_id: str, display_name: str, uri: str) -> tuple[str, ...]:
+        """The table request-response logging writes to, created as Vertex creates it.
+
+        ``bq://P``: dataset ``logging_<display name>_<id>`` and table
+        ``request_response_logging`` are created; ``bq://P.D``: the dataset must exist, the
+        table is created; ``bq://P.D.T``: the dataset must exist and the table must not.
+        """
+        project, _, rest = uri.removeprefix("bq://").partition(".")
+        dataset, _, table = rest.partition(".")
+        if not uri.startswith("bq://") or not project:
+            raise ApiError(400, f"bigquery_destination.output_uri {uri!r} is not bq://…")
+        if not dataset:
+            dataset = f"logging_{re.sub(r'[^A-Za-z0-9_]', '_', display_name)}_{endpoint_id}"
+            self.bq_datasets.add((project, dataset))
+        elif (project, dataset) not in self.bq_datasets:
+            raise ApiError(400, f"Not found: Dataset {project}:{dataset}")
+        key = (project, dataset, table or "request_response_logging")
+        if table and key in self.bq_tables:
+            raise ApiError(400, f"Already Exists: Table {project}:{dataset}.{table}")
+        self.bq_tables.setdefault(key, [])
+        return key
 
     def list_table_rows(
         self, project: str, dataset: str, table: str, query: dict[str, str], **_: Any
@@ -849,13 +990,14 @@ class FakeVertexService:
                 raise ApiError(400, f"no input objects at {uri}")
             for obj in objects:
                 rows.extend(_read_instances(obj.data, fmt))
+        rows = _shape(rows, fmt, job.get("instanceConfig") or {})
         size = int((job.get("manualBatchTuningParameters") or {}).get("batchSize") or 64)
         lines: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             try:
-                preds = self.run_model(dm, chunk)
+                preds = self.run_model(dm, chunk, job.get("modelParameters"))
                 lines.extend(
                     {"instance": i, "prediction": p} for i, p in zip(chunk, preds, strict=False)
                 )
@@ -865,9 +1007,16 @@ class FakeVertexService:
         stamp = datetime.now(timezone.utc).strftime("%Y_%m_%dT%H_%M_%S_%fZ")
         out_dir = f"{prefix}/prediction-{version['displayName']}-{stamp}"
         bucket, _, path = out_dir.removeprefix("gs://").partition("/")
-        self.gcs.put(bucket, f"{path}/predictions_00001.jsonl", _jsonl(lines), "application/jsonl")
-        if errors:
-            self.gcs.put(bucket, f"{path}/errors_00001.jsonl", _jsonl(errors), "application/jsonl")
+        # Vertex's file names: prediction.results-0000X-of-0000N (JSON Lines) and
+        # prediction.errors_stats-0000X-of-0000N, sharded.
+        for kind, items in (("results", lines), ("errors_stats", errors)):
+            shards = [
+                items[i : i + self.batch_shard_rows]
+                for i in range(0, len(items), self.batch_shard_rows)
+            ] or [[]]
+            for i, shard in enumerate(shards):
+                name = f"{path}/prediction.{kind}-{i:05d}-of-{len(shards):05d}"
+                self.gcs.put(bucket, name, _jsonl(shard), "application/jsonl")
         job["outputInfo"] = {"gcsOutputDirectory": out_dir}
         job["completionStats"] = {
             "successfulCount": str(len(lines)),
@@ -925,6 +1074,20 @@ class FakeVertexService:
     def list_skus(self, service: str, query: dict[str, str], **_: Any) -> Reply:
         return self.billing.list_skus(service, query)
 
+    def close(self) -> None:
+        """Stop the prebuilt containers' worker processes."""
+        from cloudserve_vertex.testing._prebuilt import PrebuiltPredictor
+
+        with self.lock:
+            loaded, self._loaded = list(self._loaded.values()), {}
+        for model in loaded:
+            if isinstance(model, PrebuiltPredictor):
+                model.close()
+
+    def is_private(self, endpoint_id: str) -> bool:
+        with self.lock:
+            return bool((self.endpoints.get(endpoint_id) or {}).get("network"))
+
     # -- inspection ----------------------------------------------------------------------------
 
     def owned(self) -> list[str]:
@@ -945,16 +1108,30 @@ def _camel(path: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+_LABEL_CLAUSE = re.compile(
+    r'^labels\.(?:"(?P<quoted>[^"]+)"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))\s*=\s*"?(?P<value>[^"]*)"?$'
+)
+
+
 def _filtered(items: list[dict[str, Any]], expr: str) -> list[dict[str, Any]]:
-    """Apply a ``labels.key=value`` (AND-ed) or ``display_name="x"`` filter."""
+    """Apply AND-ed ``labels.key="value"`` / ``display_name="x"`` filters (AIP-160 syntax: a
+    bare key is letters, digits and ``_``; any other key must be quoted, ``labels."a-b"``)."""
     out = items
     for clause in [c.strip() for c in re.split(r"\s+AND\s+", expr) if c.strip()]:
+        if clause.startswith("labels."):
+            m = _LABEL_CLAUSE.match(clause)
+            if m is None:
+                raise ApiError(
+                    400,
+                    f"Invalid filter {clause!r}: quote label keys that are not "
+                    'plain identifiers, e.g. labels."managed-by"="x"',
+                )
+            label, value = m["quoted"] or m["bare"], m["value"]
+            out = [i for i in out if (i.get("labels") or {}).get(label) == value]
+            continue
         key, _, value = clause.partition("=")
         key, value = key.strip(), value.strip().strip('"')
-        if key.startswith("labels."):
-            label = key.removeprefix("labels.")
-            out = [i for i in out if (i.get("labels") or {}).get(label) == value]
-        elif key in ("display_name", "displayName"):
+        if key in ("display_name", "displayName"):
             out = [i for i in out if i.get("displayName") == value]
         else:
             raise ApiError(400, f"the fake does not support the filter {clause!r}")
@@ -973,6 +1150,23 @@ def _read_instances(data: bytes, fmt: str) -> list[Any]:
         return [orjson.loads(line) for line in data.splitlines() if line.strip()]
     rows = list(csv.reader(io.StringIO(data.decode())))
     return [[_number(c) for c in row] for row in rows[1:] if row]
+
+
+def _shape(rows: list[Any], fmt: str, config: dict[str, Any]) -> list[Any]:
+    """Apply ``instanceConfig`` as Vertex does: for JSON Lines of objects, ``array`` sends the
+    ``included_fields`` values in that order and ``object`` the objects (``included_fields``
+    kept); it does not apply to CSV, whose rows are arrays in the file's column order."""
+    kind = config.get("instanceType")
+    fields = config.get("includedFields") or []
+    if fmt != "jsonl" or not kind:
+        return rows
+    if kind == "array":
+        if rows and isinstance(rows[0], dict) and not fields:
+            raise ApiError(400, "instance_type 'array' over JSONL objects needs included_fields")
+        return [[r.get(f) for f in fields] if isinstance(r, dict) else r for r in rows]
+    if fields:
+        return [{f: r.get(f) for f in fields} if isinstance(r, dict) else r for r in rows]
+    return rows
 
 
 def _jsonl(items: list[Any]) -> bytes:

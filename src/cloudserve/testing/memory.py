@@ -1,8 +1,22 @@
-"""A tiny in-memory provider for the core's own tests (not shipped).
+"""An in-memory provider: the template a new provider starts from, and the suite's own proof.
 
-It keeps its "cloud" in a ``MemoryService`` that raises its own native errors, so the provider
-exercises the same translate / retry / wait paths as a real one. The model it "serves" adds up
-each row's features, so outputs are checkable by hand.
+Its "cloud" is a :class:`MemoryService` that raises its own native errors
+(:class:`MemoryServiceError`), so the provider goes through the same translate / retry paths as
+a real one: an :class:`~cloudserve.errors.ErrorTable` from native codes to the error tree,
+``self.call(...)`` around every service request (``retry=False`` for creates), shared status
+enums, typed results. The model it "serves" adds up each row's features, so outputs are
+checkable by hand.
+
+A third-party provider starts by copying this module and :class:`MemoryHarness` (at the end),
+then replaces the service with its cloud's SDK::
+
+    from cloudserve.testing.memory import MemoryHarness
+    from cloudserve.testing.suite import ProviderConformance
+
+    class TestMemoryConformance(MemoryHarness, ProviderConformance):
+        pass
+
+It needs no pytest (only :mod:`cloudserve.testing.suite` does).
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ from cloudserve.errors import (
     ServiceUnavailable,
     Throttled,
 )
-from cloudserve.provider import Capability, Provider, ProviderConfig
+from cloudserve.provider import Capability, Provider, ProviderConfig, RetrySettings, WaitSettings
 from cloudserve.resources import (
     AsyncPrediction,
     BatchJob,
@@ -41,6 +55,16 @@ from cloudserve.resources import (
     Variant,
 )
 from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
+from cloudserve.testing import Fault, ProviderHarness
+from cloudserve.waiting import ProgressCallback
+
+__all__ = [
+    "MemoryConfig",
+    "MemoryHarness",
+    "MemoryProvider",
+    "MemoryService",
+    "MemoryServiceError",
+]
 
 N_FEATURES = 4
 
@@ -108,11 +132,15 @@ def _extract(exc: BaseException) -> tuple[str, str, float | None] | None:
 
 
 class MemoryConfig(ProviderConfig):
+    """The memory provider's config block; ``label`` picks one of the in-process services."""
+
     provider: Literal["memory"] = "memory"
     label: str = "memory"
 
 
 class MemoryProvider(Provider):
+    """Every capability but serverless and pricing refresh, on a :class:`MemoryService`."""
+
     name = "memory"
     config_cls = MemoryConfig
     capabilities = frozenset(Capability) - {Capability.SERVERLESS, Capability.PRICING_REFRESH}
@@ -139,7 +167,14 @@ class MemoryProvider(Provider):
 
     # -- endpoints -----------------------------------------------------------------------
 
-    def deploy(self, spec: DeploySpec, *, wait=True, timeout=None, progress=None) -> Endpoint:
+    def deploy(
+        self,
+        spec: DeploySpec,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Endpoint:
         s = self.service
         try:
             state = self.call(s.get, "endpoint", spec.endpoint)
@@ -245,7 +280,14 @@ class MemoryProvider(Provider):
                 raise MemoryServiceError("BadInput", f"row {i} must have {N_FEATURES} features")
         return [round(sum(float(x) for x in r), 6) for r in rows]
 
-    def predict(self, endpoint, instances, *, variant=None, parameters=None) -> Prediction:
+    def predict(
+        self,
+        endpoint: str,
+        instances: list[Any],
+        *,
+        variant: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Prediction:
         state = self.call(self.service.get, "endpoint", endpoint)
         name = variant or max(state["variants"], key=lambda k: state["variants"][k]["weight"])
         if name not in state["variants"]:
@@ -266,7 +308,12 @@ class MemoryProvider(Provider):
         )
 
     def predict_async(
-        self, endpoint, instances, *, variant=None, parameters=None
+        self,
+        endpoint: str,
+        instances: list[Any],
+        *,
+        variant: str | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> AsyncPrediction:
         pred = self.predict(endpoint, instances, variant=variant, parameters=parameters)
         rid = f"req-{next(self._ids)}"
@@ -281,9 +328,7 @@ class MemoryProvider(Provider):
 
     # -- batch ---------------------------------------------------------------------------
 
-    def batch_predict(
-        self, spec: BatchSpec, *, wait=False, timeout=None, progress=None
-    ) -> BatchJob:
+    def batch_predict(self, spec: BatchSpec) -> BatchJob:
         job_id = f"batch-{next(self._ids)}"
         out_dir = Path(spec.output)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +366,8 @@ class MemoryProvider(Provider):
 
     # -- tuning --------------------------------------------------------------------------
 
-    def tune(self, spec: TuningSpec, *, wait=False, timeout=None, progress=None) -> TuningJob:
+    def tune(self, spec: TuningSpec) -> TuningJob:
+        import math
         import random
 
         rng = random.Random(spec.seed)
@@ -334,9 +380,7 @@ class MemoryProvider(Provider):
                 elif p.kind == "int":
                     params[pname] = rng.randint(p.low, p.high)
                 elif p.kind == "loguniform":
-                    params[pname] = 10 ** rng.uniform(
-                        __import__("math").log10(p.low), __import__("math").log10(p.high)
-                    )
+                    params[pname] = 10 ** rng.uniform(math.log10(p.low), math.log10(p.high))
                 else:
                     params[pname] = rng.uniform(p.low, p.high)
             args = [x for k, v in params.items() for x in (f"--{k}", str(v))]
@@ -413,3 +457,50 @@ class MemoryProvider(Provider):
         return [
             m for m in self.service.resources.get("registry", {}).values() if name in (None, m.name)
         ]
+
+
+FAST = {
+    "retry": RetrySettings(max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.01),
+    "waits": WaitSettings(poll_interval_s=0.001, max_poll_interval_s=0.01),
+}
+
+
+class MemoryHarness(ProviderHarness):
+    """The conformance harness of :class:`MemoryProvider`: one fresh service per test."""
+
+    provider_cls: ClassVar[type[MemoryProvider]] = MemoryProvider
+
+    def start(self, workdir: Path) -> None:
+        self.label = f"conf-{id(self)}-{workdir.name}"
+        MemoryProvider.services[self.label] = MemoryService()
+
+    def stop(self) -> None:
+        MemoryProvider.services.pop(self.label, None)
+
+    @property
+    def service(self) -> MemoryService:
+        return MemoryProvider.services[self.label]
+
+    def make_provider(self) -> MemoryProvider:
+        return self.provider_cls(MemoryConfig(label=self.label, **FAST))
+
+    def model_spec(self, workdir: Path, version: str = "1") -> ModelSpec:
+        d = workdir / f"model-v{version}"
+        d.mkdir(parents=True, exist_ok=True)
+        return ModelSpec(name="cs-conf", version=version, artifact=str(d), framework="custom")
+
+    def inject_fault(
+        self, fault: Fault, *, times: int = 1, message: str = "injected failure"
+    ) -> None:
+        s = self.service
+        if fault is Fault.THROTTLE:
+            s.throttle = times
+        elif fault is Fault.UNAVAILABLE:
+            s.unavailable = times
+        elif fault is Fault.FAIL_OPERATION:
+            s.fail_operation = message
+        else:
+            s.fail_after_create = message
+
+    def leftover_resources(self) -> list[str]:
+        return [r for r in self.service.all_resources() if r.split("/")[0] in ("endpoint", "model")]
