@@ -126,7 +126,7 @@ def test_8_tuning_uses_the_training_image(fake: FakeSageMaker, tmp_path: Path) -
         HyperParameterTuningJobName=job.id
     )
     image = d["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"]
-    assert image == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310"
+    assert image == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310"
     sklearn = client.tune(tuning_spec(tmp_path))
     d = fake.client("sagemaker").describe_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=sklearn.id
