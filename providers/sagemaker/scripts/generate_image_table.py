@@ -47,8 +47,8 @@ def sdk_config_dir() -> tuple[Path, str]:
 
 def ecr_host(region: str) -> str:
     """botocore's ECR hostname for ``region`` (what the SDK puts after ``<account>.dkr.``)."""
-    from botocore.regions import EndpointResolver
     import botocore.loaders
+    from botocore.regions import EndpointResolver
 
     loader = botocore.loaders.create_loader()
     resolver = EndpointResolver(loader.load_data("endpoints"))

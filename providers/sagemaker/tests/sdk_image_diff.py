@@ -42,7 +42,11 @@ def diff(table):
             theirs = {v for v, row in config[scope]["versions"].items() if "registries" in row}
             if theirs != set(ours["versions"]):
                 differences.append(
-                    {"framework": framework, "scope": scope, "versions": sorted(theirs ^ set(ours["versions"]))}
+                    {
+                        "framework": framework,
+                        "scope": scope,
+                        "versions": sorted(theirs ^ set(ours["versions"])),
+                    }
                 )
             asked = [(v, v) for v in ours["versions"]] + list(ours["aliases"].items())
             for turn, (version, resolved) in enumerate(asked):
@@ -51,7 +55,9 @@ def diff(table):
                     continue
                 sdk_row = config[scope]["versions"][resolved]
                 if set(sdk_row["registries"]) != set(table["registries"][row["registries"]]):
-                    differences.append({"framework": framework, "version": resolved, "regions": "differ"})
+                    differences.append(
+                        {"framework": framework, "version": resolved, "regions": "differ"}
+                    )
                 py = (row["py_versions"] or [None])[-1]
                 accounts = table["registries"][row["registries"]]
                 newest = resolved == list(ours["versions"])[-1] and version == resolved
@@ -76,8 +82,8 @@ def diff(table):
                                 instance_type=instance,
                                 py_version=py,
                             )
-                        except Exception as exc:  # noqa: BLE001 - reported, not hidden
-                            expected = "error: {}".format(exc)
+                        except Exception as exc:
+                            expected = f"error: {exc}"
                         checked += 1
                         if expected != mine:
                             differences.append({"ours": mine, "sdk": expected})

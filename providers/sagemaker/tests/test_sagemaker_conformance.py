@@ -8,10 +8,10 @@ from sagemaker_harness import SageMakerHarness
 
 pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
-from cloudserve.testing.suite import AnswersParityTests, AsyncTests, ProviderConformance
 from cloudserve.client import Client
 from cloudserve.errors import InvalidRequest
 from cloudserve.specs import ModelSpec
+from cloudserve.testing.suite import AnswersParityTests, AsyncTests, ProviderConformance
 from cloudserve_sagemaker import AsyncInferenceSettings
 
 

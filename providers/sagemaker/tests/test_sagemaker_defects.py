@@ -247,7 +247,11 @@ def test_11_batch_csv_header_in_another_order(fake: FakeSageMaker, tmp_path: Pat
     ],
 )
 def test_what_sagemaker_refuses_is_refused_before_any_request(
-    fake: FakeSageMaker, tmp_path: Path, overrides: dict[str, Any], kwargs: dict[str, Any], match: str
+    fake: FakeSageMaker,
+    tmp_path: Path,
+    overrides: dict[str, Any],
+    kwargs: dict[str, Any],
+    match: str,
 ) -> None:
     from cloudserve.errors import InvalidRequest
 

@@ -273,7 +273,7 @@ def test_onnx_without_a_serving_image_is_refused_before_any_request(
 ) -> None:
     client = Client(SageMakerProvider(fast_config(fake, serving_image=None), target="aws"))
     spec = model(tmp_path).model_copy(update={"framework": "onnx"})
-    with pytest.raises(InvalidRequest, match="cloudserve build-image .* --push"):
+    with pytest.raises(InvalidRequest, match=r"cloudserve build-image .* --push"):
         client.deploy(spec, "churn")
     assert fake.requests() == []
 
@@ -630,5 +630,3 @@ def test_plan_lists_the_calls_and_sends_none(
         "PutScalingPolicy",
     ]
     assert fake.requests() == []
-
-

@@ -2,8 +2,8 @@
 
 A local input is uploaded; a CSV with a header goes as JSON Lines records, so each value keeps
 its column whatever the header's order (``SplitType=Line`` would send a header line to the model
-as a record, in the first mini-batch only); records go to the container in ``MultiRecord`` mini-batches of at most
-``max_payload_mb``, ``max_concurrency`` at a time (their product within SageMaker's 100 MB), and
+as a record, in the first mini-batch only); records go to the container in ``MultiRecord``
+mini-batches of at most ``max_payload_mb``, ``max_concurrency`` at a time (their product within SageMaker's 100 MB), and
 outputs are assembled one line per record (``AssembleWith=Line``) as ``<input>.out``. A local
 output path is filled once the job succeeds. Where the local paths are is kept in the job's
 tags, so ``get_batch_job`` works from any process.
@@ -80,7 +80,11 @@ def _cell(text: str) -> Any:
         return text
     if not math.isfinite(number):
         return None  # "nan" is a missing value, and JSON has no NaN
-    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+    return (
+        int(number)
+        if number.is_integer() and "." not in text and "e" not in text.lower()
+        else number
+    )
 
 
 def _has_header(first_line: str) -> bool:

@@ -189,7 +189,9 @@ class SageMakerProvider(Provider):
         super().validate(spec)
         if isinstance(spec, DeploySpec):
             check_deploy(
-                spec, vpc=self.cfg.vpc is not None, asynchronous=self.cfg.async_inference is not None
+                spec,
+                vpc=self.cfg.vpc is not None,
+                asynchronous=self.cfg.async_inference is not None,
             )
         elif isinstance(spec, BatchSpec):
             from cloudserve_sagemaker._batch import validate_batch

@@ -26,8 +26,7 @@ import shutil
 import sys
 import tarfile
 import threading
-from collections.abc import Callable, Mapping
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path

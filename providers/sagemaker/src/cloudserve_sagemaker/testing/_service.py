@@ -742,7 +742,9 @@ def _local_storage_refusal(op: str, params: dict[str, Any]) -> str | None:
                 )
     if op == "CreateTransformJob":
         resources = params.get("TransformResources", {})
-        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(resources.get("InstanceType", "")):
+        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(
+            resources.get("InstanceType", "")
+        ):
             return (
                 f"The instance type {resources['InstanceType']} has local storage, which is "
                 "encrypted by the instance; VolumeKmsKeyId is not supported for it."
