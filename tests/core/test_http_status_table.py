@@ -104,7 +104,7 @@ DECLARED = {
     "local": {},
     "sagemaker": {},
     "vertex": {409: Aborted},
-    "azureml": {424: ServiceUnavailable},
+    "azureml": {408: ServiceUnavailable, 409: ServiceUnavailable, 424: ServiceUnavailable},
 }
 
 
