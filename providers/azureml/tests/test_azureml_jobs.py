@@ -28,7 +28,7 @@ from cloudserve.specs import (
 )
 from cloudserve.testing import TRAIN_SCRIPT, sample_rows, write_csv
 from cloudserve_azureml import AzureMLProvider
-from cloudserve_azureml._jobstates import JOB_STATES, job_status
+from cloudserve_azureml._states import JOB_STATES, job_status
 
 DATASTORE = "azureml://datastores/workspaceblobstore/paths"
 
