@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cloudserve.config import Target, resolve_target
 from cloudserve.errors import InvalidRequest, OperationFailed
@@ -29,6 +29,7 @@ from cloudserve.resources import (
     ModelVersion,
     Plan,
     Prediction,
+    ShadowReport,
     TuningJob,
 )
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec, ModelSpec, TuningSpec
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from cloudserve.rollout import Clock, Gates, RolloutReport
 
 __all__ = ["Client", "connect", "parse_window"]
+
+S = TypeVar("S", DeploySpec, BatchSpec)
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -106,6 +109,7 @@ class Client:
         *,
         variant: str | None = None,
         traffic: int | None = None,
+        shadow: int | None = None,
         data_capture: DataCapture | bool | None = None,
         sample_input: list[Any] | None = None,
         smoke_test: bool = True,
@@ -120,12 +124,15 @@ class Client:
         own ``sample_input``) the artifact is first run locally through the serving runtime; a
         broken artifact raises SmokeTestFailed before anything is created. A ``DeploySpec``
         carries everything: passing it together with ``endpoint``, ``compute``, ``variant``,
-        ``traffic``, ``data_capture`` or ``keep_on_failure`` is an ``InvalidRequest``.
+        ``traffic``, ``shadow``, ``data_capture`` or ``keep_on_failure`` is an
+        ``InvalidRequest``. ``shadow=20`` deploys a shadow variant that receives a mirrored 20 %
+        of the requests and answers nobody (see :meth:`shadow_report`).
         """
         spec = self._deploy_spec(
-            model, endpoint, compute, variant, traffic, data_capture, keep_on_failure
+            model, endpoint, compute, variant, traffic, shadow, data_capture, keep_on_failure
         )
         self.provider.require(Capability.DEPLOY)
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         sample = sample_input if sample_input is not None else spec.model.sample_input
         if smoke_test and sample is not None and spec.model.is_local:
@@ -142,6 +149,7 @@ class Client:
         compute: Compute | None,
         variant: str | None,
         traffic: int | None,
+        shadow: int | None,
         data_capture: DataCapture | bool | None,
         keep_on_failure: bool | None,
     ) -> DeploySpec:
@@ -152,6 +160,7 @@ class Client:
                 compute=compute,
                 variant=variant,
                 traffic=traffic,
+                shadow=shadow,
                 data_capture=data_capture,
                 keep_on_failure=keep_on_failure,
             )
@@ -164,7 +173,8 @@ class Client:
             endpoint=endpoint or model.name,
             compute=compute or Compute(),
             variant=variant,
-            traffic=100 if traffic is None else traffic,
+            traffic=(0 if shadow else 100) if traffic is None else traffic,
+            shadow=shadow or 0,
             data_capture=capture,
             keep_on_failure=bool(keep_on_failure),
         )
@@ -188,6 +198,28 @@ class Client:
         return self._bind(self.provider.set_traffic(endpoint, clean))
 
     # -- progressive delivery ---------------------------------------------------------------
+
+    def shadow_report(self, endpoint: str, window: str | float = "1h") -> ShadowReport:
+        """How the shadow variant answered the requests mirrored to it over ``window``: the
+        agreement rate of its outputs with production's, latencies and errors on each side."""
+        from cloudserve.shadow import shadow_report
+
+        self.provider.require(Capability.SHADOW)
+        window_s = parse_window(window)
+        pairs = self.provider.shadow_pairs(endpoint, window_s)
+        metrics = (
+            self.provider.metrics(endpoint, window_s)
+            if self.provider.supports(Capability.METRICS)
+            else None
+        )
+        report = shadow_report(
+            pairs,
+            endpoint=endpoint,
+            provider=self.provider.name,
+            window_s=window_s,
+            production_invocations=metrics.invocations if metrics else 0,
+        )
+        return self._bind(report)
 
     def rollout(
         self,
@@ -342,6 +374,7 @@ class Client:
                 **options,
             )
         self.provider.require(Capability.BATCH)
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         job = self._bind(self.provider.batch_predict(spec))
         return self.wait_batch(job, timeout=timeout, progress=progress) if wait else job
@@ -419,7 +452,8 @@ class Client:
             is_done=lambda j: j.status.is_terminal,
             timeout=w.job_timeout_s if timeout is None else timeout,
             description=description,
-            status_of=lambda j: j.status.value,
+            status_of=_job_status,
+            fraction_of=_job_fraction,
             interval=w.poll_interval_s,
             max_interval=w.max_poll_interval_s,
             progress=progress,
@@ -431,6 +465,34 @@ class Client:
                 provider=self.provider.name,
             )
         return final
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """This target's batch and tuning jobs, newest first."""
+        return self._bind(self.provider.list_jobs())
+
+    def get_job(self, job_id: str) -> BatchJob | TuningJob:
+        """A batch or tuning job by its id, whichever it is."""
+        from cloudserve.errors import NotFound
+
+        for capability, get in (
+            (Capability.BATCH, self.provider.get_batch_job),
+            (Capability.TUNE, self.provider.get_tuning_job),
+        ):
+            if self.provider.supports(capability):
+                try:
+                    return self._bind(get(job_id))
+                except NotFound:
+                    continue
+        raise NotFound(f"no batch or tuning job {job_id}", provider=self.provider.name)
+
+    def cancel_job(self, job_id: str) -> BatchJob | TuningJob:
+        """Stop a running batch or tuning job; returns its state afterwards."""
+        self.provider.cancel_job(job_id)
+        return self.get_job(job_id)
+
+    def logs(self, endpoint: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's server logs."""
+        return self.provider.endpoint_logs(endpoint, tail=tail)
 
     # -- monitoring -------------------------------------------------------------------------
 
@@ -493,11 +555,13 @@ class Client:
 
     def plan(self, spec: DeploySpec) -> Plan:
         """The calls a deploy would make and what it would cost; creates nothing."""
+        spec = with_detected_framework(spec)
         self.provider.validate(spec)
         calls = self.provider.plan(spec)
         return Plan(
             target=self.target,
             provider=self.provider.name,
+            route=self.provider.route(spec),
             calls=calls,
             estimate=self.estimate(spec),
         )
@@ -551,6 +615,46 @@ def as_rows(instances: Any) -> list[Any]:
     if not instances:
         raise InvalidRequest("instances is empty")
     return list(instances)
+
+
+def _rows_done(job: Any) -> int | None:
+    if not isinstance(job, BatchJob) or not job.rows_total:
+        return None
+    return (job.rows_succeeded or 0) + (job.rows_failed or 0)
+
+
+def _job_status(job: BatchJob | TuningJob) -> str:
+    """A job's status for progress lines; a batch job's with its row count."""
+    done = _rows_done(job)
+    if done is None:
+        return job.status.value
+    assert isinstance(job, BatchJob)
+    return f"{job.status.value} · {done:,}/{job.rows_total:,} rows"
+
+
+def _job_fraction(job: BatchJob | TuningJob) -> float | None:
+    done = _rows_done(job)
+    if done is None or not isinstance(job, BatchJob) or not job.rows_total:
+        return None
+    return done / job.rows_total
+
+
+def with_detected_framework(spec: S) -> S:
+    """``spec`` with its model's framework filled in from a local artifact when not given.
+
+    Detection (``cloudserve.json``, an MLflow ``MLmodel``, else the model file's type) happens
+    once here, so every provider sees the same framework the local backend would detect.
+    """
+    model = spec.model
+    if model.framework is not None or model.image is not None or not model.is_local:
+        return spec
+    from cloudserve.packaging import detect_framework
+
+    assert model.artifact is not None  # is_local
+    if not Path(model.artifact).exists():
+        return spec  # the provider names the missing artifact in its own words
+    framework = detect_framework(model.artifact)
+    return spec.model_copy(update={"model": model.model_copy(update={"framework": framework})})
 
 
 def model_spec_of(version: ModelVersion) -> ModelSpec:

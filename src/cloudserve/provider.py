@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ModelVersion,
         PlannedCall,
         Prediction,
+        ShadowPair,
         TuningJob,
     )
     from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
@@ -55,6 +56,7 @@ class Capability(str, Enum):
     ASYNC_PREDICT = "async_predict"
     PRICING_REFRESH = "pricing_refresh"
     ROLLOUT = "rollout"  # metric-gated progressive delivery (needs TRAFFIC_SPLIT and METRICS)
+    SHADOW = "shadow"  # a share of requests mirrored to a variant whose answers are discarded
 
 
 REQUIRED = frozenset({Capability.DEPLOY, Capability.PREDICT})
@@ -205,6 +207,8 @@ class Provider(abc.ABC):
                 self._require_for(Capability.SERVERLESS, "compute.serverless")
             if spec.data_capture is not None and spec.data_capture.enabled:
                 self._require_for(Capability.DATA_CAPTURE, "data_capture")
+            if spec.shadow:
+                self._require_for(Capability.SHADOW, "shadow")
 
     def _require_for(self, capability: Capability, field: str) -> None:
         if not self.supports(capability):
@@ -273,6 +277,10 @@ class Provider(abc.ABC):
     def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
         """Remove one variant that takes no traffic (weight 0) from the endpoint."""
         raise self._missing(Capability.TRAFFIC_SPLIT)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """Mirrored requests of the window: each production answer beside its shadow's."""
+        raise self._missing(Capability.SHADOW)
 
     def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
         """The state a rollout recorded with ``endpoint`` (``None``: no rollout in progress)."""
@@ -350,6 +358,32 @@ class Provider(abc.ABC):
                 creates=f"endpoint {spec.endpoint}",
             )
         ]
+
+    # -- jobs and logs: optional, without a capability of their own -----------------------------
+
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """This target's batch and tuning jobs, newest first."""
+        raise UnsupportedOperation(
+            "listing jobs", f"the {self.name} provider does not list jobs", provider=self.name
+        )
+
+    def cancel_job(self, job_id: str) -> None:
+        """Stop a running batch or tuning job; one that already ended is left as it is."""
+        raise UnsupportedOperation(
+            "cancelling jobs", f"the {self.name} provider cannot cancel jobs", provider=self.name
+        )
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's server logs, oldest first."""
+        raise UnsupportedOperation(
+            "endpoint logs", f"the {self.name} provider does not fetch logs", provider=self.name
+        )
+
+    def route(self, spec: DeploySpec) -> str:
+        """The packaging route a deploy of ``spec`` takes, as ``plan`` shows it: ``"framework"``
+        (the cloud's prebuilt serving container) or ``"container"`` (the cloudserve runtime
+        image). Providers that choose the route themselves override this."""
+        return "container" if spec.model.image else "framework"
 
     def region(self) -> str | None:
         """The region prices are looked up in (``None`` for providers without one)."""

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ __all__ = [
     "Plan",
     "PlannedCall",
     "Prediction",
+    "ShadowPair",
+    "ShadowReport",
     "Trial",
     "TuningJob",
     "Variant",
@@ -86,6 +89,25 @@ class _Result(BaseModel):
             raise RuntimeError(f"this {type(self).__name__} is not bound to a client")
         return self._client
 
+    def _repr_html_(self) -> str:
+        """A table of the fields, for notebooks (Jupyter calls this to display a result)."""
+        from html import escape
+
+        rows = []
+        for name, value in self.model_dump(mode="json").items():
+            shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+            if len(shown) > 300:
+                shown = shown[:300] + "…"
+            rows.append(
+                f"<tr><th style='text-align:left'>{escape(name)}</th>"
+                f"<td style='text-align:left'>{escape(shown)}</td></tr>"
+            )
+        return (
+            f"<table><caption style='text-align:left'><b>{type(self).__name__}</b></caption>"
+            + "".join(rows)
+            + "</table>"
+        )
+
 
 class Variant(_Result):
     """One model version deployed behind an endpoint, with its share of traffic (0–100)."""
@@ -100,6 +122,7 @@ class Variant(_Result):
     max_replicas: int | None = None
     status: EndpointStatus = EndpointStatus.READY
     url: str | None = None
+    shadow: int = 0  # percent of the endpoint's requests mirrored to this variant
 
 
 class Endpoint(_Result):
@@ -131,9 +154,18 @@ class Endpoint(_Result):
         """Predict through the client this endpoint came from."""
         return self._bound().predict(self.name, instances, **kwargs)
 
+    def predict_proba(self, instances: Any, **kwargs: Any) -> Prediction:
+        """Class probabilities: the model's ``predict_proba`` (one list per row)."""
+        parameters = {**(kwargs.pop("parameters", None) or {}), "method": "predict_proba"}
+        return self._bound().predict(self.name, instances, parameters=parameters, **kwargs)
+
     def refresh(self) -> Endpoint:
         """A fresh copy of this endpoint's state."""
         return self._bound().get_endpoint(self.name)
+
+    def delete(self) -> None:
+        """Delete this endpoint and what cloudserve created for it (idempotent)."""
+        self._bound().delete_endpoint(self.name)
 
 
 class ModelVersion(_Result):
@@ -287,6 +319,48 @@ class MetricsReport(_Result):
         return sum(self.errors.values())
 
 
+class ShadowPair(BaseModel):
+    """One mirrored request: the production variant's answer beside the shadow variant's."""
+
+    request_id: str
+    ts: float
+    production_variant: str | None = None
+    shadow_variant: str
+    production_outputs: list[Any] | None = None
+    shadow_outputs: list[Any] | None = None
+    production_latency_ms: float | None = None
+    shadow_latency_ms: float | None = None
+    production_error: str | None = None
+    shadow_error: str | None = None
+
+
+class ShadowReport(_Result):
+    """How a shadow variant answered the requests mirrored to it, against production."""
+
+    endpoint: str
+    provider: str
+    window_s: float
+    shadow_variant: str | None = None
+    mirrored: int = 0
+    production_invocations: int = 0
+    both_answered: int = 0
+    agreement_rate: float | None = None
+    production_p50_ms: float | None = None
+    production_p99_ms: float | None = None
+    shadow_p50_ms: float | None = None
+    shadow_p99_ms: float | None = None
+    production_errors: int = 0
+    shadow_errors: int = 0
+    disagreements: list[ShadowPair] = Field(default_factory=list)
+
+    @property
+    def share(self) -> float | None:
+        """The fraction of production requests that were mirrored."""
+        if not self.production_invocations:
+            return None
+        return self.mirrored / self.production_invocations
+
+
 class FeatureDrift(BaseModel):
     """Drift of one feature between the baseline and what the endpoint has seen."""
 
@@ -378,6 +452,7 @@ class Plan(_Result):
 
     target: str
     provider: str
+    route: str | None = None
     calls: list[PlannedCall]
     estimate: CostEstimate | None = None
     warnings: list[str] = Field(default_factory=list)

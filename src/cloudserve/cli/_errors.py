@@ -26,7 +26,6 @@ from cloudserve.errors import (
     CloudServeError,
     ConfigError,
     InvalidRequest,
-    InvalidSpec,
     ProviderNotFound,
     SmokeTestFailed,
 )
@@ -52,10 +51,10 @@ def classify(exc: BaseException, prog: str = "cloudserve") -> tuple[int, str | N
         return USAGE, f"config error: {_one_line(str(exc))}"
     if isinstance(exc, ProviderNotFound):
         return USAGE, f"error: {_one_line(str(exc))}"
-    if isinstance(exc, InvalidSpec):  # chains pydantic's error, which names the field best
-        cause = _innermost_validation(exc)
-        detail = validation_line(cause) if cause is not None else str(exc)
-        return USAGE, f"invalid {exc.spec}: {_one_line(detail)}"
+    if isinstance(exc, InvalidRequest) and isinstance(exc.__cause__, ValidationError):
+        # a spec refused when it was built (InvalidSpec): name the field and the value given
+        cause = _innermost(exc.__cause__)
+        return USAGE, f"invalid {cause.title}: {validation_line(cause)}"
     if isinstance(exc, InvalidRequest) and _before_any_request(exc):
         return USAGE, f"invalid request: {_one_line(str(exc))}"
     if isinstance(exc, CloudServeError):
@@ -90,15 +89,14 @@ def validation_line(exc: ValidationError) -> str:
     return f"{where}{shown}: {message}{more}"
 
 
-def _innermost_validation(exc: InvalidSpec) -> ValidationError | None:
-    """The pydantic error behind a spec error, through specs nested inside other specs."""
-    cause = exc.__cause__
-    while isinstance(cause, ValidationError):
-        inner = (cause.errors(include_url=False)[0].get("ctx") or {}).get("error")
-        if not (isinstance(inner, InvalidSpec) and isinstance(inner.__cause__, ValidationError)):
-            return cause
-        cause = inner.__cause__
-    return None
+def _innermost(exc: ValidationError) -> ValidationError:
+    # A spec validated from a dict wraps the error of building it again: unwrap to the field.
+    for _ in range(10):
+        inner = (exc.errors(include_url=False)[0].get("ctx") or {}).get("error")
+        if not isinstance(getattr(inner, "__cause__", None), ValidationError):
+            break
+        exc = inner.__cause__  # type: ignore[union-attr]
+    return exc
 
 
 def _name_pattern() -> str:

@@ -231,10 +231,14 @@ def plan_cmd(
         print_json(plans)
         return
     for p in plans:
-        calls = Table("#", "service", "operation", "creates", title=f"plan for {p.target}")
+        route = f" · {p.route} route" if p.route else ""
+        title = f"plan for {p.target} ({p.provider}){route}"
+        calls = Table("#", "service", "operation", "creates", title=title)
         for i, call in enumerate(p.calls, start=1):
             calls.add_row(str(i), call.service, call.operation, call.creates or "—")
         console.print(calls)
+        for w in p.warnings:
+            console.print(f"[yellow]warning:[/] {escape(w)}")
     console.print(_estimate_table([(p.target, p.estimate) for p in plans if p.estimate]))
 
 

@@ -49,6 +49,10 @@ class AzureMLProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.SHADOW: (
+            "not yet: managed online endpoints mirror traffic (mirror_traffic, at most 50 % in"
+            " total), which cloudserve does not map yet"
+        ),
         Capability.ROLLOUT: (
             "the rollout state is not yet recorded with Azure ML endpoints (endpoint tags) and"
             " deployments are not yet removed one by one; roll out on the local backend for now"
