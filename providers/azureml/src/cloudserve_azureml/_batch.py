@@ -50,6 +50,7 @@ def _settings_hash(api: AzureApi, spec: BatchSpec, instance_type: str) -> str:
             spec.batch_size,
             spec.max_concurrency,
             spec.error_threshold,
+            json.dumps(spec.parameters, sort_keys=True),
             spec.compute.replicas,
             instance_type,
             api.cfg.compute,
@@ -156,9 +157,8 @@ def _put_deployment(
         "CLOUDSERVE_BATCH_ROWS": str(spec.batch_size),
         "CLOUDSERVE_FRAMEWORK": spec.model.framework or pkg.detect(Path(spec.model.artifact or "")),
     }
-    parameters = getattr(spec, "parameters", None)
-    if parameters:
-        env_vars["CLOUDSERVE_BATCH_PARAMETERS"] = json.dumps(parameters)
+    if spec.parameters:
+        env_vars["CLOUDSERVE_BATCH_PARAMETERS"] = json.dumps(spec.parameters)
     deployment = ModelBatchDeployment(
         name=dep_name,
         endpoint_name=endpoint,
