@@ -242,3 +242,28 @@ def test_a_409_is_a_running_operation_not_an_existing_resource():
 
     err = ERROR_TABLE.translate(HttpResponseError(response=Answer()), provider="azureml")
     assert isinstance(err, ServiceUnavailable) and err.retryable
+
+
+def test_the_fake_refuses_what_the_sdks_schema_refuses(harness):
+    import requests
+
+    fake = harness.fake
+    base = (
+        f"https://management.azure.com/subscriptions/{fake.subscription_id}/resourceGroups/"
+        f"{fake.resource_group}/providers/Microsoft.MachineLearningServices/workspaces/"
+        f"{fake.workspace}/onlineEndpoints"
+    )
+    headers = {"Authorization": "Bearer fake-token"}
+    bad = requests.put(
+        f"{base}/cs-schema", json={"properties": {"authMode": "Banana"}}, headers=headers
+    )
+    assert bad.status_code == 400 and "Banana" in bad.text
+    assert fake.resource("onlineEndpoints/cs-schema") is None, "nothing is stored"
+    named = requests.put(
+        f"{base}/cs-ends-", json={"properties": {"authMode": "Key"}}, headers=headers
+    )
+    assert named.status_code == 400
+    good = requests.put(
+        f"{base}/cs-schema", json={"properties": {"authMode": "Key"}}, headers=headers
+    )
+    assert good.status_code in (200, 201), good.text
