@@ -533,3 +533,16 @@ def test_storage_with_shared_keys_disabled_is_read_with_the_entra_credential(tmp
         assert not keyed, "a keyless datastore is never asked for its secrets"
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize(
+    "model_name",
+    ["churn", "churn-", "a" * 40, "churn-model-" + "x" * 19 + "-", "Churn_Model.v2", "9lives"],
+)
+def test_defect_14_batch_names_always_fit_azure_rules(model_name):
+    from cloudserve_azureml import _packaging as pkg
+
+    assert pkg.valid_name(pkg.batch_endpoint_name(model_name)), pkg.batch_endpoint_name(model_name)
+    for variant in ("v1", "v" + "9" * 40, "blue-", "-x-"):
+        assert pkg.valid_name(pkg.deployment_name(variant)), pkg.deployment_name(variant)
+    assert not pkg.valid_name("ends-with-") and not pkg.valid_name("ab")
