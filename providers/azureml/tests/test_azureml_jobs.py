@@ -546,3 +546,15 @@ def test_defect_14_batch_names_always_fit_azure_rules(model_name):
     for variant in ("v1", "v" + "9" * 40, "blue-", "-x-"):
         assert pkg.valid_name(pkg.deployment_name(variant)), pkg.deployment_name(variant)
     assert not pkg.valid_name("ends-with-") and not pkg.valid_name("ab")
+
+
+def test_a_trial_environment_that_does_not_resolve_fails_the_sweep(harness, tmp_path):
+    client = _client(harness, extra_requirements=["no-such-distribution-cs==0.0.1"])
+    spec = TuningSpec(
+        train=TrainSpec(entrypoint=_script(tmp_path), max_runtime_s=60),
+        search_space={"lr": Uniform(low=0.1, high=0.2)},
+        objective=Objective(metric="val_score"),
+        max_trials=1,
+    )
+    with pytest.raises(OperationFailed, match="ImageBuildFailure"):
+        client.tune(spec).wait(timeout=60)
