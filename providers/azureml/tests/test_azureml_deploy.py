@@ -124,14 +124,16 @@ def test_defect_8_a_503_on_a_poll_is_retried_not_rolled_back(harness, client, tm
 
 
 def test_defect_9_failed_in_place_update_keeps_the_deployment(harness, client, tmp_path):
-    spec = _model(harness, tmp_path)
-    client.deploy(spec, "cs-upd")
+    client.deploy(_model(harness, tmp_path, "1"), "cs-upd")
+    staged = _model(harness, tmp_path, "2")
+    client.deploy(staged, "cs-upd", traffic=0)  # v2 beside v1, taking no traffic yet
     harness.fake.inject("fail_operation", message="the new revision crashed")
-    changed = spec.model_copy(update={"env": {"CHANGED": "1"}})
+    changed = staged.model_copy(update={"env": {"CHANGED": "1"}})
     with pytest.raises(Exception, match="crashed"):
-        client.deploy(changed, "cs-upd")
-    assert [d["name"] for d in harness.fake.deployments("cs-upd")] == ["v1-cs"]
-    assert harness.fake.traffic("cs-upd") == {"v1-cs": 100}
+        client.deploy(changed, "cs-upd", traffic=0)
+    # Azure would let a rollback delete v2 (no traffic): the failed update must not
+    assert sorted(d["name"] for d in harness.fake.deployments("cs-upd")) == ["v1-cs", "v2-cs"]
+    assert harness.fake.traffic("cs-upd").get("v1-cs") == 100
 
 
 def test_defect_10_resets_and_read_timeouts_are_typed_and_retried(harness, client, tmp_path):
