@@ -1,185 +1,376 @@
-"""Serving throughput and latency: cloudserve vs MLflow's scoring server vs a plain FastAPI app.
+"""Serving throughput, tail latency and overload, cloudserve against its HTTP ceiling and its peers.
 
-    python benchmarks/serving.py [--duration 5] [--concurrency 1,16,64]
+    python benchmarks/serving.py [--duration 10] [--overload-duration 60] [--only a,b] [--no-peers]
 
-One model (a scikit-learn StandardScaler + LogisticRegression pipeline on 20 numeric features),
-one payload (``{"instances": [[20 floats]]}``, one row per request) and one closed-loop load
-generator running in its own process (asyncio + uvloop over raw keep-alive sockets, so the client
-costs as little CPU as possible). Measured, each at every concurrency:
+Everything is measured in ONE run on one machine, so the ratios are side by side:
 
-- ``in_process``: ``load_model(...).predict(row)`` in a loop, no HTTP — the ceiling per request
-  (and ``in_process_64_row_batches``: rows/s predicting 64 rows a call — the batching ceiling);
-- ``cloudserve_batching_off``: ``python -m cloudserve.serving --batch-size 1``;
-- ``cloudserve_batching_on``: the default adaptive batching (64 rows, 2 ms);
-- ``mlflow``: ``mlflow models serve --env-manager local`` (MLflow's own FastAPI/uvicorn server);
-- ``fastapi``: a hand-written FastAPI handler (pydantic body, ``model.predict``) on uvicorn.
+- ``ceiling_same_stack``: a constant answer from the same stack cloudserve runs on (uvicorn +
+  httptools + uvloop with cloudserve's connection protocol); ``ceiling_uvicorn``: the same on
+  plain uvicorn; ``cloudserve``: ``python -m cloudserve.serving`` with its defaults;
+- the peers, each in its own benchmark venv under ``.venv-bench/<name>`` (created here, never
+  the project's environment): ``mlflow`` (``mlflow models serve``), ``mlserver``
+  (``mlserver_sklearn``, one process), ``kserve`` (a ``kserve.Model`` on ``ModelServer``),
+  ``litserve`` (a ``LitAPI``) and ``bentoml`` (a ``@bentoml.service``). A venv that fails to
+  install is recorded with pip's last lines and the run goes on.
 
-Every server runs one worker process. MLflow and FastAPI live only in the benchmark venv
-``.venv-bench`` (created on first run: ``python -m venv .venv-bench`` then
-``.venv-bench/bin/pip install mlflow scikit-learn==<same as .venv> fastapi uvicorn[standard]``),
-never in the project's own environment. Results go to ``benchmarks/results/serving-<date>.json``
-and ``.md`` with the machine they ran on.
+One model (StandardScaler + LogisticRegression on 20 features; every venv fits it from the same
+data with its own scikit-learn, so no pickle crosses versions), one row per request. The server
+is pinned to CPU 0 and every load generator to CPU 1 (``taskset``); all run with one worker.
+
+Closed loop: ``wrk -t1`` at c=16 and c=64. Open loop: this file's own generator
+(``serving.py _loadgen``: asyncio + uvloop over raw keep-alive sockets, a fixed arrival schedule,
+latency measured from each request's *intended* send time so queueing in the generator counts;
+requests unanswered at the end count with their age). Its ceiling is shown by driving the
+ceiling app at 2x cloudserve's saturation. For every run the CPU time of the server (with its
+children) and of the generator is recorded: a ratio only counts when the generator's core was
+not the limit.
+
+Overload: the open-loop generator offers 2x cloudserve's saturation (its closed-loop c=64 rate
+measured by the same generator) over 1,000 connections for ``--overload-duration`` seconds; it
+records good answers vs the saturation throughput, 503s and whether each had Retry-After, the
+admitted p99 vs the saturation p99, and the server's RSS every 5 s.
+
+Results: ``benchmarks/results/serving-<date>.json`` and ``.md``, with the machine, the versions,
+and the load average before and after (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import platform
+import re
+import resource
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-BENCH_VENV = ROOT / ".venv-bench"
+VENVS = ROOT / ".venv-bench"
 N_FEATURES = 20
-FASTAPI_APP = textwrap.dedent(
-    """
-    import sys
-    import joblib
-    import numpy as np
-    from fastapi import FastAPI
-    from pydantic import BaseModel
+SERVER_CPU, LOADGEN_CPU = "0", "1"
+ROW = [round(0.1 * i - 1.0, 3) for i in range(N_FEATURES)]
 
-    model = joblib.load(sys.argv[1])
-    app = FastAPI()
-
-    class Request(BaseModel):
-        instances: list[list[float]]
-
-    @app.post("/invocations")
-    def predict(req: Request):
-        return {"predictions": model.predict(np.asarray(req.instances)).tolist()}
-
-    if __name__ == "__main__":
-        import uvicorn
-        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
-                    loop="uvloop", http="httptools", access_log=False)
-    """
-)
-
-
-# -- the load generator (runs in its own process) -------------------------------------------------
+# -- the open-loop load generator (runs in its own process, pinned to its own core) ----------------
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection sending the same request over and over."""
+    """One keep-alive connection with at most one request in flight."""
 
-    def __init__(self, request: bytes, record: Any) -> None:
-        self.request, self.record = request, record
+    def __init__(self, gen: _Generator) -> None:
+        self.gen = gen
         self.buf = b""
-        self.sent = 0.0
+        self.intended = 0.0
         self.transport: asyncio.Transport | None = None
-        self.done = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.send()
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.gen.ready(self)
 
-    def send(self) -> None:
-        self.sent = time.perf_counter()
+    def send(self, intended: float) -> None:
+        self.intended = intended
         assert self.transport is not None
-        self.transport.write(self.request)
+        self.transport.write(self.gen.request)
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end].lower() + b"\r\n"
-            status = int(head[9:12])
-            at = head.find(b"content-length:")
-            if at >= 0:
-                size = end + 4 + int(head[at + 15 : head.find(b"\r\n", at)])
-            else:  # chunked: the body ends with the zero-length chunk
-                last = self.buf.find(b"\r\n0\r\n\r\n", end)
-                size = last + 7 if last >= 0 else len(self.buf) + 1
-            if len(self.buf) < size:
-                return
-            self.buf = self.buf[size:]
-            if self.record(status, time.perf_counter() - self.sent):
-                self.send()
-            else:
-                assert self.transport is not None
-                self.transport.close()
-                self.done.set_result(None)
-                return
+        buf = self.buf + data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self.buf = buf
+            return
+        head = buf[:end].lower()
+        at = head.find(b"content-length:")
+        size = (
+            end
+            + 4
+            + (int(head[at + 15 : head.find(b"\r\n", at) % (len(head) + 1)]) if at >= 0 else 0)
+        )
+        if len(buf) < size:
+            self.buf = buf
+            return
+        self.buf = buf[size:]
+        self.gen.answered(self, int(head[9:12]), b"retry-after:" in head)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
+        self.gen.lost(self)
 
 
-async def _drive(
-    host: str, port: int, path: str, body: bytes, conc: int, warmup: float, duration: float
-) -> dict[str, Any]:
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    start = time.perf_counter()
-    measure_from, stop_at = start + warmup, start + warmup + duration
-    latencies: list[float] = []
-    errors = 0
+@dataclass
+class _Generator:
+    request: bytes
+    rate: float | None  # None: closed loop
+    measure_from: float = 0.0
+    measure_to: float = 0.0
+    free: list[_Conn] = field(default_factory=list)
+    backlog: collections.deque[float] = field(default_factory=collections.deque)
+    in_flight: set[_Conn] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    retry_after: int = 0
+    sent: int = 0
+    lost_conns: int = 0
+    stopping: bool = False
+    loop: Any = None
 
-    def record(status: int, latency: float) -> bool:
-        nonlocal errors
-        now = time.perf_counter()
-        if now >= measure_from:
+    def ready(self, conn: _Conn) -> None:
+        if self.rate is None and not self.stopping:
+            self._send(conn, self.loop.time())
+        elif self.backlog:
+            self._send(conn, self.backlog.popleft())
+        else:
+            self.free.append(conn)
+
+    def _send(self, conn: _Conn, intended: float) -> None:
+        self.in_flight.add(conn)
+        self.sent += 1
+        conn.send(intended)
+
+    def dispatch(self, intended: float) -> None:
+        if self.free:
+            self._send(self.free.pop(), intended)
+        else:
+            self.backlog.append(intended)
+
+    def answered(self, conn: _Conn, status: int, retry_after: bool) -> None:
+        self.in_flight.discard(conn)
+        now = self.loop.time()
+        if self.measure_from <= conn.intended < self.measure_to:
+            self.statuses[status] += 1
             if status == 200:
-                latencies.append(latency)
-            else:
-                errors += 1
-        return now < stop_at
+                self.latencies.append(now - conn.intended)
+            elif status == 503 and retry_after:
+                self.retry_after += 1
+        if self.stopping:
+            self.free.append(conn)
+        else:
+            self.ready(conn)
 
+    def lost(self, conn: _Conn) -> None:
+        if conn in self.in_flight:
+            self.in_flight.discard(conn)
+            self.statuses[-1] += 1  # closed with a request in flight
+        if conn in self.free:
+            self.free.remove(conn)
+        self.lost_conns += 1
+
+
+async def _generate(
+    host: str,
+    port: int,
+    request: bytes,
+    conns: int,
+    rate: float | None,
+    warmup: float,
+    duration: float,
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    conns = [
-        (await loop.create_connection(lambda: _Conn(request, record), host, port))[1]
-        for _ in range(conc)
-    ]
-    await asyncio.gather(*(c.done for c in conns))
-    latencies.sort()
-    n = len(latencies)
-
-    def pct(q: float) -> float | None:
-        return round(latencies[min(n - 1, int(q * n))] * 1000, 3) if n else None
-
+    gen = _Generator(request, rate, loop=loop)
+    start = loop.time() + 0.5
+    gen.measure_from, gen.measure_to = start + warmup, start + warmup + duration
+    for _ in range(conns):
+        await loop.create_connection(lambda: _Conn(gen), host, port)
+    cpu0, wall0 = _cpu_self(), time.perf_counter()
+    lags: list[float] = []
+    if rate is None:
+        for conn in list(gen.free):
+            gen.free.remove(conn)
+            gen.ready(conn)
+        await asyncio.sleep(gen.measure_to - loop.time())
+    else:
+        i = 0
+        while True:
+            now = loop.time()
+            due = start + i / rate
+            if due >= gen.measure_to:
+                break
+            if due <= now:
+                lags.append(now - due)
+                while due <= now and due < gen.measure_to:
+                    gen.dispatch(due)
+                    i += 1
+                    due = start + i / rate
+            await asyncio.sleep(max(0.0, due - loop.time()))
+    gen.stopping = True
+    end = loop.time()
+    drain_until = end + 2.0
+    while gen.in_flight and loop.time() < drain_until:
+        await asyncio.sleep(0.01)
+    cpu, wall = _cpu_self() - cpu0, time.perf_counter() - wall0
+    # whatever is unanswered (in flight or never sent) counts with the age it reached
+    unanswered = [end - c.intended for c in gen.in_flight if gen.measure_from <= c.intended]
+    unanswered += [end - t for t in gen.backlog if gen.measure_from <= t]
+    lat = sorted(gen.latencies + unanswered)
+    good = gen.statuses.get(200, 0)
+    offered = None if rate is None else rate
     return {
-        "requests": n,
-        "errors": errors,
-        "rps": round(n / duration, 1),
-        "p50_ms": pct(0.5),
-        "p99_ms": pct(0.99),
+        "mode": "closed" if rate is None else "open",
+        "connections": conns,
+        "offered_rps": offered,
+        "sent_rps": round(gen.sent / (end - start), 1),
+        "good_rps": round(good / duration, 1),
+        "statuses": {str(k): v for k, v in sorted(gen.statuses.items())},
+        "shed_503": gen.statuses.get(503, 0),
+        "shed_503_with_retry_after": gen.retry_after,
+        "unanswered": len(unanswered),
+        "closed_connections": gen.lost_conns,
+        "p50_ms": _pct(lat, 0.5),
+        "p90_ms": _pct(lat, 0.9),
+        "p99_ms": _pct(lat, 0.99),
+        "p999_ms": _pct(lat, 0.999),
+        "schedule_lag_p99_ms": _pct(sorted(lags), 0.99),
+        "generator_cpu_share": round(cpu / wall, 3),
     }
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 3) if values else None
+
+
+def _cpu_self() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def loadgen_main(argv: list[str]) -> None:
-    """``serving.py --loadgen URL CONC WARMUP DURATION``: print one JSON result line."""
-    url, conc, warmup, duration = argv[0], int(argv[1]), float(argv[2]), float(argv[3])
+    """``serving.py _loadgen URL CONNS RATE|closed WARMUP DURATION`` (body on stdin)."""
+    url, conns, rate, warmup, duration = argv
     hostport, _, path = url.removeprefix("http://").partition("/")
     host, _, port = hostport.partition(":")
     body = sys.stdin.buffer.read()
-    try:
-        import uvloop
+    request = (
+        f"POST /{path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    import uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
-    print(
-        json.dumps(asyncio.run(_drive(host, int(port), "/" + path, body, conc, warmup, duration)))
+    result = uvloop.run(
+        _generate(
+            host,
+            int(port),
+            request,
+            int(conns),
+            None if rate == "closed" else float(rate),
+            float(warmup),
+            float(duration),
+        )
     )
+    print(json.dumps(result))
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+
+def _tree_cpu(pid: int) -> float:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _tree_rss_mib(pid: int) -> float:
+    import psutil
+
+    root = psutil.Process(pid)
+    return round(
+        sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20, 1
+    )
+
+
+def _run_pinned(argv: list[str], *, stdin: bytes = b"", timeout: float) -> tuple[str, float]:
+    """Run a generator pinned to its core; its output and the CPU seconds it used."""
+    proc = subprocess.Popen(
+        ["taskset", "-c", LOADGEN_CPU, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(stdin)
+    proc.stdin.close()
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err[-2000:]}")
+    return out, usage.ru_utime + usage.ru_stime
+
+
+def wrk(url: str, body: bytes, conns: int, duration: float, workdir: Path) -> dict[str, Any]:
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+    )
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", "-s", str(script), url]
+    t0 = time.perf_counter()
+    out, cpu = _run_pinned(argv, timeout=duration + 60)
+    wall = time.perf_counter() - t0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pcts = {
+        q: _ms(v, unit)
+        for q, v, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    }
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    requests = re.search(r"(\d+) requests in", out)
+    bad = (int(non2xx.group(1)) if non2xx else 0) / duration
+    return {
+        "rps": rps,
+        "good_rps": round(rps - bad, 1),
+        "requests": int(requests.group(1)) if requests else None,
+        "p50_ms": pcts.get("50"),
+        "p99_ms": pcts.get("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(map(int, sock.groups())) if sock else 0,
+        "generator_cpu_share": round(cpu / wall, 3),
+    }
+
+
+def _ms(value: str, unit: str) -> float:
+    return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
+
+
+def loadgen(
+    url: str, body: bytes, conns: int, rate: float | None, warmup: float, duration: float
+) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        __file__,
+        "_loadgen",
+        url,
+        str(conns),
+        "closed" if rate is None else f"{rate:.1f}",
+        str(warmup),
+        str(duration),
+    ]
+    out, _ = _run_pinned(argv, stdin=body, timeout=warmup + duration + 120)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # -- servers ---------------------------------------------------------------------------------------
@@ -191,305 +382,730 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    import httpx
+@dataclass
+class Target:
+    """A server to measure: how to start it on a port, and what to send it."""
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
+    name: str
+    argv: Callable[[int], list[str]]
+    path: str
+    body: bytes
+    health: str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
 
 
-def ensure_bench_venv() -> Path:
-    """The benchmark venv with MLflow and FastAPI; created on first use."""
-    python = BENCH_VENV / "bin" / "python"
-    if not python.exists():
-        import sklearn
-
-        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "mlflow",
-                f"scikit-learn=={sklearn.__version__}",
-                "fastapi",
-                "uvicorn[standard]",
-            ],
-            check=True,
+class Running:
+    def __init__(self, target: Target, log: Path):
+        self.target = target
+        self.port = _free_port()
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *target.argv(self.port)],
+            env={**os.environ, **target.env},
+            cwd=target.cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    return python
+        self.url = f"http://127.0.0.1:{self.port}{target.path}"
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.target.name} exited with {self.proc.returncode}")
+            try:
+                url = f"http://127.0.0.1:{self.port}{self.target.health}"
+                if httpx.get(url, timeout=2).status_code == 200:
+                    r = httpx.post(
+                        self.url,
+                        content=self.target.body,
+                        timeout=10,
+                        headers={"content-type": "application/json"},
+                    )
+                    if r.status_code == 200:
+                        return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.target.name} not ready after {timeout} s")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
 
 
-def make_model(workdir: Path, bench_python: Path) -> tuple[Path, Path]:
-    """The sklearn pipeline as a cloudserve directory and as an MLflow model directory."""
-    import joblib
-    import numpy as np
+# -- peer venvs ------------------------------------------------------------------------------------
+
+PEERS: dict[str, list[str]] = {
+    "mlflow": ["mlflow", "scikit-learn", "joblib"],
+    "mlserver": ["mlserver", "mlserver-sklearn", "scikit-learn", "joblib"],
+    "kserve": ["kserve", "scikit-learn", "joblib"],
+    "litserve": ["litserve", "scikit-learn", "joblib"],
+    "bentoml": ["bentoml", "scikit-learn", "joblib"],
+}
+PEER_VERSIONS = {
+    "mlflow": "mlflow",
+    "mlserver": "mlserver",
+    "kserve": "kserve",
+    "litserve": "litserve",
+    "bentoml": "bentoml",
+}
+
+
+def peer_venv(name: str) -> tuple[Path | None, str]:
+    """The peer's venv python (created on first use), or None and why it could not be made."""
+    venv = VENVS / name
+    python = venv / "bin" / "python"
+    stamp = venv / ".requirements"
+    wanted = "\n".join(PEERS[name])
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python, ""
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *PEERS[name]],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if pip.returncode != 0:
+        return None, "pip install failed: " + " | ".join(pip.stderr.strip().splitlines()[-5:])
+    stamp.write_text(wanted)
+    return python, ""
+
+
+def _version(python: Path, dist: str) -> str:
+    out = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() or "?"
+
+
+FIT = textwrap.dedent(
+    """
+    import sys, joblib, numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    data = np.load(sys.argv[1])
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(data["x"], data["y"]),
+                sys.argv[2])
+    if len(sys.argv) > 3:
+        import mlflow.sklearn
+        mlflow.sklearn.save_model(joblib.load(sys.argv[2]), sys.argv[3])
+    """
+)
 
-    from cloudserve.packaging import write_manifest
+CEILING_SAME_STACK = textwrap.dedent(
+    """
+    import sys, uvicorn
+    from cloudserve.serving._http import make_protocol
+    from cloudserve.serving._settings import ServerSettings
+
+    BODY = b'{"predictions":[0]}'
+    TYPE = [(b"content-type", b"application/json")]
+    HEADERS = [*TYPE, (b"content-length", b"19")]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "POST":
+            await receive()
+        respond = scope.get("extensions", {}).get("cloudserve.respond")
+        if respond is not None:  # the same one-write answer cloudserve uses
+            respond(200, TYPE, BODY)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": BODY})
+
+    s = ServerSettings(model_dir=".")
+    same = sys.argv[2] == "same"
+    http = make_protocol(idle_timeout_s=s.idle_timeout_s, header_timeout_s=s.header_timeout_s,
+                         body_timeout_s=s.body_timeout_s, max_header_bytes=s.max_header_bytes) \\
+        if same else "httptools"
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http=http,
+                lifespan="off", access_log=False, log_level="warning", proxy_headers=False,
+                server_header=not same)
+    """
+)
+
+KSERVE_APP = textwrap.dedent(
+    """
+    import os, joblib, numpy as np
+    from kserve import Model, ModelServer
+
+    class Sk(Model):
+        def __init__(self, name):
+            super().__init__(name)
+            self.model = joblib.load(os.environ["BENCH_MODEL"])
+            self.ready = True
+
+        def predict(self, payload, headers=None):
+            return {"predictions": self.model.predict(np.asarray(payload["instances"])).tolist()}
+
+    if __name__ == "__main__":
+        ModelServer(http_port=int(os.environ["BENCH_PORT"]), workers=1, enable_grpc=False).start(
+            [Sk("m")]
+        )
+    """
+)
+
+LITSERVE_APP = textwrap.dedent(
+    """
+    import os, joblib, numpy as np
+    import litserve as ls
+
+    class Api(ls.LitAPI):
+        def setup(self, device):
+            self.model = joblib.load(os.environ["BENCH_MODEL"])
+
+        def decode_request(self, request):
+            return np.asarray(request["instances"])
+
+        def predict(self, x):
+            return self.model.predict(x).tolist()
+
+        def encode_response(self, output):
+            return {"predictions": output}
+
+    if __name__ == "__main__":
+        ls.LitServer(Api(), accelerator="cpu", workers_per_device=1).run(
+            port=int(os.environ["BENCH_PORT"]), generate_client_file=False
+        )
+    """
+)
+
+BENTOML_APP = textwrap.dedent(
+    """
+    import os, joblib, numpy as np
+    import bentoml
+
+    @bentoml.service(workers=1)
+    class Sk:
+        def __init__(self):
+            self.model = joblib.load(os.environ["BENCH_MODEL"])
+
+        @bentoml.api
+        def predict(self, instances: list[list[float]]) -> dict:
+            return {"predictions": self.model.predict(np.asarray(instances)).tolist()}
+    """
+)
+
+
+def make_data(workdir: Path) -> Path:
+    import numpy as np
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, N_FEATURES))
     y = (x[:, 0] + 0.5 * x[:, 1] - 0.25 * x[:, 2] > 0).astype(int)
-    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    path = workdir / "train.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def fit_with(python: Path, data: Path, out: Path, mlflow_dir: Path | None = None) -> None:
+    args = [str(python), "-c", FIT, str(data), str(out)]
+    if mlflow_dir is not None:
+        args.append(str(mlflow_dir))
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def own_targets(workdir: Path, data: Path) -> list[Target]:
+    from cloudserve.packaging import write_manifest
+
     cs_dir = workdir / "cloudserve-model"
     cs_dir.mkdir()
-    joblib.dump(model, cs_dir / "model.joblib")
+    fit_with(Path(sys.executable), data, cs_dir / "model.joblib")
     write_manifest(cs_dir, framework="sklearn", version="1")
-    mlflow_dir = workdir / "mlflow-model"
-    save = (
-        "import sys, joblib, mlflow.sklearn; "
-        "mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2])"
-    )
-    subprocess.run(
-        [str(bench_python), "-c", save, str(cs_dir / "model.joblib"), str(mlflow_dir)], check=True
-    )
-    return cs_dir, mlflow_dir
-
-
-def server_commands(
-    cs_dir: Path, mlflow_dir: Path, workdir: Path, bench_python: Path
-) -> dict[str, Any]:
-    """name -> (argv builder taking a port, predict path, health path)."""
-    fastapi_file = workdir / "fastapi_app.py"
-    fastapi_file.write_text(FASTAPI_APP)
-    cs = [
-        sys.executable,
-        "-m",
-        "cloudserve.serving",
-        "--model-dir",
-        str(cs_dir),
-        "--log-level",
-        "warning",
-    ]
-    mlflow = str(bench_python.parent / "mlflow")
-    return {
-        "cloudserve_batching_off": (
-            lambda p: [*cs, "--port", str(p), "--batch-size", "1"],
+    ceiling = workdir / "ceiling.py"
+    ceiling.write_text(CEILING_SAME_STACK)
+    body = json.dumps({"instances": [ROW]}).encode()
+    cs = [sys.executable, "-m", "cloudserve.serving", "--model-dir", str(cs_dir)]
+    return [
+        Target(
+            "ceiling_same_stack",
+            lambda p: [sys.executable, str(ceiling), str(p), "same"],
             "/invocations",
+            body,
+            "/",
+        ),
+        Target(
+            "ceiling_uvicorn",
+            lambda p: [sys.executable, str(ceiling), str(p), "plain"],
+            "/invocations",
+            body,
+            "/",
+        ),
+        Target(
+            "cloudserve",
+            lambda p: [*cs, "--port", str(p), "--log-level", "warning"],
+            "/invocations",
+            body,
             "/ping",
         ),
-        "cloudserve_batching_on": (lambda p: [*cs, "--port", str(p)], "/invocations", "/ping"),
-        "mlflow": (
+    ]
+
+
+def peer_target(name: str, python: Path, workdir: Path, data: Path) -> Target:
+    home = workdir / name
+    home.mkdir()
+    bin_dir = python.parent
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "BENCH_MODEL": str(home / "model.joblib"),
+    }
+    instances = json.dumps({"instances": [ROW]}).encode()
+    if name == "mlflow":
+        fit_with(python, data, home / "model.joblib", home / "mlflow-model")
+        return Target(
+            name,
             lambda p: [
-                mlflow,
+                str(bin_dir / "mlflow"),
                 "models",
                 "serve",
                 "-m",
-                str(mlflow_dir),
+                str(home / "mlflow-model"),
                 "--env-manager",
                 "local",
-                "--host",
+                "-h",
                 "127.0.0.1",
                 "-p",
                 str(p),
-                "--workers",
+                "-w",
                 "1",
             ],
             "/invocations",
+            instances,
             "/ping",
-        ),
-        "fastapi": (
-            lambda p: [str(bench_python), str(fastapi_file), str(cs_dir / "model.joblib"), str(p)],
-            "/invocations",
-            "/docs",
-        ),
-    }
+            env,
+        )
+    fit_with(python, data, home / "model.joblib")
+    if name == "mlserver":
+        (home / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": "m",
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib", "version": "v1"},
+                }
+            )
+        )
+        v2 = {"inputs": [{"name": "x", "shape": [1, N_FEATURES], "datatype": "FP64", "data": ROW}]}
 
+        def mlserver_argv(p: int) -> list[str]:
+            (home / "settings.json").write_text(
+                json.dumps(
+                    {
+                        "host": "127.0.0.1",
+                        "http_port": p,
+                        "grpc_port": _free_port(),
+                        "metrics_port": _free_port(),
+                        "parallel_workers": 0,
+                    }
+                )
+            )
+            return [str(bin_dir / "mlserver"), "start", str(home)]
 
-def run_loadgen(url: str, body: bytes, conc: int, warmup: float, duration: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--loadgen", url, str(conc), str(warmup), str(duration)],
-        input=body,
-        capture_output=True,
-        check=True,
-        timeout=warmup + duration + 120,
+        return Target(
+            name,
+            mlserver_argv,
+            "/v2/models/m/infer",
+            json.dumps(v2).encode(),
+            "/v2/health/ready",
+            env,
+        )
+    scripts = {"kserve": KSERVE_APP, "litserve": LITSERVE_APP, "bentoml": BENTOML_APP}
+    (home / "service.py").write_text(scripts[name])
+
+    def with_port(argv: Callable[[int], list[str]]) -> Callable[[int], list[str]]:
+        def build(p: int) -> list[str]:
+            env["BENCH_PORT"] = str(p)
+            return argv(p)
+
+        return build
+
+    if name == "kserve":
+        return Target(
+            name,
+            with_port(lambda p: [str(python), str(home / "service.py")]),
+            "/v1/models/m:predict",
+            instances,
+            "/v1/models/m",
+            env,
+            home,
+        )
+    if name == "litserve":
+        return Target(
+            name,
+            with_port(lambda p: [str(python), str(home / "service.py")]),
+            "/predict",
+            instances,
+            "/health",
+            env,
+            home,
+        )
+    return Target(
+        name,
+        with_port(
+            lambda p: [
+                str(bin_dir / "bentoml"),
+                "serve",
+                "service:Sk",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p),
+            ]
+        ),
+        "/predict",
+        instances,
+        "/readyz",
+        env,
+        home,
     )
-    return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
 
-def in_process(cs_dir: Path, row: list[float], duration: float, rows: int = 1) -> dict[str, Any]:
-    """The ceiling: predict ``rows`` rows per call in a loop, in this process, without HTTP.
-
-    ``rps`` counts rows per second, so ``rows=64`` is the ceiling batching can approach.
-    """
-    from cloudserve.serving import load_model
-
-    model = load_model(cs_dir)
-    batch = [row] * rows
-    latencies = []
-    stop = time.perf_counter() + duration
-    while time.perf_counter() < stop:
-        t = time.perf_counter()
-        model.predict(batch)
-        latencies.append(time.perf_counter() - t)
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n * rows,
-        "errors": 0,
-        "rps": round(n * rows / duration, 1),
-        "p50_ms": round(latencies[n // 2] * 1000, 3),
-        "p99_ms": round(latencies[int(0.99 * n)] * 1000, 3),
-    }
+# -- the run ---------------------------------------------------------------------------------------
 
 
 def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import httptools
     import numpy
     import sklearn
+    import uvicorn
+    import uvloop
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[
+        0
+    ]
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": cpu,
         "cpus": os.cpu_count(),
-        "numpy": numpy.__version__,
-        "scikit_learn": sklearn.__version__,
-        # Other work on the machine skews every figure; the 1-minute load average says how much.
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "server_cpu": SERVER_CPU,
+        "generator_cpu": LOADGEN_CPU,
+        "versions": {
+            "uvicorn": uvicorn.__version__,
+            "httptools": httptools.__version__,
+            "uvloop": uvloop.__version__,
+            "numpy": numpy.__version__,
+            "scikit-learn": sklearn.__version__,
+            "wrk": wrk_version.strip(),
+        },
     }
 
 
+def measure(target: Target, args: argparse.Namespace, workdir: Path, logs: Path) -> dict[str, Any]:
+    server = Running(target, logs / f"{target.name}.log")
+    try:
+        server.wait_ready()
+        out: dict[str, Any] = {}
+        for c in (16, 64):
+            wrk(server.url, target.body, c, 2, workdir)  # warm-up
+            cpu0, t0 = _tree_cpu(server.proc.pid), time.perf_counter()
+            r = wrk(server.url, target.body, c, args.duration, workdir)
+            r["server_cpu_share"] = round(
+                (_tree_cpu(server.proc.pid) - cpu0) / (time.perf_counter() - t0), 3
+            )
+            out[f"c{c}"] = r
+            print(f"  {target.name} c={c}: {r}", flush=True)
+        return out
+    finally:
+        server.stop()
+
+
+def paired(
+    cs: Target, ceiling: Target, args: argparse.Namespace, workdir: Path, logs: Path
+) -> dict[str, Any]:
+    """cloudserve and the ceiling app running side by side, measured in alternation.
+
+    On a shared machine the CPU left to the server changes from one minute to the next; ratios
+    of runs taken seconds apart, repeated, are what can be trusted. Each round runs wrk on the
+    ceiling then on cloudserve at c=16 and c=64; the ratios are the medians over the rounds.
+    Also recorded: each server's CPU time per request, whose ratio does not depend on how much
+    CPU the server got.
+    """
+    servers = {t.name: Running(t, logs / f"{t.name}-paired.log") for t in (ceiling, cs)}
+    rounds: list[dict[str, Any]] = []
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        for server in servers.values():
+            wrk(server.url, server.target.body, 64, 2, workdir)  # warm-up
+        for _ in range(args.rounds):
+            row: dict[str, Any] = {}
+            for c in (16, 64):
+                for name, server in servers.items():
+                    cpu0, t0 = _tree_cpu(server.proc.pid), time.perf_counter()
+                    r = wrk(server.url, server.target.body, c, args.round_duration, workdir)
+                    used = _tree_cpu(server.proc.pid) - cpu0
+                    r["server_cpu_share"] = round(used / (time.perf_counter() - t0), 3)
+                    r["server_cpu_us_per_request"] = round(
+                        1e6 * used / max(1.0, r["rps"] * args.round_duration), 1
+                    )
+                    row[f"{name}_c{c}"] = r
+            rounds.append(row)
+            print(
+                f"  round {len(rounds)}: "
+                + ", ".join(
+                    f"{k} {v['good_rps']:.0f} req/s p99 {v['p99_ms']} ms" for k, v in row.items()
+                ),
+                flush=True,
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    out: dict[str, Any] = {"rounds": rounds}
+    for c in (16, 64):
+        a, b = f"cloudserve_c{c}", f"ceiling_same_stack_c{c}"
+        out[f"c{c}_rps_ratio"] = round(
+            median([r[a]["good_rps"] / r[b]["good_rps"] for r in rounds]), 3
+        )
+        out[f"c{c}_p99_ratio"] = round(median([r[a]["p99_ms"] / r[b]["p99_ms"] for r in rounds]), 2)
+        out[f"c{c}_cpu_per_request_ratio"] = round(
+            median(
+                [
+                    r[b]["server_cpu_us_per_request"] / r[a]["server_cpu_us_per_request"]
+                    for r in rounds
+                ]
+            ),
+            3,
+        )
+    return out
+
+
+def overload(
+    target: Target, args: argparse.Namespace, logs: Path, ceiling: Target
+) -> dict[str, Any]:
+    """Saturation with the open-loop generator in closed mode, then 2x that rate, open loop."""
+    out: dict[str, Any] = {}
+    server = Running(target, logs / f"{target.name}-overload.log")
+    try:
+        server.wait_ready()
+        loadgen(server.url, target.body, 64, None, 2, 3)  # warm-up
+        sat = loadgen(server.url, target.body, 64, None, 2, args.duration)
+        out["saturation_closed_c64"] = sat
+        print(f"  saturation: {sat}", flush=True)
+        rate = 2 * sat["good_rps"]
+        rss: list[tuple[float, float]] = []
+        cpu0 = _tree_cpu(server.proc.pid)
+        gen = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                LOADGEN_CPU,
+                sys.executable,
+                __file__,
+                "_loadgen",
+                server.url,
+                "1000",
+                f"{rate:.1f}",
+                "5",
+                str(args.overload_duration),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert gen.stdin is not None
+        gen.stdin.write(target.body)
+        gen.stdin.close()
+        t0 = time.perf_counter()
+        time.sleep(5.5)  # the warm-up: RSS is counted from the start of the measured minute
+        while gen.poll() is None:
+            rss.append((round(time.perf_counter() - t0, 1), _tree_rss_mib(server.proc.pid)))
+            time.sleep(5)
+        res = json.loads(gen.stdout.read().decode().strip().splitlines()[-1])  # type: ignore[union-attr]
+        res["server_cpu_share"] = round(
+            (_tree_cpu(server.proc.pid) - cpu0) / (time.perf_counter() - t0), 3
+        )
+        measured = [m for t, m in rss if t <= 5.5 + args.overload_duration]
+        res["rss_mib"] = rss
+        res["rss_growth"] = round(measured[-1] / measured[0] - 1, 4) if len(measured) > 1 else None
+        out["overload_2x"] = res
+        print(f"  overload: {res}", flush=True)
+    finally:
+        server.stop()
+    # The generator's own ceiling: the same offered rate against the ceiling app.
+    server = Running(ceiling, logs / f"{ceiling.name}-generator.log")
+    try:
+        server.wait_ready()
+        cap = loadgen(server.url, ceiling.body, 1000, rate, 2, args.duration)
+        out["generator_vs_ceiling_at_2x"] = cap
+        print(f"  generator at 2x against the ceiling app: {cap}", flush=True)
+    finally:
+        server.stop()
+    return out
+
+
 def main() -> None:
-    if sys.argv[1:2] == ["--loadgen"]:
+    if sys.argv[1:2] == ["_loadgen"]:
         loadgen_main(sys.argv[2:])
         return
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--duration", type=float, default=5.0)
-    p.add_argument("--warmup", type=float, default=1.0)
-    p.add_argument("--concurrency", default="1,16,64")
-    p.add_argument("--only", default="", help="comma-separated subset of targets")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--overload-duration", type=float, default=60.0)
+    p.add_argument("--rounds", type=int, default=3, help="paired cloudserve/ceiling rounds")
+    p.add_argument("--round-duration", type=float, default=5.0)
+    p.add_argument("--only", default="", help="comma-separated targets (default: all)")
+    p.add_argument("--no-peers", action="store_true")
+    p.add_argument("--no-overload", action="store_true")
     a = p.parse_args()
-    levels = [int(c) for c in a.concurrency.split(",")]
-    bench_python = ensure_bench_venv()
-    row = [round(0.1 * i - 1.0, 3) for i in range(N_FEATURES)]
-    body = json.dumps({"instances": [row]}).encode()
-    results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        cs_dir, mlflow_dir = make_model(workdir, bench_python)
-        only = set(filter(None, a.only.split(",")))
-        if not only or "in_process" in only:
-            results["in_process"] = {"1": in_process(cs_dir, row, a.duration)}
-            results["in_process_64_row_batches"] = {"64": in_process(cs_dir, row, a.duration, 64)}
-            print("in_process", results["in_process"], results["in_process_64_row_batches"])
-        for name, (argv, predict, health) in server_commands(
-            cs_dir, mlflow_dir, workdir, bench_python
-        ).items():
-            if only and name not in only:
-                continue
-            port = _free_port()
-            # mlflow starts `uvicorn` by name: the bench venv's bin must be on PATH.
-            env = {**os.environ, "PATH": f"{bench_python.parent}{os.pathsep}{os.environ['PATH']}"}
-            proc = subprocess.Popen(
-                argv(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            try:
-                _wait_http(f"http://127.0.0.1:{port}{health}", proc)
-                url = f"http://127.0.0.1:{port}{predict}"
-                results[name] = {
-                    str(c): run_loadgen(url, body, c, a.warmup, a.duration) for c in levels
-                }
-                print(name, results[name], flush=True)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-    write_results(results, a, levels, bench_python)
-
-
-def _versions(bench_python: Path) -> dict[str, str]:
-    code = (
-        "import mlflow, fastapi, uvicorn; "
-        "print(mlflow.__version__, fastapi.__version__, uvicorn.__version__)"
-    )
-    out = subprocess.run(
-        [str(bench_python), "-c", code], capture_output=True, text=True, check=True
-    )
-    mlflow, fastapi, uvicorn = out.stdout.split()
-    return {"mlflow": mlflow, "fastapi": fastapi, "uvicorn (bench venv)": uvicorn}
-
-
-def write_results(
-    results: dict[str, Any], a: argparse.Namespace, levels: list[int], bench_python: Path
-) -> None:
-    stamp = datetime.now(timezone.utc)
-    doc = {
-        "date": stamp.isoformat(timespec="seconds"),
+    only = set(filter(None, a.only.split(",")))
+    started = datetime.now(timezone.utc)
+    doc: dict[str, Any] = {
+        "date": started.isoformat(timespec="seconds"),
         "machine": machine(),
-        "versions": _versions(bench_python),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "settings": {
             "duration_s": a.duration,
-            "warmup_s": a.warmup,
-            "concurrency": levels,
+            "overload_duration_s": a.overload_duration,
             "payload": f"one row of {N_FEATURES} floats per request",
             "workers": 1,
         },
-        "results": results,
+        "closed_loop": {},
+        "peers": {},
     }
+    with tempfile.TemporaryDirectory(prefix="cloudserve-bench-") as tmp:
+        workdir = Path(tmp)
+        logs = workdir / "logs"
+        logs.mkdir()
+        data = make_data(workdir)
+        targets = own_targets(workdir, data)
+        if not a.no_peers:
+            for name in PEERS:
+                if only and name not in only:
+                    continue
+                python, why = peer_venv(name)
+                if python is None:
+                    doc["peers"][name] = {"error": why}
+                    print(f"{name}: {why}", flush=True)
+                    continue
+                doc["peers"][name] = {
+                    "version": _version(python, PEER_VERSIONS[name]),
+                    "scikit-learn": _version(python, "scikit-learn"),
+                }
+                try:
+                    targets.append(peer_target(name, python, workdir, data))
+                except subprocess.CalledProcessError as exc:
+                    doc["peers"][name]["error"] = f"could not fit the model: {exc.stderr!r}"[-500:]
+        for target in targets:
+            if only and target.name not in only:
+                continue
+            print(target.name, flush=True)
+            try:
+                doc["closed_loop"][target.name] = measure(target, a, workdir, logs)
+            except Exception as exc:  # a peer that will not start is recorded, the run goes on
+                log = (logs / f"{target.name}.log").read_text(errors="replace")[-1500:]
+                doc["closed_loop"][target.name] = {"error": f"{exc}", "log_tail": log}
+                print(f"  {target.name} failed: {exc}\n{log}", flush=True)
+        by_name = {t.name: t for t in targets}
+        if not only or "cloudserve" in only:
+            print("paired rounds: cloudserve and the ceiling app in alternation", flush=True)
+            doc["paired"] = paired(
+                by_name["cloudserve"], by_name["ceiling_same_stack"], a, workdir, logs
+            )
+        if not a.no_overload and (not only or "cloudserve" in only):
+            doc["overload"] = overload(
+                by_name["cloudserve"], a, logs, by_name["ceiling_same_stack"]
+            )
+    doc["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    doc["acceptance"] = acceptance(doc)
+    write(doc, started)
+
+
+def acceptance(doc: dict[str, Any]) -> dict[str, Any]:
+    res = doc["closed_loop"]
+    out: dict[str, Any] = {}
+    if "paired" in doc:
+        out["paired_medians"] = {k: v for k, v in doc["paired"].items() if k != "rounds"}
+    cs, ceil = res.get("cloudserve", {}), res.get("ceiling_same_stack", {})
+    for c in ("c16", "c64"):
+        if c in cs and c in ceil:
+            out[f"{c}_rps_vs_ceiling"] = round(cs[c]["good_rps"] / ceil[c]["good_rps"], 3)
+    if "c64" in cs and "c64" in ceil:
+        out["c64_p99_vs_ceiling"] = round(cs["c64"]["p99_ms"] / ceil["c64"]["p99_ms"], 2)
+    ov = doc.get("overload")
+    if ov:
+        sat, over = ov["saturation_closed_c64"], ov["overload_2x"]
+        out["overload_good_vs_saturation"] = round(over["good_rps"] / sat["good_rps"], 3)
+        out["overload_non_200_that_are_503_with_retry_after"] = round(
+            over["shed_503_with_retry_after"]
+            / max(1, sum(v for k, v in over["statuses"].items() if k != "200")),
+            3,
+        )
+        out["overload_admitted_p99_vs_saturation_p99"] = round(over["p99_ms"] / sat["p99_ms"], 2)
+        out["overload_rss_growth"] = over["rss_growth"]
+        cap = ov["generator_vs_ceiling_at_2x"]
+        out["generator_reached_2x"] = round(cap["sent_rps"] / cap["offered_rps"], 3)
+    return out
+
+
+def write(doc: dict[str, Any], started: datetime) -> None:
     RESULTS.mkdir(exist_ok=True)
-    base = RESULTS / f"serving-{stamp:%Y-%m-%d}"
+    base = RESULTS / f"serving-{started:%Y-%m-%d}"
     base.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     m = doc["machine"]
     lines = [
         f"# Serving benchmark, {doc['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}. "
-        f"Versions: {doc['versions']}. Load average at the end: {m['load_average_1m_at_end']}.",
-        f"Closed loop, {a.duration:g} s per point after {a.warmup:g} s warm-up, one row of "
-        f"{N_FEATURES} floats per request, one server worker, load generator in its own process.",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}; "
+        f"server pinned to CPU {m['server_cpu']}, generators to CPU {m['generator_cpu']}. "
+        f"Versions: {m['versions']}. Load average before {doc['load_average_before']}, "
+        f"after {doc['load_average_after']} (the machine was shared).",
         "",
-        "| target | concurrency | req/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "Closed loop, `wrk -t1`, one row of 20 floats per request, one server worker; req/s "
+        "counts 2xx answers only; "
+        "CPU shares are CPU-seconds per wall second of the server (with children) and of wrk.",
+        "",
+        "| server | c=16 req/s | c=16 p99 ms | c=64 req/s | c=64 p99 ms | server CPU | wrk CPU "
+        "| errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, by_conc in results.items():
-        for conc, r in by_conc.items():
-            lines.append(
-                f"| {name} | {conc} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
-            )
-    lines += ["", *_verdict(results, levels)]
+    for name, r in doc["closed_loop"].items():
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error'][:120]} | | | | | | |")
+            continue
+        a, b = r["c16"], r["c64"]
+        errs = a["non_2xx"] + a["socket_errors"] + b["non_2xx"] + b["socket_errors"]
+        lines.append(
+            f"| {name} | {a['good_rps']:.0f} | {a['p99_ms']} | "
+            f"{b['good_rps']:.0f} | {b['p99_ms']} | "
+            f"{a['server_cpu_share']}/{b['server_cpu_share']} | "
+            f"{a['generator_cpu_share']}/{b['generator_cpu_share']} | {errs} |"
+        )
+    lines += ["", "Peers: " + ", ".join(f"{k} {v}" for k, v in doc["peers"].items()), ""]
+    if "overload" in doc:
+        lines += ["## Overload", "", "```json", json.dumps(doc["overload"], indent=1), "```", ""]
+    lines += ["## Acceptance ratios", "", "```json", json.dumps(doc["acceptance"], indent=1), "```"]
     base.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def _verdict(results: dict[str, Any], levels: list[int]) -> list[str]:
-    out = []
-    on, off, ml = (
-        results.get(k) for k in ("cloudserve_batching_on", "cloudserve_batching_off", "mlflow")
-    )
-    for c in (str(c) for c in levels if c >= 16):
-        for label, mine in (("batching on", on), ("batching off", off)):
-            if mine and ml:
-                ratio = mine[c]["rps"] / max(ml[c]["rps"], 1e-9)
-                p99 = "no worse" if mine[c]["p99_ms"] <= ml[c]["p99_ms"] else "WORSE"
-                verdict = f"{ratio:.1f}x MLflow req/s, p99 {p99}"
-                out.append(f"- concurrency {c}: cloudserve ({label}) = {verdict}.")
-        if on and off:
-            ratio = on[c]["rps"] / max(off[c]["rps"], 1e-9)
-            out.append(f"- concurrency {c}: batching on = {ratio:.1f}x batching off.")
-    return out
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Deploy, predict, canary, monitor, batch-score, tune and delete on Azure ML — offline.
 
 The real azure-ai-ml MLClient talks HTTP to ``cloudserve_azureml.testing.FakeAzureML``; the
-fake scores requests by running the deployed scikit-learn model, runs batch jobs through the
-uploaded scoring script and sweep trials by running the training script, so every number
-printed is real. Point the same code at a real workspace by dropping the fake and the
-``credential`` argument.
+fake mounts the model as Azure does and answers requests through the uploaded ``score.py`` (a
+bad request comes back as Azure's 424), resolves the generated environment against the package
+index as Azure's image build would, runs batch jobs through the uploaded batch script and sweep
+trials by running the training script, so every number printed is real. Point the same code
+at a real workspace by dropping the fake and the ``credential`` argument.
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def main() -> None:
         print("deployed:", ep.status.value, ep.traffic, ep.variants[0].instance_type)
         rows = sample_rows(5)
         print("predict:", client.predict("churn-ep", rows).outputs)
+        proba = client.predict("churn-ep", rows[:2], parameters={"method": "predict_proba"})
+        print("probabilities:", [[round(p, 3) for p in row] for row in proba.outputs])
+        try:  # the scoring script answers 400; Azure wraps it in a 424 with the status
+            client.predict("churn-ep", [[1.0]])
+        except cs.InvalidRequest as exc:
+            print("bad input:", type(exc).__name__, exc.code)
+        # What Azure builds: the generated score.py runs in an environment of pinned pip lines
+        # (the framework and what the pickle imports, at the versions installed here).
+        (dep,) = fake.deployments("churn-ep")
+        conda = fake.service._asset(dep["properties"]["environmentId"])["properties"]["condaFile"]
+        pins = [ln.strip("- ") for ln in conda.splitlines() if "==" in ln or "server-http" in ln]
+        print("environment:", pins)
 
         ep = client.deploy(v2, "churn-ep", traffic=20)  # canary beside v1
         print("canary:", ep.traffic, "| fake sees:", fake.traffic("churn-ep"))

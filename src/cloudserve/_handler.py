@@ -54,10 +54,15 @@ import numpy as np
 
 __all__ = [
     "BadInput",
+    "check_body",
+    "csv_table",
     "decode",
+    "decode_document",
     "decode_v2_tensor",
     "encode",
     "find_model_file",
+    "from_columns",
+    "jsonlines_rows",
     "load_model",
     "model_feature_names",
     "predict",
@@ -312,20 +317,12 @@ def decode(body, content_type, feature_names=None):
     if isinstance(body, str):
         body = body.encode("utf-8")
     kind = media_type(content_type)
-    if not body or not body.strip():
-        raise BadInput("the request body is empty", "empty_body")
-    if body[:2] == _GZIP_MAGIC:
-        raise BadInput(
-            "the body is gzip-compressed; Content-Encoding gzip is not supported, send it "
-            "uncompressed",
-            "unsupported_content_encoding",
-            415,
-        )
+    check_body(body)
     names = list(feature_names) if feature_names else None
     if kind in JSON_TYPES or kind.endswith("+json"):
-        return _decode_json_document(_load_json(body), names)
+        return decode_document(_load_json(body), names)
     if kind in JSONLINES_TYPES:
-        return _table(_decode_jsonlines(body), names, "rows"), {}
+        return _table(jsonlines_rows(body), names, "rows"), {}
     if kind in CSV_TYPES:
         return _decode_csv(body, names), {}
     if kind in NPY_TYPES:
@@ -338,19 +335,43 @@ def decode(body, content_type, feature_names=None):
     )
 
 
+def _not_json(token):
+    raise ValueError(f"{token} is not JSON; send null for a missing value")
+
+
 def _load_json(body, where="the JSON body"):
     try:
-        return json.loads(body.decode("utf-8-sig") if isinstance(body, bytes) else body)
+        text = body.decode("utf-8-sig") if isinstance(body, bytes) else body
+        return json.loads(text, parse_constant=_not_json)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{where} is not UTF-8", "malformed_json") from exc
     except ValueError as exc:
         raise BadInput(f"malformed JSON in {where}: {exc}", "malformed_json") from exc
 
 
-def _decode_json_document(doc, names):
-    """``(X, parameters)`` from a parsed JSON document (see the module docstring for shapes)."""
+def check_body(body):
+    """Refuse what no decoder reads: an empty body, a compressed one."""
+    if not body or not body.strip():
+        raise BadInput("the request body is empty", "empty_body")
+    if body[:2] == _GZIP_MAGIC:
+        raise BadInput(
+            "the body is gzip-compressed; Content-Encoding gzip is not supported, send it "
+            "uncompressed",
+            "unsupported_content_encoding",
+            415,
+        )
+
+
+def decode_document(doc, feature_names=None, tabular=True):
+    """``(X, parameters)`` from an already parsed JSON document (see the module docstring).
+
+    ``tabular=False`` keeps the rows as sent (lists or dicts) instead of an array, for a custom
+    predictor that reads them itself.
+    """
+    names = list(feature_names) if feature_names else None
+    table = _table if tabular else _as_sent
     if isinstance(doc, list):
-        return _table(doc, names, "the body"), {}
+        return table(doc, names, "the body"), {}
     if not isinstance(doc, dict):
         raise BadInput(
             "the JSON body must be a list of rows or an object with 'instances'", "bad_shape"
@@ -364,15 +385,15 @@ def _decode_json_document(doc, names):
             "bad_parameters",
         )
     if "instances" in doc:
-        return _table(doc["instances"], names, "'instances'"), params
+        return table(doc["instances"], names, "'instances'"), params
     if "inputs" in doc:
-        return _decode_inputs(doc["inputs"], names), params
+        return _decode_inputs(doc["inputs"], names, table), params
     if "dataframe_split" in doc:
-        return _decode_split(doc["dataframe_split"], names), params
+        return _decode_split(doc["dataframe_split"], names, tabular), params
     if "dataframe_records" in doc:
-        return _table(doc["dataframe_records"], names, "'dataframe_records'"), params
+        return table(doc["dataframe_records"], names, "'dataframe_records'"), params
     if "data" in doc:
-        return _table(doc["data"], names, "'data'"), params
+        return table(doc["data"], names, "'data'"), params
     raise BadInput(
         "the JSON body has none of the keys 'instances', 'inputs', 'dataframe_split', "
         f"'dataframe_records' or 'data' (got {sorted(doc)[:5]})",
@@ -386,7 +407,8 @@ def _json_kind(value):
     )
 
 
-def _decode_jsonlines(body):
+def jsonlines_rows(body):
+    """The JSON values of a JSON Lines body, one a non-blank line."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -398,7 +420,7 @@ def _decode_jsonlines(body):
     return rows
 
 
-def _decode_inputs(inputs, names):
+def _decode_inputs(inputs, names, table):
     if isinstance(inputs, dict):  # columnar: {"col": [values...]}
         columns = list(inputs)
         values = [inputs[c] for c in columns]
@@ -407,20 +429,20 @@ def _decode_inputs(inputs, names):
         if len(set(len(v) for v in values)) > 1:
             raise BadInput("the columns of 'inputs' differ in length", "bad_shape")
         records = [dict(zip(columns, row)) for row in zip(*values)]
-        return _table(records, names, "'inputs'")
+        return table(records, names, "'inputs'")
     first = inputs[0] if isinstance(inputs, list) and inputs else None
     if isinstance(first, dict) and "datatype" in first and "data" in first:
         return decode_v2_tensor(first)
-    return _table(inputs, names, "'inputs'")
+    return table(inputs, names, "'inputs'")
 
 
-def _decode_split(split, names):
+def _decode_split(split, names, tabular=True):
     if not isinstance(split, dict) or "data" not in split:
         raise BadInput("'dataframe_split' needs 'columns' and 'data'", "bad_shape")
     data = split["data"]
     columns = split.get("columns")
     if columns is None:
-        return _table(data, names, "'dataframe_split.data'")
+        return (_table if tabular else _as_sent)(data, names, "'dataframe_split.data'")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise BadInput(
             f"'dataframe_split.columns' must be a list of column names, got {_json_kind(columns)}",
@@ -436,10 +458,27 @@ def _decode_split(split, names):
                 f"'dataframe_split.data' row {i} needs {len(columns)} values like 'columns'",
                 "wrong_shape",
             )
+    if not tabular:
+        return [dict(zip(columns, row)) for row in data]
     return _named(columns, data, names)
 
 
 def _decode_csv(body, names):
+    columns, rows = csv_table(body, names)
+    if columns is not None:
+        return _named(columns, rows, names)
+    return _rows_array(rows, "the CSV body")
+
+
+def csv_table(body, feature_names=None, header=None):
+    """A CSV body as ``(columns, rows)``: ``columns`` the header's names (``None`` when there is
+    no header line), ``rows`` lists of values — numbers for a column of numbers, ``None`` for a
+    blank or missing cell, text otherwise.
+
+    ``header=None`` detects the header (see the module docstring); ``True``/``False`` say it.
+    """
+    if isinstance(body, str):
+        body = body.encode("utf-8")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -450,25 +489,38 @@ def _decode_csv(body, names):
         raise BadInput(f"malformed CSV: {exc}", "malformed_csv") from exc
     if not lines:
         raise BadInput("the CSV body holds no rows", "empty_input")
-    if _is_header(lines, names):
-        header = [c.strip() for c in lines[0]]
-        if len(lines) == 1:
+    names = list(feature_names) if feature_names else None
+    columns = None
+    if header if header is not None else _is_header(lines, names):
+        columns = [c.strip() for c in lines[0]]
+        lines = lines[1:]
+        if not lines:
             raise BadInput("the CSV body holds a header but no rows", "empty_input")
-        if len(set(header)) != len(header):
+        if len(set(columns)) != len(columns):
             raise BadInput("the CSV header names a column twice", "bad_shape")
-        for i, row in enumerate(lines[1:]):
-            if len(row) != len(header):
-                raise BadInput(
-                    f"CSV row {i + 1} has {len(row)} values, the header {len(header)}",
-                    "wrong_shape",
-                )
-        return _named(header, lines[1:], names)
-    return _rows_array(lines, "the CSV body")
+    width = len(columns) if columns is not None else len(lines[0])
+    for i, row in enumerate(lines):
+        if len(row) != width:
+            like = "the header" if columns is not None else "row 0"
+            raise BadInput(f"CSV row {i} has {len(row)} values, {like} {width}", "wrong_shape")
+    return columns, _typed_rows(lines)
+
+
+def _typed_rows(lines):
+    """CSV cells by pandas.read_csv's rules: a column of numbers is numbers, blanks are None."""
+    table = [[_cell(c, "the CSV body") for c in row] for row in lines]
+    for col in range(len(table[0])):
+        present = [r[col] for r in table if r[col] is not None]
+        if present and all(is_number(v) for v in present):
+            for r in table:
+                if r[col] is not None:
+                    r[col] = float(r[col])
+    return table
 
 
 def _is_header(lines, names):
     first = [c.strip() for c in lines[0]]
-    if any(_is_number(c) or c in _MISSING_TEXT for c in first):
+    if any(is_number(c) or c in _MISSING_TEXT for c in first):
         return False
     if names:
         return any(c in names for c in first)
@@ -478,12 +530,13 @@ def _is_header(lines, names):
         cells = [
             r[col].strip() for r in rest if col < len(r) and r[col].strip() not in _MISSING_TEXT
         ]
-        if cells and all(_is_number(c) for c in cells):
+        if cells and all(is_number(c) for c in cells):
             return True
     return False
 
 
-def _is_number(text):
+def is_number(text):
+    """Whether ``float()`` reads the value (``"1.5"``, ``"1e3"``, ``"nan"``, ``"inf"``)."""
     try:
         float(text)
     except (TypeError, ValueError):
@@ -514,6 +567,15 @@ def _table(rows, names, where):
     return _rows_array(rows, where)
 
 
+def _as_sent(rows, names, where):
+    """The rows as the caller sent them (a non-empty list), for predictors that read them."""
+    if not isinstance(rows, list):
+        raise BadInput(f"{where} must be a list of rows, got {_json_kind(rows)}", "bad_shape")
+    if not rows:
+        raise BadInput("the request holds no rows", "empty_input")
+    return rows
+
+
 def _records(records, names, where):
     columns = names or [str(k) for k in records[0]]
     data = []
@@ -525,6 +587,16 @@ def _records(records, names, where):
             raise BadInput(f"{where} row {i} lacks feature(s) {missing[:5]}", "missing_feature")
         data.append([record[c] for c in columns])
     return _rows_array(data, where)
+
+
+def from_columns(columns, rows, feature_names=None):
+    """Rows whose columns are named (a header, a DataFrame's columns) as ``X`` in the model's
+    feature order; extra columns are dropped, a missing feature is a :class:`BadInput`."""
+    if isinstance(rows, np.ndarray):
+        if rows.dtype.kind in "biuf" and not feature_names:
+            return rows
+        rows = rows.tolist()
+    return _named([str(c) for c in columns], rows, list(feature_names) if feature_names else None)
 
 
 def _named(columns, data, names):
@@ -575,13 +647,10 @@ def _mixed_array(rows, where):
     for col in range(width):
         values = [_cell(r[col], where) for r in table]
         present = [v for v in values if not _missing(v)]
-        if all(isinstance(v, (int, float)) for v in present):
-            columns.append(values)
-        elif all(isinstance(v, str) and _is_number(v) for v in present):
-            # numeric text in a column that holds nothing else, as pandas.read_csv reads it
-            columns.append([v if _missing(v) else float(v) for v in values])
-        else:
-            columns.append(values)
+        if any(isinstance(v, str) for v in present) and all(is_number(v) for v in present):
+            # numeric text in a column of numbers, as pandas.read_csv reads it
+            values = [v if _missing(v) else float(v) for v in values]
+        columns.append(values)
     array = np.empty((len(table), width), dtype=object)
     for col, values in enumerate(columns):
         for row, value in enumerate(values):
@@ -639,7 +708,7 @@ def decode_v2_tensor(tensor):
     if flat.size != size:
         raise BadInput(
             f"tensor '{name}': {flat.size} values do not fit shape {shape}",
-            "wrong_shape",
+            "bad_shape",
         )
     array = flat.reshape(shape)
     if array.ndim == 0 or len(array) == 0:

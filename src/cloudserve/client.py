@@ -29,6 +29,7 @@ from cloudserve.resources import (
     ModelVersion,
     Plan,
     Prediction,
+    ShadowReport,
     TuningJob,
 )
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec, ModelSpec, TuningSpec
@@ -108,6 +109,7 @@ class Client:
         *,
         variant: str | None = None,
         traffic: int | None = None,
+        shadow: int | None = None,
         data_capture: DataCapture | bool | None = None,
         sample_input: list[Any] | None = None,
         smoke_test: bool = True,
@@ -122,10 +124,12 @@ class Client:
         own ``sample_input``) the artifact is first run locally through the serving runtime; a
         broken artifact raises SmokeTestFailed before anything is created. A ``DeploySpec``
         carries everything: passing it together with ``endpoint``, ``compute``, ``variant``,
-        ``traffic``, ``data_capture`` or ``keep_on_failure`` is an ``InvalidRequest``.
+        ``traffic``, ``shadow``, ``data_capture`` or ``keep_on_failure`` is an
+        ``InvalidRequest``. ``shadow=20`` deploys a shadow variant that receives a mirrored 20 %
+        of the requests and answers nobody (see :meth:`shadow_report`).
         """
         spec = self._deploy_spec(
-            model, endpoint, compute, variant, traffic, data_capture, keep_on_failure
+            model, endpoint, compute, variant, traffic, shadow, data_capture, keep_on_failure
         )
         self.provider.require(Capability.DEPLOY)
         spec = with_detected_framework(spec)
@@ -145,6 +149,7 @@ class Client:
         compute: Compute | None,
         variant: str | None,
         traffic: int | None,
+        shadow: int | None,
         data_capture: DataCapture | bool | None,
         keep_on_failure: bool | None,
     ) -> DeploySpec:
@@ -155,6 +160,7 @@ class Client:
                 compute=compute,
                 variant=variant,
                 traffic=traffic,
+                shadow=shadow,
                 data_capture=data_capture,
                 keep_on_failure=keep_on_failure,
             )
@@ -167,7 +173,8 @@ class Client:
             endpoint=endpoint or model.name,
             compute=compute or Compute(),
             variant=variant,
-            traffic=100 if traffic is None else traffic,
+            traffic=(0 if shadow else 100) if traffic is None else traffic,
+            shadow=shadow or 0,
             data_capture=capture,
             keep_on_failure=bool(keep_on_failure),
         )
@@ -191,6 +198,28 @@ class Client:
         return self._bind(self.provider.set_traffic(endpoint, clean))
 
     # -- progressive delivery ---------------------------------------------------------------
+
+    def shadow_report(self, endpoint: str, window: str | float = "1h") -> ShadowReport:
+        """How the shadow variant answered the requests mirrored to it over ``window``: the
+        agreement rate of its outputs with production's, latencies and errors on each side."""
+        from cloudserve.shadow import shadow_report
+
+        self.provider.require(Capability.SHADOW)
+        window_s = parse_window(window)
+        pairs = self.provider.shadow_pairs(endpoint, window_s)
+        metrics = (
+            self.provider.metrics(endpoint, window_s)
+            if self.provider.supports(Capability.METRICS)
+            else None
+        )
+        report = shadow_report(
+            pairs,
+            endpoint=endpoint,
+            provider=self.provider.name,
+            window_s=window_s,
+            production_invocations=metrics.invocations if metrics else 0,
+        )
+        return self._bind(report)
 
     def rollout(
         self,

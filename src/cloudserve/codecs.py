@@ -1,13 +1,20 @@
-"""Payload encoding shared by the client and the model server: JSON, CSV and NPY.
+"""Payload encoding shared by the client and the model server: JSON, JSON Lines, CSV and NPY.
+
+The decoding rules live in one module, :mod:`cloudserve._handler` (the handler template the cloud
+containers also run, so every path gives the same answers); this module adds what the server
+and the client need on top: orjson for speed, the error tree, the v2 tensor encoding, the
+client's chunking and error descriptions.
 
 Server side, :func:`decode_request` turns a request body into ``(instances, parameters)`` and
 :func:`encode_response` turns model outputs into a body for the ``Accept`` header. Client side,
-:func:`encode_instances` and :func:`decode_predictions` are their mirror images, and
-:func:`split_for_limit` cuts a large input into chunks that fit a provider's payload limit.
+:func:`encode_instances` and :func:`decode_predictions` are their mirror images,
+:func:`read_instances` reads a file of rows (CSV with or without a header, JSON, JSON Lines),
+:func:`split_for_limit` cuts a large input into chunks that fit a provider's payload limit and
+:func:`error_message` reads a server's JSON error (message, code, error id).
 
 JSON request bodies may take any of these shapes (the first key found wins)::
 
-    [[...], ...]                                  plain list of rows
+    [[...], ...] or [{...}, ...]                  plain list of rows or of records
     {"instances": [...], "parameters": {...}}    Vertex AI / TF Serving
     {"inputs": [...]} or {"inputs": {"col": [...]}}   TF Serving rows or columns, MLflow
     {"inputs": [{"name", "shape", "datatype", "data"}]}   Open Inference Protocol v2 tensors
@@ -15,11 +22,11 @@ JSON request bodies may take any of these shapes (the first key found wins)::
     {"dataframe_records": [{...}, ...]}            MLflow / pandas records
     {"data": [...]}                                Azure ML convention
 
-Instances come back as a list of rows (lists), a list of records (dicts keyed by column name),
-or a numpy array (NPY bodies and v2 tensors). Every malformed body raises
+Instances come back as a numpy array in the model's feature order (see
+:mod:`cloudserve._handler` for the rules on names, blanks and text). Every malformed body raises
 :class:`~cloudserve.errors.InvalidRequest` whose message names the problem; an unsupported
-``Content-Type`` raises :class:`UnsupportedMediaType`, an unsupported ``Accept``
-:class:`NotAcceptable`.
+``Content-Type`` (or ``Content-Encoding``) raises :class:`UnsupportedMediaType`, an unsupported
+``Accept`` :class:`NotAcceptable`.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
+from cloudserve import _handler
+from cloudserve._handler import V2_DATATYPES, BadInput, media_type
 from cloudserve.errors import (
     InvalidRequest,
     NotAcceptable,
@@ -42,77 +52,107 @@ from cloudserve.errors import (
 __all__ = [
     "CSV",
     "JSON",
+    "JSONLINES",
     "NPY",
     "V2_DATATYPES",
     "NotAcceptable",
     "UnsupportedMediaType",
+    "as_error",
+    "check_content_encoding",
     "decode_predictions",
     "decode_request",
     "decode_v2_tensor",
     "encode_instances",
     "encode_response",
     "encode_v2_tensor",
+    "error_message",
     "media_type",
+    "read_instances",
+    "request_parameters",
     "split_for_limit",
 ]
 
 JSON = "application/json"
+JSONLINES = "application/jsonlines"
 CSV = "text/csv"
 NPY = "application/x-npy"
 
-_JSON_TYPES = frozenset({JSON, "application/jsonlines", "text/json", ""})
-_CSV_TYPES = frozenset({CSV, "application/csv", "text/plain"})
-_NPY_TYPES = frozenset({NPY, "application/npy", "application/x-numpy"})
+_JSON_TYPES = _handler.JSON_TYPES
+_JSONLINES_TYPES = _handler.JSONLINES_TYPES
+_CSV_TYPES = _handler.CSV_TYPES
+_NPY_TYPES = _handler.NPY_TYPES
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_ERRORS: dict[int, type[InvalidRequest]] = {415: UnsupportedMediaType, 406: NotAcceptable}
 
-#: Open Inference Protocol datatypes and the numpy dtype each one maps to.
-V2_DATATYPES: dict[str, str] = {
-    "BOOL": "bool",
-    "UINT8": "uint8",
-    "UINT16": "uint16",
-    "UINT32": "uint32",
-    "UINT64": "uint64",
-    "INT8": "int8",
-    "INT16": "int16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "FP16": "float16",
-    "FP32": "float32",
-    "FP64": "float64",
-    "BYTES": "object",
-}
 _DTYPE_TO_V2 = {np.dtype(v): k for k, v in V2_DATATYPES.items() if k != "BYTES"}
 
 
-def media_type(header: str | None) -> str:
-    """The bare, lower-case media type of a ``Content-Type`` / ``Accept`` value."""
-    if not header:
-        return ""
-    return header.split(";", 1)[0].strip().lower()
+def as_error(exc: BadInput) -> InvalidRequest:
+    """The error-tree exception for the template's :class:`~cloudserve._handler.BadInput`:
+    ``UnsupportedMediaType`` (415), ``NotAcceptable`` (406), else ``InvalidRequest`` (400)."""
+    err = _ERRORS.get(exc.status, InvalidRequest)(str(exc), code=exc.code)
+    err.__cause__ = exc
+    return err
 
 
 # -- server side --------------------------------------------------------------------------------
 
 
-def decode_request(body: bytes, content_type: str) -> tuple[Any, dict[str, Any]]:
+def decode_request(
+    body: bytes,
+    content_type: str,
+    feature_names: Sequence[str] | None = None,
+    *,
+    tabular: bool = True,
+) -> tuple[Any, dict[str, Any]]:
     """Decode a request body into ``(instances, parameters)``.
 
-    An empty ``content_type`` is read as JSON. Raises ``UnsupportedMediaType`` for other types
-    and ``InvalidRequest`` (naming the problem) for a body that does not decode to rows.
+    ``instances`` is a numpy array with the named columns put in ``feature_names`` order (see
+    :mod:`cloudserve._handler`); ``tabular=False`` keeps JSON rows as sent, for custom
+    predictors. An empty ``content_type`` (and the form type ``curl -d`` sends) is read as JSON.
+    Raises ``UnsupportedMediaType`` for other types and ``InvalidRequest`` (naming the problem)
+    for a body that does not decode to rows.
     """
     kind = media_type(content_type)
-    if not body:
-        raise InvalidRequest("the request body is empty", code="empty_body")
-    if kind in _JSON_TYPES or kind.endswith("+json"):
-        return _decode_json(body)
-    if kind in _CSV_TYPES:
-        return _decode_csv(body), {}
-    if kind in _NPY_TYPES:
-        return _decode_npy(body), {}
-    raise UnsupportedMediaType(
-        f"unsupported Content-Type '{content_type}'; send {JSON}, {CSV} or {NPY}",
-        code="unsupported_media_type",
-    )
+    try:
+        if kind in _JSON_TYPES or kind.endswith("+json"):
+            _handler.check_body(body)
+            return _handler.decode_document(_load_json(body), feature_names, tabular)
+        return _handler.decode(body, kind, feature_names)
+    except BadInput as exc:
+        raise as_error(exc) from exc
+
+
+def check_content_encoding(encoding: str) -> None:
+    """Refuse a compressed body (``Content-Encoding`` other than ``identity``) with a 415 that
+    names the encoding: the server reads bodies uncompressed."""
+    value = encoding.strip().lower()
+    if value and value != "identity":
+        raise UnsupportedMediaType(
+            f"Content-Encoding '{encoding}' is not supported; send the body uncompressed",
+            code="unsupported_content_encoding",
+        )
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body: {exc}", code="malformed_json") from exc
+
+
+def request_parameters(doc: dict[str, Any]) -> dict[str, Any]:
+    """A request document's ``parameters`` object (``{}`` when absent); anything but an object
+    is an ``InvalidRequest``."""
+    params = doc.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidRequest(
+            f"'parameters' must be a JSON object, got {type(params).__name__}",
+            code="bad_parameters",
+        )
+    return params
 
 
 def encode_response(outputs: Sequence[Any], accept: str) -> tuple[bytes, str]:
@@ -124,126 +164,17 @@ def encode_response(outputs: Sequence[Any], accept: str) -> tuple[bytes, str]:
     for choice in (media_type(part) for part in (accept or "").split(",")):
         if choice in ("", "*/*", "application/*", JSON) or choice.endswith("+json"):
             return orjson.dumps({"predictions": outputs}, option=_JSON_OPTIONS), JSON
+        if choice in _JSONLINES_TYPES:
+            lines = (orjson.dumps(v, option=_JSON_OPTIONS) + b"\n" for v in _as_list(outputs))
+            return b"".join(lines), choice
         if choice in _CSV_TYPES or choice == "text/*":
             return _encode_csv(outputs), CSV
         if choice in _NPY_TYPES:
             return _encode_npy(outputs), NPY
     raise NotAcceptable(
-        f"cannot answer in '{accept}'; accept {JSON}, {CSV} or {NPY}", code="not_acceptable"
+        f"cannot answer in '{accept}'; accept {JSON}, {JSONLINES}, {CSV} or {NPY}",
+        code="not_acceptable",
     )
-
-
-def _decode_json(body: bytes) -> tuple[Any, dict[str, Any]]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body: {exc}", code="malformed_json") from exc
-    if isinstance(doc, list):
-        return _nonempty(doc), {}
-    if not isinstance(doc, dict):
-        raise InvalidRequest(
-            "the JSON body must be a list of rows or an object with 'instances'", code="bad_shape"
-        )
-    params = doc.get("parameters", doc.get("params")) or {}
-    if not isinstance(params, dict):
-        raise InvalidRequest("'parameters' must be a JSON object", code="bad_parameters")
-    if "instances" in doc:
-        return _nonempty(_rows(doc["instances"], "instances")), params
-    if "inputs" in doc:
-        return _decode_inputs(doc["inputs"]), params
-    if "dataframe_split" in doc:
-        return _decode_split(doc["dataframe_split"]), params
-    if "dataframe_records" in doc:
-        return _nonempty(_rows(doc["dataframe_records"], "dataframe_records")), params
-    if "data" in doc:
-        return _nonempty(_rows(doc["data"], "data")), params
-    raise InvalidRequest(
-        "the JSON body has none of the keys 'instances', 'inputs', 'dataframe_split', "
-        f"'dataframe_records' or 'data' (got {sorted(doc)[:5]})",
-        code="bad_shape",
-    )
-
-
-def _rows(value: Any, key: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise InvalidRequest(f"'{key}' must be a list of rows", code="bad_shape")
-    return value
-
-
-def _nonempty(rows: list[Any]) -> list[Any]:
-    if not rows:
-        raise InvalidRequest("the request holds no rows", code="empty_input")
-    return rows
-
-
-def _decode_inputs(inputs: Any) -> Any:
-    if isinstance(inputs, dict):  # columnar: {"col": [values...]}
-        columns = list(inputs)
-        values = [_rows(inputs[c], f"inputs.{c}") for c in columns]
-        if len({len(v) for v in values}) > 1:
-            raise InvalidRequest("the columns of 'inputs' differ in length", code="bad_shape")
-        records = [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
-        return _nonempty(records)
-    rows = _nonempty(_rows(inputs, "inputs"))
-    if isinstance(rows[0], dict) and "datatype" in rows[0] and "data" in rows[0]:
-        return decode_v2_tensor(rows[0])
-    return rows
-
-
-def _decode_split(split: Any) -> list[dict[str, Any]]:
-    if not isinstance(split, dict) or "data" not in split:
-        raise InvalidRequest("'dataframe_split' needs 'columns' and 'data'", code="bad_shape")
-    data = _nonempty(_rows(split["data"], "dataframe_split.data"))
-    columns = split.get("columns")
-    if columns is None:
-        return data
-    out = []
-    for row in data:
-        if not isinstance(row, list) or len(row) != len(columns):
-            raise InvalidRequest(
-                f"every 'dataframe_split' row needs {len(columns)} values", code="bad_shape"
-            )
-        out.append(dict(zip(columns, row, strict=True)))
-    return out
-
-
-def _number(cell: str) -> float | str:
-    try:
-        return float(cell)
-    except ValueError:
-        return cell
-
-
-def _decode_csv(body: bytes) -> list[Any]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest("the CSV body is not UTF-8", code="malformed_csv") from exc
-    cells = [row for row in csv.reader(io.StringIO(text)) if row]
-    if not cells:
-        raise InvalidRequest("the CSV body holds no rows", code="empty_input")
-    rows = [[_number(c) for c in row] for row in cells]
-    header = all(isinstance(v, str) for v in rows[0]) and any(
-        not isinstance(v, str) for r in rows[1:2] for v in r
-    )
-    if header:
-        names = cells[0]
-        if any(len(r) != len(names) for r in rows[1:]):
-            raise InvalidRequest(
-                f"every CSV row needs {len(names)} values like its header", code="bad_shape"
-            )
-        return _nonempty([dict(zip(names, r, strict=True)) for r in rows[1:]])
-    return rows
-
-
-def _decode_npy(body: bytes) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError/EOFError/OSError for bad bytes
-        raise InvalidRequest(f"malformed NPY body: {exc}", code="malformed_npy") from exc
-    if not isinstance(array, np.ndarray) or array.ndim == 0 or len(array) == 0:
-        raise InvalidRequest("the NPY body must hold an array with rows", code="bad_shape")
-    return array
 
 
 def _as_list(outputs: Sequence[Any]) -> list[Any]:
@@ -278,28 +209,13 @@ def _encode_npy(outputs: Sequence[Any]) -> bytes:
 
 
 def decode_v2_tensor(tensor: dict[str, Any]) -> np.ndarray:
-    """A v2 ``{"name", "shape", "datatype", "data"}`` input as a numpy array of that shape."""
-    datatype = str(tensor.get("datatype", "")).upper()
-    if datatype not in V2_DATATYPES:
-        raise InvalidRequest(
-            f"tensor '{tensor.get('name')}': unknown datatype '{datatype}'", code="bad_datatype"
-        )
-    shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidRequest(
-            f"tensor '{tensor.get('name')}': 'shape' must be a list of sizes", code="bad_shape"
-        )
+    """A v2 ``{"name", "shape", "datatype", "data"}`` input as a numpy array of that shape;
+    values that do not fit the datatype (``INT8`` 1000, ``UINT64`` -1) are an
+    ``InvalidRequest``."""
     try:
-        flat = np.asarray(tensor.get("data"), dtype=V2_DATATYPES[datatype]).ravel()
-        array = flat.reshape(shape)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(
-            f"tensor '{tensor.get('name')}': data does not fit shape {shape} as {datatype}: {exc}",
-            code="bad_shape",
-        ) from exc
-    if array.ndim == 0 or len(array) == 0:
-        raise InvalidRequest(f"tensor '{tensor.get('name')}' holds no rows", code="empty_input")
-    return array
+        return _handler.decode_v2_tensor(tensor)
+    except BadInput as exc:
+        raise as_error(exc) from exc
 
 
 def encode_v2_tensor(name: str, outputs: Sequence[Any] | np.ndarray) -> dict[str, Any]:
@@ -332,12 +248,16 @@ def decode_predictions(body: bytes, content_type: str) -> list[Any]:
     one entry per row), a bare JSON list, CSV lines and NPY arrays.
     """
     kind = media_type(content_type)
-    if kind in _NPY_TYPES:
-        return list(_decode_npy(body).tolist())
-    if kind in _CSV_TYPES:
-        return [r[0] if len(r) == 1 else r for r in _decode_csv(body)]
     try:
+        if kind in _NPY_TYPES:
+            return list(_handler.decode(body, kind)[0].tolist())
+        if kind in _CSV_TYPES:
+            return _csv_outputs(body)
+        if kind in _JSONLINES_TYPES:
+            return [orjson.loads(line) for line in body.splitlines() if line.strip()]
         doc = orjson.loads(body)
+    except BadInput as exc:
+        raise InvalidRequest(f"malformed response: {exc}", code="bad_response") from exc
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"malformed JSON response: {exc}", code="malformed_json") from exc
     if isinstance(doc, list):
@@ -347,6 +267,66 @@ def decode_predictions(body: bytes, content_type: str) -> list[Any]:
     if isinstance(doc, dict) and isinstance(doc.get("outputs"), list) and doc["outputs"]:
         return list(decode_v2_tensor(doc["outputs"][0]).tolist())
     raise InvalidRequest("the response holds no 'predictions'", code="bad_response")
+
+
+def _csv_outputs(body: bytes) -> list[Any]:
+    # An answer's lines may differ in width (one value, or a list per row): no table rules here.
+    lines = csv.reader(io.StringIO(body.decode("utf-8")))
+    rows = [[float(c) if _handler.is_number(c) else c for c in line] for line in lines if line]
+    return [r[0] if len(r) == 1 else r for r in rows]
+
+
+def read_instances(path: str | Path, *, header: bool | None = None) -> list[Any]:
+    """The rows of a file for a prediction request, decoded by the server's own rules.
+
+    ``.csv`` (and ``.txt``): a header line is detected (``header`` says it instead) and turns
+    the rows into records keyed by column name, so the server matches them to the model's
+    features in any order; numbers stay numbers, text stays text, blanks become ``None``.
+    ``.jsonl``: one row or record a line. Anything else is JSON: a list of rows or records, or a
+    document with ``instances`` (or any key :func:`decode_request` reads) whose rows are
+    returned as sent. Raises ``InvalidRequest`` naming the file and the problem.
+    """
+    file = Path(path)
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {file}: {exc.strerror}", code="no_input") from exc
+    try:
+        _handler.check_body(body)
+        suffix = file.suffix.lower()
+        if suffix in (".csv", ".txt"):
+            columns, rows = _handler.csv_table(body, header=header)
+            if columns is None:
+                return rows
+            return [dict(zip(columns, row, strict=True)) for row in rows]
+        if suffix in (".jsonl", ".ndjson"):
+            return list(_handler.decode_document(_handler.jsonlines_rows(body), None, False)[0])
+        return list(_handler.decode_document(_load_json(body), None, False)[0])
+    except BadInput as exc:
+        raise InvalidRequest(f"{file}: {exc}", code=exc.code) from exc
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{file}: {exc.message}", code=exc.code) from exc
+
+
+def error_message(body: bytes, fallback: str = "") -> str:
+    """What a cloudserve server's JSON error says, with its code and error id when given:
+    ``"the model rejected the input: … [model_rejected_input] (error id 3f2a…)"``; other bodies
+    come back as (at most 500 characters of) text."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace") or fallback
+    if not isinstance(doc, dict):
+        return str(doc)[:500]
+    message = next((doc[k] for k in ("error", "message", "detail") if doc.get(k)), None)
+    if message is None:
+        return str(doc)[:500]
+    text = message if isinstance(message, str) else orjson.dumps(message).decode()
+    if isinstance(doc.get("code"), str):
+        text += f" [{doc['code']}]"
+    if doc.get("error_id"):
+        text += f" (error id {doc['error_id']})"
+    return text
 
 
 def split_for_limit(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ModelVersion,
         PlannedCall,
         Prediction,
+        ShadowPair,
         TuningJob,
     )
     from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
@@ -55,6 +56,7 @@ class Capability(str, Enum):
     ASYNC_PREDICT = "async_predict"
     PRICING_REFRESH = "pricing_refresh"
     ROLLOUT = "rollout"  # metric-gated progressive delivery (needs TRAFFIC_SPLIT and METRICS)
+    SHADOW = "shadow"  # a share of requests mirrored to a variant whose answers are discarded
 
 
 REQUIRED = frozenset({Capability.DEPLOY, Capability.PREDICT})
@@ -205,6 +207,8 @@ class Provider(abc.ABC):
                 self._require_for(Capability.SERVERLESS, "compute.serverless")
             if spec.data_capture is not None and spec.data_capture.enabled:
                 self._require_for(Capability.DATA_CAPTURE, "data_capture")
+            if spec.shadow:
+                self._require_for(Capability.SHADOW, "shadow")
 
     def _require_for(self, capability: Capability, field: str) -> None:
         if not self.supports(capability):
@@ -273,6 +277,10 @@ class Provider(abc.ABC):
     def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
         """Remove one variant that takes no traffic (weight 0) from the endpoint."""
         raise self._missing(Capability.TRAFFIC_SPLIT)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """Mirrored requests of the window: each production answer beside its shadow's."""
+        raise self._missing(Capability.SHADOW)
 
     def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
         """The state a rollout recorded with ``endpoint`` (``None``: no rollout in progress)."""

@@ -34,6 +34,8 @@ __all__ = [
     "Plan",
     "PlannedCall",
     "Prediction",
+    "ShadowPair",
+    "ShadowReport",
     "Trial",
     "TuningJob",
     "Variant",
@@ -120,6 +122,7 @@ class Variant(_Result):
     max_replicas: int | None = None
     status: EndpointStatus = EndpointStatus.READY
     url: str | None = None
+    shadow: int = 0  # percent of the endpoint's requests mirrored to this variant
 
 
 class Endpoint(_Result):
@@ -314,6 +317,48 @@ class MetricsReport(_Result):
     def error_count(self) -> int:
         """All errors, whatever their class."""
         return sum(self.errors.values())
+
+
+class ShadowPair(BaseModel):
+    """One mirrored request: the production variant's answer beside the shadow variant's."""
+
+    request_id: str
+    ts: float
+    production_variant: str | None = None
+    shadow_variant: str
+    production_outputs: list[Any] | None = None
+    shadow_outputs: list[Any] | None = None
+    production_latency_ms: float | None = None
+    shadow_latency_ms: float | None = None
+    production_error: str | None = None
+    shadow_error: str | None = None
+
+
+class ShadowReport(_Result):
+    """How a shadow variant answered the requests mirrored to it, against production."""
+
+    endpoint: str
+    provider: str
+    window_s: float
+    shadow_variant: str | None = None
+    mirrored: int = 0
+    production_invocations: int = 0
+    both_answered: int = 0
+    agreement_rate: float | None = None
+    production_p50_ms: float | None = None
+    production_p99_ms: float | None = None
+    shadow_p50_ms: float | None = None
+    shadow_p99_ms: float | None = None
+    production_errors: int = 0
+    shadow_errors: int = 0
+    disagreements: list[ShadowPair] = Field(default_factory=list)
+
+    @property
+    def share(self) -> float | None:
+        """The fraction of production requests that were mirrored."""
+        if not self.production_invocations:
+            return None
+        return self.mirrored / self.production_invocations
 
 
 class FeatureDrift(BaseModel):

@@ -210,6 +210,11 @@ class DeploySpec(_Spec):
     update: the new variant becomes ready, takes all traffic, and the others are drained and
     removed. Below 100 the new variant is added beside the others (a canary), which keep their
     relative shares of the rest.
+
+    ``shadow`` (a percentage) deploys the variant as a shadow instead: it answers no caller, and
+    that share of the requests to the endpoint is also sent to it, its answers kept beside the
+    production ones for ``Client.shadow_report``. A shadow variant takes no traffic
+    (``traffic=0``).
     """
 
     model: ModelSpec
@@ -217,9 +222,18 @@ class DeploySpec(_Spec):
     compute: Compute = Field(default_factory=Compute)
     variant: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     traffic: Annotated[int, Field(ge=0, le=100)] = 100
+    shadow: Annotated[int, Field(ge=0, le=100)] = 0
     data_capture: DataCapture | None = None
     keep_on_failure: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shadow_takes_no_traffic(self) -> DeploySpec:
+        if self.shadow and self.traffic:
+            raise ValueError(
+                f"a shadow variant takes no traffic: traffic must be 0 with shadow={self.shadow}"
+            )
+        return self
 
     @property
     def variant_name(self) -> str:
@@ -241,6 +255,9 @@ class BatchSpec(_Spec):
     error_threshold: Annotated[int, Field(ge=-1)] = -1
     rows_hint: Annotated[int, Field(ge=0)] | None = None
     rows_per_second_hint: Annotated[float, Field(gt=0)] | None = None
+    #: passed to the model with every chunk, as in online prediction (``{"method":
+    #: "predict_proba"}``); a key the model does not read fails the job's rows with that error
+    parameters: dict[str, Any] | None = None
 
     @field_validator("input", "output", mode="before")
     @classmethod

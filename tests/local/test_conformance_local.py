@@ -15,7 +15,7 @@ from cloudserve.local.provider import (
 )
 from cloudserve.local.state import StateDB
 from cloudserve.testing import Fault, ProviderHarness
-from cloudserve.testing.suite import ProviderConformance
+from cloudserve.testing.suite import AnswersParityTests, ProviderConformance
 
 _KINDS = {
     Fault.THROTTLE: FAULT_THROTTLE,
@@ -54,4 +54,8 @@ class LocalHarness(ProviderHarness):
 
 
 class TestLocalConformance(LocalHarness, ProviderConformance):
+    pass
+
+
+class TestLocalAnswersParity(LocalHarness, AnswersParityTests):
     pass

@@ -247,3 +247,37 @@ def test_cli_rollout_status_abort_and_mistakes(
     assert main(["rollout", "ro", "--status"]) == 0
     assert "no rollout in progress on ro" in capsys.readouterr().out
     assert interrupted.get_endpoint("ro").traffic == {"v1": 100}
+
+
+class ShiftedTraffic(TrafficClock):
+    """Traffic far from the training data: every feature around 5 instead of 0."""
+
+    def sleep(self, seconds: float) -> None:
+        self.bakes += 1
+        for i in range(self.n):
+            self.client.predict(self.endpoint, [[5.0 + (i % 7) / 10, 5.0 - (i % 5) / 10]])
+
+
+def test_drift_gate_rolls_back_on_shifted_inputs(client: Client, tmp_path: Path) -> None:
+    import csv
+    import random
+
+    rng = random.Random(0)
+    baseline = tmp_path / "train.csv"
+    with baseline.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["f0", "f1"])
+        w.writerows([[rng.gauss(0, 1), rng.gauss(0, 1)] for _ in range(500)])
+    client.deploy(model(tmp_path, "1"), "ro", variant="v1", data_capture=True)
+    report = client.rollout(
+        model(tmp_path, "2"),
+        "ro",
+        steps=[50, 100],
+        bake="1s",
+        gates=gates(max_drift_psi=0.2, drift_baseline=str(baseline)),
+        clock=ShiftedTraffic(client, "ro", n=80),
+    )
+    assert report.outcome == "rolled_back"
+    gate = report.failed_gate
+    assert gate is not None and gate.gate == "max_drift_psi"
+    assert gate.observed is not None and gate.observed > 0.2

@@ -80,8 +80,12 @@ def test_unsupported_accept_is_406(guarded):
         (b'{"rows": [[1]]}', "bad_shape", "instances"),
         (b'{"instances": []}', "empty_input", "no rows"),
         (b'{"instances": [[1, 2]]}', "wrong_shape", "needs 6 features, got 2"),
-        (b'{"instances": [[1, 2, 3, 4, 5, 6], [1, 2]]}', "wrong_shape", "equal-length"),
-        (b'{"instances": [["a", "b", "c", "d", "e", "f"]]}', "wrong_shape", "numbers"),
+        (b'{"instances": [[1, 2, 3, 4, 5, 6], [1, 2]]}', "wrong_shape", "row 1 has 2 values"),
+        (
+            b'{"instances": [["a", "b", "c", "d", "e", "f"]]}',
+            "model_rejected_input",
+            "could not convert string to float",
+        ),
         (
             b'{"instances": [[1, 2, 3, 4, 5, 6]], "parameters": {"method": "fit"}}',
             "bad_parameters",

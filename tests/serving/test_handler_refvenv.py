@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloudserve import _handler
-
-refvenv = pytest.importorskip(
-    "cloudserve.testing.refvenv", reason="the shared reference-venv helper is not merged yet"
-)
+from cloudserve.testing import refvenv
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +36,7 @@ def _run(python: Path, workdir: Path, script: str) -> dict:
         text=True,
         timeout=300,
         check=False,
+        env=refvenv.clean_env(),
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

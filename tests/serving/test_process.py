@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -113,3 +114,101 @@ def test_vertex_env_vars_pick_port_and_routes(custom_dir: Path):
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def _drain_output(proc: subprocess.Popen) -> list[bytes]:
+    """Collect the server's output in a thread so its pipe never fills."""
+    lines: list[bytes] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _wait_for(lines: list[bytes], needle: bytes, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(needle in line for line in lines) >= count:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"expected {count} lines with {needle!r}:\n" + b"".join(lines).decode())
+
+
+def test_sigterm_with_two_workers_under_load_drains_without_a_reset(custom_dir: Path):
+    proc, url = start(custom_dir, "--workers", "2")
+    lines = _drain_output(proc)
+    ok, refused, failed = [0], [0], []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/invocations", json=[[1, 1]])
+                except httpx.ConnectError:
+                    refused[0] += 1  # the server no longer listens: expected after SIGTERM
+                    return
+                except httpx.TransportError as exc:  # reset, or closed without an answer
+                    failed.append(repr(exc))
+                    return
+                if r.status_code == 200:
+                    ok[0] += 1
+                else:
+                    failed.append(f"HTTP {r.status_code}: {r.text}")
+
+    try:
+        _wait_for(lines, b"serving custom model", 2)
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        before = ok[0]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        stop.set()
+        for t in threads:
+            t.join(10)
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert before > 50, "the load did not get going"
+    assert failed == [], failed[:5]
+    assert refused[0] == 8  # every client ended on a refused connect, none on a reset
+
+
+def test_workers_log_info_lines_and_error_ids_with_timestamps(model_root: Path):
+    proc, url = start(make_custom(model_root / "logs"), "--workers", "2")
+    lines = _drain_output(proc)
+    try:
+        _wait_for(lines, b"serving custom model", 2)
+        r = httpx.post(f"{url}/invocations", json=[[666, 1]], timeout=30)
+        assert r.status_code == 500
+        error_id = r.json()["error_id"]
+        _wait_for(lines, error_id.encode(), 1)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    stamp = rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    serving = [ln for ln in lines if b"serving custom model" in ln]
+    assert len(serving) == 2 and all(re.match(stamp + rb"INFO ", ln) for ln in serving), serving
+    logged = [ln for ln in lines if error_id.encode() in ln]
+    assert re.match(stamp + rb"ERROR ", logged[0]), logged
+
+
+def test_a_corrupt_model_with_two_workers_exits_non_zero_with_the_load_error(tmp_path: Path):
+    (tmp_path / "model.onnx").write_bytes(b"not onnx")
+    proc, _ = start(tmp_path, "--workers", "2")
+    try:
+        code = proc.wait(90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.stdout.read() if proc.stdout else b""
+    assert code == 1, output.decode()
+    assert b"cannot load the model" in output
+    assert b"a worker could not load the model" in output

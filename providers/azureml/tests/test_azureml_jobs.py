@@ -34,19 +34,6 @@ DATASTORE = "azureml://datastores/workspaceblobstore/paths"
 
 
 @pytest.fixture
-def harness(tmp_path: Path):
-    h = AzureMLHarness()
-    h.start(tmp_path)
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-def client(harness: AzureMLHarness) -> Client:
-    return Client(harness.make_provider())
-
-
-@pytest.fixture
 def model(harness: AzureMLHarness, tmp_path: Path) -> ModelSpec:
     """A real scikit-learn model; batch jobs score it through cloudserve's serving runtime."""
     return harness.model_spec(tmp_path)
@@ -164,17 +151,28 @@ def test_rows_the_model_rejects_are_counted_failed(harness, client, tmp_path, mo
     assert bad[1] == "3" and bad[2] == ""
 
 
-def test_failed_files_past_the_error_threshold_fail_the_job(harness, client, tmp_path, model):
+def test_defect_13_a_bad_row_costs_only_itself(harness, client, tmp_path, model):
+    rows = sample_rows(4)
+    path = write_csv(tmp_path / "in.csv", rows)
+    with path.open("a") as fh:
+        fh.write(",".join(["not-a-number"] * len(rows[0])) + "\n")
+    done = client.batch_predict(model, path, tmp_path / "out", error_threshold=0, wait=True)
+    assert (done.rows_total, done.rows_succeeded, done.rows_failed) == (5, 4, 1)
+    written = _predictions(tmp_path / "out" / "predictions.csv")
+    assert [bool(r[3]) for r in sorted(written, key=lambda r: int(r[1]))] == [False] * 4 + [True]
+
+
+def test_unreadable_files_past_the_error_threshold_fail_the_job(harness, tmp_path, model):
+    client = _client(harness, batch_mini_batch_size=1)  # one file per run(): failures isolated
     folder = tmp_path / "in"
     write_csv(folder / "good.csv", sample_rows(4))
-    (folder / "broken.csv").write_text("f0,f1\nnot,numbers\n")
+    (folder / "broken.csv").write_bytes(b"\xff\xfe\x00 not text")
     job = client.batch_predict(model, folder, tmp_path / "out", error_threshold=0)
     with pytest.raises(OperationFailed) as info:
         job.wait(timeout=60)
     assert "errorThreshold 0" in str(info.value)
     tolerant = client.batch_predict(model, folder, tmp_path / "out2", error_threshold=1, wait=True)
-    # the broken file's row is not in predictions.csv but still counted, as failed
-    assert (tolerant.rows_total, tolerant.rows_succeeded, tolerant.rows_failed) == (5, 4, 1)
+    assert (tolerant.rows_total, tolerant.rows_succeeded, tolerant.rows_failed) == (4, 4, 0)
 
 
 def test_get_batch_job_from_another_process(harness, client, tmp_path, model):
@@ -267,6 +265,7 @@ def test_sweep_space_limits_sampling_policy_and_real_metrics(harness, client, tm
     policy = stored["earlyTermination"]
     assert policy["policyType"] == "Bandit" and policy["slackFactor"] == 0.1
     assert stored["objective"] == {"goal": "maximize", "primaryMetric": "val_score"}
+    assert stored["experimentName"] == "cloudserve-tuning", "defect 14: the sweep keeps it"
     assert stored["trial"]["command"].startswith("python cloudserve_trial.py train.py --lr ")
     assert "/codes/" in stored["trial"]["codeId"]
 
@@ -439,3 +438,98 @@ def test_a_failed_batch_deployment_is_removed_and_the_next_job_recreates_it(
     assert done.status is JobStatus.SUCCEEDED
     (dep,) = harness.fake.batch_deployments("csb-cs-conf")
     assert dep["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_defect_12_the_trial_wrapper_runs_where_mlflow_is_absent(tmp_path):
+    """Azure sets MLFLOW_TRACKING_URI in every job; an environment without mlflow must still
+    run the trial (``python -S``: no site-packages, so no mlflow, only the standard library)."""
+    import subprocess
+    import sys
+
+    from cloudserve_azureml import _packaging as pkg
+
+    (tmp_path / "cloudserve_trial.py").write_text(pkg.trial_wrapper())
+    (tmp_path / "train.py").write_text("print('val_score=0.75')\n")
+    env = {
+        "MLFLOW_TRACKING_URI": "azureml://eastus.api.azureml.ms/mlflow/v1.0/x",
+        "CLOUDSERVE_METRIC": "val_score",
+        "CLOUDSERVE_METRIC_REGEX": r"val_score=([0-9.]+)",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-S", "cloudserve_trial.py", "train.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "val_score=0.75" in proc.stdout
+
+
+def test_trial_environment_pins_what_the_training_code_imports(harness, client, tmp_path):
+    import sklearn
+
+    from cloudserve_azureml.testing._images import pip_lines
+
+    script = tmp_path / "code" / "train.py"
+    script.parent.mkdir()
+    script.write_text("import sklearn.linear_model\nimport numpy as np\n" + TRAIN_SCRIPT)
+    spec = TuningSpec(
+        train=TrainSpec(entrypoint=str(script), max_runtime_s=60),
+        search_space={"lr": Uniform(low=0.1, high=0.2)},
+        objective=Objective(metric="val_score"),
+        max_trials=1,
+    )
+    job = client.tune(spec)
+    env_id = harness.fake.job(job.id)["properties"]["trial"]["environmentId"]
+    env = harness.fake.service._asset(env_id)
+    _, lines = pip_lines(env["properties"]["condaFile"])
+    assert f"scikit-learn=={sklearn.__version__}" in lines
+    assert not any(line.lower().startswith("cloudserve") for line in lines)
+
+
+def test_defect_13_csv_with_string_columns_is_scored(harness, client, tmp_path):
+    import joblib
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame(
+        {"plan": ["basic", "pro", "basic", "pro"] * 5, "usage": [float(i) for i in range(20)]}
+    )
+    target = [int(p == "pro") for p in frame["plan"]]
+    pipe = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["plan"]), remainder="passthrough"),
+        LogisticRegression(),
+    ).fit(frame, target)
+    model_dir = tmp_path / "strings"
+    model_dir.mkdir()
+    joblib.dump(pipe, model_dir / "model.joblib")
+    spec = ModelSpec(name="cs-strings", version="1", artifact=str(model_dir), framework="sklearn")
+    data = tmp_path / "in.csv"
+    data.write_text("usage,plan\n3.0,pro\n4.0,basic\nnot-a-number,pro\n")
+    done = client.batch_predict(spec, data, tmp_path / "out", wait=True)
+    assert (done.rows_total, done.rows_succeeded, done.rows_failed) == (3, 2, 1)
+    written = sorted(_predictions(tmp_path / "out" / "predictions.csv"), key=lambda r: int(r[1]))
+    expected = pipe.predict(pd.DataFrame({"plan": ["pro", "basic"], "usage": [3.0, 4.0]}))
+    assert [json.loads(r[2]) for r in written[:2]] == expected.tolist()
+
+
+def test_storage_with_shared_keys_disabled_is_read_with_the_entra_credential(tmp_path, model):
+    from cloudserve_azureml.testing import FakeAzureML
+
+    fake = FakeAzureML(workdir=tmp_path / "keyless", shared_key_access=False).start()
+    try:
+        client = Client(AzureMLProvider(fast_config(fake), credential=fake.credential()))
+        rows = sample_rows(3)
+        done = client.batch_predict(model, write_csv(tmp_path / "in.csv", rows), tmp_path / "o")
+        done = done.wait(timeout=60)
+        assert done.status is JobStatus.SUCCEEDED and done.rows_succeeded == 3
+        keyed = [u for m, u in fake.requests_made() if u.lower().endswith("/listsecrets")]
+        assert not keyed, "a keyless datastore is never asked for its secrets"
+    finally:
+        fake.stop()

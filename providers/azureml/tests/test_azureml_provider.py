@@ -15,19 +15,6 @@ from cloudserve.testing import sample_rows
 from cloudserve_azureml import AzureMLProvider
 
 
-@pytest.fixture
-def harness(tmp_path: Path):
-    h = AzureMLHarness()
-    h.start(tmp_path)
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-def client(harness: AzureMLHarness) -> Client:
-    return Client(harness.make_provider())
-
-
 def model(harness: AzureMLHarness, tmp_path: Path, version: str = "1") -> ModelSpec:
     return harness.model_spec(tmp_path, version)
 

@@ -11,6 +11,9 @@ from cloudserve_sagemaker import SageMakerConfig, SageMakerProvider
 from cloudserve_sagemaker.testing import FakeSageMaker
 
 BUCKET = "cloudserve-test"
+# The cloudserve serving image the container route deploys (models written with this
+# environment's scikit-learn, which no prebuilt SageMaker image holds, take that route).
+SERVING_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cloudserve-serving:test"
 ROLE = "arn:aws:iam::123456789012:role/cloudserve"
 FAULTS = {
     Fault.THROTTLE: "throttle",
@@ -27,6 +30,7 @@ def fast_config(fake: FakeSageMaker, **overrides: Any) -> SageMakerConfig:
         "role_arn": ROLE,
         "bucket": BUCKET,
         "endpoint_url": fake.url,
+        "serving_image": SERVING_IMAGE,
         "retry": RetrySettings(
             max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.01, max_elapsed_s=20
         ),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sagemaker_harness import BUCKET, fast_config, start_fake
+from sagemaker_harness import BUCKET, SERVING_IMAGE, fast_config, start_fake
 
 pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
@@ -131,18 +131,17 @@ def test_deploy_state_instance_type_capture_and_artifact(
     assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/cloudserve/capture"
     assert {o["CaptureMode"] for o in capture["CaptureOptions"]} == {"Input", "Output"}
     container = sm.describe_model(ModelName=row["ModelName"])["PrimaryContainer"]
-    assert "sagemaker-scikit-learn" in container["Image"] and "us-east-1" in container["Image"]
+    # this environment's scikit-learn is newer than every prebuilt image: the container route
+    assert container["Image"] == SERVING_IMAGE
     assert container["Environment"]["CLOUDSERVE_MODEL_VERSION"] == "1"
+    assert "SAGEMAKER_PROGRAM" not in container["Environment"]
     bucket, key = container["ModelDataUrl"].removeprefix("s3://").split("/", 1)
     tar = fake.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(tar), mode="r:gz") as t:
         names = set(t.getnames())
-    assert {
-        "model.joblib",
-        "cloudserve.json",
-        "code/inference.py",
-        "code/requirements.txt",
-    } <= names
+    assert {"model.joblib", "cloudserve.json"} <= names and not any(
+        n.startswith("code/") for n in names
+    )
     assert ep.variants[0].instance_type == "ml.m5.xlarge" and ep.variants[0].replicas == 2
 
 
@@ -269,11 +268,12 @@ def test_specs_sagemaker_cannot_honour_send_nothing(
     assert fake.requests() == []
 
 
-def test_onnx_without_image_is_rejected(
-    client: Client, fake: FakeSageMaker, tmp_path: Path
+def test_onnx_without_a_serving_image_is_refused_before_any_request(
+    fake: FakeSageMaker, tmp_path: Path
 ) -> None:
+    client = Client(SageMakerProvider(fast_config(fake, serving_image=None), target="aws"))
     spec = model(tmp_path).model_copy(update={"framework": "onnx"})
-    with pytest.raises(InvalidRequest, match="image"):
+    with pytest.raises(InvalidRequest, match="cloudserve build-image .* --push"):
         client.deploy(spec, "churn")
     assert fake.requests() == []
 
@@ -633,19 +633,3 @@ def test_plan_lists_the_calls_and_sends_none(
     assert fake.requests() == []
 
 
-def test_image_table() -> None:
-    from cloudserve_sagemaker._packaging import framework_image
-
-    assert framework_image("sklearn", None, "eu-west-1") == (
-        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-    )
-    assert framework_image("pytorch", "2.1", "us-west-2", gpu=True).endswith(
-        "pytorch-inference:2.1-gpu-py310"
-    )
-    for framework, version, region in (
-        ("onnx", None, "us-east-1"),
-        ("sklearn", "0.1", "us-east-1"),
-        ("xgboost", None, "mars-1"),
-    ):
-        with pytest.raises(InvalidRequest):
-            framework_image(framework, version, region)

@@ -48,32 +48,35 @@ def _model(
     )
 
 
-def _read_rows(data: str | None, file: Path | None) -> list[Any]:
+def _read_rows(data: str | None, file: Path | None, header: bool | None = None) -> list[Any]:
+    """The rows of ``--data`` or ``--file``, read by the server's own decoding rules."""
+    from cloudserve import codecs
+
     if (data is None) == (file is None):
         raise InvalidRequest("give the input with --data JSON or --file PATH (one of them)")
     if data is not None:
-        parsed = orjson.loads(data)
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"--data is not JSON: {exc}", code="malformed_json") from None
         return parsed.get("instances", parsed) if isinstance(parsed, dict) else parsed
     assert file is not None
-    if file.suffix == ".csv":
-        import csv
-
-        with file.open(newline="") as fh:
-            rows = list(csv.reader(fh))
-        body = rows[1:] if rows and not _numeric(rows[0]) else rows
-        return [[float(x) for x in r] for r in body if r]
-    if file.suffix == ".jsonl":
-        return [orjson.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    parsed = orjson.loads(file.read_bytes())
-    return parsed.get("instances", parsed) if isinstance(parsed, dict) else parsed
+    return codecs.read_instances(file, header=header)
 
 
-def _numeric(row: list[str]) -> bool:
+def _parameters(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
     try:
-        [float(x) for x in row]
-    except ValueError:
-        return False
-    return True
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"--parameters is not JSON: {exc}", code="bad_parameters") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            '--parameters must be a JSON object, e.g. \'{"method": "predict_proba"}\'',
+            code="bad_parameters",
+        )
+    return value
 
 
 def _endpoint_table(endpoints: list[Any]) -> Table:
@@ -118,8 +121,15 @@ def deploy(
     max_replicas: Annotated[int | None, typer.Option(min=1)] = None,
     variant: Annotated[str | None, typer.Option(help="Variant name (default: v<version>).")] = None,
     traffic: Annotated[
-        int, typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary.")
-    ] = 100,
+        int | None,
+        typer.Option(min=0, max=100, help="Share for this variant; <100 adds a canary."),
+    ] = None,
+    shadow: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=100, help="Deploy as a shadow: this percent of requests mirrored to it."
+        ),
+    ] = None,
     capture: Annotated[
         bool, typer.Option(help="Capture requests for monitoring and drift.")
     ] = False,
@@ -154,6 +164,7 @@ def deploy(
             compute,
             variant=variant,
             traffic=traffic,
+            shadow=shadow,
             data_capture=DataCapture() if capture else None,
             sample_input=sample_rows,
             wait=wait,
@@ -173,7 +184,23 @@ def predict(
     data: Annotated[str | None, typer.Option(help='JSON rows, e.g. "[[1, 2, 3]]".')] = None,
     file: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help="CSV, JSON or JSON Lines file of rows."),
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="CSV (header optional: named columns may come in any order), JSON or JSON "
+            "Lines file of rows.",
+        ),
+    ] = None,
+    parameters: Annotated[
+        str | None,
+        typer.Option(help='JSON object passed to the model, e.g. \'{"method": "predict_proba"}\'.'),
+    ] = None,
+    header: Annotated[
+        bool | None,
+        typer.Option(
+            "--header/--no-header",
+            help="Whether the CSV's first line names the columns (default: detected).",
+        ),
     ] = None,
     variant: Annotated[str | None, typer.Option(help="Send to this variant only.")] = None,
     target: TargetOpt = None,
@@ -181,9 +208,10 @@ def predict(
     json: JsonOpt = False,
 ) -> None:
     """Online prediction: one output per input row."""
-    rows = _read_rows(data, file)
+    rows = _read_rows(data, file, header)
+    params = _parameters(parameters)
     with _client(target, config) as client:
-        pred = client.predict(endpoint, rows, variant=variant)
+        pred = client.predict(endpoint, rows, variant=variant, parameters=params)
     if json:
         print_json(pred)
         return
@@ -209,6 +237,10 @@ def batch(
     replicas: Annotated[int, typer.Option(min=1)] = 1,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     max_concurrency: Annotated[int, typer.Option(min=1)] = 2,
+    parameters: Annotated[
+        str | None,
+        typer.Option(help='JSON object passed to the model, e.g. \'{"method": "predict_proba"}\'.'),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the job to finish.")] = True,
     target: TargetOpt = None,
     config: ConfigOpt = None,
@@ -227,6 +259,7 @@ def batch(
             compute=compute,
             batch_size=batch_size,
             max_concurrency=max_concurrency,
+            parameters=_parameters(parameters),
             wait=wait,
             progress=progress,
         )

@@ -1,4 +1,5 @@
-"""``cloudserve rollout``: a metric-gated rollout, its resumption and its abort."""
+"""Progressive delivery commands: ``rollout`` (metric-gated, resumable) and ``shadow`` (the
+report of a shadow variant's mirrored answers)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,40 @@ def rollout(
         raise typer.Exit(1)
 
 
+def shadow(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint with a shadow variant.")],
+    window: Annotated[str, Opt(help="How far back to look: 30m, 1h, 1d …")] = "1h",
+    target: TargetOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """How ENDPOINT's shadow variant answered the requests mirrored to it."""
+    with _client(target, config) as client:
+        report = client.shadow_report(endpoint, window=window)
+    if json:
+        print_json(report)
+        return
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    agree = "-" if report.agreement_rate is None else f"{report.agreement_rate:.1%}"
+    share = "-" if report.share is None else f"{report.share:.1%}"
+    table = Table(title=f"shadow {report.shadow_variant or '?'} on {endpoint} ({window})")
+    for col in ("mirrored", "share", "agreement", "prod p50/p99", "shadow p50/p99", "errors"):
+        table.add_column(col, overflow="fold")
+    table.add_row(
+        str(report.mirrored),
+        share,
+        agree,
+        f"{ms(report.production_p50_ms)} / {ms(report.production_p99_ms)}",
+        f"{ms(report.shadow_p50_ms)} / {ms(report.shadow_p99_ms)}",
+        f"{report.production_errors} / {report.shadow_errors}",
+    )
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``rollout`` to ``app``."""
+    """Add ``rollout`` and ``shadow`` to ``app``."""
     app.command()(rollout)
+    app.command()(shadow)

@@ -86,8 +86,21 @@ def build_image(
     engine: Annotated[
         str | None, typer.Option(help="docker or podman (default: the first that answers).")
     ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            help="Push to this target's registry (ECR, Artifact Registry, the workspace's ACR) "
+            "and record the URI as the target's serving_image."
+        ),
+    ] = None,
+    repository: Annotated[str, typer.Option(help="Repository in the registry.")] = "cloudserve",
 ) -> None:
-    """Write a build context for one image that runs on every cloud and locally, and build it."""
+    """Write a build context for one image that runs on every cloud and locally, and build it.
+
+    With ``--push TARGET`` the image goes to that target's registry, logged in with the target's
+    own SDK, and the pushed URI becomes the target's ``serving_image`` in the targets file: the
+    container route deploys it.
+    """
     from cloudserve.serving._image import build_image as run_build
     from cloudserve.serving._image import container_engine, write_build_context
 
@@ -103,7 +116,26 @@ def build_image(
             f"no container engine answered ({tried}); build it later with: "
             f"podman build -t IMAGE {context.directory}"
         )
+        if push:
+            raise typer.Exit(1)
         return
-    name = tag or f"cloudserve-{path.resolve().stem.lower()}:latest"
+    name = tag or f"cloudserve-{path.resolve().stem.lower()}:{context.version}"
     run_build(context, name, engine=found)
     console.print(f"built image [bold]{name}[/] with {found}")
+    if push:
+        _push(name, push, repository, found)
+
+
+def _push(local: str, target_name: str, repository: str, engine: str) -> None:
+    from cloudserve.config import resolve_target
+    from cloudserve.serving._registry import push_image, record_serving_image, registry_for_target
+
+    target = resolve_target(target_name)
+    remote, login = registry_for_target(target, repository, local.rsplit(":", 1)[-1])
+    push_image(local, remote, engine=engine, login=login)
+    console.print(f"pushed [bold]{remote}[/]")
+    if target.file is None:
+        console.print(f"set serving_image: {remote} on target '{target_name}' to deploy it")
+        return
+    record_serving_image(target.file, target_name, remote)
+    console.print(f"{target.file}: targets.{target_name}.serving_image = {remote}")

@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +35,8 @@ from cloudserve.errors import (
 from cloudserve.local import monitor, registry, supervisor
 from cloudserve.local.config import LocalConfig
 from cloudserve.local.router import ROUTING_KEY, RoundRobin, pick_variant
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.shadow import Mirror
+from cloudserve.local.state import StateDB, dumps, loads, now, to_datetime
 from cloudserve.local.supervisor import ProcessRef
 from cloudserve.provider import Capability, Provider, ProviderConfig
 from cloudserve.resources import (
@@ -49,6 +49,7 @@ from cloudserve.resources import (
     ModelVersion,
     PlannedCall,
     Prediction,
+    ShadowPair,
     TuningJob,
     Variant,
 )
@@ -85,21 +86,10 @@ def _extract(exc: BaseException) -> tuple[int, str, float | None] | None:
 ERROR_TABLE = ErrorTable({}, extract=_extract)
 
 
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
 def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail"):
-            if body.get(key):
-                value = body[key]
-                return value if isinstance(value, str) else dumps(value)
-    return str(body)[:500]
+    from cloudserve.codecs import error_message
+
+    return error_message(response.content, response.reason_phrase)
 
 
 class LocalProvider(Provider):
@@ -131,6 +121,7 @@ class LocalProvider(Provider):
         self.state_dir = config.state_dir
         self.db = StateDB(self.state_dir)
         self.recorder = monitor.Recorder(self.db, retention_s=config.metrics_retention_s)
+        self.mirror = Mirror(self.db, self._send)
         self._http = httpx.Client(
             timeout=httpx.Timeout(config.request_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
@@ -248,6 +239,7 @@ class LocalProvider(Provider):
                     max_replicas=v["max_replicas"],
                     status=v_status,
                     url=f"http://{self._host_url()}:{live[0][0]['port']}" if live else None,
+                    shadow=v["shadow"],
                 )
             )
         stale = now() - row["updated_at"] > 2 * self.config.ready_timeout_s
@@ -270,8 +262,8 @@ class LocalProvider(Provider):
             status=status,
             variants=variants,
             url=None,
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
+            created_at=to_datetime(row["created_at"]),
+            updated_at=to_datetime(row["updated_at"]),
             message=message,
             tags=loads(row["tags"]) or {},
             raw=dict(row),
@@ -370,6 +362,16 @@ class LocalProvider(Provider):
 
     def _deploy(self, spec: DeploySpec, timeout: float | None, created: bool | None = None) -> None:
         name, vname = spec.endpoint, spec.variant_name
+        if spec.shadow:
+            live = self.db.one(
+                "SELECT 1 FROM variants WHERE endpoint = ? AND name != ? AND weight > 0",
+                (name, vname),
+            )
+            if live is None:
+                raise InvalidRequest(
+                    f"a shadow mirrors requests of a live variant; {name} has none to mirror",
+                    provider=self.name,
+                )
         spec_hash = self._spec_hash(spec)
         existing = self.db.one(
             "SELECT * FROM variants WHERE endpoint = ? AND name = ?", (name, vname)
@@ -530,6 +532,10 @@ class LocalProvider(Provider):
                     "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?",
                     (w, name, other),
                 )
+            tx.execute(
+                "UPDATE variants SET shadow = ? WHERE endpoint = ? AND name = ?",
+                (spec.shadow, name, vname),
+            )
             for ref, port, log in workers:
                 self._insert_worker(tx, name, vname, ref, port, log)
             tx.execute(
@@ -618,6 +624,10 @@ class LocalProvider(Provider):
                 tx.execute(
                     "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?", (w, name, v)
                 )
+            tx.execute(
+                "UPDATE variants SET shadow = ? WHERE endpoint = ? AND name = ?",
+                (spec.shadow, name, vname),
+            )
             tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), name))
         self._drain(old)
 
@@ -690,6 +700,10 @@ class LocalProvider(Provider):
                         "UPDATE variants SET weight = ? WHERE endpoint = ? AND name = ?",
                         (weights.get(v, 0), endpoint, v),
                     )
+                # a variant that now answers callers is no longer a shadow
+                tx.execute(
+                    "UPDATE variants SET shadow = 0 WHERE endpoint = ? AND weight > 0", (endpoint,)
+                )
                 tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), endpoint))
 
         self._service(apply)
@@ -717,6 +731,11 @@ class LocalProvider(Provider):
             tx.execute("UPDATE endpoints SET updated_at = ? WHERE name = ?", (now(), endpoint))
         supervisor.stop_all(refs, grace_s=10)
         return self.get_endpoint(endpoint)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """Mirrored requests of the window, each production answer beside its shadow's."""
+        self._read_endpoint(endpoint)
+        return self.mirror.pairs(endpoint, window_s)
 
     def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
         """The rollout recorded in the state store with ``endpoint``."""
@@ -827,9 +846,14 @@ class LocalProvider(Provider):
         except CloudServeError as exc:
             if known:
                 self.recorder.invocation(endpoint, chosen, None, len(instances), _error_class(exc))
+                if variant is None:
+                    self.mirror.maybe(ep, variants, workers, instances, params, chosen, None,
+                                      None, f"{type(exc).__name__}: {exc}")  # fmt: skip
             raise
         ms = (time.perf_counter() - start) * 1000
         self.recorder.invocation(endpoint, chosen, ms, len(instances))
+        if variant is None:  # a request addressed to one variant is not mirrored
+            self.mirror.maybe(ep, variants, workers, instances, params, chosen, outputs, ms, None)
         self.recorder.capture(
             endpoint,
             chosen,
@@ -1186,6 +1210,7 @@ class LocalProvider(Provider):
             thread.join()
         self._bg.clear()
         self.recorder.close()
+        self.mirror.close()
         self._http.close()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudserve.errors import AlreadyExists, InvalidRequest, NotFound
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.state import StateDB, dumps, loads, now, to_datetime
 from cloudserve.resources import ModelVersion
 from cloudserve.specs import ModelSpec
 
@@ -125,18 +125,12 @@ def _version(row: Any) -> ModelVersion:
         uri=row["uri"],
         framework=row["framework"],
         content_hash=row["content_hash"],
-        created_at=_dt(row["created_at"]),
+        created_at=to_datetime(row["created_at"]),
         stage=row["stage"],
         lineage=loads(row["lineage"]) or {},
         tags=loads(row["tags"]) or {},
         raw=dict(row),
     )
-
-
-def _dt(ts: float | None) -> Any:
-    from datetime import datetime, timezone
-
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 def register(db: StateDB, model: ModelSpec, lineage: dict[str, Any]) -> ModelVersion:

@@ -8,17 +8,19 @@ instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-__all__ = ["StateDB", "dumps", "loads"]
+__all__ = ["StateDB", "dumps", "loads", "now", "to_datetime"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints(
@@ -56,10 +58,11 @@ CREATE TABLE IF NOT EXISTS batch_jobs(
     id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL, rows_total INTEGER,
     rows_succeeded INTEGER NOT NULL DEFAULT 0, rows_failed INTEGER NOT NULL DEFAULT 0,
     error_file TEXT, message TEXT, pid INTEGER, ctime REAL,
-    created_at REAL NOT NULL, ended_at REAL);
+    created_at REAL NOT NULL, ended_at REAL, plan TEXT);
 CREATE TABLE IF NOT EXISTS batch_chunks(
     job TEXT NOT NULL, chunk INTEGER NOT NULL, rows INTEGER NOT NULL, ok INTEGER NOT NULL,
-    failed INTEGER NOT NULL, PRIMARY KEY(job, chunk));
+    failed INTEGER NOT NULL, first_row INTEGER, last_row INTEGER, out_sha256 TEXT,
+    err_sha256 TEXT, PRIMARY KEY(job, chunk));
 CREATE TABLE IF NOT EXISTS tuning_jobs(
     id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL, message TEXT,
     pid INTEGER, ctime REAL, created_at REAL NOT NULL, ended_at REAL);
@@ -67,11 +70,26 @@ CREATE TABLE IF NOT EXISTS trials(
     job TEXT NOT NULL, number INTEGER NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
     value REAL, intermediate TEXT NOT NULL DEFAULT '[]', artifact TEXT, log TEXT,
     message TEXT, PRIMARY KEY(job, number));
+CREATE TABLE IF NOT EXISTS shadow_pairs(
+    endpoint TEXT NOT NULL, request_id TEXT NOT NULL, ts REAL NOT NULL, pair TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS shadow_pairs_by_time ON shadow_pairs(endpoint, ts);
 CREATE TABLE IF NOT EXISTS rollouts(
     endpoint TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
     message TEXT);
 """
+
+
+# Columns added after their table was first created: a state directory made by an earlier
+# version gets them on open.
+ADDED_COLUMNS = (
+    ("batch_jobs", "plan", "TEXT"),
+    ("batch_chunks", "first_row", "INTEGER"),
+    ("batch_chunks", "last_row", "INTEGER"),
+    ("batch_chunks", "out_sha256", "TEXT"),
+    ("batch_chunks", "err_sha256", "TEXT"),
+    ("variants", "shadow", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 def dumps(value: Any) -> str:
@@ -96,6 +114,16 @@ class StateDB:
         state_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)  # executescript commits by itself
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns added after a state directory was first made (ALTER TABLE, once)."""
+        conn = self._conn()
+        for table, column, decl in ADDED_COLUMNS:
+            have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process won
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -169,3 +197,8 @@ class StateDB:
 def now() -> float:
     """Wall-clock seconds (state timestamps are shared between processes)."""
     return time.time()
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """A state timestamp as an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)

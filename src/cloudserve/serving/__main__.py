@@ -31,7 +31,12 @@ def parse_args(argv: list[str]) -> ServerSettings:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64, help="max rows per model call; 1 = off")
     p.add_argument("--batch-wait-ms", type=float, default=2.0)
-    p.add_argument("--max-queue", type=int, default=1024)
+    p.add_argument("--max-queue", type=int, default=1024, help="waiting requests beyond → 503")
+    p.add_argument("--max-queue-ms", type=float, default=20.0, help="oldest waiting → 503")
+    p.add_argument("--idle-timeout", type=float, default=75.0, help="seconds; idle connections")
+    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send headers")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send the body")
+    p.add_argument("--max-header-bytes", type=int, default=16 * 1024, help="larger → 431")
     p.add_argument("--token", default=os.environ.get("CLOUDSERVE_TOKEN"))
     p.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
     p.add_argument("--cache-size", type=int, default=0, help="in-process LRU entries; 0 = off")
@@ -47,6 +52,11 @@ def parse_args(argv: list[str]) -> ServerSettings:
         max_batch_size=a.batch_size,
         max_wait_ms=a.batch_wait_ms,
         max_queue=a.max_queue,
+        max_queue_ms=a.max_queue_ms,
+        idle_timeout_s=a.idle_timeout,
+        header_timeout_s=a.header_timeout,
+        body_timeout_s=a.body_timeout,
+        max_header_bytes=a.max_header_bytes,
         token=a.token or None,
         max_body_bytes=a.max_body_bytes,
         cache_size=a.cache_size,

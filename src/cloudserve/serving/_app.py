@@ -40,7 +40,7 @@ import orjson
 
 from cloudserve import codecs
 from cloudserve.errors import InvalidRequest, PayloadTooLarge
-from cloudserve.serving._batching import Batcher, Overloaded
+from cloudserve.serving._batching import Batcher, ClientGone, Overloaded
 from cloudserve.serving._cache import PredictionCache, cache_key, make_cache
 from cloudserve.serving._metrics import CONTENT_TYPE, ServerMetrics
 from cloudserve.serving._model import LoadedModel, load_model
@@ -100,6 +100,7 @@ class ServingApp:
         self._token = settings.token.encode() if settings.token else None
         self._static = self._static_routes()
         self._v2_output: tuple[str, list[int]] | None = None  # infer's datatype and shape
+        self._shed_answers: dict[int, bytes] = {}
 
     # -- ASGI ---------------------------------------------------------------------------------
 
@@ -156,8 +157,10 @@ class ServingApp:
             max_batch_size=s.max_batch_size,
             max_wait_ms=s.max_wait_ms,
             max_queue=s.max_queue,
+            max_queue_ms=s.max_queue_ms,
             pending=lambda: self._receiving,
             on_batch=self.metrics.batch_rows.observe,
+            on_gone=self.metrics.abandoned.inc,
         )
         self.batcher.start()
         self.model = model
@@ -176,6 +179,45 @@ class ServingApp:
             await self.batcher.stop()
         if self.cache is not None:
             await self.cache.close()
+
+    # -- admission on arrival (called by the HTTP protocol once a request's headers are in) ---
+
+    def admit(self, url: bytes) -> bytes | None:
+        """``None`` to admit the request; else the whole 503 answer to send instead.
+
+        Only predict routes are shed, and only while the batcher reports overload; the answer is
+        pre-encoded so refusing costs no body read, no decode and no ASGI task.
+        """
+        batcher = self.batcher
+        if batcher is None:
+            return None
+        retry_after = batcher.overloaded()
+        if retry_after is None or not self._is_predict(url):
+            return None
+        self.metrics.shed.inc()
+        answer = self._shed_answers.get(retry_after)
+        if answer is None:
+            body = _error("the server is overloaded; retry later", "overloaded")
+            answer = b"HTTP/1.1 503 Service Unavailable\r\n%s\r\n%s" % (
+                b"".join(
+                    b"%s: %s\r\n" % kv
+                    for kv in [
+                        *_JSON_HEADERS,
+                        (b"retry-after", b"%d" % retry_after),
+                        (b"content-length", b"%d" % len(body)),
+                    ]
+                ),
+                body,
+            )
+            self._shed_answers[retry_after] = answer
+        return answer
+
+    def _is_predict(self, url: bytes) -> bool:
+        path = url.partition(b"?")[0].decode("latin-1")
+        found = self._static.get(path)
+        if found is not None:
+            return found[0] == "POST"
+        return path.startswith("/v2/models/") and path.endswith("/infer")
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -230,6 +272,9 @@ class ServingApp:
             if self._token is not None and label not in _PUBLIC_ROUTES:
                 self._authorize(scope)
             status, body, headers = await handler(scope, receive, name)
+        except ClientGone:  # nobody to answer; 499 as nginx counts it
+            self.metrics.observe(label, 499, time.perf_counter() - started)
+            return
         except HTTPError as err:
             status, body, headers = (
                 err.status,
@@ -238,11 +283,15 @@ class ServingApp:
             )
         except Exception as exc:  # the server never dies of a request
             status, body, headers = self._failure(exc)
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+        respond = scope.get("extensions", {}).get("cloudserve.respond")
+        if respond is not None:  # cloudserve's own protocol: one write (see _http.py)
+            respond(status, headers, body)
+        else:
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send(
+                {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+            )
         self.metrics.observe(label, status, time.perf_counter() - started)
 
     def _authorize(self, scope: Scope) -> None:
@@ -261,8 +310,12 @@ class ServingApp:
     def _failure(self, exc: Exception) -> tuple[int, bytes, list[Any]]:
         for cls, status in _STATUS_CODES.items():
             if isinstance(exc, cls):
+                # the caller's fault: one log line, no traceback, an id to find it by
                 code = getattr(exc, "code", None) or cls.__name__
-                return status, _error(getattr(exc, "message", str(exc)), code), _JSON_HEADERS
+                message = getattr(exc, "message", str(exc))
+                error_id = uuid.uuid4().hex[:16]
+                log.info("%d %s (error id %s): %.300s", status, code, error_id, message)
+                return status, _error(message, code, error_id), _JSON_HEADERS
         if isinstance(exc, Overloaded):
             self.metrics.shed.inc()
             headers = [*_JSON_HEADERS, (b"retry-after", str(exc.retry_after_s).encode())]
@@ -384,27 +437,34 @@ class ServingApp:
         try:
             body = await self._read_body(scope, receive)
             content_type, accept = _header(scope, b"content-type"), _header(scope, b"accept")
-            instances, parameters = codecs.decode_request(body, content_type)
+            codecs.check_content_encoding(_header(scope, b"content-encoding"))
+            instances, parameters = model.decode(body, content_type)
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1
-        outputs = await self._outputs(model, instances, rows, parameters)
+        outputs = await self._outputs(scope, model, instances, rows, parameters)
         data, out_type = codecs.encode_response(outputs, accept)
         return 200, data, [(b"content-type", out_type.encode())]
 
     async def _outputs(
-        self, model: LoadedModel, instances: Any, rows: Any, parameters: dict[str, Any]
+        self,
+        scope: Scope,
+        model: LoadedModel,
+        instances: Any,
+        rows: Any,
+        parameters: dict[str, Any],
     ) -> list[Any]:
         assert self.batcher is not None
+        transport = scope.get("extensions", {}).get("cloudserve.transport")
         if self.cache is None:
-            return model.finish(await self.batcher.submit(rows, parameters))
+            return model.finish(await self.batcher.submit(rows, parameters, transport))
         key = cache_key(model.name, model.version, instances, parameters)
         cached = await self.cache.get(key)
         if cached is not None:
             self.metrics.cache_hits.inc()
             return cached
         self.metrics.cache_misses.inc()
-        outputs = model.finish(await self.batcher.submit(rows, parameters))
+        outputs = model.finish(await self.batcher.submit(rows, parameters, transport))
         await self.cache.set(key, outputs)
         return outputs
 
@@ -416,14 +476,12 @@ class ServingApp:
             header_length = _header(scope, HEADER_LENGTH) or None
             doc, tensors = parse_infer_request(body, header_length)
             instances = _v2_instances(tensors, model)
-            parameters = doc.get("parameters") or {}
-            if not isinstance(parameters, dict):
-                raise InvalidRequest("'parameters' must be an object", code="bad_parameters")
+            parameters = codecs.request_parameters(doc)
             parameters = {k: v for k, v in parameters.items() if k != "binary_data_output"}
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1
-        outputs = await self._outputs(model, instances, rows, parameters)
+        outputs = await self._outputs(scope, model, instances, rows, parameters)
         if not parameters:
             self._remember_output(outputs)
         head: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
@@ -443,8 +501,10 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _error(message: str, code: str) -> bytes:
-    return orjson.dumps({"error": message, "code": code})
+def _error(message: str, code: str, error_id: str | None = None) -> bytes:
+    if error_id is None:
+        return orjson.dumps({"error": message, "code": code})
+    return orjson.dumps({"error": message, "code": code, "error_id": error_id})
 
 
 def _v2_instances(tensors: list[tuple[str, np.ndarray]], model: LoadedModel) -> np.ndarray:

@@ -1,8 +1,15 @@
 """Adaptive batching: concurrent requests coalesced into one model call, split back after.
 
-One batch runs at a time, in a worker thread, so the event loop keeps reading requests while the
-model works; whatever queued meanwhile forms the next batch. Under light load a request runs
-alone and at once; under heavy load batches fill up without anyone waiting on a timer.
+One batch runs at a time; whatever queued meanwhile forms the next batch. Under light load a
+request runs alone and at once; under heavy load batches fill up without anyone waiting on a
+timer. A model whose batches take more than ``INLINE_S`` runs in a worker thread so the event
+loop keeps reading requests while it works; a faster one runs on the loop itself, because the
+hand-off to a thread (and the GIL between the two) costs more than such a batch.
+
+Admission is decided on arrival (:meth:`Batcher.overloaded`): when too many requests wait, or the
+oldest has waited too long, a new one is refused before its body is read, so what is admitted
+keeps a bounded latency. A request whose client has gone is dropped from its batch before the
+model runs.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import orjson
 
 from cloudserve.serving._model import LoadedModel, concat_rows
 
-__all__ = ["Batcher", "Overloaded"]
+__all__ = ["Batcher", "ClientGone", "Overloaded"]
+
+INLINE_S = 0.005  # batches faster than this run on the event loop, not in the worker thread
 
 
 class Overloaded(Exception):
@@ -29,6 +38,10 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its request reached the model."""
+
+
 @dataclass(eq=False)
 class _Item:
     rows: Any
@@ -36,7 +49,11 @@ class _Item:
     parameters: dict[str, Any]
     key: bytes
     future: asyncio.Future[list[Any]]
+    transport: Any = None  # the client's connection, when the server tells (see _http.py)
     arrived: float = field(default_factory=time.perf_counter)
+
+    def gone(self) -> bool:
+        return self.transport is not None and self.transport.is_closing()
 
 
 class Batcher:
@@ -44,7 +61,9 @@ class Batcher:
 
     ``pending`` is a callable returning how many requests are being received but not yet
     submitted; the batcher waits (up to ``max_wait_ms``) for more rows only while it is above 0.
-    ``on_batch(rows)`` is called with each batch's row count (for metrics).
+    ``max_queue`` and ``max_queue_ms`` bound the waiting requests by count and by the age of the
+    oldest. ``on_batch(rows)`` is called with each batch's row count, ``on_gone()`` for each
+    request dropped because its client left (for metrics).
     """
 
     def __init__(
@@ -54,20 +73,28 @@ class Batcher:
         max_batch_size: int,
         max_wait_ms: float,
         max_queue: int,
+        max_queue_ms: float = 1000.0,
         pending: Any = lambda: 0,
         on_batch: Any = lambda rows: None,
+        on_gone: Any = lambda: None,
     ):
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
+        self.max_queue_s = max_queue_ms / 1000
         self._pending = pending
         self._on_batch = on_batch
+        self._on_gone = on_gone
         self._queue: collections.deque[_Item] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="cloudserve-model")
         self._task: asyncio.Task[None] | None = None
-        self._batch_s = 0.001  # running estimate of one batch's time, for Retry-After
+        self._batch_s: float | None = None  # running estimate of one batch's time
+        self._running_since = 0.0  # when the batch in the model started (0: none)
+        self._cycle_s: float | None = None  # time from one batch to the next while busy
+        # the model's own time for recent batches (no thread hand-off), for INLINE_S
+        self._model_times: collections.deque[float] = collections.deque(maxlen=15)
 
     @property
     def depth(self) -> int:
@@ -85,25 +112,60 @@ class Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def submit(self, rows: Any, parameters: dict[str, Any]) -> list[Any]:
-        """Predict one request's prepared rows; resolves to its outputs (or its own error)."""
-        if len(self._queue) >= self.max_queue:
-            batches_ahead = len(self._queue) / max(self.max_batch_size, 1) + 1
-            raise Overloaded(max(1, round(batches_ahead * self._batch_s)))
+    def overloaded(self) -> int | None:
+        """``None`` when a new request can be admitted, else the seconds to tell it to wait."""
+        queue = self._queue
+        if not queue:
+            return None
+        now = time.perf_counter()
+        # The queue head always waits for the cycle in progress (a batch in the model, then the
+        # loop's other work): count its age only past a few cycles (or the running batch so
+        # far, if that is longer). A closed-loop client population never trips this; a queue
+        # that keeps growing does.
+        running = now - self._running_since if self._running_since else 0.0
+        batch_s = max(self._batch_s or 0.0, self._cycle_s or 0.0, running)
+        max_age = max(self.max_queue_s, 3 * batch_s)
+        if len(queue) < self.max_queue and now - queue[0].arrived < max_age:
+            return None
+        batch_s = batch_s or 0.001
+        batches_ahead = len(queue) / self.max_batch_size + 1
+        return max(1, round(batches_ahead * batch_s))
+
+    async def submit(
+        self, rows: Any, parameters: dict[str, Any], transport: Any = None
+    ) -> list[Any]:
+        """Predict one request's prepared rows; resolves to its outputs (or its own error).
+
+        ``transport`` is the client's connection: if it closes before the batch runs, the
+        request is dropped and ``ClientGone`` raised.
+        """
+        if len(self._queue) >= self.max_queue:  # the hard bound, past admission on arrival
+            raise Overloaded(self.overloaded() or 1)
         key = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS) if parameters else b""
-        item = _Item(rows, len(rows), parameters, key, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        item = _Item(rows, len(rows), parameters, key, loop.create_future(), transport)
         self._queue.append(item)
         self._wakeup.set()
         return await item.future
 
     async def _loop(self) -> None:
+        previous = 0.0  # when the last batch of a busy stretch started
         while True:
             if not self._queue:
+                previous = 0.0
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            now = time.perf_counter()
+            if previous:
+                gap = now - previous
+                self._cycle_s = gap if self._cycle_s is None else 0.8 * self._cycle_s + 0.2 * gap
+            previous = now
             batch = await self._collect()
             await self._run(batch)
+            # Fairness: let the loop write this batch's answers and read new requests before
+            # the next batch, even when the queue holds several batches' worth.
+            await asyncio.sleep(0)
 
     async def _collect(self) -> list[_Item]:
         first = self._queue.popleft()
@@ -136,16 +198,21 @@ class Batcher:
         return None
 
     async def _run(self, batch: list[_Item]) -> None:
-        live = [it for it in batch if not it.future.done()]  # skip requests already cancelled
+        live = []
+        for it in batch:
+            if it.future.done():  # the handler was cancelled
+                continue
+            if it.gone():
+                self._on_gone()
+                it.future.set_exception(ClientGone())
+                continue
+            live.append(it)
         if not live:
             return
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        started = self._running_since = time.perf_counter()
         try:
             joined = concat_rows([it.rows for it in live])
-            outputs = await loop.run_in_executor(
-                self._executor, self.model.run, joined, live[0].parameters
-            )
+            outputs = await self._call(joined, live[0].parameters)
         except Exception as exc:
             if len(live) == 1:
                 _resolve(live[0], exc=exc)
@@ -153,22 +220,37 @@ class Batcher:
                 await self._run_alone(live)
             return
         finally:
+            self._running_since = 0.0
             elapsed = time.perf_counter() - started
-            self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
+            prev = self._batch_s
+            self._batch_s = elapsed if prev is None else 0.8 * prev + 0.2 * elapsed
         self._on_batch(len(outputs))
         start = 0
         for it in live:
             _resolve(it, result=outputs[start : start + it.n])
             start += it.n
 
+    async def _call(self, rows: Any, parameters: dict[str, Any]) -> list[Any]:
+        recent = self._model_times
+        # the median of recent batches: on a busy machine a preempted batch looks slow, once
+        if recent and sorted(recent)[len(recent) // 2] < INLINE_S:
+            return self._timed(rows, parameters)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._timed, rows, parameters)
+
+    def _timed(self, rows: Any, parameters: dict[str, Any]) -> list[Any]:
+        """Run the model, keeping an estimate of its own time (without any thread hand-off)."""
+        started = time.perf_counter()
+        try:
+            return self.model.run(rows, parameters)
+        finally:
+            self._model_times.append(time.perf_counter() - started)
+
     async def _run_alone(self, items: list[_Item]) -> None:
         """A batch failed: run its requests one by one so only the bad one fails."""
-        loop = asyncio.get_running_loop()
         for it in items:
             try:
-                out = await loop.run_in_executor(
-                    self._executor, self.model.run, it.rows, it.parameters
-                )
+                out = await self._call(it.rows, it.parameters)
             except Exception as exc:
                 _resolve(it, exc=exc)
             else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -69,12 +70,14 @@ DOCKERFILE = """\
 FROM {base_image}
 ENV PYTHONUNBUFFERED=1 \\
     PYTHONDONTWRITEBYTECODE=1
+# The pinned environment first: its layer is reused while only cloudserve or the model change.
 COPY requirements.txt /opt/cloudserve/requirements.txt
-COPY wheels {wheels}
 RUN pip install --no-cache-dir -r /opt/cloudserve/requirements.txt
+COPY wheels {wheels}
+RUN pip install --no-cache-dir --no-deps {wheels}/*.whl
 COPY model /opt/cloudserve/model
-RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin cloudserve
-USER 10001
+# No USER: SageMaker expects containers to run as root (a platform that runs them as another
+# uid, such as Kubernetes with runAsUser, still can: everything here is world-readable).
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "cloudserve.serving", "--host", "0.0.0.0"]
 """
@@ -88,6 +91,7 @@ class ImageContext:
     dockerfile: Path
     framework: str
     requirements: list[str]
+    version: str
 
 
 def _source_tree() -> Path:
@@ -135,6 +139,12 @@ def _build_wheel(dest: Path) -> Path:
     return Path(shutil.copy2(wheel, dest / wheel.name))
 
 
+def _project(requirement: str) -> str:
+    """The normalised project name of a requirement line (PEP 503)."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else requirement
+
+
 def write_build_context(
     model_path: str | Path,
     output: str | Path,
@@ -148,18 +158,17 @@ def write_build_context(
     current = read_manifest(model_path)
     model_dir = stage_model(model_path, out / "model", version=version or current.version)
     manifest = read_manifest(model_dir)
-    wheel = _build_wheel(out / "wheels")
-    requirements = [pin(d) for d in _RUNTIME]
-    for line in capture_requirements(model_dir, manifest, _FRAMEWORK[manifest.framework]):
-        if line.split("==")[0] not in {r.split("==")[0] for r in requirements}:
-            requirements.append(line)
-    (out / "requirements.txt").write_text(
-        "\n".join([*requirements, f"{WHEELS}/{wheel.name}"]) + "\n"
-    )
+    _build_wheel(out / "wheels")
+    captured = capture_requirements(model_dir, manifest, _FRAMEWORK[manifest.framework])
+    # The artifact's own pins win over the runtime's (an MLflow model's numpy, say).
+    taken = {_project(line) for line in captured}
+    requirements = [r for r in (pin(d) for d in _RUNTIME) if _project(r) not in taken]
+    requirements += captured
+    (out / "requirements.txt").write_text("\n".join(requirements) + "\n")
     dockerfile = out / "Dockerfile"
     dockerfile.write_text(DOCKERFILE.format(base_image=base_image, wheels=WHEELS))
     (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
-    return ImageContext(out, dockerfile, manifest.framework, requirements)
+    return ImageContext(out, dockerfile, manifest.framework, requirements, manifest.version)
 
 
 def container_engine(preferred: str | None = None) -> str | None:

@@ -131,11 +131,7 @@ def download_gcs(uri: str, dest: Path) -> Path:
         raise ImportError(
             "downloading AIP_STORAGE_URI needs google-cloud-storage: pip install 'cloudserve[gcs]'"
         ) from exc
-    client = (
-        storage.Client()
-        if not os.environ.get("STORAGE_EMULATOR_HOST")
-        else _emulator_client(storage)
-    )
+    client = storage.Client()  # with STORAGE_EMULATOR_HOST: anonymous, at the emulator
     count = 0
     for blob in client.list_blobs(bucket_name, prefix=f"{prefix}/" if prefix else None):
         relative = blob.name[len(prefix) :].lstrip("/") if prefix else blob.name
@@ -151,14 +147,6 @@ def download_gcs(uri: str, dest: Path) -> Path:
         raise InvalidRequest(f"no objects under {uri}", code="no_model")
     log.info("downloaded %d file(s) from %s to %s", count, uri, dest)
     return dest
-
-
-def _emulator_client(storage: object) -> object:
-    # An emulator takes no credentials; the client would otherwise look for Google's.
-    from google.auth.credentials import AnonymousCredentials
-
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT", "cloudserve-emulator")
-    return storage.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[attr-defined]
 
 
 def locate_model(

@@ -7,6 +7,7 @@ numbers are summed on each scrape.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +30,7 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         reg = self.registry
         self.requests = Counter(
             "cloudserve_requests",
@@ -59,11 +61,20 @@ class ServerMetrics:
         self.shed = Counter(
             "cloudserve_shed_requests", "Requests refused with 503 on overload.", registry=reg
         )
+        self.abandoned = Counter(
+            "cloudserve_abandoned_requests",
+            "Requests dropped before the model ran because their client had left.",
+            registry=reg,
+        )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one finished request."""
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        children = self._children.get((route, status))
+        if children is None:  # labels() is a locked lookup: do it once per (route, status)
+            children = self.requests.labels(route, str(status)), self.latency.labels(route)
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

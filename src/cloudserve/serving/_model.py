@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cloudserve import _handler, codecs
 from cloudserve.errors import InvalidRequest
 from cloudserve.packaging import Manifest, custom_manifest_hint, find_artifact, read_manifest
 from cloudserve.serving._predictor import Predictor
@@ -46,11 +47,20 @@ class LoadedModel:
 
     ``predict(instances)`` takes a list of rows, a list of dicts (keyed by feature name) or a
     numpy array and returns a JSON-able list with one output per input row. The server splits
-    that into :meth:`prepare` (per request: validate and convert, raising ``InvalidRequest``),
-    :meth:`run` (per batch, in a worker thread) and :meth:`finish` (per request).
+    that into :meth:`decode` (a request body, by the rules of :mod:`cloudserve._handler`),
+    :meth:`prepare` (per request: validate and convert, raising ``InvalidRequest``), :meth:`run`
+    (per batch, in a worker thread) and :meth:`finish` (per request).
+
+    Input the model itself rejects — a ``ValueError`` or ``TypeError`` from its validation (NaN
+    where it takes none, a wrong width) — is an ``InvalidRequest`` with the model's message
+    (code ``model_rejected_input``); anything else it raises is the server's fault.
     """
 
     framework: str = ""
+    #: keys of ``parameters`` this kind of model reads (``None``: the model checks them itself)
+    parameter_keys: frozenset[str] | None = frozenset()
+    #: whether rows may hold text (categorical columns) rather than numbers only
+    takes_text: bool = False
 
     def __init__(self, path: Path, manifest: Manifest):
         self.path = path
@@ -72,6 +82,10 @@ class LoadedModel:
         rows = self.prepare(instances)
         return self.finish(self.run(rows, parameters or {}))
 
+    def decode(self, body: bytes, content_type: str) -> tuple[Any, dict[str, Any]]:
+        """A request body as ``(instances, parameters)``, named columns in this model's order."""
+        return codecs.decode_request(body, content_type, self.feature_names)
+
     def prepare(self, instances: Any) -> Any:
         """Validate one request's instances and convert them to the model's input rows."""
         array = self._to_array(instances)
@@ -87,7 +101,15 @@ class LoadedModel:
 
     def run(self, rows: Any, parameters: dict[str, Any]) -> list[Any]:
         """Predict a batch of prepared rows; one output per row."""
-        outputs = self._predict(rows, parameters)
+        self._check_parameters(parameters)
+        try:
+            outputs = self._predict(rows, parameters)
+        except _handler.BadInput as exc:
+            raise codecs.as_error(exc) from exc
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(
+                f"the model rejected the input: {exc}", code="model_rejected_input"
+            ) from exc
         result = outputs.tolist() if isinstance(outputs, np.ndarray) else list(outputs)
         if len(result) != len(rows):
             raise ModelOutputError(f"the model returned {len(result)} outputs for {len(rows)} rows")
@@ -100,27 +122,47 @@ class LoadedModel:
     def _predict(self, rows: Any, parameters: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    def _check_parameters(self, parameters: Any) -> None:
+        if not isinstance(parameters, dict):
+            raise InvalidRequest("'parameters' must be a JSON object", code="bad_parameters")
+        if self.parameter_keys is None:
+            return
+        unknown = sorted(set(parameters) - self.parameter_keys)
+        if unknown:
+            raise InvalidRequest(
+                f"unknown parameter(s) {unknown}; this {self.framework} model takes "
+                f"{sorted(self.parameter_keys) or 'none'}",
+                code="bad_parameters",
+            )
+
     def _to_array(self, instances: Any) -> np.ndarray:
         if isinstance(instances, np.ndarray):
-            rows: Any = instances
-        elif isinstance(instances, list) and instances and isinstance(instances[0], dict):
-            rows = self._records_to_rows(instances)
-        elif isinstance(instances, list | tuple):
-            rows = instances
+            array = instances
+        elif isinstance(instances, list | tuple):  # in-process callers: rows or records
+            try:
+                array = _handler.decode_document(list(instances), self.feature_names)[0]
+            except _handler.BadInput as exc:
+                raise codecs.as_error(exc) from exc
         else:
             raise InvalidRequest(
                 f"instances must be a list of rows, got {type(instances).__name__}",
                 code="bad_shape",
             )
-        if len(rows) == 0:
+        if len(array) == 0:
             raise InvalidRequest("the request holds no rows", code="empty_input")
-        try:
-            array = np.asarray(rows, dtype=self.dtype)
-        except (TypeError, ValueError) as exc:
+        if array.dtype == object and not (self.takes_text or self.dtype == "object"):
+            text = next(v for v in array.ravel() if isinstance(v, str))
             raise InvalidRequest(
-                f"rows must be equal-length lists of numbers ({self.dtype}): {exc}",
-                code="wrong_shape",
-            ) from exc
+                f"this {self.framework or 'model'} model takes numbers only, got text {text!r:.40}",
+                code="bad_value",
+            )
+        if array.dtype != object:
+            try:
+                array = array.astype(self.dtype, copy=False)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise InvalidRequest(
+                    f"rows must be numbers ({self.dtype}): {exc}", code="bad_value"
+                ) from exc
         if array.ndim > 2 and self.framework != "pytorch":
             raise InvalidRequest(
                 f"rows must be flat lists of features, got shape {list(array.shape)}",
@@ -128,27 +170,19 @@ class LoadedModel:
             )
         return array
 
-    def _records_to_rows(self, records: list[Any]) -> list[list[Any]]:
-        names = self.feature_names or list(records[0])
-        rows = []
-        for i, rec in enumerate(records):
-            if not isinstance(rec, dict):
-                raise InvalidRequest(f"row {i} is not an object like row 0", code="bad_shape")
-            missing = [n for n in names if n not in rec]
-            if missing:
-                raise InvalidRequest(f"row {i} lacks feature(s) {missing[:5]}", code="wrong_shape")
-            rows.append([rec[n] for n in names])
-        return rows
-
 
 class SklearnModel(LoadedModel):
     """scikit-learn estimators and pipelines from joblib/pickle (trusted files only) or skops.
 
-    ``parameters={"method": "predict_proba"}`` (or ``decision_function``) picks another method.
+    Predictions go through the handler template (:func:`cloudserve._handler.predict`), as in the
+    clouds' containers: ``parameters={"method": "predict_proba"}`` (or ``predict_log_proba``,
+    ``decision_function``, ``transform``) picks another method, and a model fitted on a
+    DataFrame gets one with its column names and per-column dtypes.
     """
 
     framework = "sklearn"
-    _METHODS = ("predict", "predict_proba", "decision_function", "transform")
+    parameter_keys = frozenset({"method"})
+    takes_text = True
 
     def __init__(self, path: Path, manifest: Manifest):
         super().__init__(path, manifest)
@@ -161,71 +195,40 @@ class SklearnModel(LoadedModel):
             )
             self.model = skops.io.load(artifact, trusted=trusted or None)
         else:
-            import joblib
-
-            self.model = joblib.load(artifact)
+            self.model = _handler.load_model(str(artifact), "sklearn")
         if self.n_features is None:
             self.n_features = getattr(self.model, "n_features_in_", None)
-        names = getattr(self.model, "feature_names_in_", None)
-        self._columns = None if names is None else [str(n) for n in names]
-        if self.feature_names is None and self._columns is not None:
-            self.feature_names = self._columns
-
-    def _to_array(self, instances: Any) -> np.ndarray:
-        try:
-            return super()._to_array(instances)
-        except InvalidRequest:
-            if self._columns is None:
-                raise
-        # A pipeline with named columns may take text (categorical) values: keep them as objects.
-        self_dtype, self.dtype = self.dtype, "object"
-        try:
-            return super()._to_array(instances)
-        finally:
-            self.dtype = self_dtype
+        self.feature_names = _handler.model_feature_names(
+            self.model, {"feature_names": self.feature_names}
+        )
 
     def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
-        method = parameters.get("method", "predict")
-        if method not in self._METHODS or not hasattr(self.model, method):
-            raise InvalidRequest(
-                f"method '{method}' is not available; use one of "
-                f"{[m for m in self._METHODS if hasattr(self.model, m)]}",
-                code="bad_parameters",
-            )
-        if self._columns is not None:
-            import pandas as pd
-
-            rows = pd.DataFrame(rows, columns=self._columns)
-        return getattr(self.model, method)(rows)
+        return _handler.predict(self.model, rows, parameters)
 
 
 class XGBoostModel(LoadedModel):
-    """An XGBoost ``Booster`` saved in its native JSON or UBJ format (no pickle involved).
+    """An XGBoost model saved in its native JSON, UBJ or ``.bst`` format (no pickle involved).
 
-    ``parameters={"output_margin": true}`` returns raw margins instead of transformed scores.
+    A model saved by an ``XGBClassifier`` (``save_model``) is served as that classifier: labels
+    from ``predict``, probabilities with ``parameters={"method": "predict_proba"}``; a plain
+    ``Booster`` returns its transformed scores. ``parameters={"output_margin": true}`` returns
+    raw margins instead. Other parameters are a 400.
     """
 
     framework = "xgboost"
+    parameter_keys = frozenset({"method", "output_margin"})
 
     def __init__(self, path: Path, manifest: Manifest):
         super().__init__(path, manifest)
-        import xgboost as xgb
-
-        self.booster = xgb.Booster()
-        self.booster.load_model(str(find_artifact(path, manifest)))
+        self.model = _handler.load_model(str(find_artifact(path, manifest)), "xgboost")
+        booster = self.model if type(self.model).__name__ == "Booster" else self.model.get_booster()
         if self.n_features is None:
-            self.n_features = self.booster.num_features()
-        if self.feature_names is None and self.booster.feature_names:
-            self.feature_names = list(self.booster.feature_names)
-        self._named = bool(self.booster.feature_names)
+            self.n_features = booster.num_features()
+        if self.feature_names is None and booster.feature_names:
+            self.feature_names = list(booster.feature_names)
 
     def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
-        margin = bool(parameters.get("output_margin", False))
-        if self._named:  # a booster with feature names checks them: hand it a named frame
-            import pandas as pd
-
-            rows = pd.DataFrame(rows, columns=self.feature_names)
-        return self.booster.inplace_predict(rows, predict_type="margin" if margin else "value")
+        return _handler.predict(self.model, rows, parameters)
 
 
 class OnnxModel(LoadedModel):
@@ -236,6 +239,7 @@ class OnnxModel(LoadedModel):
     """
 
     framework = "onnx"
+    parameter_keys = frozenset({"output"})
 
     def __init__(self, path: Path, manifest: Manifest):
         super().__init__(path, manifest)
@@ -305,6 +309,7 @@ class CustomModel(LoadedModel):
     """A :class:`~cloudserve.serving.Predictor` subclass named by the manifest's ``predictor``."""
 
     framework = "custom"
+    parameter_keys = None
 
     def __init__(self, path: Path, manifest: Manifest):
         super().__init__(path, manifest)
@@ -319,6 +324,10 @@ class CustomModel(LoadedModel):
             )
         self.predictor: Predictor = cls()
         self.predictor.load(path)
+
+    def decode(self, body: bytes, content_type: str) -> tuple[Any, dict[str, Any]]:
+        # a predictor reads JSON rows as they were sent (records keep their keys)
+        return codecs.decode_request(body, content_type, tabular=False)
 
     def prepare(self, instances: Any) -> Any:
         rows = self.predictor.preprocess(instances)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -17,25 +18,41 @@ from typing import Any
 import uvicorn
 
 from cloudserve.serving._app import ServingApp
+from cloudserve.serving._http import make_protocol
 from cloudserve.serving._settings import ServerSettings
 
-__all__ = ["BackgroundServer", "app_from_env", "serve"]
+__all__ = ["BackgroundServer", "serve"]
 
-_SETTINGS_ENV = "CLOUDSERVE_SERVE_SETTINGS"
+log = logging.getLogger("cloudserve.serving")
+
+LOAD_FAILED = 3  # a worker's exit code when the model cannot be loaded
+_RESTARTS = 5  # a worker that dies this many times in a row (not a load failure) stops the server
 
 
-def _uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
-    return {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop" if _has("uvloop") else "asyncio",
-        "http": "httptools" if _has("httptools") else "h11",
-        "lifespan": "on",
-        "access_log": False,
-        "log_level": settings.log_level,
-        "timeout_graceful_shutdown": settings.drain_timeout_s,
-        "timeout_keep_alive": 75,  # longer than the clouds' load balancers keep idle connections
-    }
+def _config(app: ServingApp, settings: ServerSettings) -> uvicorn.Config:
+    protocol = make_protocol(
+        idle_timeout_s=settings.idle_timeout_s,
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        admit=app.admit,
+    )
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http=protocol,
+        lifespan="on",
+        access_log=False,
+        proxy_headers=False,  # no proxy rewrites client addresses here; saves a middleware hop
+        server_header=False,
+        log_config=None,  # uvicorn's lines go through the root logger: one format, timestamps
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.drain_timeout_s,
+        timeout_keep_alive=settings.idle_timeout_s,  # type: ignore[arg-type]
+        backlog=2048,
+    )
 
 
 def _has(module: str) -> bool:
@@ -44,22 +61,26 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def app_from_env() -> ServingApp:
-    """The app for one worker process, from settings the launcher put in the environment."""
-    return ServingApp(ServerSettings.model_validate_json(os.environ[_SETTINGS_ENV]))
+def _configure_logging(settings: ServerSettings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
 
 
 def serve(settings: ServerSettings) -> int:
     """Serve until SIGTERM/SIGINT, then drain in-flight requests; returns the exit code.
 
-    One worker runs in this process; several run as uvicorn worker processes sharing the port.
-    Exits 1 when the model cannot be loaded.
+    One worker runs in this process; several run as worker processes sharing one listening
+    socket, supervised by this one. Returns 1 when the model cannot be loaded (by any worker).
     """
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings)
     if settings.workers > 1:
-        return _serve_workers(settings)
+        return _Supervisor(settings).run()
+    return _serve_one(settings, None)
+
+
+def _serve_one(settings: ServerSettings, sock: socket.socket | None) -> int:
     failed: list[bool] = []
     server: uvicorn.Server | None = None
 
@@ -72,24 +93,90 @@ def serve(settings: ServerSettings) -> int:
     # one a no-op so a drained shutdown exits 0, as the container contracts expect.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     app = ServingApp(settings, on_load_failure=stop_on_failure)
-    server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(settings)))
-    server.run()
+    server = uvicorn.Server(_config(app, settings))
+    server.run(sockets=None if sock is None else [sock])
     return 1 if failed else 0
 
 
-def _serve_workers(settings: ServerSettings) -> int:
-    # Workers are separate processes: settings travel in the environment, and metrics are
-    # summed across them through prometheus_client's multiprocess directory.
-    os.environ[_SETTINGS_ENV] = settings.model_dump_json()
-    with tempfile.TemporaryDirectory(prefix="cloudserve-metrics-") as metrics_dir:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
-        uvicorn.run(
-            "cloudserve.serving._server:app_from_env",
-            factory=True,
-            workers=settings.workers,
-            **_uvicorn_options(settings),
+def _worker(settings_json: str, sock: socket.socket) -> None:
+    """One worker process: serve on the inherited socket; exit ``LOAD_FAILED`` if the model
+    cannot be loaded, so the supervisor stops instead of restarting it forever."""
+    settings = ServerSettings.model_validate_json(settings_json)
+    _configure_logging(settings)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
+    raise SystemExit(LOAD_FAILED if _serve_one(settings, sock) else 0)
+
+
+class _Supervisor:
+    """Binds the socket, runs ``workers`` processes on it, and stops them in the right order.
+
+    On SIGTERM/SIGINT the supervisor first closes its own copy of the listening socket, then
+    asks every worker to drain: each stops accepting at once and finishes its in-flight requests.
+    A worker that cannot load the model stops the whole server with exit code 1; one that dies
+    otherwise is restarted.
+    """
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.failed = False
+        self._ctx = multiprocessing.get_context("spawn")
+        self._procs: list[Any] = []
+
+    def run(self) -> int:
+        s = self.settings
+        # Workers are spawned (fresh interpreters): prometheus_client reads this at import.
+        with tempfile.TemporaryDirectory(prefix="cloudserve-metrics-") as metrics_dir:
+            os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+            sock = socket.create_server((s.host, s.port), backlog=2048, reuse_port=False)
+            sock.set_inheritable(True)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.stopping.set())
+            log.info("listening on http://%s:%d with %d workers", s.host, s.port, s.workers)
+            self._procs = [self._spawn(sock) for _ in range(s.workers)]
+            self._watch(sock)
+            sock.close()  # the parent stops accepting before any worker drains
+            self._drain()
+        return 1 if self.failed else 0
+
+    def _spawn(self, sock: socket.socket) -> Any:
+        proc = self._ctx.Process(
+            target=_worker, args=(self.settings.model_dump_json(), sock), daemon=False
         )
-    return 0
+        proc.start()
+        return proc
+
+    def _watch(self, sock: socket.socket) -> None:
+        deaths = 0
+        while not self.stopping.wait(0.2):
+            for i, proc in enumerate(self._procs):
+                if proc.is_alive():
+                    continue
+                if proc.exitcode == LOAD_FAILED:
+                    log.error("a worker could not load the model (see above); stopping")
+                    self.failed = True
+                    self.stopping.set()
+                    return
+                deaths += 1
+                if deaths > _RESTARTS:
+                    log.error("workers keep dying (last exit code %s); stopping", proc.exitcode)
+                    self.failed = True
+                    self.stopping.set()
+                    return
+                log.warning("worker %d exited with code %s; restarting it", proc.pid, proc.exitcode)
+                self._procs[i] = self._spawn(sock)
+
+    def _drain(self) -> None:
+        for proc in self._procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.drain_timeout_s + 5
+        for proc in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.warning("worker %d did not drain in time; killing it", proc.pid)
+                proc.kill()
+                proc.join()
 
 
 class BackgroundServer:
@@ -118,7 +205,7 @@ class BackgroundServer:
         sock.bind((self.settings.host, self.settings.port))
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, **_uvicorn_options(self.settings)))
+        self._server = uvicorn.Server(_config(self.app, self.settings))
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [sock]},

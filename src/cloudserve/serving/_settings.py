@@ -41,6 +41,17 @@ class ServerSettings(BaseModel):
     max_batch_size: int = Field(default=64, ge=1)
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=1024, ge=1, description="requests waiting beyond → 503")
+    max_queue_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description="oldest waiting request older than this and 3 batch cycles → 503",
+    )
+    idle_timeout_s: float = Field(
+        default=75.0, gt=0, description="close a connection with no request in progress"
+    )
+    header_timeout_s: float = Field(default=10.0, gt=0, description="first byte → end of headers")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="end of headers → end of body")
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="larger → 431")
     token: str | None = Field(default=None, repr=False)
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1)
     cache_size: int = Field(default=0, ge=0, description="in-process LRU entries; 0 = off")

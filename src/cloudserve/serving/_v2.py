@@ -113,13 +113,14 @@ def parse_infer_request(
     for t in doc["inputs"]:
         if not isinstance(t, dict):
             raise InvalidRequest("each v2 input must be an object", code="bad_shape")
-        size = (t.get("parameters") or {}).get("binary_data_size")
-        if size is None:
+        declared = (t.get("parameters") or {}).get("binary_data_size")
+        if declared is None:
             tensors.append((str(t.get("name")), codecs.decode_v2_tensor(t)))
             continue
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        size = declared if isinstance(declared, int) else -1
+        if size < 0 or offset + size > len(binary):
             raise InvalidRequest(
-                f"tensor '{t.get('name')}': binary_data_size {size} runs past the "
+                f"tensor '{t.get('name')}': binary_data_size {declared} runs past the "
                 f"{len(binary)} bytes after the JSON header",
                 code="bad_shape",
             )

@@ -33,8 +33,10 @@ from cloudserve.provider import Capability, Provider
 from cloudserve.resources import EndpointStatus, JobStatus
 from cloudserve.specs import BatchSpec, Compute, DataCapture, DeploySpec
 from cloudserve.testing import Fault, FaultNotSupported, ProviderHarness
+from cloudserve.testing.parity import ParityChecks
 
 __all__ = [
+    "AnswersParityTests",
     "AsyncTests",
     "BatchTests",
     "DeployTests",
@@ -359,6 +361,7 @@ def _optional_calls(
             lambda: p.get_rollout_state("cs-x"),
             lambda: p.put_rollout_state("cs-x", None),
         ],
+        Capability.SHADOW: [lambda: p.shadow_pairs("cs-x", 60.0)],
     }
 
 
@@ -369,6 +372,7 @@ _GATED_METHODS = (
     "delete_variant",
     "get_rollout_state",
     "put_rollout_state",
+    "shadow_pairs",
     "predict_async",
     "get_async_result",
     "batch_predict",
@@ -422,6 +426,10 @@ def _client_calls(
         Capability.REGISTRY: [lambda: c.register_model(model()), lambda: c.list_models()],
         Capability.PRICING_REFRESH: [refresh],
         Capability.ROLLOUT: [lambda: c.rollout(model(), "cs-x", steps=[100], bake="1h")],
+        Capability.SHADOW: [
+            lambda: c.shadow_report("cs-x"),
+            lambda: c.deploy(model(), "cs-x", shadow=10),
+        ],
     }
 
 
@@ -583,6 +591,14 @@ def _standard_tests() -> dict[str, Any]:
         for name, fn in vars(cls).items()
         if name.startswith("test_") and inspect.isfunction(fn)
     }
+
+
+class AnswersParityTests(ParityChecks, _Base):
+    """Answers parity (see :mod:`cloudserve.testing.parity`): records in another order, a CSV
+    with a shuffled header or none, blanks, text, NaN, ``predict_proba`` and wrong shapes, online
+    and in batch, each compared with the model's own answers. Not part of
+    :class:`ProviderConformance` yet: a provider adds it with
+    ``class TestXParity(XHarness, AnswersParityTests)``."""
 
 
 def _has_xfail_reason(fn: Any) -> bool:

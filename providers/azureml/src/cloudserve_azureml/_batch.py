@@ -14,6 +14,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cloudserve.errors import CloudServeError, InvalidRequest, NotFound
 from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.specs import BatchSpec
-from cloudserve_azureml import _batch_script
 from cloudserve_azureml import _packaging as pkg
 from cloudserve_azureml._jobstates import job_status
 
@@ -38,7 +38,6 @@ T = TypeVar("T")
 OUTPUT_FILE = "predictions.csv"
 PROP_INPUT = "cloudserve.input"
 PROP_OUTPUT = "cloudserve.output"
-PROP_ROWS = "cloudserve.rows"
 TAG_HASH = "cloudserve-spec-hash"
 
 
@@ -83,7 +82,8 @@ def _settings_hash(p: AzureMLProvider, spec: BatchSpec, instance_type: str) -> s
             p.cfg.compute,
             p.cfg.batch_mini_batch_size,
             p.cfg.batch_max_retries,
-            pkg.BATCH_SCRIPT,
+            _env_requirements(spec),
+            _script_version(),
         )
     )
     return hashlib.sha256(data.encode()).hexdigest()[:16]
@@ -161,29 +161,32 @@ def _put_deployment(
 
     created: list[str] = []
     model_id = p._register(spec.model, owner=None, created=created)
-    env_version = hashlib.sha256(
-        f"{p.cfg.environment_image}|{p.cfg.runtime_requirement}".encode()
-    ).hexdigest()[:8]
+    conda = pkg.conda_file([*_env_requirements(spec), *p.cfg.extra_requirements])
     env = p._sdk(
         p.ml.environments.create_or_update,
         Environment(
             name=pkg.asset_name("cs-batch", endpoint),
-            version=env_version,
+            version=pkg.content_version(conda, p.cfg.environment_image),
             image=p.cfg.environment_image,
-            conda_file=pkg.conda_file(p.cfg.runtime_requirement),
+            conda_file=conda,
         ),
     )
-    code_dir = pkg.write_code(
-        Path(p._tmp.name) / f"batch-{endpoint}-{dep_name}", pkg.BATCH_SCRIPT, pkg.BATCH_SCRIPT_NAME
-    )
+    code_dir = pkg.batch_code(Path(p._tmp.name) / f"batch-{endpoint}-{dep_name}")
     code = p._sdk(
         p.ml._code.create_or_update,
         Code(
             name=pkg.asset_name("cs-batch", endpoint, "score"),
-            version=hashlib.sha256(pkg.BATCH_SCRIPT.encode()).hexdigest()[:8],
+            version=pkg.code_digest(code_dir),
             path=str(code_dir),
         ),
     )
+    env_vars = {
+        "CLOUDSERVE_BATCH_ROWS": str(spec.batch_size),
+        "CLOUDSERVE_FRAMEWORK": spec.model.framework or pkg.detect(Path(spec.model.artifact or "")),
+    }
+    parameters = getattr(spec, "parameters", None)
+    if parameters:
+        env_vars["CLOUDSERVE_BATCH_PARAMETERS"] = json.dumps(parameters)
     deployment = ModelBatchDeployment(
         name=dep_name,
         endpoint_name=endpoint,
@@ -201,7 +204,7 @@ def _put_deployment(
             output_action=BatchDeploymentOutputAction.APPEND_ROW,
             output_file_name=OUTPUT_FILE,
             retry_settings=BatchRetrySettings(max_retries=p.cfg.batch_max_retries, timeout=300),
-            environment_variables={"CLOUDSERVE_BATCH_ROWS": str(spec.batch_size)},
+            environment_variables=env_vars,
             logging_level="info",
         ),
         tags={
@@ -218,19 +221,17 @@ def _put_deployment(
     )
 
 
-def _input(p: AzureMLProvider, spec: BatchSpec) -> tuple[Any, int | None]:
-    """The job input, and the number of input rows when the input is local."""
+def _input(p: AzureMLProvider, spec: BatchSpec) -> Any:
+    """The job input: an ``azureml://`` URI as is, a local file or folder uploaded."""
     from azure.ai.ml import Input
     from azure.ai.ml.constants import AssetTypes
 
     if _is_datastore_uri(spec.input):
         kind = AssetTypes.URI_FILE if Path(spec.input).suffix else AssetTypes.URI_FOLDER
-        return Input(type=kind, path=spec.input), None
+        return Input(type=kind, path=spec.input)
     local = Path(spec.input)
-    files = sorted(f for f in local.rglob("*") if f.is_file()) if local.is_dir() else [local]
-    rows = sum(_batch_script.count_rows(f) for f in files)
     data = _upload(p, local, AssetTypes.URI_FOLDER if local.is_dir() else AssetTypes.URI_FILE)
-    return Input(type=data.type, path=data.id), rows
+    return Input(type=data.type, path=data.id)
 
 
 def _upload(p: AzureMLProvider, local: Path, kind: str) -> Any:
@@ -257,16 +258,18 @@ def batch_predict(p: AzureMLProvider, spec: BatchSpec) -> BatchJob:
     endpoint = pkg.batch_endpoint_name(spec.model.name)
     _ensure_endpoint(p, endpoint, dict(p.cfg.tags))
     dep_name = _ensure_deployment(p, spec, endpoint)
-    job_input, rows = _input(p, spec)
+    job_input = _input(p, spec)
     job_name = f"csb-{uuid.uuid4().hex[:16]}"
     out_uri = (
         spec.output
         if _is_datastore_uri(spec.output)
         else f"azureml://datastores/workspaceblobstore/paths/cloudserve/batch/{job_name}/"
     )
+    # Azure documents properties in the invocation body, but not that it keeps them on the job of
+    # a model deployment: this process also remembers where a local output goes.
     props = {PROP_INPUT: spec.input, PROP_OUTPUT: spec.output}
-    if rows is not None:
-        props[PROP_ROWS] = str(rows)
+    p._batch_outputs[job_name] = spec.output
+    # a POST: azure-core never repeats it, and neither does cloudserve (it starts a job)
     job = p._sdk(
         p.ml.batch_endpoints.invoke,
         endpoint_name=endpoint,
@@ -275,7 +278,6 @@ def batch_predict(p: AzureMLProvider, spec: BatchSpec) -> BatchJob:
         outputs={"score": Output(type="uri_folder", path=out_uri)},
         job_name=job_name,
         params_override=[{"properties": props}],
-        retry=False,  # an invocation starts a job: never repeated blindly
     )
     return get_batch_job(p, job.name)
 
@@ -286,7 +288,7 @@ def get_batch_job(p: AzureMLProvider, job_id: str) -> BatchJob:
     props = dict(job.properties or {})
     status = job_status(job.status)
     out_uri = _output_uri(job)
-    output = props.get(PROP_OUTPUT) or out_uri
+    output = props.get(PROP_OUTPUT) or p._batch_outputs.get(job.name) or out_uri
     counts: dict[str, int | None] = {}
     if status is JobStatus.SUCCEEDED:
         text = _read_output(p, out_uri)
@@ -294,7 +296,7 @@ def get_batch_job(p: AzureMLProvider, job_id: str) -> BatchJob:
             target = Path(output) / OUTPUT_FILE
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        counts = _count(text, props.get(PROP_ROWS))
+        counts = _count(text)
     return BatchJob(
         id=job.name,
         provider=p.name,
@@ -318,24 +320,26 @@ def _input_uri(job: Any) -> str:
     return str(getattr(first, "path", None) or "")
 
 
-def _count(text: str, local_rows: str | None) -> dict[str, int | None]:
-    """Rows from ``predictions.csv``: a row whose file failed as a whole counts as failed."""
+def _count(text: str) -> dict[str, int | None]:
+    """Rows from ``predictions.csv``: the script writes one line per input row."""
     lines = [r for r in csv.reader(io.StringIO(text)) if r]
-    succeeded = sum(1 for r in lines if len(r) < 4 or not r[3])
-    total = int(local_rows) if local_rows is not None else len(lines)
-    return {"rows_total": total, "rows_succeeded": succeeded, "rows_failed": total - succeeded}
+    failed = sum(1 for r in lines if len(r) >= 4 and r[3])
+    return {"rows_total": len(lines), "rows_succeeded": len(lines) - failed, "rows_failed": failed}
+
+
+def _env_requirements(spec: BatchSpec) -> list[str]:
+    """The batch environment's pip lines: Azure's batch runtime and the model's pins."""
+    assert spec.model.artifact is not None  # validate_batch() guarantees it
+    return [pkg.BATCH_RUNTIME, *pkg.model_requirements(spec.model.artifact, spec.model.framework)]
+
+
+def _script_version() -> str:
+    return pkg.content_version(pkg.handler_source(), pkg.batch_script_source())
 
 
 def _read_output(p: AzureMLProvider, uri: str) -> str:
     """``predictions.csv`` under a datastore folder URI, read through the datastore."""
-    from azure.storage.blob import ContainerClient
-
     datastore, _, prefix = uri.split("datastores/", 1)[1].partition("/paths/")
-    store = p._sdk(p.ml.datastores.get, datastore, include_secrets=True)
-    client = ContainerClient(
-        account_url=f"https://{store.account_name}.blob.{store.endpoint}",
-        container_name=store.container_name,
-        credential=getattr(store.credentials, "account_key", None),
-    )
+    client = p._datastore_container(datastore)
     blob = f"{prefix.rstrip('/')}/{OUTPUT_FILE}".lstrip("/")
     return p._sdk(lambda: client.download_blob(blob).readall().decode())

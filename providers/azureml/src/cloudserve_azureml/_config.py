@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cloudserve.provider import ProviderConfig
 
@@ -24,8 +24,10 @@ class AzureMLConfig(ProviderConfig):
     deployment gets (Azure's ``mini_batch_size``; the rows per model call come from
     ``BatchSpec.batch_size``). Tuning: ``early_termination`` picks the policy a sweep uses when
     ``TuningSpec.early_stopping`` is set; ``training_environment`` names an existing environment
-    for the trials (``azureml:NAME:VERSION``), else one is built from ``environment_image`` and
-    ``runtime_requirement``.
+    for the trials (``azureml:NAME:VERSION``), else one is built from ``environment_image``
+    with the training script's imports pinned. ``extra_requirements`` are pip lines added to
+    every environment cloudserve builds (a private package your pickle needs, say); cloudserve
+    itself is on no package index and is never one of them.
     """
 
     provider: Literal["azureml"] = "azureml"
@@ -40,7 +42,7 @@ class AzureMLConfig(ProviderConfig):
     compute: str | None = None
     sdk_polling_interval_s: float | None = Field(None, gt=0)
     environment_image: str = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
-    runtime_requirement: str = "cloudserve[sklearn]"
+    extra_requirements: list[str] = Field(default_factory=list)
     request_timeout_ms: int = Field(5000, ge=1000, le=180000)
     max_request_mb: float = Field(5.0, gt=0)
     predict_concurrency: int = Field(4, ge=1, le=64)
@@ -48,6 +50,16 @@ class AzureMLConfig(ProviderConfig):
     batch_max_retries: int = Field(3, ge=0)
     early_termination: Literal["bandit", "median_stopping", "truncation_selection"] = "bandit"
     training_environment: str | None = None
+
+    @field_validator("extra_requirements")
+    @classmethod
+    def _no_cloudserve(cls, lines: list[str]) -> list[str]:
+        bad = [line for line in lines if line.strip().lower().startswith("cloudserve")]
+        if bad:
+            raise ValueError(
+                f"{bad[0]} is on no package index, so an Azure environment cannot install it"
+            )
+        return lines
 
     @model_validator(mode="after")
     def _service_principal(self) -> AzureMLConfig:

@@ -34,8 +34,10 @@ def _series(body: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> MetricsReport:
     """Requests by status class and latency percentiles from Azure Monitor.
 
-    Requests come from ``RequestsPerMinute`` split by ``statusCodeClass`` (summed over the
-    window); latencies from ``RequestLatency_P50/P95/P99`` (the mean of the per-minute values).
+    Requests come from ``RequestsPerMinute`` split by ``statusCodeClass``: at a one-minute
+    grain each point's ``Average`` is that minute's request count (Azure ML's own examples query
+    it with ``--aggregation Average --interval PT1M``), so the window's count is their sum.
+    Latencies come from ``RequestLatency_P50/P95/P99`` (the mean of the per-minute values).
     """
     resource = (
         f"{p._workspace_id()}/onlineEndpoints/{endpoint}/providers/Microsoft.Insights/metrics"
@@ -46,7 +48,7 @@ def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> Metr
             "GET",
             resource,
             metricnames="RequestsPerMinute",
-            aggregation="Total",
+            aggregation="Average",
             **{"$filter": "statusCodeClass eq '*'"},
             **common,
         )
@@ -60,7 +62,8 @@ def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> Metr
     for ts in counts.get("RequestsPerMinute", []):
         dims = {d["name"]["value"]: d["value"] for d in ts.get("metadatavalues") or []}
         cls = dims.get("statusCodeClass", "2xx")
-        by_class[cls] = by_class.get(cls, 0) + int(sum(pt.get("total") or 0 for pt in ts["data"]))
+        count = sum(pt.get("average") or 0 for pt in ts["data"])
+        by_class[cls] = by_class.get(cls, 0) + round(count)
     values: dict[str, float | None] = {}
     for field, metric in LATENCY.items():
         points = [
@@ -82,16 +85,16 @@ def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> Metr
     )
 
 
+def _row(record: Any) -> list[float]:
+    """One captured row: the collector writes a DataFrame's records (column → value, in the
+    frame's column order) under ``"data"``."""
+    values = record.values() if isinstance(record, dict) else record
+    return [float(v) for v in values]
+
+
 def captured_rows(p: AzureMLProvider, endpoint: str, window_s: float) -> list[list[float]]:
     """Feature rows the data collector wrote (``model_inputs``) over the window, oldest first."""
-    from azure.storage.blob import ContainerClient
-
-    store = p._sdk(p.ml.datastores.get_default, include_secrets=True)
-    container = ContainerClient(
-        account_url=f"https://{store.account_name}.blob.{store.endpoint}",
-        container_name=store.container_name,
-        credential=store.credentials.account_key,
-    )
+    container = p._datastore_container()
     since = datetime.now(timezone.utc) - timedelta(seconds=window_s)
     prefix = f"modelDataCollector/{endpoint}/"
 
@@ -104,7 +107,7 @@ def captured_rows(p: AzureMLProvider, endpoint: str, window_s: float) -> list[li
             text = container.download_blob(blob.name).readall().decode()
             for line in text.splitlines():
                 if line.strip():
-                    rows.extend([float(x) for x in row] for row in json.loads(line)["data"])
+                    rows.extend(_row(record) for record in json.loads(line)["data"])
         return rows
 
     return p.call(read)

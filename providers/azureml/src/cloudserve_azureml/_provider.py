@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -24,6 +25,7 @@ from cloudserve.errors import (
     InvalidRequest,
     NotFound,
     OperationFailed,
+    Timeout,
 )
 from cloudserve.pricing.refresh import RefreshResult
 from cloudserve.provider import Capability, Provider, ProviderConfig
@@ -102,6 +104,10 @@ class AzureMLProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.SHADOW: (
+            "not yet: managed online endpoints mirror traffic (mirror_traffic, at most 50 % in"
+            " total), which cloudserve does not map yet"
+        ),
         Capability.ROLLOUT: (
             "the rollout state is not yet recorded with Azure ML endpoints (endpoint tags) and"
             " deployments are not yet removed one by one; roll out on the local backend for now"
@@ -133,7 +139,8 @@ class AzureMLProvider(Provider):
         self._credential = credential
         self._ml: Any = None
         self._arm: Any = None
-        self._scoring: dict[str, tuple[str, str]] = {}
+        self._scoring: dict[str, _ScoringTarget] = {}
+        self._batch_outputs: dict[str, str] = {}  # batch job → the local output it fills
         self._tmp = tempfile.TemporaryDirectory(prefix="cloudserve-azureml-")
 
     # -- SDK plumbing ------------------------------------------------------------------------
@@ -156,9 +163,23 @@ class AzureMLProvider(Provider):
                 self._credential = identity.DefaultAzureCredential()
         return self._credential
 
+    def _sdk_retry(self) -> dict[str, Any]:
+        """azure-core ``RetryPolicy`` settings from the target's retry settings.
+
+        azure-core retries what is safe to repeat — GET, PUT and DELETE (every long-running
+        operation's polls among them) on 408/429/5xx and dropped connections, honouring
+        ``Retry-After`` — and never a POST.
+        """
+        r = self.cfg.retry
+        return {
+            "retry_total": r.max_attempts - 1,
+            "retry_backoff_factor": r.initial_backoff_s,
+            "retry_backoff_max": r.max_backoff_s,
+        }
+
     @property
     def ml(self) -> Any:
-        """The ``MLClient`` for the workspace (SDK retries off: cloudserve's policy retries)."""
+        """The ``MLClient`` for the workspace, with azure-core's retries on (see _sdk_retry)."""
         if self._ml is None:
             with self._quiet():
                 from azure.ai.ml import MLClient
@@ -171,9 +192,9 @@ class AzureMLProvider(Provider):
                     self.cfg.subscription_id,
                     self.cfg.resource_group,
                     self.cfg.workspace,
-                    retry_total=0,
                     show_progress=False,
                     enable_telemetry=False,
+                    **self._sdk_retry(),
                     **kwargs,
                 )
             _route_sdk_loggers_to_logging()
@@ -186,34 +207,54 @@ class AzureMLProvider(Provider):
         with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
             yield
 
-    def _sdk(self, fn: Callable[..., T], *args: Any, retry: bool = True, **kwargs: Any) -> T:
-        """Call the SDK quietly, translating errors; ``retry`` only for retry-safe calls."""
+    def _sdk(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the SDK quietly, translating errors (the SDK's pipeline does the retrying)."""
 
         def quiet() -> T:
             with self._quiet():
                 return fn(*args, **kwargs)
 
-        return self.call(quiet, retry=retry)
+        return self.call(quiet, retry=False)
 
-    def _lro(self, begin: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run an ARM long-running operation to its end; a failed one is OperationFailed.
+    def _lro(
+        self,
+        begin: Callable[..., Any],
+        *args: Any,
+        wait: bool = True,
+        deadline: float | None = None,
+        progress: ProgressCallback | None = None,
+        what: str = "operation",
+        **kwargs: Any,
+    ) -> Any:
+        """Start an ARM long-running operation and, with ``wait``, see it to its end.
 
-        ARM PUT/DELETE by name is idempotent, so the whole operation is retry-safe.
+        The SDK's poller polls (its requests retried by the pipeline); this waits on it with the
+        target's wait settings, reports ``progress`` and gives up at ``deadline`` (a
+        ``time.monotonic()`` value) with ``Timeout``. A failed operation is ``OperationFailed``.
         """
         from azure.core.exceptions import HttpResponseError
 
-        def run() -> Any:
-            poller = begin(*args, **kwargs)
-            try:
-                return poller.result()
-            except HttpResponseError as exc:
-                if exc.status_code is not None and exc.status_code < 300:
-                    raise OperationFailed(
-                        f"operation failed: {exc.message or exc}", provider=self.name
-                    ) from exc
-                raise
-
-        return self._sdk(run)
+        poller = self._sdk(begin, *args, **kwargs)
+        if not wait:
+            return poller
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        self.wait(
+            lambda: poller,
+            is_done=lambda p: p.done(),
+            description=what,
+            timeout=remaining,
+            progress=progress,
+            status_of=lambda p: str(p.status()),
+        )
+        try:
+            return self._sdk(poller.result)
+        except CloudServeError as exc:  # a failed operation's final poll answers 200
+            cause = exc.__cause__
+            if isinstance(cause, HttpResponseError) and (cause.status_code or 500) < 300:
+                raise OperationFailed(
+                    f"{what} failed: {cause.message or cause}", provider=self.name
+                ) from cause
+            raise
 
     def _arm_client(self) -> Any:
         if self._arm is None:
@@ -228,7 +269,7 @@ class AzureMLProvider(Provider):
                 base_url=ARM,
                 policies=[
                     HeadersPolicy(),
-                    RetryPolicy(retry_total=0),
+                    RetryPolicy(**self._sdk_retry()),
                     BearerTokenCredentialPolicy(
                         self.credential, "https://management.azure.com/.default"
                     ),
@@ -246,12 +287,31 @@ class AzureMLProvider(Provider):
             resp.raise_for_status()
             return resp.json() if resp.text() else None
 
-        return self.call(send)
+        return self.call(send, retry=False)  # the pipeline's RetryPolicy retries
 
     def _workspace_id(self) -> str:
         return (
             f"/subscriptions/{self.cfg.subscription_id}/resourceGroups/{self.cfg.resource_group}"
             f"/providers/Microsoft.MachineLearningServices/workspaces/{self.cfg.workspace}"
+        )
+
+    def _datastore_container(self, name: str | None = None) -> Any:
+        """A blob ``ContainerClient`` for a datastore (the workspace default when ``name`` is
+        None): with its account key when it has one; with the caller's Microsoft Entra
+        credential when the workspace's storage has shared-key access disabled (the datastore
+        then holds no key, and asking for its secrets fails)."""
+        from azure.storage.blob import ContainerClient
+
+        get = self.ml.datastores.get_default if name is None else self.ml.datastores.get
+        args = () if name is None else (name,)
+        store = self._sdk(get, *args)
+        credential: Any = self.credential
+        if type(store.credentials).__name__ == "AccountKeyConfiguration":
+            credential = self._sdk(get, *args, include_secrets=True).credentials.account_key
+        return ContainerClient(
+            account_url=f"https://{store.account_name}.blob.{store.endpoint}",
+            container_name=store.container_name,
+            credential=credential,
         )
 
     def _delete_asset(self, asset_id: str) -> None:
@@ -283,9 +343,11 @@ class AzureMLProvider(Provider):
             validate_tuning(self, spec)
 
     def _validate_deploy(self, spec: DeploySpec) -> None:
-        if not 3 <= len(spec.endpoint) <= 32:
+        if not pkg.valid_name(spec.endpoint):
             raise InvalidRequest(
-                f"Azure endpoint names are 3–32 characters: '{spec.endpoint}'", provider=self.name
+                f"endpoint: Azure endpoint names are 3–32 characters, a letter first, then "
+                f"letters, digits and '-', not ending in '-': '{spec.endpoint}'",
+                provider=self.name,
             )
         if spec.compute.accelerator and not spec.compute.instance_type:
             raise InvalidRequest(
@@ -313,10 +375,19 @@ class AzureMLProvider(Provider):
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> Endpoint:
-        """Create or update the endpoint; blue/green at ``traffic=100``, canary below."""
+        """Create or update the endpoint; blue/green at ``traffic=100``, canary below.
+
+        ``timeout`` bounds the whole deploy (the target's ``deploy_timeout_s`` by default);
+        ``progress`` sees every poll. With ``wait=False`` the deployment is started and the
+        endpoint returned at once; traffic moves once it is ready, when ``deploy`` is called
+        again with the same spec (which then only waits for it and moves traffic).
+        """
+        deadline = time.monotonic() + (timeout or self.cfg.waits.deploy_timeout_s)
+        steps = _Steps(wait=wait, deadline=deadline, progress=progress)
         existing = self._find_endpoint(spec.endpoint)
         dep_name = pkg.deployment_name(spec.variant_name)
         digest = pkg.spec_hash(spec)
+        current: dict[str, Any] = {}
         if existing is not None:
             current = self._deployments(spec.endpoint)
             same = current.get(dep_name)
@@ -325,19 +396,27 @@ class AzureMLProvider(Provider):
             if unchanged and wanted == dict(existing.traffic or {}):
                 return self.get_endpoint(spec.endpoint)
         created: list[str] = []
-        previous = None
+        previous = current.get(dep_name)
         try:
             if existing is None:
                 created.append(f"endpoint:{spec.endpoint}")  # before the call: it may half-fail
-                existing = self._create_endpoint(spec)
-            else:
-                previous = self._deployments(spec.endpoint).get(dep_name)
+                self._create_endpoint(spec, steps)
             if previous is None or (previous.tags or {}).get(TAG_HASH) != digest:
+                if previous is not None:  # a PUT while Azure still works on it is a 409
+                    self._await_deployment(spec.endpoint, dep_name, steps, require_ready=False)
                 model_id = self._register(spec.model, owner=spec.endpoint, created=created)
-                self._create_deployment(spec, dep_name, model_id, digest, created)
-            self._shift_traffic(spec, dep_name)
+                if previous is None:  # an in-place update must never delete what it updates
+                    created.append(f"deployment:{dep_name}")
+                self._create_deployment(spec, dep_name, model_id, digest, created, steps)
+                if not wait:
+                    return self.get_endpoint(spec.endpoint)
+            else:
+                self._await_deployment(spec.endpoint, dep_name, steps)
+            self._shift_traffic(spec, dep_name, steps)
             if previous is not None and (previous.tags or {}).get(TAG_HASH) != digest:
                 self._delete_replaced_assets(spec.endpoint, previous)
+        except Timeout:
+            raise  # Azure is still working on it: nothing is rolled back under its feet
         except Exception as exc:
             err = self.translate(exc)
             if not spec.keep_on_failure:
@@ -351,7 +430,7 @@ class AzureMLProvider(Provider):
         except NotFound:
             return None
 
-    def _create_endpoint(self, spec: DeploySpec) -> Any:
+    def _create_endpoint(self, spec: DeploySpec, steps: _Steps) -> Any:
         from azure.ai.ml.entities import ManagedOnlineEndpoint
 
         endpoint = ManagedOnlineEndpoint(
@@ -359,7 +438,34 @@ class AzureMLProvider(Provider):
             auth_mode="key",
             tags={**self.cfg.tags, **spec.tags, "cloudserve": "true"},
         )
-        return self._lro(self.ml.online_endpoints.begin_create_or_update, endpoint)
+        # the deployment needs the endpoint: waited for even with wait=False
+        return self._lro(
+            self.ml.online_endpoints.begin_create_or_update,
+            endpoint,
+            **steps.lro(f"endpoint {spec.endpoint}", wait=True),
+        )
+
+    def _await_deployment(
+        self, endpoint: str, dep_name: str, steps: _Steps, *, require_ready: bool = True
+    ) -> None:
+        """Wait until a deployment a previous call started is no longer provisioning (and,
+        with ``require_ready``, fail unless it succeeded)."""
+        dep = self.wait(
+            lambda: self._sdk(self.ml.online_deployments.get, dep_name, endpoint),
+            is_done=lambda d: (
+                _status(d.provisioning_state)
+                not in (EndpointStatus.CREATING, EndpointStatus.UPDATING)
+            ),
+            description=f"deployment {dep_name}",
+            timeout=steps.remaining(),
+            progress=steps.progress,
+            status_of=lambda d: str(d.provisioning_state),
+        )
+        if require_ready and _status(dep.provisioning_state) is not EndpointStatus.READY:
+            raise OperationFailed(
+                f"deployment {dep_name} is {dep.provisioning_state}; deploy again to replace it",
+                provider=self.name,
+            )
 
     def _register(self, model: ModelSpec, *, owner: str | None, created: list[str]) -> str:
         """The ARM id of the model version, registering it when it is new."""
@@ -393,23 +499,50 @@ class AzureMLProvider(Provider):
         if spec.model.image:
             env = Environment(
                 name=name,
-                version=pkg.spec_hash(spec)[:8],
+                version=pkg.content_version(spec.model.image, pkg.inference_config()),
                 image=spec.model.image,
                 inference_config=pkg.inference_config(),
             )
         else:
+            conda = pkg.conda_file(self._serving_requirements(spec))
             env = Environment(
                 name=name,
-                version=pkg.spec_hash(spec)[:8],
+                version=pkg.content_version(conda, self.cfg.environment_image),
                 image=self.cfg.environment_image,
-                conda_file=pkg.conda_file(self.cfg.runtime_requirement),
+                conda_file=conda,
             )
-        made = self._sdk(self.ml.environments.create_or_update, env)
+        return self._ensure_asset(self.ml.environments, env, created)
+
+    def _ensure_asset(self, operations: Any, asset: Any, created: list[str]) -> Any:
+        """The asset version, created when it does not exist yet (and only then recorded in
+        ``created``: a rollback must not delete a version another deployment uses)."""
+        try:
+            return self._sdk(operations.get, asset.name, asset.version)
+        except NotFound:
+            pass
+        made = self._sdk(operations.create_or_update, asset)
         created.append(f"asset:{made.id}")
         return made
 
+    def _serving_requirements(self, spec: DeploySpec) -> list[str]:
+        """The scoring environment's pip lines: the inference server and the model's pins."""
+        assert spec.model.artifact is not None  # validate() guarantees it
+        pip = [
+            pkg.INFERENCE_SERVER,
+            *pkg.model_requirements(spec.model.artifact, spec.model.framework),
+        ]
+        if spec.data_capture is not None and spec.data_capture.enabled:
+            pip += pkg.capture_requirements()
+        return [*pip, *self.cfg.extra_requirements]
+
     def _create_deployment(
-        self, spec: DeploySpec, dep_name: str, model_id: str, digest: str, created: list[str]
+        self,
+        spec: DeploySpec,
+        dep_name: str,
+        model_id: str,
+        digest: str,
+        created: list[str],
+        steps: _Steps,
     ) -> None:
         from azure.ai.ml.entities import (
             CodeConfiguration,
@@ -421,11 +554,10 @@ class AzureMLProvider(Provider):
         env = self._environment(spec, dep_name, created)
         code = None
         env_vars = dict(spec.model.env)
-        if spec.model.image:
-            env_vars.update(pkg.container_env_vars(spec.model))
-        else:
+        if not spec.model.image:
             code_id = self._upload_code(spec, dep_name, created)
-            code = CodeConfiguration(code=code_id, scoring_script="score.py")
+            code = CodeConfiguration(code=code_id, scoring_script=pkg.SCORE_NAME)
+            env_vars.update(pkg.scoring_env_vars(spec))
         probe = ProbeSettings(initial_delay=10, period=10, timeout=2, failure_threshold=30)
         deployment = ManagedOnlineDeployment(
             name=dep_name,
@@ -452,8 +584,11 @@ class AzureMLProvider(Provider):
                 TAG_HASH: digest,
             },
         )
-        created.append(f"deployment:{dep_name}")
-        self._lro(self.ml.online_deployments.begin_create_or_update, deployment)
+        self._lro(
+            self.ml.online_deployments.begin_create_or_update,
+            deployment,
+            **steps.lro(f"deployment {dep_name}"),
+        )
 
     def _upload_code(self, spec: DeploySpec, dep_name: str, created: list[str]) -> str:
         """Upload the generated scoring script as a named code asset; returns its ARM id.
@@ -464,17 +599,13 @@ class AzureMLProvider(Provider):
         """
         from azure.ai.ml.entities._assets import Code
 
-        code_dir = pkg.write_code(
-            Path(self._tmp.name) / f"{spec.endpoint}-{dep_name}", pkg.SCORING_SCRIPT
-        )
+        code_dir = pkg.scoring_code(Path(self._tmp.name) / f"{spec.endpoint}-{dep_name}")
         asset = Code(
             name=pkg.asset_name("cs", spec.endpoint, dep_name, "score"),
-            version=pkg.spec_hash(spec)[:8],
+            version=pkg.code_digest(code_dir),
             path=str(code_dir),
         )
-        made = self._sdk(self.ml._code.create_or_update, asset)
-        created.append(f"asset:{made.id}")
-        return str(made.id)
+        return str(self._ensure_asset(self.ml._code, asset, created).id)
 
     def _data_collector(self, spec: DeploySpec) -> Any:
         if spec.data_capture is None or not spec.data_capture.enabled:
@@ -490,8 +621,12 @@ class AzureMLProvider(Provider):
     def _traffic_after(
         endpoint: Any, deployments: dict[str, Any], dep_name: str, share: int
     ) -> dict[str, int]:
-        """The split once ``dep_name`` has ``share`` percent (others keep their proportions)."""
-        if share == 100:
+        """The split once ``dep_name`` has ``share`` percent (others keep their proportions).
+
+        With no other deployment to take the rest, the new one takes all of it: Azure's split
+        must sum to 100 (or be empty).
+        """
+        if share == 100 or not any(n != dep_name for n in deployments):
             return {dep_name: 100}
         others = {k: int(v) for k, v in (endpoint.traffic or {}).items() if k != dep_name}
         rest = 100 - share
@@ -507,12 +642,16 @@ class AzureMLProvider(Provider):
         split[dep_name] = share
         return split
 
-    def _shift_traffic(self, spec: DeploySpec, dep_name: str) -> None:
+    def _shift_traffic(self, spec: DeploySpec, dep_name: str, steps: _Steps) -> None:
         """Move traffic to the new deployment; at 100 % drain and delete the others."""
         endpoint = self._sdk(self.ml.online_endpoints.get, spec.endpoint)
         deployments = self._deployments(spec.endpoint)
         endpoint.traffic = self._traffic_after(endpoint, deployments, dep_name, spec.traffic)
-        self._lro(self.ml.online_endpoints.begin_create_or_update, endpoint)
+        self._lro(
+            self.ml.online_endpoints.begin_create_or_update,
+            endpoint,
+            **steps.lro(f"traffic of {spec.endpoint}", wait=True),
+        )
         if spec.traffic == 100:
             for name, dep in deployments.items():
                 if name != dep_name:
@@ -649,11 +788,16 @@ class AzureMLProvider(Provider):
 
     # -- predict -------------------------------------------------------------------------------
 
-    def _scoring_target(self, endpoint: str, *, refresh: bool = False) -> tuple[str, str]:
+    def _scoring_target(self, endpoint: str, *, refresh: bool = False) -> _ScoringTarget:
+        """The endpoint's scoring URI, key and deployments: fetched once (3 ARM calls), then
+        kept, so predictions make no ARM call; refetched after a 401 (keys rotated) or a 404
+        (deployments changed), or when a deployment this process does not know answers."""
         if refresh or endpoint not in self._scoring:
             ep = self._sdk(self.ml.online_endpoints.get, endpoint)
             keys = self._sdk(self.ml.online_endpoints.get_keys, endpoint)
-            self._scoring[endpoint] = (ep.scoring_uri, keys.primary_key)
+            self._scoring[endpoint] = _ScoringTarget(
+                ep.scoring_uri, keys.primary_key, self._deployments(endpoint)
+            )
         return self._scoring[endpoint]
 
     def predict(
@@ -665,15 +809,15 @@ class AzureMLProvider(Provider):
         parameters: dict[str, Any] | None = None,
     ) -> Prediction:
         """Score through the endpoint's URI; large inputs go as concurrent chunks, in order."""
-        deployments = self._deployments(endpoint)
-        header = None
-        if variant is not None:
-            by_variant = {(d.tags or {}).get(TAG_VARIANT, n): n for n, d in deployments.items()}
-            if variant not in by_variant:
-                raise NotFound(f"variant {variant} not found on {endpoint}", provider=self.name)
-            header = by_variant[variant]
         from cloudserve.codecs import split_for_limit
 
+        header = None
+        if variant is not None:
+            header = self._scoring_target(endpoint).deployment_of(variant)
+            if header is None:
+                header = self._scoring_target(endpoint, refresh=True).deployment_of(variant)
+            if header is None:
+                raise NotFound(f"variant {variant} not found on {endpoint}", provider=self.name)
         chunks = split_for_limit(instances, int(self.cfg.max_request_mb * 1024 * 1024))
         start = time.perf_counter()
         if len(chunks) == 1:
@@ -685,7 +829,10 @@ class AzureMLProvider(Provider):
                 )
         outputs = [o for r in results for o in r[0]]
         served = results[0][1]
-        dep = deployments.get(served or "")
+        target = self._scoring_target(endpoint)
+        if served and served not in target.deployments:
+            target = self._scoring_target(endpoint, refresh=True)
+        dep = target.deployments.get(served or "")
         var = self._variant(dep, 0) if dep is not None else None
         return Prediction(
             outputs=outputs,
@@ -707,9 +854,10 @@ class AzureMLProvider(Provider):
             try:
                 return self._post_score(endpoint, body, deployment)
             except ScoringError as exc:
-                if exc.status != 401:
+                if exc.status not in (401, 404):
                     raise
-                self._scoring_target(endpoint, refresh=True)  # key rotated: fetch once more
+                # keys rotated or deployments changed since they were cached: fetch once more
+                self._scoring_target(endpoint, refresh=True)
                 return self._post_score(endpoint, body, deployment)
 
         return self.call(attempt)
@@ -721,17 +869,14 @@ class AzureMLProvider(Provider):
 
         from cloudserve.codecs import JSON, decode_predictions
 
-        uri, key = self._scoring_target(endpoint)
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": JSON}
+        target = self._scoring_target(endpoint)
+        headers = {"Authorization": f"Bearer {target.key}", "Content-Type": JSON}
         if deployment:
             headers["azureml-model-deployment"] = deployment
         timeout = self.cfg.request_timeout_ms / 1000 + 5
-        resp = requests.post(uri, data=body, headers=headers, timeout=timeout)
+        resp = requests.post(target.uri, data=body, headers=headers, timeout=timeout)
         if resp.status_code >= 300:
-            retry_after = resp.headers.get("Retry-After")
-            raise ScoringError(
-                resp.status_code, resp.text[:500], float(retry_after) if retry_after else None
-            )
+            raise ScoringError.from_response(resp.status_code, resp.headers, resp.text)
         outputs = decode_predictions(resp.content, resp.headers.get("Content-Type", JSON))
         return outputs, resp.headers.get("azureml-model-deployment")
 
@@ -848,6 +993,43 @@ class AzureMLProvider(Provider):
         result = _pricing.RetailPrices(self.call).refresh(region, shapes)
         warn_missing(self.name, region, result.missing)
         return result
+
+
+@dataclass(frozen=True)
+class _ScoringTarget:
+    """What predictions need from ARM, cached per endpoint."""
+
+    uri: str
+    key: str
+    deployments: dict[str, Any]
+
+    def deployment_of(self, variant: str) -> str | None:
+        """The deployment serving a variant (by its ``cloudserve-variant`` tag, else its name)."""
+        for name, dep in self.deployments.items():
+            if (dep.tags or {}).get(TAG_VARIANT, name) == variant:
+                return name
+        return None
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """How one deploy waits: whether, until when (``time.monotonic()``), with what progress."""
+
+    wait: bool
+    deadline: float
+    progress: ProgressCallback | None
+
+    def remaining(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.001)
+
+    def lro(self, what: str, *, wait: bool | None = None) -> dict[str, Any]:
+        """Keyword arguments of ``_lro`` for one step of the deploy."""
+        return {
+            "wait": self.wait if wait is None else wait,
+            "deadline": self.deadline,
+            "progress": self.progress,
+            "what": what,
+        }
 
 
 def _collector_data(dep: Any) -> list[str]:

@@ -3,8 +3,10 @@
 The script prints its metric (``val_auc=0.91``); this wrapper passes the output through and
 logs every value matching ``CLOUDSERVE_METRIC_REGEX`` as metric ``CLOUDSERVE_METRIC`` (through
 MLflow, which Azure ML jobs are wired to), so the sweep sees it without changes to the script.
+Standard library only: where mlflow is not installed the printed line is the only record.
 """
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -13,8 +15,9 @@ import sys
 
 def _log(name, value, step):
     # Azure ML sets MLFLOW_TRACKING_URI in every job; elsewhere (a laptop, the fake) the printed
-    # line is the record and nothing is written to a local ./mlruns.
-    if "MLFLOW_TRACKING_URI" not in os.environ:
+    # line is the record and nothing is written to a local ./mlruns. An environment without
+    # mlflow (a user's own training environment) keeps running: the sweep then sees no metric.
+    if "MLFLOW_TRACKING_URI" not in os.environ or importlib.util.find_spec("mlflow") is None:
         return
     import mlflow
 

@@ -32,7 +32,8 @@ __all__ = ["get_tuning_job", "search_space", "tune", "validate_tuning"]
 # Azure has no Hyperband sampler; its answer to "stop poor configurations early" is an early
 # termination policy, so hyperband runs as random sampling with the configured policy always on.
 SAMPLING = {"random": "random", "grid": "grid", "bayesian": "bayesian", "hyperband": "random"}
-WRAPPER = "cloudserve_trial.py"
+WRAPPER = pkg.TRIAL_WRAPPER_NAME
+EXPERIMENT = "cloudserve-tuning"
 IGNORE = shutil.ignore_patterns("__pycache__", ".git", ".venv", "*.pyc")
 
 
@@ -134,7 +135,7 @@ def _code_dir(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> tuple[Path
         argv = ["python", str(entry.relative_to(source))]
     target = Path(p._tmp.name) / "tune" / job_name
     shutil.copytree(source, target, ignore=IGNORE)
-    (target / WRAPPER).write_text(pkg.TRIAL_WRAPPER)
+    (target / WRAPPER).write_text(pkg.trial_wrapper())
     if argv[0] in ("python", "python3"):
         argv = argv[1:]  # the wrapper runs .py files with its own interpreter
     return target, argv
@@ -158,9 +159,7 @@ def _command_job(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> Any:
         parts += [f"--{key}", f"${{{{inputs.{key}}}}}"]
     environment = p.cfg.training_environment or Environment(
         image=spec.train.image or p.cfg.environment_image,
-        conda_file=None
-        if spec.train.image
-        else pkg.conda_file(p.cfg.runtime_requirement, extra=["mlflow", "azureml-mlflow"]),
+        conda_file=None if spec.train.image else pkg.conda_file(_trial_requirements(p, code)),
     )
     return command(
         code=str(code),
@@ -173,8 +172,20 @@ def _command_job(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> Any:
             "CLOUDSERVE_METRIC": spec.objective.metric,
             "CLOUDSERVE_METRIC_REGEX": spec.objective.pattern,
         },
-        experiment_name="cloudserve-tuning",
+        experiment_name=EXPERIMENT,
     )
+
+
+def _trial_requirements(p: AzureMLProvider, code: Path) -> list[str]:
+    """The trial environment's pip lines: MLflow (Azure records logged metrics through it) and
+    every distribution the training code imports, pinned at the versions installed here."""
+    scripts = [f for f in code.rglob("*.py") if f.name != WRAPPER]
+    return [
+        "mlflow",
+        "azureml-mlflow",
+        *pkg.script_requirements(scripts),
+        *p.cfg.extra_requirements,
+    ]
 
 
 def _default(param: Any) -> Any:
@@ -217,9 +228,10 @@ def tune(p: AzureMLProvider, spec: TuningSpec) -> TuningJob:
         trial_timeout=spec.train.max_runtime_s,
     )
     sweep_job.name = job_name
+    sweep_job.experiment_name = EXPERIMENT  # .sweep() does not carry the command's over
     sweep_job.display_name = job_name
     sweep_job.tags = {**p.cfg.tags, "cloudserve": "true"}
-    p._sdk(p.ml.jobs.create_or_update, sweep_job, retry=False)
+    p._sdk(p.ml.jobs.create_or_update, sweep_job)
     return get_tuning_job(p, job_name)
 
 

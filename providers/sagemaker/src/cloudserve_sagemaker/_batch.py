@@ -1,7 +1,8 @@
 """Batch prediction as a SageMaker batch transform job.
 
-A local input is uploaded (CSV header rows dropped, since ``SplitType=Line`` would send them to
-the model as records); records go to the container in ``MultiRecord`` mini-batches of at most
+A local input is uploaded; a CSV with a header goes as JSON Lines records, so each value keeps
+its column whatever the header's order (``SplitType=Line`` would send a header line to the model
+as a record, in the first mini-batch only); records go to the container in ``MultiRecord`` mini-batches of at most
 ``max_payload_mb``, ``max_concurrency`` at a time (their product within SageMaker's 100 MB), and
 outputs are assembled one line per record (``AssembleWith=Line``) as ``<input>.out``. A local
 output path is filled once the job succeeds. Where the local paths are is kept in the job's
@@ -10,6 +11,9 @@ tags, so ``get_batch_job`` works from any process.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +22,7 @@ from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.sizes import resolve_instance
 from cloudserve.specs import BatchSpec
 from cloudserve_sagemaker import _naming as names
+from cloudserve_sagemaker._validate import has_local_storage
 
 if TYPE_CHECKING:
     from cloudserve_sagemaker._provider import SageMakerProvider
@@ -64,27 +69,54 @@ def validate_batch(spec: BatchSpec) -> None:
         raise InvalidRequest(f"batch input {spec.input} does not exist", provider="sagemaker")
 
 
-def _drop_csv_header(path: Path, data: bytes) -> bytes:
+def _cell(text: str) -> Any:
+    if text.strip() == "":
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def _has_header(first_line: str) -> bool:
+    cells = next(csv.reader([first_line]), [])
+    return bool(cells) and not any(isinstance(_cell(c), int | float) for c in cells)
+
+
+def _csv_as_records(path: Path, data: bytes) -> bytes:
+    """A CSV file with a header as JSON Lines records (``{"column": value}`` a line).
+
+    ``SplitType=Line`` hands the container lines, so a header would reach only the first
+    mini-batch (and as a record); named records keep every value with its column, whatever the
+    header's order, and blanks become null."""
     if path.suffix.lower() != ".csv":
         return data
-    first, _, rest = data.partition(b"\n")
-    cells = first.decode(errors="replace").split(",")
+    rows = csv.reader(io.StringIO(data.decode("utf-8-sig")))
+    header = next(rows, None)
+    if not header:
+        return data
+    lines = (
+        json.dumps(dict(zip(header, (_cell(v) for v in row), strict=False)))
+        for row in rows
+        if any(v.strip() for v in row)
+    )
+    return "".join(f"{line}\n" for line in lines).encode()
 
-    def numeric(cell: str) -> bool:
-        try:
-            float(cell)
-        except ValueError:
-            return False
-        return True
 
-    return rest if first and not any(numeric(c) for c in cells) else data
+def _first_line(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*.csv") if p.is_file()) if path.is_dir() else [path]
+    if not files:
+        return ""
+    with files[0].open(encoding="utf-8-sig", errors="replace") as fh:
+        return fh.readline()
 
 
 def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
     """Upload what is local, create the model and the transform job; returns at once."""
     name = names.job_name("batch", spec.model.name)
-    data_url = p._artifact_uri(spec.model)
-    container = p._container(spec.model, data_url, gpu=False)
+    prepared = p.prepare(spec.model)
+    container = p.container(spec.model, prepared, p.artifact_uri(spec.model, prepared))
     model_name = names.trim(f"{name}-model")
     p.sm(
         "create_model",
@@ -95,12 +127,16 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
         Tags=names.tags(p.cfg.tags),
     )
     source = spec.input
+    content_type = CONTENT_TYPES[spec.resolved_format]
     if "://" not in source:
+        named = content_type == "text/csv" and _has_header(_first_line(Path(source)))
+        if named:
+            content_type = CONTENT_TYPES["jsonl"]
         source = p.call(
             p.aws.upload_path,
             Path(source),
             p.cfg.s3_uri("batch", name, "input"),
-            transform=_drop_csv_header,
+            transform=_csv_as_records if named else None,
         )
     output = (
         spec.output if spec.output.startswith("s3://") else p.cfg.s3_uri("batch", name, "output")
@@ -121,7 +157,7 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
         "BatchStrategy": "MultiRecord",
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source}},
-            "ContentType": CONTENT_TYPES[spec.resolved_format],
+            "ContentType": content_type,
             "SplitType": "Line",
             "CompressionType": "None",
         },
@@ -138,7 +174,8 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
     }
     if p.cfg.kms_key_id:
         params["TransformOutput"]["KmsKeyId"] = p.cfg.kms_key_id
-        params["TransformResources"]["VolumeKmsKeyId"] = p.cfg.kms_key_id
+        if not has_local_storage(params["TransformResources"]["InstanceType"]):
+            params["TransformResources"]["VolumeKmsKeyId"] = p.cfg.kms_key_id
     p.sm("create_transform_job", retry=False, **params)
     return describe_transform(p, name)
 

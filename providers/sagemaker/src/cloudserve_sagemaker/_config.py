@@ -44,6 +44,9 @@ class SageMakerConfig(ProviderConfig):
     ``retry_mode`` is botocore's mode; whatever it is, botocore makes one attempt per call and
     cloudserve's ``retry`` policy alone decides repeats, so attempts are bounded and not doubled.
     ``async_inference`` makes deploys on this target create asynchronous endpoints.
+    ``serving_image`` is the cloudserve serving image in ECR that the container route deploys
+    (``cloudserve build-image MODEL --push TARGET`` sets it): models no prebuilt framework image
+    can load take it.
     """
 
     provider: Literal["sagemaker"] = "sagemaker"
@@ -60,6 +63,7 @@ class SageMakerConfig(ProviderConfig):
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(70.0, gt=0)
     async_inference: AsyncInferenceSettings | None = None
+    serving_image: str | None = Field(None, min_length=1, max_length=255)
     predict_concurrency: int = Field(8, ge=1, le=64)
     max_payload_mb: float = Field(6.0, gt=0, le=6.0)
     capture_path: str | None = Field(None, pattern=r"^s3://")

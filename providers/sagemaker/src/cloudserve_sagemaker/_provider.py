@@ -48,6 +48,8 @@ from cloudserve_sagemaker import _scaling as scaling
 from cloudserve_sagemaker._aws import Clients
 from cloudserve_sagemaker._config import SageMakerConfig
 from cloudserve_sagemaker._errors import ERROR_TABLE
+from cloudserve_sagemaker._packaging import Route, StagedModel
+from cloudserve_sagemaker._validate import SERVERLESS_PAYLOAD_MB, has_local_storage
 
 __all__ = ["SageMakerProvider"]
 
@@ -63,9 +65,18 @@ STATES: dict[str, EndpointStatus] = {
     "OutOfService": EndpointStatus.FAILED,
 }
 ENV_NAME, ENV_VERSION = "CLOUDSERVE_MODEL_NAME", "CLOUDSERVE_MODEL_VERSION"
+PENDING_SCALING_TAG = "cloudserve:pending-scaling"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 # JSON wrapper bytes and headroom below the 6 MB invoke limit.
 PAYLOAD_MARGIN = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model ready to send: its route and, for a local artifact, the staged files."""
+
+    route: Route
+    staged: StagedModel | None
 
 
 @dataclass
@@ -115,6 +126,10 @@ class SageMakerProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.SHADOW: (
+            "not yet: SageMaker's ShadowProductionVariants (one production and one shadow"
+            " variant) are not mapped yet"
+        ),
         Capability.ROLLOUT: (
             "the rollout state is not yet recorded with SageMaker endpoints (AddTags) and a"
             " single production variant is not yet removed on its own; roll out on the local"
@@ -130,6 +145,7 @@ class SageMakerProvider(Provider):
         self.cfg: SageMakerConfig = config
         self.aws = Clients(config)
         self._versions: dict[str, dict[str, str]] = {}
+        self._serverless: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -192,8 +208,6 @@ class SageMakerProvider(Provider):
                 f"artifact {model.artifact} must be a local path or an s3:// URI",
                 provider=self.name,
             )
-        if model.image is None:
-            pkg.framework_image(model.framework or "", model.framework_version, self.cfg.region)
 
     def _validate_compute(self, spec: DeploySpec) -> None:
         c = spec.compute
@@ -230,31 +244,51 @@ class SageMakerProvider(Provider):
 
     # -- packaging and models ---------------------------------------------------------------
 
-    def _artifact_uri(self, model: ModelSpec) -> str:
+    def prepare(self, model: ModelSpec) -> Prepared:
+        """Stage the model and choose its route (no request is sent); InvalidRequest naming the
+        versions and the build/push command when no route can serve it."""
+        if not model.is_local:
+            # The framework route needs cloudserve's handler inside model.tar.gz, which is
+            # only built from a local artifact; a packed remote tarball needs an image.
+            image = model.image or self.cfg.serving_image
+            if image is None:
+                raise InvalidRequest(
+                    f"{model.artifact} is already packed, so it needs the container route: "
+                    f"`{pkg.build_command(model, self.target)}` (or ModelSpec(image=...)); "
+                    "the framework route packs a local model directory",
+                    provider=self.name,
+                )
+            return Prepared(Route("container", image, "a packed remote artifact"), None)
+        staged = pkg.stage(model)
+        route = pkg.choose_route(
+            model,
+            staged.libraries,
+            region=self.cfg.region,
+            serving_image=self.cfg.serving_image,
+            target=self.target,
+        )
+        return Prepared(route, staged)
+
+    def artifact_uri(self, model: ModelSpec, prepared: Prepared) -> str:
         """Where the model's ``model.tar.gz`` is: uploaded once per content hash."""
         assert model.artifact is not None
-        if not model.is_local:
+        if prepared.staged is None:
             return model.artifact
-        data = pkg.build_model_tarball(model)
+        data = pkg.build_model_tarball(prepared.staged, prepared.route)
         digest = hashlib.sha256(data).hexdigest()
         uri = self.cfg.s3_uri("models", model.name, model.version, digest[:16], "model.tar.gz")
         if not self.call(self.aws.exists, uri):
             self.call(self.aws.put, uri, data)
         return uri
 
-    def _image(self, model: ModelSpec, gpu: bool = False) -> str:
-        if model.image:
-            return model.image
-        return pkg.framework_image(
-            model.framework or "", model.framework_version, self.cfg.region, gpu=gpu
-        )
-
-    def _container(self, model: ModelSpec, data_url: str, gpu: bool) -> dict[str, Any]:
+    def container(self, model: ModelSpec, prepared: Prepared, data_url: str) -> dict[str, Any]:
+        """The ``PrimaryContainer`` of a model: the route's image, the tarball, the env."""
         env = {**model.env, ENV_NAME: model.name, ENV_VERSION: model.version}
-        if model.image is None:
-            # The prebuilt containers find the generated handlers through these.
-            env |= {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": data_url}
-        return {"Image": self._image(model, gpu), "ModelDataUrl": data_url, "Environment": env}
+        return {
+            "Image": prepared.route.image,
+            "ModelDataUrl": data_url,
+            "Environment": {**env, **prepared.route.env},
+        }
 
     def _ensure_model(
         self, name: str, container: dict[str, Any], tags: list[dict[str, str]], created: _Created
@@ -390,12 +424,13 @@ class SageMakerProvider(Provider):
         The same spec again is a no-op. A failure half-way deletes the models, endpoint config
         and endpoint this deploy created, unless ``spec.keep_on_failure``.
         """
+        prepared = self.prepare(spec.model)
         current = self._settled(spec.endpoint, timeout, progress)
         if current is not None and current["endpoint"]["EndpointStatus"] == "Failed":
             self.delete_endpoint(spec.endpoint)
             current = None
         previous = scaling.plan_of(self, current) if current is not None else []
-        want = self._desired(spec, current, previous)
+        want = self._desired(spec, prepared, current, previous)
         if current is not None and current["endpoint"]["EndpointConfigName"] == want.config:
             if not self._weights_match(current, want.rows):
                 # Same variants, only the split moved (set_traffic): put the spec's split back.
@@ -406,6 +441,10 @@ class SageMakerProvider(Provider):
         try:
             self._apply(spec, want, current, created)
             if not wait:
+                if want.scaling:
+                    # Scaling is registered once the endpoint is in service, by whichever
+                    # process next reads it (get_endpoint), from this tag.
+                    self._mark_pending_scaling(spec.endpoint, want.scaling)
                 return self.get_endpoint(spec.endpoint)
             self._await_config(spec.endpoint, want.config, timeout, progress)
             if current is not None:
@@ -420,17 +459,19 @@ class SageMakerProvider(Provider):
         self._collect_garbage(spec.endpoint, keep=want.config)
         with self._lock:
             self._versions.pop(spec.endpoint, None)
+            self._serverless.pop(spec.endpoint, None)
         return self.get_endpoint(spec.endpoint)
 
     def _desired(
-        self, spec: DeploySpec, current: dict[str, Any] | None, previous: list[dict[str, Any]]
+        self,
+        spec: DeploySpec,
+        prepared: Prepared,
+        current: dict[str, Any] | None,
+        previous: list[dict[str, Any]],
     ) -> _Desired:
         """What the endpoint should hold after ``spec``; names are hashes of the content."""
-        c = spec.compute
-        gpu = (c.size or "").startswith("gpu.") or (c.instance_type or "").startswith(
-            ("ml.g", "ml.p")
-        )
-        container = self._container(spec.model, self._artifact_uri(spec.model), gpu)
+        data_url = self.artifact_uri(spec.model, prepared)
+        container = self.container(spec.model, prepared, data_url)
         model = names.model_name(
             spec.endpoint,
             spec.variant_name,
@@ -494,7 +535,11 @@ class SageMakerProvider(Provider):
             params["DataCaptureConfig"] = want.capture
         if want.async_cfg is not None:
             params["AsyncInferenceConfig"] = want.async_cfg
-        if self.cfg.kms_key_id:
+        if self.cfg.kms_key_id and not any(
+            has_local_storage(r.get("InstanceType")) for r in want.rows
+        ):
+            # Instances with local NVMe storage encrypt it in hardware; SageMaker refuses a
+            # KmsKeyId for them (see _validate).
             params["KmsKeyId"] = self.cfg.kms_key_id
         try:
             self.sm("create_endpoint_config", retry=False, **params)
@@ -581,8 +626,37 @@ class SageMakerProvider(Provider):
         assert current is not None
         return self._endpoint(current)
 
+    def _mark_pending_scaling(self, endpoint: str, steps: list[dict[str, Any]]) -> None:
+        arn = self.sm("describe_endpoint", EndpointName=endpoint)["EndpointArn"]
+        value = " ".join(f"{s['variant']}:{s['min']}:{s['max']}:{s['target']}" for s in steps)
+        self.sm("add_tags", ResourceArn=arn, Tags=[{"Key": PENDING_SCALING_TAG, "Value": value}])
+
+    def _finish_pending_scaling(self, ep: dict[str, Any]) -> None:
+        """Register the scaling a ``deploy(wait=False)`` left for when the endpoint is up."""
+        if ep["EndpointStatus"] != "InService":
+            return
+        found = self.sm("list_tags", ResourceArn=ep["EndpointArn"]).get("Tags", [])
+        value = next((t["Value"] for t in found if t["Key"] == PENDING_SCALING_TAG), None)
+        if not value:
+            return
+        steps = []
+        for item in value.split():
+            variant, lo, hi, target = item.rsplit(":", 3)
+            steps.append(
+                {
+                    "endpoint": ep["EndpointName"],
+                    "variant": variant,
+                    "min": int(lo),
+                    "max": int(hi),
+                    "target": float(target),
+                }
+            )
+        scaling.register(self, ep["EndpointName"], steps, _Created())
+        self.sm("delete_tags", ResourceArn=ep["EndpointArn"], TagKeys=[PENDING_SCALING_TAG])
+
     def _endpoint(self, current: dict[str, Any]) -> Endpoint:
         ep, config = current["endpoint"], current["config"]
+        self._finish_pending_scaling(ep)
         rows = {r["VariantName"]: r for r in config["ProductionVariants"]}
         ranges = scaling.targets(self, ep["EndpointName"], list(rows))
         status = STATES.get(ep["EndpointStatus"], EndpointStatus.UPDATING)
@@ -615,6 +689,9 @@ class SageMakerProvider(Provider):
             )
         with self._lock:
             self._versions[ep["EndpointName"]] = versions
+            self._serverless[ep["EndpointName"]] = any(
+                "ServerlessConfig" in r for r in config["ProductionVariants"]
+            )
         return Endpoint(
             name=ep["EndpointName"],
             provider=self.name,
@@ -668,6 +745,7 @@ class SageMakerProvider(Provider):
         self._collect_garbage(name, keep=None)
         with self._lock:
             self._versions.pop(name, None)
+            self._serverless.pop(name, None)
 
     def _wait_gone(self, name: str, timeout: float | None) -> None:
         def poll() -> str:
@@ -792,7 +870,7 @@ class SageMakerProvider(Provider):
         from cloudserve import codecs
 
         started = time.perf_counter()
-        limit = int(self.cfg.max_payload_mb * 1024 * 1024) - PAYLOAD_MARGIN
+        limit = int(self._payload_mb(endpoint) * 1024 * 1024) - PAYLOAD_MARGIN
         chunks = codecs.split_for_limit(instances, limit) if instances else [[]]
         if len(chunks) == 1:
             results = [self._invoke(endpoint, chunks[0], variant, parameters)]
@@ -811,6 +889,19 @@ class SageMakerProvider(Provider):
             latency_ms=(time.perf_counter() - started) * 1000,
             raw={"invoked_variants": [v for _, v in results], "chunks": len(chunks)},
         )
+
+    def _payload_mb(self, endpoint: str) -> float:
+        """The request size limit of ``endpoint``: 4 MB serverless, else ``max_payload_mb``."""
+        with self._lock:
+            serverless = self._serverless.get(endpoint)
+        if serverless is None:
+            with contextlib.suppress(NotFound):
+                self.get_endpoint(endpoint)
+            with self._lock:
+                serverless = self._serverless.get(endpoint, False)
+        if serverless:
+            return min(self.cfg.max_payload_mb, SERVERLESS_PAYLOAD_MB)
+        return self.cfg.max_payload_mb
 
     def _version_of(self, endpoint: str, variant: str | None) -> str | None:
         if variant is None:
@@ -912,6 +1003,21 @@ class SageMakerProvider(Provider):
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""
         calls = []
+        try:
+            image = self.prepare(spec.model).route.image
+        except InvalidRequest as refused:
+            image = f"<serving_image of target {self.target}, once pushed>"
+            calls.append(
+                PlannedCall(
+                    service="cloudserve",
+                    operation="build-image --push",
+                    params={
+                        "command": pkg.build_command(spec.model, self.target),
+                        "why": str(refused),
+                    },
+                    creates="the serving image in ECR (sets the target's serving_image)",
+                )
+            )
         if spec.model.is_local:
             calls.append(
                 PlannedCall(
@@ -925,7 +1031,7 @@ class SageMakerProvider(Provider):
             PlannedCall(
                 service="sagemaker",
                 operation="CreateModel",
-                params={"image": self._image(spec.model)},
+                params={"image": image},
                 creates=f"model for {spec.variant_name}",
             ),
             PlannedCall(

@@ -131,8 +131,8 @@ def register_model(p: SageMakerProvider, model: ModelSpec, lineage: dict[str, An
             ModelPackageGroupDescription=f"cloudserve model {model.name}",
             Tags=[{"Key": "cloudserve:managed", "Value": "true"}],
         )
-    data_url = p._artifact_uri(model)
-    container = p._container(model, data_url, gpu=False)
+    prepared = p.prepare(model)
+    container = p.container(model, prepared, p.artifact_uri(model, prepared))
     created = p.sm(
         "create_model_package",
         retry=False,

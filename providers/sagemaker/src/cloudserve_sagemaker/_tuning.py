@@ -20,6 +20,7 @@ from cloudserve.specs import Choice, IntRange, LogUniform, TuningSpec, Uniform
 from cloudserve_sagemaker import _naming as names
 from cloudserve_sagemaker import _packaging as pkg
 from cloudserve_sagemaker._aws import page_token
+from cloudserve_sagemaker._images import image_uri
 
 if TYPE_CHECKING:
     from cloudserve_sagemaker._provider import SageMakerProvider
@@ -35,6 +36,8 @@ STATES = {
     "Stopped": JobStatus.CANCELLED,
 }
 MAX_CATEGORICAL = 30
+# The training image version when TrainSpec.framework_version is not given.
+TRAINING_DEFAULTS = {"sklearn": "1.2-1", "xgboost": "1.7-1", "pytorch": "2.1"}
 TUNING_NAME_LIMIT = 32
 
 
@@ -51,18 +54,27 @@ def validate_tuning(spec: TuningSpec) -> None:
             "Hyperband stops trials by itself; early_stopping must be off with it",
             provider="sagemaker",
         )
+    if spec.seed is not None and spec.seed < 0:
+        raise InvalidRequest(
+            f"seed: SageMaker's RandomSeed is a non-negative integer, not {spec.seed}",
+            provider="sagemaker",
+        )
+    grid = spec.strategy == "grid"
     for name, param in spec.search_space.items():
-        if isinstance(param, IntRange) and param.step != 1:
+        if isinstance(param, IntRange) and (grid or param.step != 1):
             count = (param.high - param.low) // param.step + 1
             if count > MAX_CATEGORICAL:
+                why = "grid search" if grid else "a stepped integer range"
                 raise InvalidRequest(
-                    f"'{name}': a stepped integer range becomes a categorical one, which "
+                    f"search_space.{name}: {why} sends every value as a categorical range, which "
                     f"SageMaker caps at {MAX_CATEGORICAL} values ({count} here)",
                     provider="sagemaker",
                 )
         if isinstance(param, Choice) and len(param.values) > MAX_CATEGORICAL:
             raise InvalidRequest(
-                f"'{name}': at most {MAX_CATEGORICAL} choices", provider="sagemaker"
+                f"search_space.{name}: at most {MAX_CATEGORICAL} choices "
+                f"({len(param.values)} here)",
+                provider="sagemaker",
             )
 
 
@@ -109,6 +121,15 @@ def _text(value: object) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
+def training_image(framework: str, version: str | None, region: str, *, gpu: bool) -> str:
+    """The framework's *training* image (tuning trials are training jobs; the inference images
+    have no training toolkit), from the SDK's table."""
+    chosen = version or TRAINING_DEFAULTS.get(framework, "")
+    return image_uri(
+        framework, chosen, region, scope="training", processor="gpu" if gpu else "cpu"
+    )
+
+
 def _upload_inputs(p: SageMakerProvider, spec: TuningSpec, name: str) -> list[dict[str, Any]]:
     channels = []
     for channel, where in spec.train.inputs.items():
@@ -147,8 +168,13 @@ def start_tuning(p: SageMakerProvider, spec: TuningSpec) -> TuningJob:
     program = entry.relative_to(source_dir).as_posix() if source_dir else entry.name
     c = train.compute
     choice = resolve_instance(p.name, c.size, c.instance_type)
-    image = train.image or pkg.framework_image(
-        train.framework or "sklearn", train.framework_version, p.cfg.region
+    image = train.image or training_image(
+        train.framework or "sklearn",
+        train.framework_version,
+        p.cfg.region,
+        gpu=(c.instance_type or (choice.instance_type if choice else "")).startswith(
+            ("ml.g", "ml.p")
+        ),
     )
     static = {k: _text(v) for k, v in train.hyperparameters.items()}
     static |= {

@@ -104,6 +104,10 @@ class VertexProvider(Provider):
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
+        Capability.SHADOW: (
+            "Vertex AI endpoints cannot mirror requests: traffic_split only divides them"
+            " between deployed models"
+        ),
         Capability.ROLLOUT: (
             "the rollout state is not yet recorded with Vertex AI endpoints (labels hold 63"
             " characters) and a deployed model is not yet undeployed on its own; roll out on the"

@@ -61,6 +61,15 @@ class FakeAzureML:
     directory into an object with ``predict(instances)``; the default is cloudserve's serving
     runtime, so scoring answers are the deployed artifact's real outputs.
 
+    ``resolve_environments``: a deployment whose environment's pip lines do not resolve on the
+    package index (``pip install --dry-run`` for the conda file's Python, binary wheels only,
+    cached) fails as Azure's image build fails (``ImageBuildFailure``).
+
+    ``shared_key_access=False`` is a workspace whose storage account refuses account keys: the
+    default datastore holds no key, asking for its secrets fails, and blob requests signed with
+    a key are refused (403 ``KeyBasedAuthenticationNotPermitted``); bearer tokens and the SAS
+    URIs the service hands out for uploads still work.
+
     ``job_polls`` is how many reads a batch or sweep job answers ``Queued``/``Running`` before it
     does its work: a batch job then runs the deployment's uploaded scoring script over the
     uploaded input and writes ``predictions.csv``; a sweep job runs one wave of trials (the
@@ -70,6 +79,8 @@ class FakeAzureML:
     def __init__(
         self,
         *,
+        resolve_environments: bool = True,
+        shared_key_access: bool = True,
         subscription_id: str = "00000000-0000-0000-0000-000000000000",
         resource_group: str = "rg-fake",
         workspace: str = "ws-fake",
@@ -95,6 +106,8 @@ class FakeAzureML:
             seed=seed,
             load_model=load_model,
             job_polls=job_polls,
+            resolve_environments=resolve_environments,
+            shared_key_access=shared_key_access,
         )
         self._workdir = Path(workdir) if workdir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -137,8 +150,15 @@ class FakeAzureML:
         self.stop()
 
     def _callback(self, request: Any) -> tuple[int, dict[str, str], Any]:
+        import requests
+
         data = request_body(request)
-        return self.service.handle(request.method, request.url, request.headers, data)
+        answer = self.service.handle(request.method, request.url, request.headers, data)
+        if answer == "reset_scoring":
+            raise requests.ConnectionError("Connection reset by peer")
+        if answer == "timeout_scoring":
+            raise requests.ReadTimeout("Read timed out")
+        return answer
 
     # -- clients pointed at the fake ---------------------------------------------------------
 
@@ -191,6 +211,10 @@ class FakeAzureML:
         ``fail_operation``: the next ``times`` long-running PUTs end ``Failed`` with ``message``.
         ``fail_deployment``: the next ``times`` deployment PUTs are refused (400, ``message``),
         after the endpoint and assets already exist.
+        ``unavailable_poll``: the next ``times`` polls of a long-running operation answer
+        ``status`` (503 or 500) — a blip in the middle of a deploy.
+        ``reset_scoring`` / ``timeout_scoring``: the next ``times`` scoring requests die with a
+        reset connection / a read timeout.
         """
         f = self.service.faults
         with self.service.lock:
@@ -202,6 +226,10 @@ class FakeAzureML:
                 f.fail_operation.extend([message] * times)
             elif fault == "fail_deployment":
                 f.fail_deployment_put.extend([message] * times)
+            elif fault == "unavailable_poll":
+                f.unavailable_poll, f.unavailable_status = times, status
+            elif fault in ("reset_scoring", "timeout_scoring"):
+                f.scoring_errors.extend([fault] * times)
             else:
                 raise ValueError(f"unknown fault {fault!r}")
 

@@ -3,10 +3,11 @@
 A job moves ``NotStarted`` → ``Queued`` → ``Running`` over ``job_polls`` reads of it (each GET of
 the job, or listing its children, is one read), then does its work and ends:
 
-- a **batch job** runs the deployment's own uploaded scoring script (``score_file``) over the
-  uploaded input, with the deployed model loaded through the fake's ``load_model`` (cloudserve's
-  serving runtime by default), and writes ``predictions.csv`` to the output folder in the blob
-  store; more failed files than ``errorThreshold`` fail the job;
+- a **batch job** runs the deployment's own uploaded scoring script under the batch contract:
+  ``init()`` once with the model mounted at ``AZUREML_MODEL_DIR`` the way Azure mounts it, then
+  ``run(mini_batch)`` per ``miniBatchSize`` input files, each returned item one line of
+  ``predictions.csv`` (``append_row``); a ``run()`` that raises fails its files, and more
+  failed files than ``errorThreshold`` fail the job;
 - a **sweep job** starts one wave of up to ``maxConcurrentTrials`` child trials per read, each
   running the trial command (the user's training script, as a subprocess) with parameters sampled
   from the search space, and reads the primary metric from its output; the best child is
@@ -15,7 +16,6 @@ the job, or listing its children, is one read), then does its work and ends:
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cloudserve_azureml.testing._container import EntryScript
 
 if TYPE_CHECKING:
     from cloudserve_azureml.testing._service import FakeAzureMLService
@@ -155,21 +157,18 @@ class FakeJobs:
         workdir = s.workdir / "jobs" / job["name"]  # type: ignore[operator]
         try:
             files = self._input_files(props["inputs"], workdir / "inputs")
-            module = self._load_script(dprops, workdir / "code")
-            model = s.load_deployment_model(state.deployment_key)
+            script = self._entry_script(dep, workdir)
         except Exception as exc:  # the job fails the way Azure reports a setup error
             return _fail(props, f"{type(exc).__name__}: {exc}")
-        env = dprops.get("environmentVariables") or {}
-        chunk = int(env.get("CLOUDSERVE_BATCH_ROWS", "64"))
         size = int(dprops.get("miniBatchSize") or 10)
         lines: list[str] = []
         failed: list[str] = []
         for start in range(0, len(files), size):
-            for path in files[start : start + size]:
-                try:
-                    lines.extend(module.score_file(model, str(path), chunk))
-                except Exception as exc:  # a file the script cannot score is a failed item
-                    failed.append(f"{path.name}: {type(exc).__name__}: {exc}")
+            batch = [str(f) for f in files[start : start + size]]
+            try:
+                lines.extend(str(line) for line in script.run_mini_batch(batch))
+            except Exception as exc:  # run() raised: every file of the mini-batch failed
+                failed.extend(f"{Path(f).name}: {type(exc).__name__}: {exc}" for f in batch)
         threshold = int(dprops.get("errorThreshold", -1))
         if threshold >= 0 and len(failed) > threshold:
             return _fail(props, f"{len(failed)} failed items exceed errorThreshold {threshold}")
@@ -200,24 +199,17 @@ class FakeJobs:
             raise FileNotFoundError(f"data asset {ref} was not found")
         return str(asset["properties"]["dataUri"])
 
-    def _load_script(self, dprops: dict[str, Any], dest: Path) -> Any:
-        """Import the deployment's uploaded scoring script as a module."""
-        code = dprops.get("codeConfiguration") or {}
+    def _entry_script(self, dep: dict[str, Any], workdir: Path) -> Any:
+        """The deployment's uploaded scoring script, initialised under the mounted model."""
+        code = dep["properties"].get("codeConfiguration") or {}
         asset = self.service._asset(code.get("codeId") or "")
         if asset is None:
             raise LookupError("the batch deployment has no code asset")
-        self.service.materialize_code(asset, dest)
-        script = dest / code.get("scoringScript", "batch_score.py")
-        spec = importlib.util.spec_from_file_location(f"fake_batch_{uuid.uuid4().hex}", script)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        if not hasattr(module, "score_file"):
-            raise LookupError(
-                f"{script.name} has no score_file(model, path, rows): the fake runs the "
-                "scoring scripts cloudserve generates"
-            )
-        return module
+        model_dir = self.service.mount_deployment_model(dep, workdir / "mount")
+        self.service.materialize_code(asset, workdir / "code")
+        script = workdir / "code" / code.get("scoringScript", "batch_score.py")
+        env = dict(dep["properties"].get("environmentVariables") or {})
+        return EntryScript(script, model_dir, env)
 
     # -- sweep -------------------------------------------------------------------------------
 

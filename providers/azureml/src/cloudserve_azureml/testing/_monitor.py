@@ -34,6 +34,8 @@ def metrics_body(
     with service.lock:
         records = [r for r in service.scoring if r.endpoint == endpoint and start <= r.time <= end]
     value = []
+    # a one-minute point of a per-minute count: its average and its total are both the count
+    aggregations = [a.strip().lower() for a in query.get("aggregation", "average").split(",")]
     for name in query.get("metricnames", "").split(","):
         if name == "RequestsPerMinute":
             by_class: dict[str, dict[float, int]] = defaultdict(lambda: defaultdict(int))
@@ -43,7 +45,8 @@ def metrics_body(
                 {
                     "metadatavalues": [{"name": {"value": "statusCodeClass"}, "value": cls}],
                     "data": [
-                        {"timeStamp": _stamp(m), "total": n} for m, n in sorted(points.items())
+                        {"timeStamp": _stamp(m), **dict.fromkeys(aggregations, n)}
+                        for m, n in sorted(points.items())
                     ],
                 }
                 for cls, points in sorted(by_class.items())

@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cloudserve_azureml._errors import MODEL_REASON_HEADER, MODEL_STATUS_HEADER
 from cloudserve_azureml.testing._blob import BLOB_HOST, BlobStore, Response
+from cloudserve_azureml.testing._container import EntryScript, RuntimeContainer, mount_model
+from cloudserve_azureml.testing._images import build_error
 from cloudserve_azureml.testing._jobs import FakeJobs
 from cloudserve_azureml.testing._prices import PRICES_HOST, FakeRetailPrices
 
@@ -87,6 +90,8 @@ class Faults:
     unavailable_status: int = 503
     fail_operation: list[str] = field(default_factory=list)
     fail_deployment_put: list[str] = field(default_factory=list)
+    unavailable_poll: int = 0
+    scoring_errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -117,7 +122,11 @@ class FakeAzureMLService:
         seed: int = 0,
         load_model: Callable[[Path], Any] | None = None,
         job_polls: int = 2,
+        resolve_environments: bool = True,
+        shared_key_access: bool = True,
     ):
+        self.resolve_environments = resolve_environments
+        self.shared_key_access = shared_key_access
         self.subscription_id = subscription_id
         self.resource_group = resource_group
         self.workspace = workspace
@@ -136,7 +145,7 @@ class FakeAzureMLService:
         self.requests: list[tuple[str, str]] = []
         self.rng = random.Random(seed)
         self.workdir: Path | None = None
-        self._models: dict[str, Any] = {}
+        self._containers: dict[str, Any] = {}
         self._load_model = load_model
         self.jobs = FakeJobs(self, job_polls)
         self.prices = FakeRetailPrices()
@@ -199,7 +208,9 @@ class FakeAzureMLService:
                     "protocol": "https",
                     "isDefault": True,
                     "serviceDataAccessAuthIdentity": "None",
-                    "credentials": {"credentialsType": "AccountKey"},
+                    "credentials": {
+                        "credentialsType": "AccountKey" if self.shared_key_access else "None"
+                    },
                 }
             },
         )
@@ -286,15 +297,24 @@ class FakeAzureMLService:
             if API_HOST.match(url):
                 return self._workspace_api(method, url)
             if BLOB_HOST.match(url):
+                if not self.shared_key_access and headers.get("Authorization", "").startswith(
+                    "SharedKey"
+                ):
+                    return 403, {"x-ms-error-code": "KeyBasedAuthenticationNotPermitted"}, b""
                 return self.blobs.handle(method, url, headers, body)
             if url.startswith(ARM):
                 return self._arm(method, url, headers, body)
         return arm_error(404, "NotFound", f"the fake does not serve {method} {url}")
 
-    def _consume_fault(self, url: str) -> Response | None:
-        if BLOB_HOST.match(url) or "/operations/" in url or "mfeOperationsStatus" in url:
-            return None  # faults hit the API calls a client makes, not its polls or uploads
+    def _consume_fault(self, url: str) -> Any:
         f = self.faults
+        if SCORING_HOST.match(url) and f.scoring_errors:
+            return f.scoring_errors.pop(0)
+        if "mfeOperationsStatus" in url and f.unavailable_poll > 0:
+            f.unavailable_poll -= 1
+            return arm_error(f.unavailable_status, "ServiceUnavailable", "the service blinked")
+        if BLOB_HOST.match(url) or "/operations/" in url or "mfeOperationsStatus" in url:
+            return None  # other faults hit the API calls a client makes, not polls or uploads
         if f.throttle > 0:
             f.throttle -= 1
             return arm_error(
@@ -381,11 +401,23 @@ class FakeAzureMLService:
     def _put(self, key: str, payload: dict[str, Any]) -> Response:
         kind = self.kind_of(key)
         existed = self.get(key) is not None
+        busy = [
+            op
+            for op in self.operations.values()
+            if op.key == self.norm(key) and op.status == "InProgress" and op.remaining > 0
+        ]
+        if kind in LRO_KINDS and busy:
+            return arm_error(
+                409,
+                "Conflict",
+                "Conflict of operation, another operation on same entity is already running",
+            )
         check = self._validate_put(kind, key, payload)
         if check is not None:
             return check
         old = self.get(key)
         res = self._store(key, payload)
+        self._containers.pop(self.norm(key), None)  # an update restarts the container
         if old is not None:
             res["systemData"]["createdAt"] = old["systemData"]["createdAt"]
         self._complete_put(kind, key, res, payload)
@@ -400,6 +432,8 @@ class FakeAzureMLService:
         error = None
         if self.faults.fail_operation:
             error = self.faults.fail_operation.pop(0)
+        if error is None and kind.endswith("/deployments"):
+            error = self._image_build_error(payload)
         op = self._operation(key, "put", error)
         return _json(201 if not existed else 200, res, self._op_headers(op))
 
@@ -470,6 +504,15 @@ class FakeAzureMLService:
             if kind == "models/versions":
                 props.setdefault("flavors", {})
 
+    def _image_build_error(self, payload: dict[str, Any]) -> str | None:
+        """Why Azure could not build the deployment's image (its environment's pip lines do not
+        resolve on the package index), or None."""
+        if not self.resolve_environments:
+            return None
+        env = self._asset((payload.get("properties") or {}).get("environmentId") or "")
+        conda = (env or {}).get("properties", {}).get("condaFile")
+        return build_error(conda) if conda else None
+
     def _ensure_container(self, key: str) -> None:
         container = key.rsplit("/", 2)[0]
         if self.get(container) is None:
@@ -517,7 +560,7 @@ class FakeAzureMLService:
         for k in [k for k in self.resources if k == prefix or k.startswith(prefix + "/")]:
             del self.resources[k]
         self.keys.pop(prefix, None)
-        self._models.pop(prefix, None)
+        self._containers.pop(prefix, None)
         if self.kind_of(key).endswith("/versions"):
             container = key.rsplit("/", 2)[0]
             if not self.children(container + "/versions"):
@@ -603,6 +646,10 @@ class FakeAzureMLService:
             self.keys[self.norm(key)] = (secrets.token_hex(16), secrets.token_hex(16))
             return 202, {}, b""
         if kind == "datastores" and act == "listsecrets":
+            if not self.shared_key_access:
+                return arm_error(
+                    400, "KeyBasedAuthenticationNotPermitted", "the datastore holds no key"
+                )
             return _json(200, {"secretsType": "AccountKey", "key": "ZmFrZWtleQ=="})
         if kind == "onlineendpoints/deployments" and act == "getlogs":
             return _json(200, {"content": f"fake logs of {key}"})
@@ -677,28 +724,49 @@ class FakeAzureMLService:
             target.write_bytes(data)
         return dest
 
-    def load_deployment_model(self, key: str) -> Any:
-        """The deployed model of a deployment, loaded through the cloudserve serving runtime."""
-        cached = self._models.get(self.norm(key))
+    def mount_deployment_model(self, dep: dict[str, Any], root: Path) -> Path:
+        """Lay the deployment's registered model out under ``root`` as Azure mounts it."""
+        model = self._asset(dep["properties"].get("model") or "")
+        if model is None:
+            raise LookupError(f"deployment {dep['name']} has no registered model")
+        prefix, blobs = self.datastore_blobs(model["properties"]["modelUri"])
+        if not blobs:
+            raise FileNotFoundError(f"nothing uploaded for model {model['id']}")
+        name, version = model["id"].split("/models/")[1].split("/versions/")
+        return mount_model(blobs, prefix, name, version, root)
+
+    def scoring_container(self, key: str) -> Any:
+        """The deployment's running scoring container (started on first use, then kept).
+
+        Framework route: the uploaded entry script, initialised as Azure's inference server
+        initialises it. Container route (a custom image): the cloudserve runtime, which finds
+        the model under ``AZUREML_MODEL_DIR`` itself.
+        """
+        cached = self._containers.get(self.norm(key))
         if cached is not None:
             return cached
         with self.lock:
             dep = self.get(key)
             if dep is None:
                 raise LookupError(key)
-            model = self._asset(dep["properties"].get("model") or "")
-            if model is None:
-                raise LookupError(f"deployment {key} has no registered model")
             assert self.workdir is not None
-            dest = self.workdir / "models" / uuid.uuid4().hex
-            directory = self.materialize(model["properties"]["modelUri"], dest)
-        if self._load_model is None:
-            from cloudserve.serving import load_model
-
-            self._load_model = load_model
-        loaded = self._load_model(directory)
-        self._models[self.norm(key)] = loaded
-        return loaded
+            root = self.workdir / "deployments" / uuid.uuid4().hex
+            model_dir = self.mount_deployment_model(dep, root)
+            props = dep["properties"]
+            env = dict(props.get("environmentVariables") or {})
+            code = props.get("codeConfiguration") or {}
+            script = None
+            if code.get("codeId"):
+                asset = self._asset(code["codeId"])
+                if asset is None:
+                    raise LookupError(f"code asset {code['codeId']} was not found")
+                script = self.materialize_code(asset, root / "code") / code["scoringScript"]
+        if script is not None:
+            started: Any = EntryScript(script, model_dir, env, self._collector_sink(key))
+        else:
+            started = RuntimeContainer(model_dir, self._load_model)
+        self._containers[self.norm(key)] = started
+        return started
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -724,11 +792,11 @@ class FakeAzureMLService:
                 )
             dep_key = f"{key}/deployments/{deployment}"
         start = time.perf_counter()
-        status, out = self._run_model(dep_key, body)
+        status, out_headers, out = self._run_model(dep_key, headers, body)
         latency = (time.perf_counter() - start) * 1000
         with self.lock:
             self.scoring.append(ScoringRecord(time.time(), name, deployment, status, latency))
-        return _json(status, out, {"azureml-model-deployment": deployment})
+        return status, {**out_headers, "azureml-model-deployment": deployment}, out
 
     def _endpoint_key(self, name: str, kind: str = "onlineendpoints") -> str | None:
         for k, r in self.resources.items():
@@ -790,50 +858,53 @@ class FakeAzureMLService:
         names = sorted(traffic)
         return deps.get(self.rng.choices(names, weights=[traffic[n] for n in names])[0].lower())
 
-    def _run_model(self, dep_key: str, body: bytes) -> tuple[int, Any]:
+    def _run_model(self, dep_key: str, headers: Any, body: bytes) -> Response:
+        """The container's answer; a non-200 one comes back as Azure's 424 "Model Error"."""
         try:
-            payload = json.loads(body or b"{}")
-        except ValueError as exc:
-            return 400, {"error": f"the body is not JSON: {exc}"}
-        instances = (
-            payload.get("instances", payload.get("data")) if isinstance(payload, dict) else None
+            container = self.scoring_container(dep_key)
+        except Exception as exc:  # a model or script that cannot start: the container is down
+            status, out_headers, out = 502, {}, json.dumps({"message": str(exc)}).encode()
+        else:
+            wanted = {k: v for k, v in headers.items() if k.lower() in ("content-type", "accept")}
+            status, out_headers, out = container.score(wanted, body)
+        if status == 200:
+            return 200, {"Content-Type": out_headers.get("Content-Type", "application/json")}, out
+        return (
+            424,
+            {
+                "Content-Type": "application/json",
+                MODEL_STATUS_HEADER: str(status),
+                MODEL_REASON_HEADER: "model_error",
+            },
+            out,
         )
-        if not isinstance(instances, list):
-            return 400, {"error": "the body needs an 'instances' (or 'data') list"}
-        try:
-            model = self.load_deployment_model(dep_key)
-        except Exception as exc:  # a model that cannot load answers like a broken container
-            return 500, {"error": f"the model could not be loaded: {exc}"}
-        try:
-            outputs = model.predict(instances)
-        except Exception as exc:  # bad input: the generated scoring script answers 400
-            return 400, {"error": f"{type(exc).__name__}: {exc}"}
-        self._capture(dep_key, instances, outputs)
-        return 200, {"predictions": _jsonable(outputs)}
 
-    def _capture(self, dep_key: str, instances: list[Any], outputs: Any) -> None:
-        """Write model inputs where Azure ML data collection puts them, when it is on."""
-        with self.lock:
-            dep = self.get(dep_key)
-            if dep is None:
-                return
-            collector = dep["properties"].get("dataCollector") or {}
-            inputs = (collector.get("collections") or {}).get("model_inputs") or {}
-            if str(inputs.get("dataCollectionMode", inputs.get("enabled", ""))).lower() not in (
-                "enabled",
-                "true",
-            ):
-                return
-            ep, dep_name = dep_key.split("/")[1], dep["name"]
-            stamp = datetime.now(timezone.utc)
-            path = (
-                f"modelDataCollector/{ep}/{dep_name}/model_inputs/"
-                f"{stamp:%Y/%m/%d/%H}/{uuid.uuid4().hex}.jsonl"
-            )
-            line = json.dumps(
-                {"specversion": "1.0", "time": stamp.isoformat(), "data": _jsonable(instances)}
-            )
-            self.blobs.put(self.storage_account, self.container, path, (line + "\n").encode())
+    def _collector_sink(self, dep_key: str) -> Callable[[str, list[dict[str, Any]]], None]:
+        """Where the deployment's ``Collector(name).collect(df)`` calls write: a JSON Lines blob
+        under ``modelDataCollector/ENDPOINT/DEPLOYMENT/NAME/yyyy/MM/dd/HH/``, records in
+        ``"data"`` — only for a collection the deployment's data collector enables."""
+
+        def write(name: str, records: list[dict[str, Any]]) -> None:
+            with self.lock:
+                dep = self.get(dep_key)
+                if dep is None:
+                    return
+                collector = dep["properties"].get("dataCollector") or {}
+                wanted = (collector.get("collections") or {}).get(name) or {}
+                mode = str(wanted.get("dataCollectionMode", wanted.get("enabled", ""))).lower()
+                if mode not in ("enabled", "true"):
+                    return
+                stamp = datetime.now(timezone.utc)
+                path = (
+                    f"modelDataCollector/{dep_key.split('/')[1]}/{dep['name']}/{name}/"
+                    f"{stamp:%Y/%m/%d/%H}/{uuid.uuid4().hex}.jsonl"
+                )
+                line = json.dumps(
+                    {"specversion": "1.0", "time": stamp.isoformat(), "data": records}
+                )
+                self.blobs.put(self.storage_account, self.container, path, (line + "\n").encode())
+
+        return write
 
     # -- Azure Monitor ------------------------------------------------------------------------
 
@@ -851,15 +922,3 @@ class FakeAzureMLService:
 
 def _version_key(version: str) -> tuple[int, Any]:
     return (0, int(version)) if version.isdigit() else (1, version)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if hasattr(value, "item"):
-        return value.item()
-    return value

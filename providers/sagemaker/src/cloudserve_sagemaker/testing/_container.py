@@ -1,10 +1,18 @@
 """The fake's stand-in for a SageMaker serving container.
 
-A model's ``model.tar.gz`` is unpacked once per S3 object. When it holds ``code/inference.py``
-(the framework route) the fake calls its ``model_fn`` / ``input_fn`` / ``predict_fn`` /
-``output_fn`` exactly as the SageMaker inference toolkit does, so the generated handlers are
-what answers. Otherwise (the container route) the cloudserve runtime image would serve the
-directory; the fake runs the same runtime in-process through ``cloudserve.serving``.
+A model's ``model.tar.gz`` is unpacked once per S3 object and container environment, into
+``model/`` (SageMaker's ``/opt/ml/model``). When the environment names ``SAGEMAKER_PROGRAM`` (the
+framework route) the code is found the way the prebuilt images' ``sagemaker-containers`` finds it
+(``_modules.import_module`` → ``_files.download_and_extract``, sagemaker-containers 2.8.6): an
+``s3://`` ``SAGEMAKER_SUBMIT_DIRECTORY`` is downloaded and extracted whole into ``code/``
+(``/opt/ml/code``), a directory is copied there, and ``import <program>`` runs from ``code/`` — a
+module that is not at its root fails the container, as ``ModuleNotFoundError`` fails the ping
+check there. Then ``model_fn`` / ``input_fn`` / ``predict_fn`` / ``output_fn`` are called in the
+inference toolkit's order. Otherwise (the container route) the cloudserve runtime image would
+serve the directory; the fake runs the same runtime in-process through ``cloudserve.serving``.
+
+The fake runs the handlers in this process (with cloudserve importable); the reference tests
+run them in a venv pinned to an image's libraries without cloudserve.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ import hashlib
 import importlib.util
 import io
 import json
+import shutil
+import sys
 import tarfile
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,8 +59,8 @@ class Container:
                 prediction = self.handlers.predict_fn(data, self.model)
                 out, out_type = self.handlers.output_fn(prediction, accept)
             else:
-                instances = _decode(body, content_type)
-                prediction = self.model.predict(instances)
+                instances, parameters = _decode(body, content_type)
+                prediction = self.model.predict(instances, parameters)
                 out, out_type = _encode(prediction, accept)
         except ContainerError:
             raise
@@ -58,12 +69,13 @@ class Container:
         return (out.encode() if isinstance(out, str) else out), out_type
 
 
-def _decode(body: bytes, content_type: str) -> Any:
+def _decode(body: bytes, content_type: str) -> tuple[Any, dict[str, Any]]:
+    """(instances, parameters), as the cloudserve runtime reads the body."""
     from cloudserve import codecs
 
     if codecs.media_type(content_type) == "application/jsonlines":
-        return [json.loads(line) for line in body.splitlines() if line.strip()]
-    return codecs.decode_request(body, content_type or codecs.JSON)[0]
+        return [json.loads(line) for line in body.splitlines() if line.strip()], {}
+    return codecs.decode_request(body, content_type or codecs.JSON)
 
 
 def _encode(prediction: Any, accept: str) -> tuple[bytes, str]:
@@ -80,12 +92,44 @@ def _unpack(data: bytes, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def _import_handlers(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
+MODEL_MOUNT = "/opt/ml/model"
+
+
+def download_and_extract(
+    uri: str, code_dir: Path, model_dir: Path, fetch: Callable[[str], bytes]
+) -> None:
+    """sagemaker-containers' ``_files.download_and_extract(uri, /opt/ml/code)``: an ``s3://``
+    tarball is extracted whole, a directory (here: under the model mount) is copied."""
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    if uri.startswith("s3://"):
+        code_dir.mkdir(parents=True)
+        _unpack(fetch(uri), code_dir)
+        return
+    if uri == MODEL_MOUNT or uri.startswith(MODEL_MOUNT + "/"):
+        source = model_dir / uri[len(MODEL_MOUNT) :].lstrip("/")
+        if source.is_dir():
+            shutil.copytree(source, code_dir)
+            return
+    raise ContainerError(500, f"SAGEMAKER_SUBMIT_DIRECTORY {uri!r} holds no code")
+
+
+def _import_handlers(code_dir: Path, program: str, digest: str) -> ModuleType:
+    module = program.removesuffix(".py")
+    path = code_dir / f"{module}.py"
+    if not path.is_file():
+        raise ContainerError(500, f"ImportModuleError: No module named '{module}'")
+    spec = importlib.util.spec_from_file_location(f"cloudserve_fake_{module}_{digest}", path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    handlers = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(code_dir))
+    try:
+        spec.loader.exec_module(handlers)
+    except Exception as exc:
+        raise ContainerError(500, f"ImportModuleError: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(str(code_dir))
+    return handlers
 
 
 class ContainerPool:
@@ -96,23 +140,41 @@ class ContainerPool:
         self._containers: dict[str, Container] = {}
         self._lock = threading.Lock()
 
-    def get(self, tarball: bytes) -> Container:
-        """The container serving this tarball, loading it on first use."""
-        digest = hashlib.sha256(tarball).hexdigest()[:16]
+    def get(
+        self, tarball: bytes, env: Mapping[str, str], fetch: Callable[[str], bytes]
+    ) -> Container:
+        """The container serving this tarball with this environment, loaded on first use;
+        ContainerError when it would not start."""
+        key = hashlib.sha256(tarball + json.dumps(dict(env), sort_keys=True).encode())
+        digest = key.hexdigest()[:16]
         with self._lock:
             found = self._containers.get(digest)
             if found is None:
-                found = self._load(tarball, digest)
+                found = self._load(tarball, digest, env, fetch)
                 self._containers[digest] = found
             return found
 
-    def _load(self, tarball: bytes, digest: str) -> Container:
+    def _load(
+        self, tarball: bytes, digest: str, env: Mapping[str, str], fetch: Callable[[str], bytes]
+    ) -> Container:
         from cloudserve.serving import load_model
 
-        model_dir = self.workdir / digest
+        root = self.workdir / digest
+        model_dir = root / "model"
         _unpack(tarball, model_dir)
-        script = model_dir / "code" / "inference.py"
-        if script.exists():
-            handlers = _import_handlers(script, f"cloudserve_fake_inference_{digest}")
-            return Container(model_dir, handlers, handlers.model_fn(str(model_dir)))
-        return Container(model_dir, None, load_model(model_dir))
+        program = env.get("SAGEMAKER_PROGRAM")
+        if program:
+            code_dir = root / "code"
+            download_and_extract(
+                env.get("SAGEMAKER_SUBMIT_DIRECTORY", ""), code_dir, model_dir, fetch
+            )
+            handlers = _import_handlers(code_dir, program, digest)
+            try:
+                model = handlers.model_fn(str(model_dir))
+            except Exception as exc:
+                raise ContainerError(500, f"model_fn failed: {type(exc).__name__}: {exc}") from exc
+            return Container(model_dir, handlers, model)
+        try:
+            return Container(model_dir, None, load_model(model_dir))
+        except Exception as exc:
+            raise ContainerError(500, f"the model did not load: {exc}") from exc

@@ -49,6 +49,7 @@ JSON_SERVICES = {
 }
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024
+SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024
 _INVOKE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-invocations)$")
 _REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
 
@@ -283,6 +284,9 @@ class Middleware:
                 return _json_error(
                     400, "ValidationException", f'Cannot create already existing {kind} "{arn}".'
                 )
+        local = _local_storage_refusal(op, params)
+        if local is not None:
+            return _json_error(400, "ValidationException", local)
         if op == "CreateEndpoint" and self.state.fail_create_endpoint is not None:
             message, self.state.fail_create_endpoint = self.state.fail_create_endpoint, None
             return _json_error(400, "ResourceLimitExceeded", message)
@@ -292,6 +296,7 @@ class Middleware:
         if op == "CreateEndpoint":
             name = params["EndpointName"]
             reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+            reason = reason or self._health(params["EndpointConfigName"], region)
             final = "Failed" if reason else "InService"
             self._schedule(name, region, "Creating", self.state.creating_polls, final, reason)
         elif op == "UpdateEndpointWeightsAndCapacities":
@@ -396,6 +401,7 @@ class Middleware:
         endpoint.failure_reason = None
         endpoint.last_modified_time = _now()
         reason, self.state.fail_endpoint = self.state.fail_endpoint, None
+        reason = reason or self._health(config_name, region)
         self._schedule(
             name, region, "Updating", self.state.updating_polls, "InService", reason, rollback
         )
@@ -470,6 +476,14 @@ class Middleware:
             return _json_error(
                 400, "ValidationError", "The target variant is not present on the endpoint."
             )
+        row = next(v for v in config.production_variants if v["VariantName"] == variant)
+        if row.get("ServerlessConfig") and len(body) > SERVERLESS_PAYLOAD_LIMIT:
+            return _json_error(
+                413,
+                "ValidationError",
+                f"Received payload of {len(body)} bytes exceeds the 4 MB limit of serverless "
+                "endpoints.",
+            )
         if op == "InvokeEndpointAsync":
             return self._invoke_async(environ, endpoint, config, variant, region)
         content_type = environ.get("CONTENT_TYPE") or "application/json"
@@ -511,11 +525,30 @@ class Middleware:
     def _container(self, config: Any, variant: str, region: str) -> Any:
         sm = _sagemaker(region)
         row = next(v for v in config.production_variants if v["VariantName"] == variant)
-        model = sm._models[row["ModelName"]]
+        model = sm._models.get(row["ModelName"])
+        if model is None:
+            raise ContainerError(500, f"model {row['ModelName']} does not exist")
+        return self._model_container(model)
+
+    def _model_container(self, model: Any) -> Any:
         url = model.primary_container.get("ModelDataUrl")
         if not url:
             raise ContainerError(500, f"model {model.model_name} has no ModelDataUrl")
-        return self.containers.get(_s3_get(url))
+        env = model.primary_container.get("Environment") or {}
+        return self.containers.get(_s3_get(url), env, _s3_get)
+
+    def _health(self, config_name: str, region: str) -> str | None:
+        """Why the config's containers would fail SageMaker's ping check, or None."""
+        config = _sagemaker(region).endpoint_configs.get(config_name)
+        for row in config.production_variants if config is not None else []:
+            try:
+                self._container(config, row["VariantName"], region)
+            except ContainerError as exc:
+                return (
+                    f"The primary container for production variant {row['VariantName']} did "
+                    f"not pass the ping health check. ({exc.message})"
+                )
+        return None
 
     def _invoke_async(
         self, environ: dict[str, Any], endpoint: Any, config: Any, variant: str, region: str
@@ -632,9 +665,7 @@ class Middleware:
         reason, self.state.fail_job = self.state.fail_job, None
         if reason is None:
             model = sm._models[job.model_name]
-            reason = run_transform(
-                job, lambda: self.containers.get(_s3_get(model.primary_container["ModelDataUrl"]))
-            )
+            reason = run_transform(job, lambda: self._model_container(model))
         job.failure_reason = reason or ""
         self._hold_job(name, lambda status: setattr(job, "transform_job_status", status), reason)
 
@@ -691,6 +722,31 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     best = pick(scored, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
     tuning.best_training_job = best
     tuning.OverallBestTrainingJob = best
+
+
+_LOCAL_STORAGE = re.compile(
+    r"^ml\.(g4dn|g4ad|g5|g6|g6e|gr6|p3dn|p4d|p4de|p5[a-z]*|p6[a-z0-9-]*|trn1n?|trn2|"
+    r"[cmr]\d+[a-z]*d[a-z]*)\."
+)
+
+
+def _local_storage_refusal(op: str, params: dict[str, Any]) -> str | None:
+    """SageMaker refuses a KMS key for the volumes of instances with local NVMe storage."""
+    if op == "CreateEndpointConfig" and params.get("KmsKeyId"):
+        for row in params.get("ProductionVariants", []):
+            if _LOCAL_STORAGE.match(row.get("InstanceType") or ""):
+                return (
+                    f"The instance type {row['InstanceType']} has local storage, which is "
+                    "encrypted by the instance; KmsKeyId is not supported for it."
+                )
+    if op == "CreateTransformJob":
+        resources = params.get("TransformResources", {})
+        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(resources.get("InstanceType", "")):
+            return (
+                f"The instance type {resources['InstanceType']} has local storage, which is "
+                "encrypted by the instance; VolumeKmsKeyId is not supported for it."
+            )
+    return None
 
 
 def _finish(endpoint: Any, pending: _Pending) -> None:

@@ -1,0 +1,268 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol with the limits a public server needs.
+
+uvicorn parses and dispatches; this subclass adds what it leaves open:
+
+- **timeouts** per connection state: *idle* (no request in progress, including a fresh connection
+  that never sends a byte), *header* (from a request's first byte to the end of its headers) and
+  *body* (from the end of the headers to the end of the body). One sweep per server checks every
+  connection's deadline, so a request costs one float store per state, not a timer each;
+- a **header size limit**: past ``max_header_bytes`` the request gets 431 before any route, auth
+  or body handling, and the connection is closed without buffering the rest;
+- **shedding on arrival**: when the headers are in, the app's ``admit(path)`` may answer at once
+  (503 + Retry-After, pre-encoded) so an overloaded server spends no time on the body, the ASGI
+  task or the decoder of a request it would refuse anyway;
+- **disconnect tracking**: the scope carries the transport under
+  ``scope["extensions"]["cloudserve.transport"]`` so the batcher can drop a request whose client
+  left before the model runs;
+- **one write per answer**: ``scope["extensions"]["cloudserve.respond"](status, headers, body)``
+  sends a complete response (status line, headers, ``content-length``, body) in one
+  ``transport.write`` instead of uvicorn's two ASGI ``send`` calls and two writes;
+- **graceful drain**: on shutdown an idle keep-alive connection is given ``DRAIN_GRACE_S`` to send
+  the request its client may already have in flight (answered with ``Connection: close``) instead
+  of being closed under it, which would reset that client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+__all__ = ["ServingProtocol", "make_protocol"]
+
+_IDLE, _HEAD, _BODY, _BUSY, _LINGER = range(5)
+DRAIN_GRACE_S = 0.5
+_LINGER_S = 2.0  # after a 431/408: read and discard this long so the client sees the answer
+
+
+def _answer(status: bytes, code: str, message: str) -> bytes:
+    body = b'{"error":"%s","code":"%s"}' % (message.encode(), code.encode())
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, len(body), body)
+    )
+
+
+class _Limits:
+    """Per-server settings and the one sweep that enforces the deadlines."""
+
+    def __init__(
+        self,
+        *,
+        idle_timeout_s: float,
+        header_timeout_s: float,
+        body_timeout_s: float,
+        max_header_bytes: int,
+        admit: Callable[[bytes], bytes | None] | None,
+    ):
+        self.timeouts = {
+            _IDLE: idle_timeout_s,
+            _HEAD: header_timeout_s,
+            _BODY: body_timeout_s,
+            _LINGER: _LINGER_S,
+        }
+        self.max_header_bytes = max_header_bytes
+        self.admit = admit
+        self.too_large = _answer(
+            b"431 Request Header Fields Too Large",
+            "headers_too_large",
+            f"the request headers are over the {max_header_bytes}-byte limit",
+        )
+        self.connections: weakref.WeakSet[ServingProtocol] = weakref.WeakSet()
+        self._sweeping: asyncio.TimerHandle | None = None
+        self.period = max(0.05, min(1.0, min(self.timeouts.values()) / 4))
+
+    def track(self, conn: ServingProtocol) -> None:
+        self.connections.add(conn)
+        if self._sweeping is None:
+            self._sweeping = conn.loop.call_later(self.period, self._sweep, conn.loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in list(self.connections):
+            if conn.deadline is not None and now >= conn.deadline:
+                conn.expire()
+        self._sweeping = (
+            loop.call_later(self.period, self._sweep, loop) if self.connections else None
+        )
+
+
+class ServingProtocol(HttpToolsProtocol):
+    """One client connection (see the module docstring); :func:`make_protocol` sets ``limits``."""
+
+    limits: _Limits
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = _IDLE
+        self.deadline: float | None = None
+        self._head_bytes = 0
+        self._shed = False
+        self._draining = False
+
+    def _enter(self, state: int) -> None:
+        self.state = state
+        timeout = self.limits.timeouts.get(state)
+        self.deadline = None if timeout is None else self.loop.time() + timeout
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._enter(_IDLE)
+        self.limits.track(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.deadline = None
+        self.limits.connections.discard(self)
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        if self.state == _LINGER:
+            self.transport.close()
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state == _LINGER:
+            return  # discard what a refused client still sends
+        if state <= _HEAD:  # idle or reading headers
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self.state <= _HEAD and self._head_bytes > self.limits.max_header_bytes:
+            self._refuse(self.limits.too_large)
+
+    def expire(self) -> None:
+        """The current state's deadline passed: 408 while a request is unanswered, else close."""
+        waiting = self.cycle is not None and not self.cycle.response_started
+        if self.state == _HEAD or (self.state == _BODY and not self._shed and waiting):
+            what = "headers" if self.state == _HEAD else "body"
+            self._refuse(
+                _answer(b"408 Request Timeout", "timeout", f"the request {what} came too slowly")
+            )
+            return
+        self.deadline = None
+        self.transport.close()
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer and half-close; keep reading (discarding) briefly so the client reads it."""
+        self._enter(_LINGER)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            self.transport.close()
+
+    # -- parser callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {"cloudserve.transport": self.transport}
+        self._enter(_HEAD)
+
+    def on_headers_complete(self) -> None:
+        # _head_bytes counts whole reads, so it can include body bytes: look closer only then
+        if self._head_bytes > self.limits.max_header_bytes and self._head_size() > (
+            self.limits.max_header_bytes
+        ):
+            self._refuse(self.limits.too_large)
+            return
+        self._head_bytes = 0
+        admit = self.limits.admit
+        if admit is not None and (self.cycle is None or self.cycle.response_complete):
+            answer = admit(self.url)
+            if answer is not None:
+                self._shed = True
+                self._enter(_BODY)
+                self.transport.write(answer)
+                return
+        super().on_headers_complete()
+        if self._draining:
+            self.cycle.keep_alive = False
+        self.scope["extensions"]["cloudserve.respond"] = functools.partial(
+            self._respond, self.cycle
+        )
+        self._enter(_BODY)
+
+    def _respond(
+        self, cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """The whole answer to ``cycle``'s request in one write (see the module docstring)."""
+        if cycle.disconnected or cycle.response_started:
+            return
+        cycle.response_started = True
+        parts = [STATUS_LINE[status]]
+        for name, value in (*cycle.default_headers, *headers):
+            parts += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"content-length: %d\r\n\r\n" % len(body))
+        if cycle.scope["method"] != "HEAD":
+            parts.append(body)
+        self.transport.write(b"".join(parts))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) + 16
+
+    def on_body(self, body: bytes) -> None:
+        if not self._shed and self.state != _LINGER:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.state == _LINGER:
+            return
+        if self._shed:
+            self._shed = False
+            if self._draining or not self.parser.should_keep_alive():
+                self.transport.close()
+            self._enter(_IDLE)
+            return
+        answered = self.cycle is not None and self.cycle.response_complete  # e.g. an early 413
+        self._enter(_IDLE if answered else _BUSY)
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self.state == _BUSY:
+            self._enter(_IDLE)
+        super().on_response_complete()
+        if self._draining and not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Drain: finish what is in flight; give an idle connection a short grace, then close."""
+        self._draining = True
+        if self.state == _IDLE:
+            self.deadline = self.loop.time() + DRAIN_GRACE_S
+        elif self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+
+
+def make_protocol(
+    *,
+    idle_timeout_s: float,
+    header_timeout_s: float,
+    body_timeout_s: float,
+    max_header_bytes: int,
+    admit: Callable[[bytes], bytes | None] | None = None,
+) -> type[ServingProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
+    limits = _Limits(
+        idle_timeout_s=idle_timeout_s,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+        max_header_bytes=max_header_bytes,
+        admit=admit,
+    )
+    return type("ServingProtocol", (ServingProtocol,), {"limits": limits})
