@@ -87,3 +87,10 @@ def test_the_core_detects_the_framework_once_for_every_provider(model_dirs):
     for model in (named, image, remote):
         spec = cs.DeploySpec(model=model, endpoint="e")
         assert with_detected_framework(spec) is spec
+
+
+def test_local_plan_names_its_route(cli, model_dirs):
+    run = cli("plan", str(model_dirs["file only"]), "--json")
+    assert run.code == 0, run.stderr
+    (plan,) = json.loads(run.stdout)
+    assert plan["provider"] == "local" and plan["route"] == "local runtime"

@@ -1072,6 +1072,10 @@ class LocalProvider(Provider):
 
         return self._service(batch.read_job, self.db, job_id)
 
+    def route(self, spec: DeploySpec) -> str:
+        """Every local model runs in cloudserve's serving runtime, in local processes."""
+        return "local runtime"
+
     def list_jobs(self) -> list[BatchJob | TuningJob]:
         """Every batch and tuning job in the state, newest first."""
         rows = self.db.all(
