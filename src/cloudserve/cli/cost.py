@@ -321,7 +321,9 @@ def _pair(text: str) -> tuple[str, str]:
     return target, endpoint
 
 
-pricing_app = typer.Typer(help="The price catalog: show it, refresh it from the clouds' APIs.")
+pricing_app = typer.Typer(
+    help="The price catalog: show it, refresh it from the clouds' APIs.", no_args_is_help=True
+)
 
 
 @pricing_app.command("refresh")
