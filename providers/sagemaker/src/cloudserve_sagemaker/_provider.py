@@ -961,6 +961,14 @@ class SageMakerProvider(Provider):
         warn_missing(self.name, self.cfg.region, result.missing)
         return result
 
+    def route(self, spec: DeploySpec) -> str:
+        """``framework`` or ``container``, as ``prepare`` chooses; ``container`` when only the
+        build/push step the plan lists can make the model servable."""
+        try:
+            return self.prepare(spec.model).route.kind
+        except InvalidRequest:
+            return "container"
+
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""
         calls = []
