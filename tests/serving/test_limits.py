@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import socket
 import textwrap
@@ -269,3 +270,12 @@ def test_shed_on_arrival_when_the_event_loop_runs_late(custom_dir: Path):
         wait_until(lambda: batcher.overloaded(in_progress=10) is None, timeout=10)  # recovers
         served = httpx.post(f"{srv.url}/invocations", json=[[1, 2]], timeout=10)
     assert served.status_code == 200
+
+
+def test_what_the_model_loaded_is_frozen_out_of_the_collector(custom_dir: Path):
+    """A full collection under load must not walk the model and every import (the c=64 tail)."""
+    gc.unfreeze()
+    with BackgroundServer(custom_dir) as srv:
+        assert srv.app.model is not None
+        assert gc.get_freeze_count() > 0
+    gc.unfreeze()
