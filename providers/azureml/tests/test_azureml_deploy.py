@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import joblib
@@ -194,14 +195,22 @@ def test_defect_14_deploy_honours_wait_timeout_and_progress(harness, client, tmp
     client.deploy(_model(harness, tmp_path, "2"), "cs-nowait")  # the same spec: completes it
     assert harness.fake.traffic("cs-nowait") == {"v2-cs": 100}
 
-    slow = AzureMLHarness()
-    slow.fake = type(harness.fake)(workdir=tmp_path / "slow", in_progress_polls=10_000).start()
+    slow = type(harness.fake)(workdir=tmp_path / "slow", in_progress_polls=10_000).start()
+    config = fast_config(slow)
+    # the target would wait an hour: the call's own timeout is what ends it
+    config = config.model_copy(
+        update={"waits": config.waits.model_copy(update={"deploy_timeout_s": 3600.0})}
+    )
     try:
+        started = time.monotonic()
         with pytest.raises(Timeout):
-            Client(slow.make_provider()).deploy(_model(harness, tmp_path), "cs-slow", timeout=0.5)
-        assert "onlineEndpoints/cs-slow" in slow.fake.leftovers(), "no rollback under Azure"
+            Client(AzureMLProvider(config, credential=slow.credential())).deploy(
+                _model(harness, tmp_path), "cs-slow", timeout=0.5
+            )
+        assert time.monotonic() - started < 60, "deploy(timeout=0.5) gave up long before 1 h"
+        assert "onlineEndpoints/cs-slow" in slow.leftovers(), "no rollback under Azure"
     finally:
-        slow.fake.stop()
+        slow.stop()
 
 
 def test_defect_7_captured_lines_hold_records(harness, client, tmp_path):
