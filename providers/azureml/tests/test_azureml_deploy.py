@@ -278,3 +278,13 @@ def test_the_fake_refuses_what_the_sdks_schema_refuses(harness):
         f"{base}/cs-schema", json={"properties": {"authMode": "Key"}}, headers=headers
     )
     assert good.status_code in (200, 201), good.text
+
+
+def test_a_pickle_azure_cannot_serve_is_refused_before_any_request(
+    harness, client, tmp_path, local_class_pickle
+):
+    spec = _model(harness, tmp_path).model_copy(update={"artifact": str(local_class_pickle)})
+    before = len(harness.fake.requests_made())
+    with pytest.raises(InvalidRequest, match="my_local_features"):
+        client.deploy(spec, "cs-local-class")
+    assert len(harness.fake.requests_made()) == before
