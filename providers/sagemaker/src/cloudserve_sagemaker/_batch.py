@@ -5,8 +5,8 @@ its column whatever the header's order (``SplitType=Line`` would send a header l
 as a record, in the first mini-batch only); records go to the container in ``MultiRecord``
 mini-batches of at most ``max_payload_mb``, ``max_concurrency`` at a time (their product within
 SageMaker's 100 MB), and outputs are assembled one line per record (``AssembleWith=Line``) as
-``<input>.out``. A local output path is filled once the job succeeds. Where the local paths are is kept in the job's
-tags, so ``get_batch_job`` works from any process.
+``<input>.out``. A local output path is filled once the job succeeds. Where the local paths are
+is kept in the job's tags, so ``get_batch_job`` works from any process.
 """
 
 from __future__ import annotations
