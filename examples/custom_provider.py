@@ -4,7 +4,9 @@
 
 The provider below "serves" a linear model from a dict; a real one would call its platform's SDK
 inside these methods. It declares what it can do; asking for anything else raises
-UnsupportedOperation with its reason, before any request.
+UnsupportedOperation with its reason, before any request. A fuller template — a fake service with
+native errors, an error table, retries, every optional capability and the conformance harness —
+is ``cloudserve.testing.memory``.
 """
 
 from __future__ import annotations

@@ -6,22 +6,16 @@ from pathlib import Path
 
 from local_helpers import cleanup, local_config, processes_of
 
-from cloudserve.local import LocalProvider
-from cloudserve.local.provider import (
-    FAULT_FAIL_AFTER_CREATE,
-    FAULT_FAIL_OPERATION,
-    FAULT_THROTTLE,
-    FAULT_UNAVAILABLE,
-)
-from cloudserve.local.state import StateDB
+from cloudserve.local import LocalProvider, faults
+from cloudserve.local.store import StateDB
 from cloudserve.testing import Fault, ProviderHarness
 from cloudserve.testing.suite import AnswersParityTests, ProviderConformance
 
 _KINDS = {
-    Fault.THROTTLE: FAULT_THROTTLE,
-    Fault.UNAVAILABLE: FAULT_UNAVAILABLE,
-    Fault.FAIL_OPERATION: FAULT_FAIL_OPERATION,
-    Fault.FAIL_AFTER_CREATE: FAULT_FAIL_AFTER_CREATE,
+    Fault.THROTTLE: faults.THROTTLE,
+    Fault.UNAVAILABLE: faults.UNAVAILABLE,
+    Fault.FAIL_OPERATION: faults.FAIL_OPERATION,
+    Fault.FAIL_AFTER_CREATE: faults.FAIL_AFTER_CREATE,
 }
 
 
@@ -37,12 +31,12 @@ class LocalHarness(ProviderHarness):
         cleanup(self.state_dir)
 
     def make_provider(self) -> LocalProvider:
-        return LocalProvider(local_config(self.state_dir))
+        return LocalProvider(local_config(self.state_dir), fault_hooks=True)
 
     def inject_fault(
         self, fault: Fault, *, times: int = 1, message: str = "injected failure"
     ) -> None:
-        StateDB(self.state_dir).set_fault(_KINDS[fault], times, message)
+        faults.arm(StateDB(self.state_dir), _KINDS[fault], times, message)
 
     def leftover_resources(self) -> list[str]:
         db = StateDB(self.state_dir)

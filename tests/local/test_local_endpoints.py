@@ -20,7 +20,7 @@ import cloudserve as cs
 from cloudserve.client import Client
 from cloudserve.errors import AlreadyExists, AuthError, NotFound
 from cloudserve.local import LocalProvider
-from cloudserve.local.provider import canary_weights
+from cloudserve.local.endpoints import canary_weights
 from cloudserve.local.router import pick_variant
 from cloudserve.resources import EndpointStatus, JobStatus
 from cloudserve.testing import make_sklearn_model, sample_rows, write_csv

@@ -55,7 +55,7 @@ def test_data_capture_works_on_a_fresh_project_and_after_a_redeploy(
         client.predict("ep", rows)
         assert client.provider.captured_inputs("ep", 3600)[-3:] == rows
         client.delete_endpoint("ep")
-    assert ("fake-project", "logging_ep_ep") in fake.service.bq_datasets
+    assert ("fake-project", "logging_ep_ep") in fake.service.bigquery.datasets
 
 
 def test_a_full_table_reference_is_refused_before_any_request(

@@ -19,8 +19,9 @@ class LocalConfig(ProviderConfig):
     ``state_dir`` holds the SQLite state, the model registry, staged artifacts, worker logs,
     batch and tuning work. ``port_range`` limits the loopback ports given to workers (any free
     port when unset). ``capture_sampling`` turns data capture on for every endpoint deployed
-    without an explicit ``data_capture`` (0 = off). ``batch_chunk_rows`` is the unit of work and
-    of resume of batch jobs.
+    without an explicit ``data_capture`` (0 = off). ``batch_chunk_rows`` is the unit of work of
+    batch jobs (a resumed job keeps the size it started with). Each endpoint's agent checks its
+    workers every ``supervise_interval_s`` and replaces dead ones.
     """
 
     provider: Literal["local"] = "local"
@@ -34,6 +35,7 @@ class LocalConfig(ProviderConfig):
     server_batch_size: Annotated[int, Field(ge=1)] | None = None
     server_batch_wait_ms: Annotated[float, Field(ge=0)] = 2.0
     batch_chunk_rows: Annotated[int, Field(ge=1)] = 50_000
+    supervise_interval_s: Annotated[float, Field(gt=0)] = 1.0
     autoscale_interval_s: Annotated[float, Field(gt=0)] = 2.0
     autoscale_window_s: Annotated[float, Field(gt=0)] = 10.0
     scale_down_after_s: Annotated[float, Field(gt=0)] = 30.0

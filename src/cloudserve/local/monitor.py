@@ -16,7 +16,7 @@ import weakref
 from collections import Counter
 from typing import Any
 
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.store import StateDB, dumps, loads, now
 from cloudserve.monitoring import latency_percentiles
 from cloudserve.resources import MetricsReport, VariantMetrics
 

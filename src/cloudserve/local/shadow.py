@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from cloudserve.errors import CloudServeError
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.store import StateDB, dumps, loads, now
 from cloudserve.resources import ShadowPair
 
 __all__ = ["Mirror"]

@@ -2,7 +2,9 @@
 
 Processes start in their own session so they outlive the Python process that deployed them (a
 later process or CLI call finds them through the state database). A process is named by its
-pid *and* its start time, so a recycled pid is never mistaken for a live worker.
+pid *and* its start time, so a recycled pid is never mistaken for a live worker. A stopped
+process that another process started stays a zombie until its parent reaps it; stopping counts
+a zombie as gone instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import psutil
 
 from cloudserve.errors import OperationFailed
 
-__all__ = ["ProcessRef", "free_port", "spawn", "stop_all", "stop_group", "tail", "wait_ready"]
+__all__ = ["ProcessRef", "bindable", "spawn", "stop_all", "stop_group", "tail", "wait_ready"]
 
 # Popen objects of the children this process started, so that their exit is reaped here
-# (a dead child that is never waited for stays a zombie and looks alive).
+# (a dead child that is never waited for stays a zombie and looks alive). A forked child is
+# not their parent: it must not ask them (``poll`` would answer "exited" for a live process).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+os.register_at_fork(after_in_child=_CHILDREN.clear)
 
 
 @dataclass(frozen=True)
@@ -74,19 +78,14 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def free_port(host: str, port_range: tuple[int, int] | None = None) -> int:
-    """A loopback port nobody listens on right now (any, or within ``port_range``)."""
-    candidates: Iterable[int] = (
-        [0] if port_range is None else range(port_range[0], port_range[1] + 1)
-    )
-    for port in candidates:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise OperationFailed(f"no free port in {port_range}", provider="local")
+def bindable(host: str, port: int) -> int | None:
+    """``port`` (or, for 0, a port the system picks) if nobody listens on it now, else None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return None
+        return int(s.getsockname()[1])
 
 
 def tail(log: Path, lines: int = 15) -> str:
@@ -123,6 +122,30 @@ def wait_ready(
             delay = min(delay * 1.5, 0.1)
 
 
+def _running(proc: psutil.Process) -> bool:
+    """True until the process exited (a zombie has exited; its parent reaps it)."""
+    child = _CHILDREN.get(proc.pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(proc.pid, None)
+        return False
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_exit(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` for the processes to exit; those still running."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    running = [p for p in procs if _running(p)]
+    while running and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+        running = [p for p in running if _running(p)]
+    return running
+
+
 def stop_all(refs: Iterable[ProcessRef], *, grace_s: float = 10.0) -> None:
     """SIGTERM every live process (they drain), then SIGKILL what is left after ``grace_s``."""
     procs = []
@@ -133,16 +156,10 @@ def stop_all(refs: Iterable[ProcessRef], *, grace_s: float = 10.0) -> None:
             proc = psutil.Process(ref.pid)
             proc.send_signal(signal.SIGTERM)
             procs.append(proc)
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
+    for proc in _wait_exit(procs, grace_s):
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    for proc in procs:
-        child = _CHILDREN.pop(proc.pid, None)
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=1)
+    _wait_exit(procs, 5)
 
 
 def stop_group(ref: ProcessRef, *, grace_s: float = 5.0) -> None:
@@ -155,15 +172,10 @@ def stop_group(ref: ProcessRef, *, grace_s: float = 5.0) -> None:
         members += members[0].children(recursive=True)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(ref.pid, signal.SIGTERM)  # the runner leads its own session and group
-    _, alive = psutil.wait_procs(members, timeout=grace_s)
-    for proc in alive:
+    for proc in _wait_exit(members, grace_s):
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    child = _CHILDREN.pop(ref.pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=1)
+    _wait_exit(members, 5)
 
 
 def runner_main(prog: str, run: Callable[[Any, str], Any], argv: list[str] | None = None) -> None:

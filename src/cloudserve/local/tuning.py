@@ -39,7 +39,7 @@ from typing import Any
 
 from cloudserve.errors import AlreadyExists, InvalidRequest, NotFound
 from cloudserve.local.config import LocalConfig
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.store import StateDB, dumps, loads, now
 from cloudserve.local.supervisor import ProcessRef, python_module, runner_main, spawn, tail
 from cloudserve.resources import JobStatus, Trial, TuningJob
 from cloudserve.specs import Choice, IntRange, LogUniform, ModelSpec, TuningSpec, Uniform

@@ -42,6 +42,7 @@ __all__ = [
     "get_endpoint",
     "list_endpoints",
     "plan",
+    "route_of",
     "set_traffic",
 ]
 
@@ -572,6 +573,15 @@ def set_traffic(api: Api, endpoint: str, weights: dict[str, int]) -> Endpoint:
     )
     _wait_status(api, endpoint, None, None)
     return get_endpoint(api, endpoint)
+
+
+def route_of(api: Api, spec: DeploySpec) -> str:
+    """The route a deploy of ``spec`` takes (``container`` when only the build/push step the
+    plan lists can make the model servable)."""
+    try:
+        return prepare_model(api, spec.model).route.kind
+    except InvalidRequest:
+        return "container"
 
 
 def plan(api: Api, spec: DeploySpec) -> list[PlannedCall]:

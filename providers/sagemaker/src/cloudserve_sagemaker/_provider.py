@@ -140,6 +140,11 @@ class SageMakerProvider(Provider):
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""
         return endpoints.plan(self.api, spec)
 
+    def route(self, spec: DeploySpec) -> str:
+        """``framework`` or ``container``, as ``prepare`` chooses; ``container`` when only the
+        build/push step the plan lists can make the model servable."""
+        return endpoints.route_of(self.api, spec)
+
     # -- prediction -------------------------------------------------------------------------
 
     def predict(

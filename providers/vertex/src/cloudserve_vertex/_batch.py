@@ -4,7 +4,8 @@ Vertex turns each CSV row into an array in the file's column order (``instanceCo
 apply to CSV), so a local CSV with a header is uploaded with its columns in the model's feature
 order when the model's feature names are known. JSON Lines of objects go to a prebuilt
 container as arrays in feature order (``instance_type="array"`` with ``included_fields``); the
-container route receives the objects themselves.
+container route receives the objects themselves. ``BatchSpec.parameters`` go as the job's
+``model_parameters`` (refused for a prebuilt container, which ignores them).
 
 Vertex writes ``prediction.results-0000X-of-0000N`` files (JSON Lines of
 ``{"instance": …, "prediction": …}``) and ``prediction.errors_stats-0000X-of-0000N`` into a
@@ -24,6 +25,7 @@ from cloudserve.errors import InvalidRequest
 from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.specs import BatchSpec
 from cloudserve_vertex import _model_registry as registry
+from cloudserve_vertex import _packaging as pkg
 from cloudserve_vertex._api import VertexApi
 from cloudserve_vertex._states import job_status
 
@@ -66,6 +68,7 @@ def start(api: VertexApi, spec: BatchSpec, outputs: dict[str, str], target: str)
     from google.cloud import aiplatform_v1 as v1
 
     route = registry.plan_route(api, spec.model, target)  # refused before any request
+    pkg.check_parameters(route.kind, spec.parameters)
     ref = registry.upload(
         api, spec.model, origin="batch", endpoint=None, created=[], progress=None, target=target
     )
@@ -98,6 +101,7 @@ def start(api: VertexApi, spec: BatchSpec, outputs: dict[str, str], target: str)
         },
         manual_batch_tuning_parameters={"batch_size": spec.batch_size},
         **instances,
+        **({"model_parameters": spec.parameters} if spec.parameters else {}),
         labels=api.labels({"cloudserve-output": "local" if local_out else "gcs"}),
         **api.encryption(),
     )

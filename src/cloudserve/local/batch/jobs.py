@@ -8,7 +8,7 @@ from typing import Any
 from cloudserve.errors import NotFound
 from cloudserve.local.batch.parts import output_paths
 from cloudserve.local.config import LocalConfig
-from cloudserve.local.state import StateDB, loads, now, to_datetime
+from cloudserve.local.store import StateDB, loads, now, to_datetime
 from cloudserve.local.supervisor import ProcessRef, python_module, spawn
 from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.specs import BatchSpec

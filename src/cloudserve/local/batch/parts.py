@@ -7,7 +7,6 @@ chunk record; assembly checks every part against that record.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from cloudserve.local.model_registry import file_hash as file_sha256
 from cloudserve.specs import BatchSpec
 
 __all__ = ["EXT", "PartInfo", "assemble", "file_sha256", "output_paths", "write_part"]
@@ -29,15 +29,6 @@ class PartInfo:
 
     rows: int
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _cell(value: Any) -> Any:

@@ -40,8 +40,8 @@ from cloudserve.local.batch.reading import (
     read_chunks,
 )
 from cloudserve.local.config import LocalConfig
-from cloudserve.local.registry import stage
-from cloudserve.local.state import StateDB, dumps, loads, now
+from cloudserve.local.model_registry import stage
+from cloudserve.local.store import StateDB, dumps, loads, now
 from cloudserve.local.supervisor import runner_main
 from cloudserve.resources import JobStatus
 from cloudserve.specs import BatchSpec

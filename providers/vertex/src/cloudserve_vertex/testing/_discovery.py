@@ -254,10 +254,13 @@ class DiscoveryValidator:
     def _check_enum(self, value: Any, names: list[str], where: str) -> None:
         if isinstance(value, int) and not isinstance(value, bool):
             numbers = _proto_enums().get(frozenset(names))
-            if numbers is not None and value in numbers:
-                value = numbers[value]
-            elif numbers is None and 0 <= value < len(names):
-                value = names[value]
+            if numbers is None:
+                raise ApiError(
+                    400,
+                    f"Invalid value at '{where}': {value} (the fake knows no protobuf enum with "
+                    "these names to read a number by; send the name)",
+                )
+            value = numbers.get(value, value)
         if value not in names:
             raise ApiError(
                 400,

@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from cloudserve_vertex.testing._batch import number, run_batch
+from cloudserve_vertex.testing._bigquery import FakeBigQuery
 from cloudserve_vertex.testing._billing import FakeBillingCatalog
 from cloudserve_vertex.testing._gcs import FakeGCS
 from cloudserve_vertex.testing._http import ApiError, Reply, error_reply, json_reply, rpc_code
@@ -122,9 +124,7 @@ class FakeVertexService:
         self.tuning_jobs: dict[str, dict[str, Any]] = {}
         self.predictions: list[PredictRecord] = []
         # BigQuery tables written by request-response logging: (project, dataset, table) → rows.
-        self.bq_tables: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        self.bq_datasets: set[tuple[str, str]] = set()
-        self.log_tables: dict[str, tuple[str, ...]] = {}  # endpoint id → its logging table
+        self.bigquery = FakeBigQuery()
         # Where predictHttpUri of private endpoints points (set by the front end).
         self.base_url = f"https://{location}-aiplatform.googleapis.com"
         self.requests: list[tuple[str, str]] = []
@@ -238,7 +238,7 @@ class FakeVertexService:
             (
                 "GET",
                 r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/data$",
-                self.list_table_rows,
+                self.bigquery.list_rows,
             ),
         ]
         return [(m, re.compile(p), fn) for m, p, fn in table]
@@ -489,9 +489,7 @@ class FakeVertexService:
             logging = req.get("predictRequestResponseLoggingConfig") or {}
             if logging.get("enabled"):
                 uri = (logging.get("bigqueryDestination") or {}).get("outputUri", "")
-                self.log_tables[endpoint_id] = self._logging_table(
-                    endpoint_id, req["displayName"], uri
-                )
+                self.bigquery.create_logging_table(endpoint_id, req["displayName"], uri)
 
         def effect() -> dict[str, Any]:
             if endpoint_id in self.endpoints:
@@ -802,80 +800,13 @@ class FakeVertexService:
             )
             with self.lock:
                 self.predictions.append(record)
-                if preds is not None:
-                    self._log_request(ep, dm, instances, preds)
+                if preds is not None and self._sampled(ep):
+                    self.bigquery.log(ep, dm, instances, preds)
 
-    def _log_request(
-        self, ep: dict[str, Any], dm: dict[str, Any], instances: list[Any], preds: list[Any]
-    ) -> None:
-        """Request-response logging: one row per request into the endpoint's BigQuery table."""
+    def _sampled(self, ep: dict[str, Any]) -> bool:
+        """Whether request-response logging keeps this request (its ``samplingRate``)."""
         cfg = ep.get("predictRequestResponseLoggingConfig") or {}
-        if not cfg.get("enabled") or self._rng.random() >= float(cfg.get("samplingRate") or 0):
-            return
-        endpoint_id = ep["name"].rsplit("/", 1)[-1]
-        rows = self.bq_tables[self.log_tables[endpoint_id]]
-        rows.append(
-            {
-                "endpoint": ep["name"],
-                "deployed_model_id": dm["id"],
-                "logging_time": int(time.time() * 1_000_000),
-                "request_id": str(len(rows) + 1),
-                "request_payload": [orjson.dumps(i).decode() for i in instances],
-                "response_payload": [orjson.dumps(p).decode() for p in preds],
-            }
-        )
-
-    def _logging_table(self, endpoint_id: str, display_name: str, uri: str) -> tuple[str, ...]:
-        """The table request-response logging writes to, created as Vertex creates it.
-
-        ``bq://P``: dataset ``logging_<display name>_<id>`` and table
-        ``request_response_logging`` are created; ``bq://P.D``: the dataset must exist, the
-        table is created; ``bq://P.D.T``: the dataset must exist and the table must not.
-        """
-        project, _, rest = uri.removeprefix("bq://").partition(".")
-        dataset, _, table = rest.partition(".")
-        if not uri.startswith("bq://") or not project:
-            raise ApiError(400, f"bigquery_destination.output_uri {uri!r} is not bq://…")
-        if not dataset:
-            dataset = f"logging_{re.sub(r'[^A-Za-z0-9_]', '_', display_name)}_{endpoint_id}"
-            self.bq_datasets.add((project, dataset))
-        elif (project, dataset) not in self.bq_datasets:
-            raise ApiError(400, f"Not found: Dataset {project}:{dataset}")
-        key = (project, dataset, table or "request_response_logging")
-        if table and key in self.bq_tables:
-            raise ApiError(400, f"Already Exists: Table {project}:{dataset}.{table}")
-        self.bq_tables.setdefault(key, [])
-        return key
-
-    def list_table_rows(
-        self, project: str, dataset: str, table: str, query: dict[str, str], **_: Any
-    ) -> Reply:
-        """BigQuery ``tabledata.list`` (TIMESTAMP as int64 microseconds)."""
-        with self.lock:
-            rows = self.bq_tables.get((project, dataset, table))
-            if rows is None:
-                raise ApiError(404, f"Not found: Table {project}:{dataset}.{table}")
-            rows = list(rows)
-        fields = [f for f in query.get("selectedFields", "").split(",") if f] or list(
-            rows[0] if rows else []
-        )
-        start = int(query.get("pageToken") or 0)
-        size = int(query.get("maxResults") or 1000)
-        page = rows[start : start + size]
-
-        def cell(value: Any) -> Any:
-            if isinstance(value, list):
-                return [{"v": v} for v in value]
-            return str(value)
-
-        out: dict[str, Any] = {
-            "kind": "bigquery#tableDataList",
-            "totalRows": str(len(rows)),
-            "rows": [{"f": [{"v": cell(r[f])} for f in fields]} for r in page],
-        }
-        if start + size < len(rows):
-            out["pageToken"] = str(start + size)
-        return json_reply(out)
+        return bool(cfg.get("enabled")) and self._rng.random() < float(cfg.get("samplingRate") or 0)
 
     def raw_predict(self, endpoint_id: str, headers: Any, body: bytes, **_: Any) -> Reply:
         ctype = (headers.get("content-type") or "application/json").split(";")[0].strip()
@@ -883,9 +814,7 @@ class FakeVertexService:
             payload = orjson.loads(body or b"{}")
             instances = payload.get("instances") if isinstance(payload, dict) else payload
         elif ctype == "text/csv":
-            instances = [
-                [_number(c) for c in row] for row in csv.reader(io.StringIO(body.decode()))
-            ]
+            instances = [[number(c) for c in row] for row in csv.reader(io.StringIO(body.decode()))]
         else:
             raise ApiError(400, f"the fake's container accepts JSON or CSV, not {ctype}")
         if not isinstance(instances, list) or not instances:
@@ -935,7 +864,7 @@ class FakeVertexService:
             job = self.batch_jobs.get(job_id)
             if job is None:
                 raise ApiError(404, f"BatchPredictionJob {job_id} not found.")
-        self._advance(job, self._run_batch)
+        self._advance(job, lambda j: run_batch(j, self))
         return json_reply(job)
 
     def list_batch_jobs(self, **_: Any) -> Reply:
@@ -978,53 +907,6 @@ class FakeVertexService:
                     state=FAILED, error={"code": rpc_code(exc.status), "message": exc.message}
                 )
         job["endTime"] = job["updateTime"] = now()
-
-    def _run_batch(self, job: dict[str, Any]) -> None:
-        version = self.model_version(job["model"], job.get("modelVersionId"))
-        dm = {"id": None, "model": version["name"], "modelVersionId": version["versionId"]}
-        fmt = job["inputConfig"]["instancesFormat"]
-        rows: list[Any] = []
-        for uri in job["inputConfig"]["gcsSource"]["uris"]:
-            objects = self.gcs.read_uri(uri)
-            if not objects:
-                raise ApiError(400, f"no input objects at {uri}")
-            for obj in objects:
-                rows.extend(_read_instances(obj.data, fmt))
-        rows = _shape(rows, fmt, job.get("instanceConfig") or {})
-        size = int((job.get("manualBatchTuningParameters") or {}).get("batchSize") or 64)
-        lines: list[dict[str, Any]] = []
-        errors: list[dict[str, Any]] = []
-        for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            try:
-                preds = self.run_model(dm, chunk, job.get("modelParameters"))
-                lines.extend(
-                    {"instance": i, "prediction": p} for i, p in zip(chunk, preds, strict=False)
-                )
-            except ApiError as exc:
-                errors.extend({"instance": i, "error": {"message": exc.message}} for i in chunk)
-        prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
-        stamp = datetime.now(timezone.utc).strftime("%Y_%m_%dT%H_%M_%S_%fZ")
-        out_dir = f"{prefix}/prediction-{version['displayName']}-{stamp}"
-        bucket, _, path = out_dir.removeprefix("gs://").partition("/")
-        # Vertex's file names: prediction.results-0000X-of-0000N (JSON Lines) and
-        # prediction.errors_stats-0000X-of-0000N, sharded.
-        for kind, items in (("results", lines), ("errors_stats", errors)):
-            shards = [
-                items[i : i + self.batch_shard_rows]
-                for i in range(0, len(items), self.batch_shard_rows)
-            ] or [[]]
-            for i, shard in enumerate(shards):
-                name = f"{path}/prediction.{kind}-{i:05d}-of-{len(shards):05d}"
-                self.gcs.put(bucket, name, _jsonl(shard), "application/jsonl")
-        job["outputInfo"] = {"gcsOutputDirectory": out_dir}
-        job["completionStats"] = {
-            "successfulCount": str(len(lines)),
-            "failedCount": str(len(errors)),
-            "incompleteCount": "0",
-        }
-        if rows and not lines:
-            raise ApiError(400, f"every instance failed: {errors[0]['error']['message']}")
 
     # -- hyperparameter tuning ----------------------------------------------------------------
 
@@ -1136,38 +1018,3 @@ def _filtered(items: list[dict[str, Any]], expr: str) -> list[dict[str, Any]]:
         else:
             raise ApiError(400, f"the fake does not support the filter {clause!r}")
     return out
-
-
-def _number(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _read_instances(data: bytes, fmt: str) -> list[Any]:
-    if fmt == "jsonl":
-        return [orjson.loads(line) for line in data.splitlines() if line.strip()]
-    rows = list(csv.reader(io.StringIO(data.decode())))
-    return [[_number(c) for c in row] for row in rows[1:] if row]
-
-
-def _shape(rows: list[Any], fmt: str, config: dict[str, Any]) -> list[Any]:
-    """Apply ``instanceConfig`` as Vertex does: for JSON Lines of objects, ``array`` sends the
-    ``included_fields`` values in that order and ``object`` the objects (``included_fields``
-    kept); it does not apply to CSV, whose rows are arrays in the file's column order."""
-    kind = config.get("instanceType")
-    fields = config.get("includedFields") or []
-    if fmt != "jsonl" or not kind:
-        return rows
-    if kind == "array":
-        if rows and isinstance(rows[0], dict) and not fields:
-            raise ApiError(400, "instance_type 'array' over JSONL objects needs included_fields")
-        return [[r.get(f) for f in fields] if isinstance(r, dict) else r for r in rows]
-    if fields:
-        return [{f: r.get(f) for f in fields} if isinstance(r, dict) else r for r in rows]
-    return rows
-
-
-def _jsonl(items: list[Any]) -> bytes:
-    return b"".join(orjson.dumps(i) + b"\n" for i in items)

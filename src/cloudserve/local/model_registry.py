@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudserve.errors import AlreadyExists, InvalidRequest, NotFound
-from cloudserve.local.state import StateDB, dumps, loads, now, to_datetime
+from cloudserve.local.store import StateDB, dumps, loads, now, to_datetime
 from cloudserve.resources import ModelVersion
 from cloudserve.specs import ModelSpec
 

@@ -1,14 +1,19 @@
-"""The local provider's state: one SQLite database under the state directory.
+"""The local provider's store: one SQLite database under the state directory.
 
 Every process — the user's, a CLI call, a batch or tuning runner, an endpoint agent — opens the
 same file, so an endpoint deployed from one Python process is seen (with its health) from any
 other. WAL mode lets readers run beside one writer; ``busy_timeout`` makes writers queue
 instead of failing.
+
+The state directory is created ``0700`` and ``state.db`` ``0600`` (it holds the endpoints'
+bearer tokens). A damaged database — garbage, or a file truncated to nothing — is a
+:class:`StateCorrupt` naming the file, never an empty state that would orphan running workers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -20,7 +25,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["StateDB", "dumps", "loads", "now", "to_datetime"]
+from cloudserve.errors import CloudServeError
+
+__all__ = ["StateCorrupt", "StateDB", "dumps", "loads", "now", "to_datetime"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints(
@@ -77,6 +84,8 @@ CREATE TABLE IF NOT EXISTS rollouts(
     endpoint TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS faults(kind TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
     message TEXT);
+CREATE TABLE IF NOT EXISTS port_leases(
+    port INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 
 
@@ -102,6 +111,30 @@ def loads(text: str | bytes | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+class StateCorrupt(CloudServeError):
+    """The state database cannot be read; the message names the file and what to do."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(
+            f"{path}: the local state database is damaged ({problem}); move it aside to start "
+            "with an empty state (endpoints it listed keep running until stopped by hand)",
+            provider="local",
+        )
+        self.path = path
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn SQLite's "not a database" / "malformed" errors into :class:`StateCorrupt`."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        # OperationalError (locked, busy), IntegrityError … are not damage
+        if type(exc) is not sqlite3.DatabaseError:
+            raise
+        raise StateCorrupt(path, str(exc)) from exc
+
+
 class StateDB:
     """The state database of one state directory; safe to share between threads.
 
@@ -111,10 +144,17 @@ class StateDB:
     def __init__(self, state_dir: Path):
         self.state_dir = state_dir
         self.path = state_dir / "state.db"
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(state_dir, 0o700)
+        if self.path.exists() and self.path.stat().st_size == 0:
+            # SQLite reads an empty file as a new, empty database: the state would vanish
+            raise StateCorrupt(self.path, "the file is empty (truncated)")
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(self.path, 0o600)
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)  # executescript commits by itself
-        self._add_columns()
+        with _readable(self.path):
+            self._conn().executescript(SCHEMA)  # executescript commits by itself
+            self._add_columns()
 
     def _add_columns(self) -> None:
         """Columns added after a state directory was first made (ALTER TABLE, once)."""
@@ -143,48 +183,29 @@ class StateDB:
         if conn.in_transaction:  # nested use joins the outer transaction
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with _readable(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Every row of a read query."""
-        return self._conn().execute(sql, params).fetchall()
+        with _readable(self.path):
+            return self._conn().execute(sql, params).fetchall()
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """The first row of a read query, or None."""
-        return self._conn().execute(sql, params).fetchone()
+        with _readable(self.path):
+            return self._conn().execute(sql, params).fetchone()
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         """One write statement in its own transaction."""
         with self.tx() as db:
             db.execute(sql, params)
-
-    # -- faults (the test hook of the conformance harness) -------------------------------------
-
-    def set_fault(self, kind: str, times: int, message: str | None) -> None:
-        """Arm a fault for the next ``times`` operations that check ``kind``."""
-        self.run(
-            "INSERT OR REPLACE INTO faults(kind, remaining, message) VALUES (?, ?, ?)",
-            (kind, times, message),
-        )
-
-    def take_fault(self, kind: str) -> str | None:
-        """Consume one shot of an armed fault; its message, or None when none is armed."""
-        if self.one("SELECT 1 FROM faults WHERE remaining > 0 LIMIT 1") is None:
-            return None  # the common case: one cheap read, no write lock
-        with self.tx() as db:
-            row = db.execute(
-                "SELECT remaining, message FROM faults WHERE kind = ?", (kind,)
-            ).fetchone()
-            if row is None or row["remaining"] <= 0:
-                return None
-            db.execute("UPDATE faults SET remaining = remaining - 1 WHERE kind = ?", (kind,))
-            return str(row["message"] or "injected failure")
 
     def close(self) -> None:
         """Close this thread's connection."""
