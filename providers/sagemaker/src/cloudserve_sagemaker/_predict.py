@@ -105,6 +105,7 @@ def payload_mb(api: Api, endpoint: str) -> float:
 
 
 def version_of(api: Api, endpoint: str, variant: str | None) -> str | None:
+    """The model version ``variant`` of ``endpoint`` serves (read once, then remembered)."""
     if variant is None:
         return None
     with api.lock:
