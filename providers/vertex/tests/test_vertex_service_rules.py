@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 from vertex_harness import churn_model as model
 
@@ -159,7 +160,7 @@ def test_latency_is_the_total_series_and_short_windows_align_over_60s(
     report = client.metrics("ep", 30)
     assert report.invocations == 4
     latencies = sorted(r.latency_ms for r in fake.predictions())
-    assert report.p99_ms == pytest.approx(float(__import__("numpy").percentile(latencies, 99)))
+    assert report.p99_ms == pytest.approx(float(np.percentile(latencies, 99)))
     assert report.per_variant["v1"].p99_ms == report.p99_ms
     queries = [parse_qs(urlsplit(u).query) for _, u in fake.requests_made() if "/timeSeries" in u]
     assert {q["aggregation.alignmentPeriod"][0] for q in queries} == {"60s"}
@@ -173,7 +174,6 @@ def test_latency_is_the_total_series_and_short_windows_align_over_60s(
 def test_dataframe_with_nan_and_integer_outputs(fake: FakeVertex, client: Client, tmp_path: Path):
     pd = pytest.importorskip("pandas")
     import joblib
-    import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     rng = np.random.default_rng(1)
@@ -281,7 +281,6 @@ def test_batch_csv_and_jsonl_columns_go_by_name(
 ) -> None:
     pd = pytest.importorskip("pandas")
     import joblib
-    import numpy as np
     import orjson
     from sklearn.linear_model import LogisticRegression
     from vertex_harness import VertexHarness
@@ -303,3 +302,16 @@ def test_batch_csv_and_jsonl_columns_go_by_name(
         done = client.batch_predict(spec, source, out).wait(timeout=60)
         assert done.status is JobStatus.SUCCEEDED
         assert VertexHarness().read_batch_output(str(out)) == want, source.suffix
+
+
+def test_private_endpoint_on_the_google_hosts(tmp_path: Path) -> None:
+    """Through ``responses`` the private predictHttpUri is answered in-process too."""
+    with FakeVertex(workdir=tmp_path / "fake").intercept() as fake:
+        provider = VertexProvider(fake.config(network="projects/1/global/networks/vpc"))
+        client = Client(provider)
+        ep = client.deploy(model(tmp_path), "ep")
+        assert ep.url.startswith("https://us-central1-aiplatform.googleapis.com/private/v1/")
+        assert len(client.predict("ep", sample_rows(3)).outputs) == 3
+        client.delete_endpoint("ep")
+        assert fake.leftovers() == [] and fake.rejected() == []
+        provider.close()

@@ -91,6 +91,8 @@ def deploy(
     endpoint returned at once; traffic moves once it is ready, when ``deploy`` is called
     again with the same spec (which then only waits for it and moves traffic).
     """
+    if not spec.model.image:  # a pickle Azure cannot serve is refused before any request
+        _serving_requirements(api, spec)
     deadline = time.monotonic() + (timeout or api.cfg.waits.deploy_timeout_s)
     steps = _Steps(wait=wait, deadline=deadline, progress=progress)
     existing = _find_endpoint(api, spec.endpoint)

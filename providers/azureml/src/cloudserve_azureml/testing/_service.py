@@ -465,6 +465,18 @@ class FakeAzureMLService:
                 return arm_error(
                     400, "BadArgument", f"traffic names deployments that do not exist: {unknown}"
                 )
+            unready = [
+                d["name"]
+                for d in self.children(key + "/deployments")
+                if int(traffic.get(d["name"], 0) or 0) > 0
+                and d["properties"].get("provisioningState") != "Succeeded"
+            ]
+            if unready:
+                return arm_error(
+                    400,
+                    "BadArgument",
+                    f"traffic can only go to deployments that succeeded, not yet {unready}",
+                )
             total = sum(int(v) for v in traffic.values())
             if traffic and total not in (0, 100):
                 return arm_error(400, "BadArgument", f"traffic must sum to 100, got {total}")

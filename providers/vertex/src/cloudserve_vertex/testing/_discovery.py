@@ -52,15 +52,9 @@ class Method:
 
 
 def _compile(flat_path: str) -> tuple[re.Pattern[str], int]:
+    """A ``flatPath`` as a regex: each ``{param}`` is one path segment (no ``/`` or ``:``)."""
     parts = re.split(r"(\{[^}]+\})", flat_path)
-    regex = "".join(
-        "([^/:]+)"
-        if p.startswith("{") and not p.startswith("{+")
-        else "(.+)"
-        if p.startswith("{+")
-        else re.escape(p)
-        for p in parts
-    )
+    regex = "".join("([^/:]+)" if p.startswith("{") else re.escape(p) for p in parts)
     literal = sum(len(p) for p in parts if not p.startswith("{"))
     return re.compile(f"^{regex}$"), literal
 
@@ -106,23 +100,26 @@ class DiscoveryValidator:
         self.service_path = "/" + document.get("servicePath", "")
         self.schemas: dict[str, dict[str, Any]] = document.get("schemas", {})
         self.methods: list[Method] = []
-        for m in _methods(document):
-            pattern, literal = _compile(m.get("flatPath") or m["path"])
-            request = (m.get("request") or {}).get("$ref")
-            params = m.get("parameters") or {}
+        for doc in _methods(document):
+            pattern, literal = _compile(doc["flatPath"])
+            request = (doc.get("request") or {}).get("$ref")
             self.methods.append(
                 Method(
-                    m["id"],
-                    m["httpMethod"],
-                    m.get("flatPath") or m["path"],
+                    doc["id"],
+                    doc["httpMethod"],
+                    doc["flatPath"],
                     pattern,
                     literal,
-                    params,
+                    doc.get("parameters") or {},
                     request,
                 )
             )
         # The most literal path wins: ``models/{id}:listVersions`` before ``models/{id}``.
         self.methods.sort(key=lambda x: -x.literal)
+        # A path parameter holds no "/", so only methods with as many segments can match.
+        self._by_depth: dict[int, list[Method]] = {}
+        for m in self.methods:
+            self._by_depth.setdefault(m.flat_path.count("/"), []).append(m)
 
     @classmethod
     @functools.cache
@@ -136,7 +133,8 @@ class DiscoveryValidator:
     def match(self, http_method: str, path: str) -> Method:
         """The method a request addresses; 400 for a path or verb the API does not have."""
         relative = path.removeprefix(self.service_path)
-        on_path = [m for m in self.methods if m.pattern.match(relative)]
+        candidates = self._by_depth.get(relative.count("/"), [])
+        on_path = [m for m in candidates if m.pattern.match(relative)]
         if not on_path:
             raise ApiError(400, f"{self.name} has no method at {path}")
         for m in on_path:
