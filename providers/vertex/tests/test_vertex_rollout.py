@@ -203,6 +203,29 @@ def test_state_is_recorded_with_the_endpoint(live: Client, fake: FakeVertex) -> 
     other.close()
 
 
+def test_a_label_whose_state_object_is_gone_is_reported(live: Client, fake: FakeVertex) -> None:
+    provider = live.provider
+    provider.put_rollout_state("ro", {"new_variant": "v2"})
+    bucket = fake.staging_bucket.removeprefix("gs://")
+    assert fake.service.gcs.delete_prefix(bucket, object_name(provider.api, "ro")) == 1
+    with pytest.raises(cs.OperationFailed, match=r"state object .* is missing"):
+        provider.get_rollout_state("ro")
+    provider.put_rollout_state("ro", None)  # clearing still works: the label goes
+    assert provider.get_rollout_state("ro") is None
+
+
+def test_degraded_deployed_model_shows_in_its_own_series(
+    live: Client, fake: FakeVertex, sim: SimTime
+) -> None:
+    fake.degrade("v1", error_rate=0.5, latency_ms=200)
+    TrafficClock(sim, live, "ro", n=20).sleep(60)
+    m = live.provider.metrics("ro", 60).per_variant["v1"]
+    assert m.invocations >= 20 and m.errors == {"5xx": m.invocations // 2}
+    assert m.p50_ms is not None and m.p50_ms >= 200
+    with pytest.raises(ValueError, match="error_rate"):
+        fake.degrade("v1", error_rate=1.5)
+
+
 RUNNER = """\
 import sys
 import cloudserve as cs
