@@ -30,10 +30,11 @@ from cloudserve_vertex.testing import FakeVertex
 
 
 class SimTime:
-    """A clock that moves only when told (whole seconds since the epoch, starting now)."""
+    """A clock that moves only when told. It starts far from the wall clock (November 2023), so
+    a metric or log read that used the real time instead of the shared clock would see nothing."""
 
     def __init__(self) -> None:
-        self.t = float(int(time.time()))
+        self.t = 1_700_000_000.0
 
     def now(self) -> float:
         return self.t
@@ -286,3 +287,35 @@ def test_killed_rollout_is_aborted_from_another_process(
     assert report.outcome == "aborted"
     assert fake.traffic("ro") == {"v1": 100}
     assert interrupted.rollout_status("ro") is None
+
+
+class ShiftedTraffic(TrafficClock):
+    """Traffic far from the training data: every feature around 5 instead of 0."""
+
+    def sleep(self, seconds: float) -> None:
+        self.bakes += 1
+        self.sim.t += seconds
+        for row in sample_rows(self.n, shift=5.0, seed=self.bakes):
+            self.client.predict(self.endpoint, [row])
+
+
+def test_drift_gate_reads_the_request_log_of_the_step_window(
+    client: Client, fake: FakeVertex, sim: SimTime, tmp_path: Path
+) -> None:
+    baseline = tmp_path / "train.csv"
+    rows = sample_rows(500, seed=7)
+    baseline.write_text("f0,f1,f2,f3\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    client.deploy(churn_model(tmp_path, "1"), "ro", variant="v1", data_capture=True)
+    report = client.rollout(
+        churn_model(tmp_path, "2"),
+        "ro",
+        steps=[50, 100],
+        bake="1m",
+        gates=gates(max_drift_psi=0.2, drift_baseline=str(baseline)),
+        clock=ShiftedTraffic(sim, client, "ro", n=60),
+    )
+    assert report.outcome == "rolled_back", report.summary()
+    gate = report.failed_gate
+    assert gate is not None and gate.gate == "max_drift_psi"
+    assert gate.observed is not None and gate.observed > 0.2
+    assert fake.traffic("ro") == {"v1": 100}

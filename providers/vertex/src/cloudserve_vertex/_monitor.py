@@ -133,8 +133,10 @@ def log_table(uri: str, display_name: str, endpoint_id: str) -> tuple[str, str, 
     return project, dataset, table or "request_response_logging"
 
 
-def captured_inputs(api: VertexApi, endpoint: str, window_s: float) -> list[list[float]]:
-    """Feature rows of every logged request in the last ``window_s`` seconds."""
+def captured_inputs(
+    api: VertexApi, endpoint: str, window_s: float, *, now: float | None = None
+) -> list[list[float]]:
+    """Feature rows of every request logged in the ``window_s`` seconds before ``now``."""
     ep = endpoints.require(api, endpoint)
     cfg = ep.predict_request_response_logging_config
     if not cfg.enabled:
@@ -146,7 +148,7 @@ def captured_inputs(api: VertexApi, endpoint: str, window_s: float) -> list[list
     )
     host = api.host("https://bigquery.googleapis.com")
     url = f"{host}/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}/data"
-    since_us = (time.time() - window_s) * 1_000_000
+    since_us = ((time.time() if now is None else now) - window_s) * 1_000_000
     rows: list[list[float]] = []
     token = None
     while True:

@@ -250,7 +250,7 @@ class VertexProvider(Provider):
 
     def captured_inputs(self, endpoint: str, window_s: float) -> list[list[float]]:
         """Rows from the endpoint's request-response log (BigQuery) within the window."""
-        return _monitor.captured_inputs(self.api, endpoint, window_s)
+        return _monitor.captured_inputs(self.api, endpoint, window_s, now=self.clock())
 
     def refresh_prices(self) -> RefreshResult:
         """On-demand prices in the target's location from the Cloud Billing Catalog API

@@ -826,7 +826,7 @@ class FakeVertexService:
             with self.lock:
                 self.predictions.append(record)
                 if preds is not None and self._sampled(ep):
-                    self.bigquery.log(ep, dm, instances, preds)
+                    self.bigquery.log(ep, dm, instances, preds, record.time)
 
     def _sampled(self, ep: dict[str, Any]) -> bool:
         """Whether request-response logging keeps this request (its ``samplingRate``)."""
