@@ -339,11 +339,11 @@ def _shift_traffic(api: AzureApi, spec: DeploySpec, dep_name: str, steps: _Steps
     if spec.traffic == 100:
         for name, dep in deployments.items():
             if name != dep_name:
-                _delete_deployment(api, spec.endpoint, dep)
+                delete_deployment(api, spec.endpoint, dep)
     api.scoring_targets.pop(spec.endpoint, None)
 
 
-def _delete_deployment(api: AzureApi, endpoint: str, dep: Any) -> None:
+def delete_deployment(api: AzureApi, endpoint: str, dep: Any) -> None:
     """Delete a deployment and the assets cloudserve made for it alone."""
     api.lro(api.ml.online_deployments.begin_delete, name=dep.name, endpoint_name=endpoint)
     _delete_owned_assets(api, endpoint, [dep])
@@ -429,7 +429,8 @@ def to_endpoint(ep: Any, deployments: dict[str, Any]) -> Endpoint:
         status=endpoint_status(ep.provisioning_state),
         variants=variants,
         url=ep.scoring_uri,
-        tags=dict(ep.tags or {}),
+        # the rollout state's tags are cloudserve's bookkeeping, not the user's tags
+        tags={k: v for k, v in (ep.tags or {}).items() if not k.startswith("cloudserve-rollout-")},
         raw=ep._to_dict() if hasattr(ep, "_to_dict") else ep,
     )
 
