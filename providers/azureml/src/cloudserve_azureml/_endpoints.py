@@ -91,6 +91,9 @@ def deploy(
     endpoint returned at once; traffic moves once it is ready, when ``deploy`` is called
     again with the same spec (which then only waits for it and moves traffic).
     """
+    image = pkg.container_image(spec.model, api.cfg.serving_image, None)
+    if image and not spec.model.image:  # the target's serving_image serves this model
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"image": image})})
     if not spec.model.image:  # a pickle Azure cannot serve is refused before any request
         _serving_requirements(api, spec)
     deadline = time.monotonic() + (timeout or api.cfg.waits.deploy_timeout_s)

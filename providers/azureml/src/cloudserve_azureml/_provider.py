@@ -104,11 +104,22 @@ class AzureMLProvider(Provider):
         """Reject what Azure ML cannot honour, before any request."""
         super().validate(spec)
         if isinstance(spec, DeploySpec):
-            _validate.validate_deploy(self.cfg, spec)
+            _validate.validate_deploy(self.cfg, spec, self.target)
         elif isinstance(spec, BatchSpec):
             _validate.validate_batch(self.cfg, spec)
         elif isinstance(spec, TuningSpec):
             _validate.validate_tuning(self.cfg, spec)
+
+    def route(self, spec: DeploySpec) -> str:
+        """``"container"`` for a model with its own image or one ``score.py`` cannot load (the
+        target's ``serving_image`` serves it), else ``"framework"``."""
+        from cloudserve_azureml._packaging import container_image
+
+        return (
+            "container"
+            if container_image(spec.model, self.cfg.serving_image, self.target)
+            else "framework"
+        )
 
     # -- endpoints ---------------------------------------------------------------------------
 
