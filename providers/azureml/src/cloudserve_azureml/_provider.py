@@ -53,8 +53,10 @@ class AzureMLProvider(Provider):
     )
     unsupported: ClassVar[dict[Capability, str]] = {
         Capability.SHADOW: (
-            "not yet: managed online endpoints mirror traffic (mirror_traffic, at most 50 % in"
-            " total), which cloudserve does not map yet"
+            "managed online endpoints mirror traffic (mirror_traffic, at most 50 % in total) but"
+            " discard the mirrored answers; a shadow report needs both answers joined by request"
+            " id, and Azure does not document that a mirrored copy keeps the original's request"
+            " id in the data collector, so cloudserve does not map it until that is verified"
         ),
         Capability.AUTOSCALE: (
             "managed online deployments scale through a separate Azure Monitor autoscale "
