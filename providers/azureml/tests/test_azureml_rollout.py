@@ -264,3 +264,36 @@ def test_killed_rollout_is_aborted_from_a_new_process(
     assert fake.traffic(EP) == {deployment_name("v1"): 100}
     assert [d["name"] for d in fake.deployments(EP)] == [deployment_name("v1")]
     assert live.rollout_status(EP) is None
+
+
+def test_hold_keeps_the_failed_deployment_at_zero(
+    live: Client, fake: FakeAzureML, clock: TrafficClock, tmp_path: Path
+) -> None:
+    fake.degrade(deployment_name("v2"), error_rate=0.5)
+    report = live.rollout(
+        spec(tmp_path, "2"),
+        EP,
+        steps=[50, 100],
+        bake="1m",
+        gates=gates(),
+        on_fail="hold",
+        clock=clock,
+    )
+    assert report.outcome == "held"
+    assert live.get_endpoint(EP).traffic == {"v1": 100, "v2": 0}
+    assert sorted(d["name"] for d in fake.deployments(EP)) == ["v1-cs", "v2-cs"]
+    assert live.rollout_status(EP) is None
+
+
+def test_state_that_does_not_fit_the_tags_left_is_refused_before_any_change(
+    live: Client, fake: FakeAzureML
+) -> None:
+    ep = fake.resource(f"onlineEndpoints/{EP}")
+    assert ep is not None
+    ep["tags"].update({f"team-{i}": "x" for i in range(48 - len(ep["tags"]))})
+    big = {"history": [{"n": i, "detail": f"figure {i * 7919 % 10007}"} for i in range(400)]}
+    before = len(fake.requests_made())
+    with pytest.raises(cs.OperationFailed, match="Azure allows 50 tags"):
+        live.provider.put_rollout_state(EP, big)
+    assert {m for m, _ in fake.requests_made()[before:]} == {"GET"}  # read, never written
+    assert live.provider.get_rollout_state(EP) is None
