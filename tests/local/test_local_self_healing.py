@@ -97,6 +97,22 @@ def test_a_caller_of_a_dead_worker_gets_an_answer(
     assert pid not in worker_pids(provider, "lazarus")
 
 
+def test_a_dead_serverless_worker_does_not_block_the_next_cold_start(
+    state_dir: Path, tmp_path: Path
+):
+    provider = LocalProvider(local_config(state_dir, scale_down_after_s=3600))
+    client = Client(provider)
+    try:
+        client.deploy(model(tmp_path), "lambda", cs.Compute(serverless=True, replicas=0))
+        assert len(client.predict("lambda", ROWS).outputs) == 3  # a cold start
+        (pid,) = worker_pids(provider, "lambda")
+        kill9(pid)
+        assert len(client.predict("lambda", ROWS).outputs) == 3  # the dead row is skipped
+        assert pid not in worker_pids(provider, "lambda")
+    finally:
+        provider.close()
+
+
 def test_an_autoscaled_variant_is_kept_at_min_replicas(state_dir: Path, tmp_path: Path):
     provider = LocalProvider(local_config(state_dir, scale_down_after_s=3600))
     client = Client(provider)
