@@ -211,7 +211,14 @@ def race(state_dir: Path, tmp_path: Path, actions: list[str], offsets: list[floa
 
 
 def owned_processes(provider: LocalProvider) -> set[int]:
-    pids = {r["pid"] for r in provider.db.all("SELECT pid FROM workers")}
+    """Workers and agents of endpoints that exist (a worker row of a deleted endpoint is an
+    orphan too: no list or delete sees it)."""
+    pids = {
+        r["pid"]
+        for r in provider.db.all(
+            "SELECT pid FROM workers WHERE endpoint IN (SELECT name FROM endpoints)"
+        )
+    }
     pids |= {r["agent_pid"] for r in provider.db.all("SELECT agent_pid FROM endpoints")}
     return pids
 
