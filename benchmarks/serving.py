@@ -339,10 +339,11 @@ def wrk(url: str, body: bytes, conns: int, duration: float, workdir: Path) -> di
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     requests = re.search(r"(\d+) requests in", out)
-    bad = (int(non2xx.group(1)) if non2xx else 0) / duration
+    n = int(requests.group(1)) if requests else 0
+    bad_share = (int(non2xx.group(1)) / n) if (non2xx and n) else 0.0
     return {
         "rps": rps,
-        "good_rps": round(rps - bad, 1),
+        "good_rps": round(rps * (1 - bad_share), 1),
         "requests": int(requests.group(1)) if requests else None,
         "p50_ms": pcts.get("50"),
         "p99_ms": pcts.get("99"),
@@ -898,6 +899,81 @@ def paired(
     return out
 
 
+SLOW_PREDICTOR = textwrap.dedent(
+    """
+    import time
+    from cloudserve.serving import Predictor
+
+    class Stuck(Predictor):
+        def predict(self, batch):
+            time.sleep(600)
+            return [0 for _ in batch]
+    """
+)
+
+
+def shed_cost(workdir: Path, logs: Path, body: bytes, duration: float) -> dict[str, Any]:
+    """CPU time the server spends refusing one request, with every request refused.
+
+    A model stuck in its first batch and ``--max-queue 1``: once one request waits, every new
+    one is shed on arrival. Compared with the CPU time of an answered request, this says what
+    share of the server's capacity a 503 costs, which bounds the good answers at overload.
+    """
+    import httpx
+
+    from cloudserve.packaging import write_manifest
+
+    model = workdir / "stuck-model"
+    model.mkdir()
+    (model / "stuck.py").write_text(SLOW_PREDICTOR)
+    write_manifest(model, framework="custom", predictor="stuck:Stuck")
+    target = Target(
+        "cloudserve_all_shed",
+        lambda p: [
+            sys.executable,
+            "-m",
+            "cloudserve.serving",
+            "--model-dir",
+            str(model),
+            "--port",
+            str(p),
+            "--max-queue",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        "/invocations",
+        body,
+        "/ping",
+    )
+    server = Running(target, logs / "shed-cost.log")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{server.port}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        stuck = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        for sock in stuck:  # one in the model, one waiting: the queue is full
+            sock.sendall(
+                b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        time.sleep(1)
+        cpu0, t0 = _tree_cpu(server.proc.pid), time.perf_counter()
+        r = wrk(server.url, body, 64, duration, workdir)
+        used = _tree_cpu(server.proc.pid) - cpu0
+        r["server_cpu_share"] = round(used / (time.perf_counter() - t0), 3)
+        r["server_cpu_us_per_503"] = round(1e6 * used / max(1.0, r["rps"] * duration), 1)
+        for sock in stuck:
+            sock.close()
+        return r
+    finally:
+        server.stop()
+
+
 def overload(
     target: Target, args: argparse.Namespace, logs: Path, ceiling: Target
 ) -> dict[str, Any]:
@@ -1032,6 +1108,9 @@ def main() -> None:
                 by_name["cloudserve"], by_name["ceiling_same_stack"], a, workdir, logs
             )
         if not a.no_overload and (not only or "cloudserve" in only):
+            print("shed cost: every request refused", flush=True)
+            doc["shed_cost"] = shed_cost(workdir, logs, by_name["cloudserve"].body, a.duration)
+            print(f"  {doc['shed_cost']}", flush=True)
             doc["overload"] = overload(
                 by_name["cloudserve"], a, logs, by_name["ceiling_same_stack"]
             )
@@ -1062,6 +1141,14 @@ def acceptance(doc: dict[str, Any]) -> dict[str, Any]:
         )
         out["overload_admitted_p99_vs_saturation_p99"] = round(over["p99_ms"] / sat["p99_ms"], 2)
         out["overload_rss_growth"] = over["rss_growth"]
+    if "shed_cost" in doc and "paired" in doc:
+        answered = [
+            r["cloudserve_c64"]["server_cpu_us_per_request"] for r in doc["paired"]["rounds"]
+        ]
+        per_answer = sorted(answered)[len(answered) // 2]
+        out["cpu_of_a_503_vs_an_answer_c64"] = round(
+            doc["shed_cost"]["server_cpu_us_per_503"] / per_answer, 3
+        )
         cap = ov["generator_vs_ceiling_at_2x"]
         out["generator_reached_2x"] = round(cap["sent_rps"] / cap["offered_rps"], 3)
     return out

@@ -1,10 +1,16 @@
 """Deploy, predict, canary, autoscale, monitor, batch-score, tune and delete on SageMaker — offline.
 
 Real boto3 talks HTTP to ``cloudserve_sagemaker.testing.FakeSageMaker`` (moto in server mode,
-extended): the fake answers ``InvokeEndpoint`` by running the deployed model through the
-generated inference handlers, transforms batch input for real and runs each tuning trial's
-training script, so every number printed is real. Point the same code at AWS by dropping the
-fake and ``endpoint_url`` and giving your own role and bucket.
+extended, every request checked against botocore's service model): the fake answers
+``InvokeEndpoint`` by running the deployed model, transforms batch input for real and runs each
+tuning trial's training script, so every number printed is real. Point the same code at AWS by
+dropping the fake and ``endpoint_url`` and giving your own role and bucket.
+
+A model trained with today's scikit-learn (≥ 1.3, numpy 2) cannot be unpickled by any prebuilt
+SageMaker scikit-learn image, so it takes the **container route**: the cloudserve serving image,
+built with the model's library versions and pushed to ECR by
+``cloudserve build-image MODEL_DIR --push aws``, which sets the target's ``serving_image``.
+Without one, ``deploy`` refuses before any call and says so — shown first below.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import cloudserve as cs
+from cloudserve.errors import InvalidRequest
 from cloudserve.provider import WaitSettings
 from cloudserve.testing import make_sklearn_model, sample_rows, write_csv
 from cloudserve_sagemaker import SageMakerConfig, SageMakerProvider
@@ -43,7 +50,7 @@ def main() -> None:
             endpoint_url=fake.url,  # drop this line to talk to AWS
             waits=WaitSettings(poll_interval_s=0.01, max_poll_interval_s=0.05),
         )
-        client = cs.Client(SageMakerProvider(config))
+        client = cs.Client(SageMakerProvider(config, target="aws"))
 
         v1 = cs.ModelSpec(
             name="churn",
@@ -59,7 +66,25 @@ def main() -> None:
         )
 
         compute = cs.Compute(size="cpu.medium", replicas=1, min_replicas=1, max_replicas=4)
+        try:
+            client.deploy(v1, "churn-ep", compute, data_capture=True)
+        except InvalidRequest as refused:
+            print("framework route refused:", str(refused)[:120], "…")
+            print("  fix:", str(refused)[str(refused).index("`cloudserve") :].split("`")[1])
+        print(
+            "plan:",
+            [
+                c.operation
+                for c in client.provider.plan(cs.DeploySpec(model=v1, endpoint="churn-ep"))
+            ],
+        )
+        # What `cloudserve build-image MODEL_DIR --push aws` records for the target:
+        image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cloudserve-serving:sklearn-1"
+        client = cs.Client(
+            SageMakerProvider(config.model_copy(update={"serving_image": image}), target="aws")
+        )
         ep = client.deploy(v1, "churn-ep", compute, data_capture=True)
+        print("container route:", ep.variants[0].raw["config"]["ModelName"], "runs", image)
         print("deployed:", ep.status.value, ep.traffic, ep.variants[0].instance_type)
         rows = sample_rows(5)
         print("predict:", client.predict("churn-ep", rows).outputs)

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         TuningJob,
         Variant,
     )
+    from cloudserve.rollout import Gates, RolloutReport
     from cloudserve.specs import (
         BatchSpec,
         Choice,
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
         Uniform,
         Workload,
     )
-    from cloudserve.rollout import Gates, RolloutReport
     from cloudserve.waiting import Progress
 
 __version__ = "0.1.0"

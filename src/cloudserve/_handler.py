@@ -20,6 +20,8 @@ The API::
     decode(body, content_type, feature_names)   -> (X, parameters)
     predict(model, X, parameters)  -> list, one JSON-able output per row
     encode(outputs, accept)        -> (bytes, content_type)
+    handle(model, body, content_type, accept, feature_names)   decode + predict + encode
+    error_response(exc)            -> (status, bytes): the JSON error body every path sends
 
 Request bodies ``decode`` understands:
 
@@ -49,6 +51,7 @@ import io
 import json
 import math
 import os
+import uuid
 
 import numpy as np
 
@@ -60,8 +63,10 @@ __all__ = [
     "decode_document",
     "decode_v2_tensor",
     "encode",
+    "error_response",
     "find_model_file",
     "from_columns",
+    "handle",
     "jsonlines_rows",
     "load_model",
     "model_feature_names",
@@ -464,7 +469,14 @@ def _decode_split(split, names, tabular=True):
 
 
 def _decode_csv(body, names):
-    columns, rows = csv_table(body, names)
+    columns, lines = _csv_lines(body, names, None)
+    try:  # the fast path: every cell a number, parsed by numpy in one go
+        numbers = np.asarray(lines, dtype=np.float64)
+    except ValueError:
+        numbers = None
+    if numbers is not None:
+        return numbers if columns is None else from_columns(columns, numbers, names)
+    rows = _typed_rows(lines)
     if columns is not None:
         return _named(columns, rows, names)
     return _rows_array(rows, "the CSV body")
@@ -477,6 +489,12 @@ def csv_table(body, feature_names=None, header=None):
 
     ``header=None`` detects the header (see the module docstring); ``True``/``False`` say it.
     """
+    columns, lines = _csv_lines(body, feature_names, header)
+    return columns, _typed_rows(lines)
+
+
+def _csv_lines(body, feature_names, header):
+    """``(columns, lines)``: the header's names (or ``None``) and the rows' cells as text."""
     if isinstance(body, str):
         body = body.encode("utf-8")
     try:
@@ -503,7 +521,7 @@ def csv_table(body, feature_names=None, header=None):
         if len(row) != width:
             like = "the header" if columns is not None else "row 0"
             raise BadInput(f"CSV row {i} has {len(row)} values, {like} {width}", "wrong_shape")
-    return columns, _typed_rows(lines)
+    return columns, lines
 
 
 def _typed_rows(lines):
@@ -578,38 +596,51 @@ def _as_sent(rows, names, where):
 
 def _records(records, names, where):
     columns = names or [str(k) for k in records[0]]
-    data = []
-    for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise BadInput(f"{where} row {i} is not an object like row 0", "bad_shape")
-        missing = [c for c in columns if c not in record]
-        if missing:
-            raise BadInput(f"{where} row {i} lacks feature(s) {missing[:5]}", "missing_feature")
-        data.append([record[c] for c in columns])
+    try:
+        data = [[record[c] for c in columns] for record in records]
+    except (KeyError, TypeError, IndexError):  # find the row to name
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise BadInput(
+                    f"{where} row {i} is not an object like row 0", "bad_shape"
+                ) from None
+            missing = [c for c in columns if c not in record]
+            if missing:
+                raise BadInput(
+                    f"{where} row {i} lacks feature(s) {missing[:5]}", "missing_feature"
+                ) from None
+        raise
     return _rows_array(data, where)
 
 
 def from_columns(columns, rows, feature_names=None):
     """Rows whose columns are named (a header, a DataFrame's columns) as ``X`` in the model's
     feature order; extra columns are dropped, a missing feature is a :class:`BadInput`."""
+    columns = [str(c) for c in columns]
+    names = list(feature_names) if feature_names else None
+    if isinstance(rows, np.ndarray) and rows.dtype.kind in "biuf":
+        return rows[:, _order(columns, names)] if names else rows  # numbers: no per-cell work
     if isinstance(rows, np.ndarray):
-        if rows.dtype.kind in "biuf" and not feature_names:
-            return rows
         rows = rows.tolist()
-    return _named([str(c) for c in columns], rows, list(feature_names) if feature_names else None)
+    return _named(columns, rows, names)
+
+
+def _order(columns, names):
+    """The positions of ``names`` among ``columns``; a missing name is a :class:`BadInput`."""
+    index = dict((c, i) for i, c in enumerate(columns))
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise BadInput(
+            f"missing feature(s) {missing[:5]}; the model takes {names[:20]}",
+            "missing_feature",
+        )
+    return [index[n] for n in names]
 
 
 def _named(columns, data, names):
     """Rows whose columns are named: reordered to ``names`` (extra columns dropped)."""
     if names:
-        index = dict((c, i) for i, c in enumerate(columns))
-        missing = [n for n in names if n not in index]
-        if missing:
-            raise BadInput(
-                f"missing feature(s) {missing[:5]}; the model takes {names[:20]}",
-                "missing_feature",
-            )
-        order = [index[n] for n in names]
+        order = _order(columns, names)
         data = [[row[i] for i in order] for row in data]
     return _rows_array(data, "the rows")
 
@@ -894,6 +925,38 @@ def _to_list(outputs, n_rows):
     if len(result) != n_rows:
         raise RuntimeError(f"the model returned {len(result)} outputs for {n_rows} rows")
     return result
+
+
+# -- one request, end to end ----------------------------------------------------------------------
+
+
+def handle(model, body, content_type, accept=None, feature_names=None):
+    """Answer one request: ``decode`` + ``predict`` (with the body's ``parameters``) + ``encode``.
+
+    Returns ``(body, content_type)``; raises :class:`BadInput` for the caller's faults. This is
+    what a cloud wrapper calls (``feature_names`` from :func:`model_feature_names`).
+    """
+    X, parameters = decode(body, content_type, feature_names)
+    return encode(predict(model, X, parameters), accept)
+
+
+def error_response(exc):
+    """``(status, body)`` for an exception, in the server's JSON error format.
+
+    A :class:`BadInput` gives its status and ``{"error", "code", "error_id"}`` naming the problem;
+    anything else a 500 whose message says only that the model failed (the details belong in the
+    log, under the same ``error_id``).
+    """
+    error_id = uuid.uuid4().hex[:16]
+    if isinstance(exc, BadInput):
+        doc = {"error": str(exc), "code": exc.code, "error_id": error_id}
+        return exc.status, _dumps(doc)
+    doc = {
+        "error": "the model failed on this request; the server log has the details",
+        "code": "model_error",
+        "error_id": error_id,
+    }
+    return 500, _dumps(doc)
 
 
 # -- encoding ------------------------------------------------------------------------------------

@@ -132,6 +132,8 @@ class Client:
             model, endpoint, compute, variant, traffic, shadow, data_capture, keep_on_failure
         )
         self.provider.require(Capability.DEPLOY)
+        if spec.shadow:  # checked here too: a provider's own validate() may not call the base
+            self.provider.require(Capability.SHADOW)
         spec = with_detected_framework(spec)
         self.provider.validate(spec)
         sample = sample_input if sample_input is not None else spec.model.sample_input

@@ -107,17 +107,31 @@ def decode_request(
 ) -> tuple[Any, dict[str, Any]]:
     """Decode a request body into ``(instances, parameters)``.
 
-    ``instances`` is a numpy array with the named columns put in ``feature_names`` order (see
-    :mod:`cloudserve._handler`); ``tabular=False`` keeps JSON rows as sent, for custom
-    predictors. An empty ``content_type`` (and the form type ``curl -d`` sends) is read as JSON.
-    Raises ``UnsupportedMediaType`` for other types and ``InvalidRequest`` (naming the problem)
-    for a body that does not decode to rows.
+    With the model's ``feature_names``, ``instances`` is a numpy array with named columns put in
+    that order (see :mod:`cloudserve._handler`). Without them, named rows come back as records
+    (dicts keyed by column: JSON records, ``dataframe_split``, columnar ``inputs``, a CSV header)
+    and other rows as sent, so the model they reach can still match columns by name
+    (:meth:`cloudserve.serving.LoadedModel.predict` does). ``tabular=False`` keeps JSON rows as
+    sent in every case, for custom predictors. An empty ``content_type`` (and the form type
+    ``curl -d`` sends) is read as JSON. Raises ``UnsupportedMediaType`` for other types and
+    ``InvalidRequest`` (naming the problem) for a body that does not decode to rows.
     """
     kind = media_type(content_type)
+    keep_names = feature_names is None
     try:
         if kind in _JSON_TYPES or kind.endswith("+json"):
             _handler.check_body(body)
-            return _handler.decode_document(_load_json(body), feature_names, tabular)
+            doc = _load_json(body)
+            return _handler.decode_document(doc, feature_names, tabular and not keep_names)
+        if keep_names and kind in _CSV_TYPES:
+            _handler.check_body(body)
+            columns, rows = _handler.csv_table(body)
+            if columns is None:
+                return rows, {}
+            return [dict(zip(columns, row, strict=True)) for row in rows], {}
+        if keep_names and kind in _JSONLINES_TYPES:
+            _handler.check_body(body)
+            return _handler.decode_document(_handler.jsonlines_rows(body), None, False)[0], {}
         return _handler.decode(body, kind, feature_names)
     except BadInput as exc:
         raise as_error(exc) from exc

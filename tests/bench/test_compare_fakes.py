@@ -55,7 +55,8 @@ def _azure(tmp_path: Path, scripted: ScriptedModel):
             sdk_polling_interval_s=0.01,
         )
         client = cs.Client(AzureMLProvider(config, credential=fake.credential()), target="azure")
-        yield fake, client, lambda: setattr(scripted, "fail_from", scripted.calls + 5)
+        # the framework route runs the generated score.py: fail the scoring connections instead
+        yield fake, client, lambda: fake.inject("reset_scoring", times=1000)
 
 
 @contextmanager
@@ -86,6 +87,8 @@ def _sagemaker(tmp_path: Path, _scripted: ScriptedModel):
             role_arn="arn:aws:iam::123456789012:role/cloudserve",
             bucket="cs-bench",
             endpoint_url=fake.url,
+            # today's scikit-learn pickles take the container route: the pushed serving image
+            serving_image=f"123456789012.dkr.ecr.{fake.region}.amazonaws.com/cloudserve:bench",
             retry=RetrySettings(max_attempts=3, initial_backoff_s=0.001, max_backoff_s=0.01),
             waits=WaitSettings(poll_interval_s=0.001, max_poll_interval_s=0.01),
         )

@@ -118,6 +118,13 @@ def test_init_scaffolds_a_valid_config(local_cwd, capsys):
 def test_shell_completion_is_offered(cli):
     run = cli("--help")
     assert "--install-completion" in run.stdout and "--show-completion" in run.stdout
+    bash = {
+        "_CLOUDSERVE_COMPLETE": "complete_bash",
+        "COMP_WORDS": "cloudserve de",
+        "COMP_CWORD": "1",
+    }
+    run = cli(extra_env=bash)
+    assert run.code == 0 and {"deploy", "describe", "delete"} <= set(run.stdout.split()), run
 
 
 def test_batch_progress_counts_rows():

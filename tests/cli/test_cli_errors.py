@@ -58,6 +58,13 @@ def test_version_and_short_help(cli):
     assert run.code == 0 and "--endpoint" in run.stdout, run
 
 
+@pytest.mark.parametrize("group", [[], ["jobs"], ["pricing"]])
+def test_a_group_without_a_command_shows_its_help(cli, group):
+    run = cli(*group)
+    assert "Usage" in run.stdout and "Traceback" not in run.stderr
+    assert "usage error" not in run.stderr, run.stderr
+
+
 def test_debug_shows_the_traceback(cli):
     run = cli("--debug", "deploy", "./model", "--framework", "lightgbm")
     assert run.code != 0 and "Traceback" in run.stderr and "ValidationError" in run.stderr

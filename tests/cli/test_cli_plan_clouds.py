@@ -57,12 +57,21 @@ def test_plan_on_three_clouds_from_one_model_directory(cli, tmp_path, model_dirs
     assert [p["target"] for p in plans] == list(CLOUDS)
     assert [p["provider"] for p in plans] == list(CLOUDS.values())
     for plan in plans:
-        assert plan["route"], plan
+        assert plan["route"] in ("framework", "container"), plan
         assert plan["calls"], plan
+    # SageMaker chooses its route from the versions the model was written with; a container
+    # route without a serving_image configured starts with the build/push step
+    aws = plans[0]
+    if aws["route"] == "container":
+        first = aws["calls"][0]
+        assert first["operation"] == "build-image --push", aws["calls"]
+        assert "--push aws" in first["params"]["command"]
     text = cli(*args, extra_env=AWS_OFFLINE)
     assert text.code == 0, text.stderr
     for target, provider in CLOUDS.items():
         assert f"plan for {target} ({provider}) · " in text.stdout and " route" in text.stdout
+    if aws["route"] == "container":
+        assert f"step 1: cloudserve build-image {model} --push aws" in text.stdout
 
 
 def test_the_core_detects_the_framework_once_for_every_provider(model_dirs):
@@ -78,3 +87,10 @@ def test_the_core_detects_the_framework_once_for_every_provider(model_dirs):
     for model in (named, image, remote):
         spec = cs.DeploySpec(model=model, endpoint="e")
         assert with_detected_framework(spec) is spec
+
+
+def test_local_plan_names_its_route(cli, model_dirs):
+    run = cli("plan", str(model_dirs["file only"]), "--json")
+    assert run.code == 0, run.stderr
+    (plan,) = json.loads(run.stdout)
+    assert plan["provider"] == "local" and plan["route"] == "local runtime"

@@ -174,6 +174,9 @@ def test_page_blocks_run(page: str, tmp_path: Path, monkeypatch):
             for block in blocks:
                 _run(block, namespace)
         finally:
+            for value in namespace.values():  # a page's clients: stop their threads
+                if isinstance(value, cs.Client):
+                    value.close()
             os.environ.clear()
             os.environ.update(environ)
             _cleanup(tmp_path / ".cloudserve")

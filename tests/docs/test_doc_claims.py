@@ -66,3 +66,21 @@ def test_onnx_output_names_in_serving_md(tmp_path):
         assert np.allclose(rows, expected, atol=1e-5), output
         with pytest.raises(InvalidRequest, match=output):
             model.predict(x[:1].tolist(), {"output": unknown})
+
+
+def test_doc_links_stay_inside_the_site():
+    """What `mkdocs build --strict` refuses: a relative link to a file outside docs/ or missing.
+
+    (CI also runs the real build: `tox -e docs`.)"""
+    import re
+
+    root = pages()[0].parent / "docs"
+    broken = []
+    for page in sorted(root.rglob("*.md")):
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:|#", target):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.is_relative_to(root.resolve()) or not path.exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert not broken, broken

@@ -55,6 +55,9 @@ def test_a_pickled_estimator_pins_the_library_it_imports(
     lines = (tmp_path / "ctx" / "requirements.txt").read_text().split()
     assert f"{dist}=={metadata.version(dist)}" in lines
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in lines
+    # LightGBM's wheel loads the system's OpenMP runtime (the image failed with "libgomp.so.1:
+    # cannot open shared object file"); XGBoost's bundles its own.
+    assert ("libgomp1" in context.dockerfile.read_text()) == (dist == "lightgbm")
 
 
 def test_pickle_modules_reads_names_without_running_anything(tmp_path: Path):

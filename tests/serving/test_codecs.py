@@ -25,13 +25,15 @@ ROWS = [[1.0, 2.0], [3.0, 4.5]]
 )
 def test_json_row_shapes_decode_to_rows(doc):
     rows, params = codecs.decode_request(orjson.dumps(doc), "application/json")
-    assert rows.tolist() == ROWS and params == {}
+    assert np.asarray(rows).tolist() == ROWS and params == {}
+    array, _ = codecs.decode_request(orjson.dumps(doc), "application/json", ["a", "b"])
+    assert array.tolist() == ROWS
 
 
 def test_parameters_come_back_with_the_rows():
     body = orjson.dumps({"instances": ROWS, "parameters": {"method": "predict_proba"}})
     rows, params = codecs.decode_request(body, "application/json; charset=utf-8")
-    assert rows.tolist() == ROWS and params == {"method": "predict_proba"}
+    assert np.asarray(rows).tolist() == ROWS and params == {"method": "predict_proba"}
 
 
 def test_dataframe_and_columnar_shapes_decode_to_rows_in_feature_order():
@@ -44,6 +46,27 @@ def test_dataframe_and_columnar_shapes_decode_to_rows_in_feature_order():
         ]
     # a custom predictor gets the rows as sent
     assert codecs.decode_request(orjson.dumps(split), "", tabular=False)[0] == records
+    # without the model's names the names are kept, for the model to match later
+    for doc in (split, {"dataframe_records": records}, {"inputs": {"a": [1, 3], "b": [2, 4]}}):
+        assert codecs.decode_request(orjson.dumps(doc), "")[0] == records
+    assert codecs.decode_request(b"b,a\n2,1\n4,3\n", "text/csv")[0] == records
+
+
+def test_without_names_a_later_model_still_matches_columns_by_name(sklearn_dir):
+    from cloudserve.serving import load_model
+
+    model = load_model(sklearn_dir)
+    names = [f"x{i}" for i in range(6)]
+    values = [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]]
+    reordered = [dict(zip(names[::-1], values[0][::-1], strict=True))]
+    csv_body = (",".join(names[::-1]) + "\n" + ",".join(map(str, values[0][::-1]))).encode()
+    model.feature_names = names  # as a model fitted on a DataFrame with these columns
+    for body, kind in (
+        (orjson.dumps({"instances": reordered}), codecs.JSON),
+        (csv_body, codecs.CSV),
+    ):
+        instances, _ = codecs.decode_request(body, kind)  # a caller that does not know the model
+        assert model.predict(instances) == model.predict(values)
 
 
 def test_v2_tensor_in_inputs_decodes_to_a_typed_array():
@@ -55,8 +78,10 @@ def test_v2_tensor_in_inputs_decodes_to_a_typed_array():
 
 
 def test_csv_with_and_without_header():
-    assert codecs.decode_request(b"1,2\n3,4.5\n", "text/csv")[0].tolist() == ROWS
+    assert codecs.decode_request(b"1,2\n3,4.5\n", "text/csv")[0] == ROWS
+    assert codecs.decode_request(b"1,2\n3,4.5\n", "text/csv", ["a", "b"])[0].tolist() == ROWS
     assert codecs.decode_request(b"a,b\n1,2\n", "text/csv", ["b", "a"])[0].tolist() == [[2, 1]]
+    assert codecs.decode_request(b"a,b\n1,2\n", "text/csv")[0] == [{"a": 1, "b": 2}]
     with pytest.raises(InvalidRequest, match="the header 2"):
         codecs.decode_request(b"a,b\n1,2,3\n", "text/csv")
 

@@ -344,3 +344,37 @@ def test_manifest_and_model_file(tmp_path: Path) -> None:
     assert h.find_model_file(tmp_path / "azure") == str(sub / "model.joblib")
     assert h.find_model_file(sub / "model.joblib") == str(sub / "model.joblib")
     assert h.model_feature_names(object(), h.read_manifest(tmp_path)) == ["a", "b"]
+
+
+def test_from_columns_reorders_numbers_without_per_cell_work() -> None:
+    rows = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    X = h.from_columns(["c", "a", "b"], rows, ["a", "b", "c"])
+    assert X.tolist() == [[2, 3, 1], [5, 6, 4]]
+    with pytest.raises(h.BadInput, match=r"missing feature\(s\) \['d'\]"):
+        h.from_columns(["c", "a", "b"], rows, ["a", "d"])
+    mixed = np.array([["x", 1.0], [None, 2.0]], dtype=object)
+    X = h.from_columns(["s", "n"], mixed, ["n", "s"])
+    assert X[0].tolist() == [1.0, "x"] and np.isnan(X[1, 1])
+
+
+def test_handle_and_error_response() -> None:
+    model, _ = titanic_pipeline()
+    body, kind = h.handle(model, CSV_REORDERED, "text/csv", "application/json", NAMES)
+    assert kind == "application/json" and len(json.loads(body)["predictions"]) == 2
+    with pytest.raises(h.BadInput) as err:
+        h.handle(model, b'{"instances": [[1]], "parameters": 3}', "", None, NAMES)
+    status, doc = h.error_response(err.value)
+    assert status == 400 and json.loads(doc)["code"] == "bad_parameters"
+    assert len(json.loads(doc)["error_id"]) == 16
+    status, doc = h.error_response(RuntimeError("secret detail"))
+    assert status == 500 and b"secret" not in doc and json.loads(doc)["code"] == "model_error"
+
+
+def test_mlflow_signature_names_the_features(tmp_path: Path) -> None:
+    (tmp_path / "MLmodel").write_text(
+        "flavors:\n  sklearn:\n    pickled_model: model.pkl\nsignature:\n"
+        '  inputs: \'[{"type": "double", "name": "Age"}, {"type": "string", "name":'
+        ' "Sex"}]\'\n  outputs: \'[{"type": "long"}]\'\n'
+    )
+    manifest = h.read_manifest(tmp_path)
+    assert manifest["feature_names"] == ["Age", "Sex"] and manifest["n_features"] == 2

@@ -140,7 +140,7 @@ def _wait_for(lines: list[bytes], needle: bytes, count: int, timeout: float = 60
 
 def test_sigterm_with_two_workers_under_load_drains_without_a_reset(custom_dir: Path):
     proc, url = start(custom_dir, "--workers", "2")
-    lines = _drain_output(proc)
+    _drain_output(proc)
     ok, refused, failed = [0], [0], []
     stop = threading.Event()
 
@@ -161,7 +161,8 @@ def test_sigterm_with_two_workers_under_load_drains_without_a_reset(custom_dir: 
                     failed.append(f"HTTP {r.status_code}: {r.text}")
 
     try:
-        _wait_for(lines, b"serving custom model", 2)
+        wait_ready(proc, url)
+        time.sleep(3)  # the other worker loads too
         threads = [threading.Thread(target=client) for _ in range(8)]
         for t in threads:
             t.start()

@@ -226,3 +226,8 @@ def test_pushed_uri_is_recorded_as_the_targets_serving_image(tmp_path: Path):
     assert resolve_target("gcp", path=file).config.serving_image == uri
     with pytest.raises(ConfigError, match="no such target"):
         record_serving_image(file, "aws", uri)
+
+
+def test_a_target_without_a_registry_is_named():
+    with pytest.raises(InvalidRequest, match="target 'local' \\(local\\) has no image registry"):
+        registry_for_target(resolve_target("local"), "cloudserve", "1")

@@ -114,3 +114,30 @@ def test_xgboost_booster_rejects_unknown_parameters(xgboost_dir: Path):
     assert r.status_code == 400 and "nope" in r.json()["error"]
     assert margin.status_code == 200 and any(v < 0 for v in margin.json()["predictions"])
     assert typo.status_code == 400 and "unknown parameter" in typo.json()["error"]
+
+
+NO_PANDAS = """
+import sys
+from cloudserve.serving import load_model
+model = load_model(sys.argv[1])
+for body, kind in ((b'[[1, 2, 3, 4, 5, 6]]', "application/json"), (b"1,2,3,4,5,,\\n", "text/csv")):
+    instances, parameters = model.decode(body.replace(b",,", b",6"), kind)
+    model.run(model.prepare(instances), parameters)
+print("pandas" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("model", ["onnx_dir", "custom_dir"])
+def test_numeric_rows_never_import_pandas(model: str, request: pytest.FixtureRequest):
+    # scikit-learn and XGBoost import pandas themselves when it is installed; the codec must not
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", NO_PANDAS, str(request.getfixturevalue(model))],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "False", done.stderr

@@ -124,14 +124,16 @@ def test_defect_8_a_503_on_a_poll_is_retried_not_rolled_back(harness, client, tm
 
 
 def test_defect_9_failed_in_place_update_keeps_the_deployment(harness, client, tmp_path):
-    spec = _model(harness, tmp_path)
-    client.deploy(spec, "cs-upd")
+    client.deploy(_model(harness, tmp_path, "1"), "cs-upd")
+    staged = _model(harness, tmp_path, "2")
+    client.deploy(staged, "cs-upd", traffic=0)  # v2 beside v1, taking no traffic yet
     harness.fake.inject("fail_operation", message="the new revision crashed")
-    changed = spec.model_copy(update={"env": {"CHANGED": "1"}})
+    changed = staged.model_copy(update={"env": {"CHANGED": "1"}})
     with pytest.raises(Exception, match="crashed"):
-        client.deploy(changed, "cs-upd")
-    assert [d["name"] for d in harness.fake.deployments("cs-upd")] == ["v1-cs"]
-    assert harness.fake.traffic("cs-upd") == {"v1-cs": 100}
+        client.deploy(changed, "cs-upd", traffic=0)
+    # Azure would let a rollback delete v2 (no traffic): the failed update must not
+    assert sorted(d["name"] for d in harness.fake.deployments("cs-upd")) == ["v1-cs", "v2-cs"]
+    assert harness.fake.traffic("cs-upd").get("v1-cs") == 100
 
 
 def test_defect_10_resets_and_read_timeouts_are_typed_and_retried(harness, client, tmp_path):
@@ -242,3 +244,28 @@ def test_a_409_is_a_running_operation_not_an_existing_resource():
 
     err = ERROR_TABLE.translate(HttpResponseError(response=Answer()), provider="azureml")
     assert isinstance(err, ServiceUnavailable) and err.retryable
+
+
+def test_the_fake_refuses_what_the_sdks_schema_refuses(harness):
+    import requests
+
+    fake = harness.fake
+    base = (
+        f"https://management.azure.com/subscriptions/{fake.subscription_id}/resourceGroups/"
+        f"{fake.resource_group}/providers/Microsoft.MachineLearningServices/workspaces/"
+        f"{fake.workspace}/onlineEndpoints"
+    )
+    headers = {"Authorization": "Bearer fake-token"}
+    bad = requests.put(
+        f"{base}/cs-schema", json={"properties": {"authMode": "Banana"}}, headers=headers
+    )
+    assert bad.status_code == 400 and "Banana" in bad.text
+    assert fake.resource("onlineEndpoints/cs-schema") is None, "nothing is stored"
+    named = requests.put(
+        f"{base}/cs-ends-", json={"properties": {"authMode": "Key"}}, headers=headers
+    )
+    assert named.status_code == 400
+    good = requests.put(
+        f"{base}/cs-schema", json={"properties": {"authMode": "Key"}}, headers=headers
+    )
+    assert good.status_code in (200, 201), good.text

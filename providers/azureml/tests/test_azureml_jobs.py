@@ -28,7 +28,7 @@ from cloudserve.specs import (
 )
 from cloudserve.testing import TRAIN_SCRIPT, sample_rows, write_csv
 from cloudserve_azureml import AzureMLProvider
-from cloudserve_azureml._jobstates import JOB_STATES, job_status
+from cloudserve_azureml._states import JOB_STATES, job_status
 
 DATASTORE = "azureml://datastores/workspaceblobstore/paths"
 
@@ -533,3 +533,28 @@ def test_storage_with_shared_keys_disabled_is_read_with_the_entra_credential(tmp
         assert not keyed, "a keyless datastore is never asked for its secrets"
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize(
+    "model_name",
+    ["churn", "churn-", "a" * 40, "churn-model-" + "x" * 19 + "-", "Churn_Model.v2", "9lives"],
+)
+def test_defect_14_batch_names_always_fit_azure_rules(model_name):
+    from cloudserve_azureml import _packaging as pkg
+
+    assert pkg.valid_name(pkg.batch_endpoint_name(model_name)), pkg.batch_endpoint_name(model_name)
+    for variant in ("v1", "v" + "9" * 40, "blue-", "-x-"):
+        assert pkg.valid_name(pkg.deployment_name(variant)), pkg.deployment_name(variant)
+    assert not pkg.valid_name("ends-with-") and not pkg.valid_name("ab")
+
+
+def test_a_trial_environment_that_does_not_resolve_fails_the_sweep(harness, tmp_path):
+    client = _client(harness, extra_requirements=["no-such-distribution-cs==0.0.1"])
+    spec = TuningSpec(
+        train=TrainSpec(entrypoint=_script(tmp_path), max_runtime_s=60),
+        search_space={"lr": Uniform(low=0.1, high=0.2)},
+        objective=Objective(metric="val_score"),
+        max_trials=1,
+    )
+    with pytest.raises(OperationFailed, match="ImageBuildFailure"):
+        client.tune(spec).wait(timeout=60)

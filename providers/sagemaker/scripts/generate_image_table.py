@@ -47,8 +47,8 @@ def sdk_config_dir() -> tuple[Path, str]:
 
 def ecr_host(region: str) -> str:
     """botocore's ECR hostname for ``region`` (what the SDK puts after ``<account>.dkr.``)."""
-    from botocore.regions import EndpointResolver
     import botocore.loaders
+    from botocore.regions import EndpointResolver
 
     loader = botocore.loaders.create_loader()
     resolver = EndpointResolver(loader.load_data("endpoints"))
@@ -56,8 +56,9 @@ def ecr_host(region: str) -> str:
     return found["hostname"] if found else f"ecr.{region}.amazonaws.com"
 
 
-def tags(config: dict[str, Any], version: str, row: dict[str, Any]) -> dict[str, str]:
-    """Processor → tag, as the SDK's ``_format_tag`` builds it (newest Python version)."""
+def tag_parts(config: dict[str, Any], row: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """The row's fixed tag prefix (None: the version asked for, as the SDK does) and, per
+    processor, the rest of the tag as the SDK's ``_format_tag`` builds it (newest Python)."""
     processors = config.get("processors") or row.get("processors") or [None]
     py_versions = row.get("py_versions") or [None]
     py = py_versions[-1]
@@ -65,9 +66,9 @@ def tags(config: dict[str, Any], version: str, row: dict[str, Any]) -> dict[str,
     for processor in processors:
         container = (row.get("container_version") or {}).get(processor)
         shown = processor if row.get("processor_in_tag", True) else None
-        parts = (row.get("tag_prefix", version), shown, py, container)
-        out[processor or "cpu"] = "-".join(p for p in parts if p)
-    return out
+        rest = "".join(f"-{p}" for p in (shown, py, container) if p)
+        out[processor or "cpu"] = rest
+    return row.get("tag_prefix"), out
 
 
 def build(folder: Path, source: str) -> dict[str, Any]:
@@ -87,9 +88,11 @@ def build(folder: Path, source: str) -> dict[str, Any]:
                 ).hexdigest()[:10]
                 registries[key] = dict(sorted(row["registries"].items()))
                 regions |= set(row["registries"])
+                prefix, suffixes = tag_parts(config, row)
                 rows[version] = {
                     "repository": row["repository"],
-                    "tags": tags(config, version, row),
+                    "tag_prefix": prefix,
+                    "tag_suffixes": suffixes,
                     "py_versions": row.get("py_versions", []),
                     "registries": key,
                 }

@@ -94,8 +94,8 @@ def main(opt_ml, requests_file):
     import_module(submit, name, os.path.join(opt_ml, "code"))
     assert importlib.util.find_spec("cloudserve") is None, "cloudserve must not be importable"
 
-    from sagemaker_inference.transformer import Transformer
     from sagemaker_inference.default_inference_handler import DefaultInferenceHandler
+    from sagemaker_inference.transformer import Transformer
 
     class _Defaults(DefaultInferenceHandler):
         """The toolkit requires a handler class; the user module overrides every function."""
@@ -111,7 +111,9 @@ def main(opt_ml, requests_file):
         (out,) = transformer.transform([{"body": body}], context)
         if isinstance(out, bytes):
             out = out.decode("utf-8")
-        results.append({"status": context.status, "content_type": context.content_type, "body": out})
+        results.append(
+            {"status": context.status, "content_type": context.content_type, "body": out}
+        )
     print(json.dumps({"results": results}))
 
 

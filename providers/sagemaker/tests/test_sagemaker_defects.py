@@ -126,7 +126,7 @@ def test_8_tuning_uses_the_training_image(fake: FakeSageMaker, tmp_path: Path) -
         HyperParameterTuningJobName=job.id
     )
     image = d["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"]
-    assert image == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310"
+    assert image == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310"
     sklearn = client.tune(tuning_spec(tmp_path))
     d = fake.client("sagemaker").describe_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=sklearn.id
@@ -227,3 +227,57 @@ def test_11_batch_csv_header_in_another_order(fake: FakeSageMaker, tmp_path: Pat
     job = client.batch_predict(spec, source, tmp_path / "out")
     assert job.wait(timeout=60).status.value == "SUCCEEDED"
     assert ProviderHarness().read_batch_output(str(tmp_path / "out")) == clf.predict(part).tolist()
+
+
+# -- decisions checked against the documentation (docs/providers/sagemaker.md) -------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, kwargs, match",
+    [
+        ({}, {"compute": Compute(serverless=True, replicas=0, max_concurrency=500)}, "at most 200"),
+        (
+            {"vpc": {"subnets": ["subnet-1"], "security_group_ids": ["sg-1"]}},
+            {"compute": Compute(serverless=True, replicas=0)},
+            "VPC",
+        ),
+        ({}, {"compute": Compute(serverless=True, replicas=0), "traffic": 20}, "one production"),
+        ({}, {"endpoint": "churn-"}, "endpoint 'churn-' is not a SageMaker name"),
+        ({}, {"variant": "v1-"}, "variant 'v1-'"),
+    ],
+)
+def test_what_sagemaker_refuses_is_refused_before_any_request(
+    fake: FakeSageMaker,
+    tmp_path: Path,
+    overrides: dict[str, Any],
+    kwargs: dict[str, Any],
+    match: str,
+) -> None:
+    from cloudserve.errors import InvalidRequest
+
+    client = client_for(fake, **overrides)
+    endpoint = kwargs.pop("endpoint", "churn")
+    with pytest.raises(InvalidRequest, match=match):
+        client.deploy(model(tmp_path), endpoint, **kwargs)
+    assert fake.requests() == []
+
+
+def test_a_model_error_with_a_5xx_status_is_a_model_fault(fake: FakeSageMaker) -> None:
+    from botocore.exceptions import ClientError
+
+    from cloudserve.errors import InvalidRequest, OperationFailed
+
+    provider = SageMakerProvider(fast_config(fake))
+
+    def model_error(status: int) -> ClientError:
+        response = {
+            "Error": {"Code": "ModelError", "Message": "Received server error"},
+            "OriginalStatusCode": status,
+            "OriginalMessage": "model crashed" if status >= 500 else "bad row",
+            "ResponseMetadata": {"HTTPStatusCode": 424},
+        }
+        return ClientError(response, "InvokeEndpoint")  # type: ignore[arg-type]
+
+    fault = provider.translate(model_error(500))
+    assert isinstance(fault, OperationFailed) and "model crashed" in str(fault)
+    assert isinstance(provider.translate(model_error(400)), InvalidRequest)

@@ -49,7 +49,9 @@ def test_serverless_max_concurrency_over_200(fake: FakeSageMaker) -> None:
     text = refused(
         sm.create_endpoint_config,
         EndpointConfigName="c1",
-        ProductionVariants=[variant(ServerlessConfig={"MemorySizeInMB": 2048, "MaxConcurrency": 500})],
+        ProductionVariants=[
+            variant(ServerlessConfig={"MemorySizeInMB": 2048, "MaxConcurrency": 500})
+        ],
     )
     assert text == (
         "1 validation error detected: Value '500' at "
@@ -73,8 +75,13 @@ def test_endpoint_config_name_over_63(fake: FakeSageMaker) -> None:
 
 @pytest.mark.parametrize("name", ["churn_v1", "churn-", "-churn", "churn.v1", "çhurn"])
 def test_names_breaking_the_pattern(fake: FakeSageMaker, name: str) -> None:
-    text = refused(fake.client("sagemaker").create_endpoint, EndpointName=name, EndpointConfigName="c")
-    assert "at 'endpointName' failed to satisfy constraint: Member must satisfy regular expression" in text
+    text = refused(
+        fake.client("sagemaker").create_endpoint, EndpointName=name, EndpointConfigName="c"
+    )
+    assert (
+        "at 'endpointName' failed to satisfy constraint: Member must satisfy regular expression"
+        in text
+    )
 
 
 def test_metadata_value_over_256_and_json_text(fake: FakeSageMaker) -> None:
@@ -91,7 +98,10 @@ def test_metadata_value_over_256_and_json_text(fake: FakeSageMaker) -> None:
         InferenceSpecification=inference,
         CustomerMetadataProperties={"lineage:notes": "x" * 300},
     )
-    assert "Map value must satisfy constraint: [Member must have length less than or equal to 256]" in text
+    assert (
+        "Map value must satisfy constraint: [Member must have length less than or equal to 256]"
+        in text
+    )
     text = refused(
         sm.create_model_package,
         ModelPackageGroupName="g",
@@ -182,7 +192,9 @@ def test_valid_requests_pass(fake: FakeSageMaker) -> None:
     sm.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
     sm.create_endpoint_config(
         EndpointConfigName="c1",
-        ProductionVariants=[variant(ServerlessConfig={"MemorySizeInMB": 2048, "MaxConcurrency": 200})],
+        ProductionVariants=[
+            variant(ServerlessConfig={"MemorySizeInMB": 2048, "MaxConcurrency": 200})
+        ],
     )
     assert fake.rejected() == []
 

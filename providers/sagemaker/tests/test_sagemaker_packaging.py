@@ -182,7 +182,12 @@ def test_framework_route_layout_and_env(fake: FakeSageMaker, tmp_path: Path) -> 
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
     assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     files = tarball_of(fake, container)
-    assert {"model.joblib", "cloudserve.json", "code/inference.py", "code/cloudserve_handler.py"} <= set(files)
+    assert {
+        "model.joblib",
+        "cloudserve.json",
+        "code/inference.py",
+        "code/cloudserve_handler.py",
+    } <= set(files)
     assert not any(n.endswith("requirements.txt") for n in files), "nothing installed at start"
     for name in ("code/inference.py", "code/cloudserve_handler.py"):
         tree = ast.parse(files[name], feature_version=(3, 8))
@@ -233,10 +238,18 @@ def test_code_at_the_tarball_root_with_an_s3_submit_directory_fails_the_ping_che
     sm.create_endpoint_config(
         EndpointConfigName="old",
         ProductionVariants=[
-            {"VariantName": "v1", "ModelName": "old", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+            {
+                "VariantName": "v1",
+                "ModelName": "old",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
         ],
     )
     sm.create_endpoint(EndpointName="old", EndpointConfigName="old")
     d = sm.describe_endpoint(EndpointName="old")
     assert d["EndpointStatus"] == "Failed"
-    assert "ping health check" in d["FailureReason"] and "No module named 'inference'" in d["FailureReason"]
+    assert (
+        "ping health check" in d["FailureReason"]
+        and "No module named 'inference'" in d["FailureReason"]
+    )

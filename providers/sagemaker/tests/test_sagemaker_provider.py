@@ -273,7 +273,7 @@ def test_onnx_without_a_serving_image_is_refused_before_any_request(
 ) -> None:
     client = Client(SageMakerProvider(fast_config(fake, serving_image=None), target="aws"))
     spec = model(tmp_path).model_copy(update={"framework": "onnx"})
-    with pytest.raises(InvalidRequest, match="cloudserve build-image .* --push"):
+    with pytest.raises(InvalidRequest, match=r"cloudserve build-image .* --push"):
         client.deploy(spec, "churn")
     assert fake.requests() == []
 
@@ -368,10 +368,9 @@ def test_batch_transform_settings_and_outputs(
     d = sm.describe_transform_job(TransformJobName=job.id)
     assert d["BatchStrategy"] == "MultiRecord"
     assert (d["MaxPayloadInMB"], d["MaxConcurrentTransforms"]) == (5, 4)
-    assert (
-        d["TransformInput"]["SplitType"] == "Line"
-        and d["TransformInput"]["ContentType"] == "text/csv"
-    )
+    # the CSV has a header, so its rows go as named JSON Lines records
+    assert d["TransformInput"]["SplitType"] == "Line"
+    assert d["TransformInput"]["ContentType"] == "application/jsonlines"
     assert d["TransformOutput"]["AssembleWith"] == "Line"
     assert d["TransformResources"]["InstanceType"] == "ml.m5.large"
     done = job.wait(timeout=60)
@@ -631,5 +630,3 @@ def test_plan_lists_the_calls_and_sends_none(
         "PutScalingPolicy",
     ]
     assert fake.requests() == []
-
-

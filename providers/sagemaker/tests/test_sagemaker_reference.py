@@ -40,7 +40,7 @@ HERE = Path(__file__).parent
 COLUMNS = ["age", "fare", "sex", "pclass"]
 
 # Trains in the reference venv; writes the model and the model's own answers for the requests.
-TRAIN = r'''
+TRAIN = r"""
 import json, sys
 from pathlib import Path
 import numpy as np
@@ -81,10 +81,12 @@ answers = {
     "proba": model.predict_proba(test).tolist(),
 }
 (out.parent / "answers.json").write_text(json.dumps(answers, default=float))
-'''
+"""
 
 
-def _run(python: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+def _run(
+    python: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> str:
     done = subprocess.run(
         [str(python), *args], capture_output=True, text=True, env=clean_env(**(env or {})), cwd=cwd
     )
@@ -93,7 +95,9 @@ def _run(python: Path, *args: str, env: dict[str, str] | None = None, cwd: Path 
 
 
 @pytest.fixture(scope="session", params=["sklearn", "xgboost"])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """Train in the image's venv, pack with the provider, serve under the reference loader."""
     framework = request.param
     name = {"sklearn": "sagemaker-sklearn-1.2-1", "xgboost": "sagemaker-xgboost-1.7-1"}[framework]
@@ -104,7 +108,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     answers = json.loads((work / "answers.json").read_text())
 
     provider = SageMakerProvider(
-        SageMakerConfig(role_arn="arn:aws:iam::123456789012:role/x", bucket="b-1", region="us-east-1")
+        SageMakerConfig(
+            role_arn="arn:aws:iam::123456789012:role/x", bucket="b-1", region="us-east-1"
+        )
     )
     spec = ModelSpec(name="titanic", artifact=str(work / "artifact"), framework=framework)
     prepared = provider.prepare(spec)
@@ -162,12 +168,20 @@ def test_answers_equal_the_models_own(served: dict[str, Any]) -> None:
     reordered = [{c: r[c] for c in shuffled} for r in records]
     proba = json.dumps({"instances": reordered, "parameters": {"method": "predict_proba"}})
     requests = [
-        {"content_type": "application/json", "accept": "application/json", "body": json.dumps(reordered)},
+        {
+            "content_type": "application/json",
+            "accept": "application/json",
+            "body": json.dumps(reordered),
+        },
         {"content_type": "application/json", "accept": "*/*", "body": json.dumps(reordered)},
-        {"content_type": "text/csv", "accept": "application/json", "body": csv_body(records, shuffled)},
+        {
+            "content_type": "text/csv",
+            "accept": "application/json",
+            "body": csv_body(records, shuffled),
+        },
         {"content_type": "text/csv", "accept": "text/csv", "body": csv_body(records, COLUMNS)},
         {"content_type": "application/json", "accept": "application/json", "body": proba},
-        {"content_type": "application/json", "accept": "application/json", "body": "[{\"age\": 3}]"},
+        {"content_type": "application/json", "accept": "application/json", "body": '[{"age": 3}]'},
     ]
     plain, star, csv_in, csv_out, probabilities, missing = serve(served, requests)
     for result in (plain, star, csv_in, probabilities):

@@ -8,7 +8,11 @@ if not hasattr(serving, "load_model"):
     pytest.skip("cloudserve.serving.load_model is not available yet", allow_module_level=True)
 
 from cloudserve.errors import InvalidRequest  # noqa: E402
-from cloudserve.testing.suite import ProviderConformance, TrafficTests  # noqa: E402
+from cloudserve.testing.suite import (  # noqa: E402
+    AnswersParityTests,
+    ProviderConformance,
+    TrafficTests,
+)
 
 
 class TestVertexConformance(VertexHarness, ProviderConformance):
@@ -21,3 +25,8 @@ class TestVertexConformance(VertexHarness, ProviderConformance):
     )
     def test_canary_and_set_traffic(self, client, workdir, endpoint_name):
         TrafficTests.test_canary_and_set_traffic(self, client, workdir, endpoint_name)
+
+
+class TestVertexAnswersParity(VertexHarness, AnswersParityTests):
+    """The same fixtures online and in batch give the Titanic pipeline's own answers (it
+    selects columns by name, so it runs on the container route)."""

@@ -23,6 +23,7 @@ MACHINES = {"n1-standard-2", "n1-standard-4", "n1-standard-8", "g2-standard-4"}
 def fake(tmp_path_factory):
     with FakeVertex(workdir=tmp_path_factory.mktemp("fake-vertex")).serve() as f:
         yield f
+        assert f.rejected() == [], "every request fits the discovery document"
 
 
 @pytest.fixture(autouse=True)

@@ -2,56 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from vertex_harness import churn_model as model
 
-serving = pytest.importorskip("cloudserve.serving", reason="the fake predicts through serving")
-if not hasattr(serving, "load_model"):
-    pytest.skip("cloudserve.serving.load_model is not available yet", allow_module_level=True)
-
-from cloudserve.client import Client  # noqa: E402
-from cloudserve.errors import (  # noqa: E402
+from cloudserve.client import Client
+from cloudserve.errors import (
     InvalidRequest,
     NotFound,
     OperationFailed,
     Throttled,
 )
-from cloudserve.resources import EndpointStatus, JobStatus  # noqa: E402
-from cloudserve.specs import (  # noqa: E402
+from cloudserve.resources import EndpointStatus, JobStatus
+from cloudserve.specs import (
     Choice,
     Compute,
     DataCapture,
     IntRange,
     LogUniform,
-    ModelSpec,
     Objective,
     TrainSpec,
     TuningSpec,
 )
-from cloudserve.testing import TRAIN_SCRIPT, make_sklearn_model, sample_rows, write_csv  # noqa: E402
-from cloudserve_vertex import VertexProvider  # noqa: E402
-from cloudserve_vertex.testing import FakeVertex  # noqa: E402
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeVertex]:
-    with FakeVertex(workdir=tmp_path / "fake", operation_polls=2).serve() as f:
-        yield f
-
-
-@pytest.fixture
-def client(fake: FakeVertex) -> Iterator[Client]:
-    provider = VertexProvider(fake.config())
-    yield Client(provider)
-    provider.close()
-
-
-def model(tmp_path: Path, version: str = "1") -> ModelSpec:
-    directory = make_sklearn_model(tmp_path / f"m{version}", version=version)
-    return ModelSpec(name="churn", version=version, artifact=str(directory), framework="sklearn")
+from cloudserve.testing import TRAIN_SCRIPT, sample_rows, write_csv
+from cloudserve_vertex import VertexProvider
+from cloudserve_vertex.testing import FakeVertex
 
 
 def deployed(fake: FakeVertex, endpoint: str = "ep") -> list[dict]:
@@ -71,9 +48,14 @@ def test_deploy_state(fake: FakeVertex, client: Client, tmp_path: Path) -> None:
     assert fake.traffic("ep") == {"v1": 100}
     [version] = fake.model_versions("churn")
     assert version["labels"]["managed-by"] == "cloudserve"
-    assert version["containerSpec"]["imageUri"].endswith(
-        "/vertex-ai/prediction/sklearn-cpu.1-5:latest"
-    )
+    # a model pickled by today's scikit-learn (newer than any prebuilt container's) takes the
+    # container route: the runtime image, told its port and routes; Vertex sets AIP_STORAGE_URI
+    assert version["labels"]["cloudserve-route"] == "container"
+    spec = version["containerSpec"]
+    assert spec["imageUri"] == client.provider.config.serving_image
+    assert spec["ports"] == [{"containerPort": 8080}]
+    assert (spec["predictRoute"], spec["healthRoute"]) == ("/predict", "/health")
+    assert version["artifactUri"] == f"{fake.staging_bucket}/cloudserve/models/churn/1"
     staged = fake.objects(fake.staging_bucket, "cloudserve/models/churn/1/")
     assert "cloudserve/models/churn/1/model.joblib" in staged
     assert any(path.startswith("/ui/") for _, path in _paths(fake)), "LROs are polled at /ui/"
@@ -191,8 +173,9 @@ def test_batch_job_config_and_output(fake: FakeVertex, client: Client, tmp_path:
     assert stored["manualBatchTuningParameters"]["batchSize"] == 8
     done = job.wait(timeout=60)
     assert done.status is JobStatus.SUCCEEDED and done.rows_total == 30
-    lines = (tmp_path / "out" / "predictions_00001.jsonl").read_text().splitlines()
+    lines = (tmp_path / "out" / "prediction.results-00000-of-00001").read_text().splitlines()
     assert [orjson.loads(x)["instance"] for x in lines] == rows
+    assert (tmp_path / "out" / "prediction.errors_stats-00000-of-00001").exists()
 
 
 def test_failed_batch_job(fake: FakeVertex, client: Client, tmp_path: Path) -> None:
@@ -302,5 +285,22 @@ def test_batch_reads_jsonl_from_gcs(fake: FakeVertex, client: Client, tmp_path: 
     job = client.batch_predict(model(tmp_path), "gs://data/in.jsonl", "gs://data/out/")
     done = job.wait(timeout=60)
     assert done.status is JobStatus.SUCCEEDED
-    out = [o for o in fake.objects("data", "out/") if o.endswith("predictions_00001.jsonl")]
-    assert len(out) == 1
+    out = [o for o in fake.objects("data", "out/") if "/prediction.results-" in o]
+    assert [o.rsplit("/", 1)[-1] for o in out] == ["prediction.results-00000-of-00001"]
+
+
+def test_batch_results_in_several_shards(fake: FakeVertex, client: Client, tmp_path: Path) -> None:
+    from vertex_harness import VertexHarness
+
+    fake.service.batch_shard_rows = 7
+    rows = sample_rows(30, seed=3)
+    job = client.batch_predict(
+        model(tmp_path), write_csv(tmp_path / "in.csv", rows), tmp_path / "o"
+    )
+    assert job.wait(timeout=60).status is JobStatus.SUCCEEDED
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names[-5:] == [f"prediction.results-{i:05d}-of-00005" for i in range(5)]
+    assert names[0] == "prediction.errors_stats-00000-of-00001"
+    client.deploy(model(tmp_path), "ep")
+    expected = client.predict("ep", rows).outputs
+    assert VertexHarness().read_batch_output(str(tmp_path / "o")) == expected, "shards in order"

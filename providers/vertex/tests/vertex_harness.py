@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from cloudserve.testing import Fault, ProviderHarness
+from cloudserve.specs import ModelSpec
+from cloudserve.testing import Fault, ProviderHarness, make_sklearn_model
 from cloudserve_vertex import VertexProvider
 from cloudserve_vertex.testing import FakeVertex
 
@@ -31,7 +32,9 @@ class VertexHarness(ProviderHarness):
         self.fake = FakeVertex(workdir=workdir / "fake-vertex", operation_polls=2).serve()
 
     def stop(self) -> None:
+        rejected = self.fake.rejected()
         self.fake.stop()
+        assert rejected == [], f"requests that do not fit the discovery document: {rejected}"
 
     def make_provider(self) -> VertexProvider:
         return VertexProvider(self.fake.config())
@@ -45,9 +48,10 @@ class VertexHarness(ProviderHarness):
         return self.fake.leftovers()
 
     def read_batch_output(self, output: str) -> list[Any]:
-        """Vertex writes ``{"instance": …, "prediction": …}`` lines; keep the predictions."""
+        """Vertex writes ``prediction.results-0000X-of-0000N`` files of
+        ``{"instance": …, "prediction": …}`` lines; keep the predictions, shard by shard."""
         preds: list[Any] = []
-        for f in sorted(Path(output).glob("predictions_*.jsonl")):
+        for f in sorted(Path(output).glob("prediction.results-*")):
             preds.extend(
                 orjson.loads(line)["prediction"]
                 for line in f.read_text().splitlines()
@@ -57,3 +61,9 @@ class VertexHarness(ProviderHarness):
 
     def publish_metrics(self, endpoint: str) -> None:
         """The fake publishes time series and request logs as requests arrive."""
+
+
+def churn_model(tmp_path: Path, version: str = "1") -> ModelSpec:
+    """Model ``churn`` at ``version``: a scikit-learn classifier saved by today's library."""
+    directory = make_sklearn_model(tmp_path / f"m{version}", version=version)
+    return ModelSpec(name="churn", version=version, artifact=str(directory), framework="sklearn")

@@ -117,8 +117,10 @@ def _is_click_error(exc: BaseException) -> bool:
     )
 
 
-def _usage_line(exc: Any, prog: str) -> str:
+def _usage_line(exc: Any, prog: str) -> str | None:
     message = _one_line(exc.format_message())
+    if not message:  # a group called without a command: its help is already printed
+        return None
     ctx = getattr(exc, "ctx", None)
     path = getattr(ctx, "command_path", None) or prog
     if int(exc.exit_code) == USAGE:

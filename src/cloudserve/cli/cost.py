@@ -237,6 +237,9 @@ def plan_cmd(
         for i, call in enumerate(p.calls, start=1):
             calls.add_row(str(i), call.service, call.operation, call.creates or "—")
         console.print(calls)
+        for i, call in enumerate(p.calls, start=1):
+            if isinstance(call.params.get("command"), str):  # a step the user runs first
+                console.print(f"step {i}: {escape(call.params['command'])}")
         for w in p.warnings:
             console.print(f"[yellow]warning:[/] {escape(w)}")
     console.print(_estimate_table([(p.target, p.estimate) for p in plans if p.estimate]))
@@ -318,7 +321,9 @@ def _pair(text: str) -> tuple[str, str]:
     return target, endpoint
 
 
-pricing_app = typer.Typer(help="The price catalog: show it, refresh it from the clouds' APIs.")
+pricing_app = typer.Typer(
+    help="The price catalog: show it, refresh it from the clouds' APIs.", no_args_is_help=True
+)
 
 
 @pricing_app.command("refresh")

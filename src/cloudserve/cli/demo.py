@@ -163,7 +163,7 @@ def run_demo(console: Console, work: Path, *, trials: int = 4, batch_rows: int =
         _steps(client, console, work, trials, batch_rows, jobs)
     finally:
         for job_id in jobs:  # interrupted half-way: stop the runners too
-            client.provider.cancel_job(job_id)  # type: ignore[attr-defined]
+            client.provider.cancel_job(job_id)
         client.delete_endpoint(ENDPOINT)
         left = client.list_endpoints()
         client.close()

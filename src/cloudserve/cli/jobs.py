@@ -16,7 +16,9 @@ from cloudserve.resources import BatchJob
 
 __all__ = ["register"]
 
-jobs_app = typer.Typer(help="Batch and tuning jobs: list them, show one, cancel one.")
+jobs_app = typer.Typer(
+    help="Batch and tuning jobs: list them, show one, cancel one.", no_args_is_help=True
+)
 
 JobIdArg = Annotated[str, typer.Argument(help="Job id (as printed by batch / tune).")]
 

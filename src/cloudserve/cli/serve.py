@@ -134,8 +134,9 @@ def _push(local: str, target_name: str, repository: str, engine: str) -> None:
     remote, login = registry_for_target(target, repository, local.rsplit(":", 1)[-1])
     push_image(local, remote, engine=engine, login=login)
     console.print(f"pushed [bold]{remote}[/]")
-    if target.file is None:
-        console.print(f"set serving_image: {remote} on target '{target_name}' to deploy it")
+    if target.file is None or "serving_image" not in type(target.config).model_fields:
+        # no file to record it in, or a provider whose config has no serving_image field yet
+        console.print(f"deploy it with image={remote!r} (target '{target_name}')")
         return
     record_serving_image(target.file, target_name, remote)
     console.print(f"{target.file}: targets.{target_name}.serving_image = {remote}")

@@ -206,6 +206,10 @@ class LocalProvider(Provider):
         """The job's state; a runner that died makes it FAILED (resumable)."""
         return self._service(batch.read_job, self.db, job_id)
 
+    def route(self, spec: DeploySpec) -> str:
+        """Every local model runs in cloudserve's serving runtime, in local processes."""
+        return "local runtime"
+
     def list_jobs(self) -> list[BatchJob | TuningJob]:
         """Every batch and tuning job in the state, newest first."""
         return jobs.list_all(self.db)

@@ -28,6 +28,7 @@ from cloudserve.serving._model import LoadedModel, concat_rows
 __all__ = ["Batcher", "ClientGone", "Overloaded"]
 
 INLINE_S = 0.005  # batches faster than this run on the event loop, not in the worker thread
+YIELD_S = 0.01  # the longest stretch of back-to-back batches before the loop gets a turn
 
 
 class Overloaded(Exception):
@@ -118,14 +119,18 @@ class Batcher:
         if not queue:
             return None
         now = time.perf_counter()
-        # The queue head always waits for the cycle in progress (a batch in the model, then the
-        # loop's other work): count its age only past a few cycles (or the running batch so
-        # far, if that is longer). A closed-loop client population never trips this; a queue
-        # that keeps growing does.
+        # Age counts only once more than a batch waits (the next model call would not clear
+        # the backlog), and only past a few cycles (a batch in the model, then the loop's other
+        # work; or the running batch so far, if longer): the queue head always waits for the
+        # cycle in progress. A closed-loop client population never trips this; a queue that
+        # keeps growing does.
         running = now - self._running_since if self._running_since else 0.0
         batch_s = max(self._batch_s or 0.0, self._cycle_s or 0.0, running)
         max_age = max(self.max_queue_s, 3 * batch_s)
-        if len(queue) < self.max_queue and now - queue[0].arrived < max_age:
+        if len(queue) < self.max_queue and (
+            len(queue) <= self.max_batch_size  # the next model call clears the backlog
+            or now - queue[0].arrived < max_age
+        ):
             return None
         batch_s = batch_s or 0.001
         batches_ahead = len(queue) / self.max_batch_size + 1
@@ -150,11 +155,13 @@ class Batcher:
 
     async def _loop(self) -> None:
         previous = 0.0  # when the last batch of a busy stretch started
+        last_yield = 0.0
         while True:
             if not self._queue:
                 previous = 0.0
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                last_yield = time.perf_counter()
                 continue
             now = time.perf_counter()
             if previous:
@@ -163,9 +170,13 @@ class Batcher:
             previous = now
             batch = await self._collect()
             await self._run(batch)
-            # Fairness: let the loop write this batch's answers and read new requests before
-            # the next batch, even when the queue holds several batches' worth.
-            await asyncio.sleep(0)
+            # Fairness: after YIELD_S of back-to-back batches, let the loop write their answers
+            # and read new requests. Not after every batch: under overload each loop pass also
+            # reads (and mostly refuses) every connection's request, so one batch a pass would
+            # starve the admitted ones; admission bounds what waits here anyway.
+            if time.perf_counter() - last_yield > YIELD_S:
+                await asyncio.sleep(0)
+                last_yield = time.perf_counter()
 
     async def _collect(self) -> list[_Item]:
         first = self._queue.popleft()

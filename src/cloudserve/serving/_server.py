@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -135,7 +136,7 @@ class _Supervisor:
             log.info("listening on http://%s:%d with %d workers", s.host, s.port, s.workers)
             self._procs = [self._spawn(sock) for _ in range(s.workers)]
             self._watch(sock)
-            sock.close()  # the parent stops accepting before any worker drains
+            self._stop_accepting(sock)
             self._drain()
         return 1 if self.failed else 0
 
@@ -165,6 +166,18 @@ class _Supervisor:
                     return
                 log.warning("worker %d exited with code %s; restarting it", proc.pid, proc.exitcode)
                 self._procs[i] = self._spawn(sock)
+
+    @staticmethod
+    def _stop_accepting(sock: socket.socket) -> None:
+        """Stop the shared socket accepting, for every worker at once, before any drains.
+
+        On Linux, shutting down a listening socket ends listening for all processes holding
+        it, so a client connecting from now on is refused at once instead of waiting in the
+        accept queue of a worker about to close it (which resets that connection).
+        """
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RD)
+        sock.close()
 
     def _drain(self) -> None:
         for proc in self._procs:

@@ -70,7 +70,9 @@ def _training_frame(n: int = 400, seed: int = 7) -> Any:
             "Age": np.where(rng.random(n) < 0.2, np.nan, rng.uniform(1, 75, n).round()),
             "SibSp": rng.integers(0, 4, n),
             "Fare": rng.uniform(5, 120, n).round(4),
-            "Embarked": rng.choice(["S", "C", "Q", None], n, p=[0.6, 0.2, 0.15, 0.05]),
+            "Embarked": rng.choice(
+                np.array(["S", "C", "Q", None], dtype=object), n, p=[0.6, 0.2, 0.15, 0.05]
+            ),
         }
     )
     score = (
@@ -213,7 +215,7 @@ class ParityChecks:
         """A deployed Titanic endpoint and the model directory it serves."""
         model = self.parity_model_spec(workdir)
         client.deploy(model, endpoint_name, Compute())
-        return endpoint_name, Path(model.artifact)
+        return endpoint_name, Path(str(model.artifact))
 
     # -- online ------------------------------------------------------------------------------
 

@@ -19,18 +19,18 @@ import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from cloudserve.errors import CloudServeError, InvalidRequest, NotFound
+from cloudserve.errors import CloudServeError, NotFound
 from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.specs import BatchSpec
 from cloudserve_azureml import _packaging as pkg
-from cloudserve_azureml._jobstates import job_status
+from cloudserve_azureml._api import PROVIDER, AzureApi
+from cloudserve_azureml._model_registry import register
+from cloudserve_azureml._states import job_status
+from cloudserve_azureml._validate import instance_type, is_datastore_uri
 
-if TYPE_CHECKING:
-    from cloudserve_azureml._provider import AzureMLProvider
-
-__all__ = ["batch_predict", "get_batch_job", "validate_batch"]
+__all__ = ["batch_predict", "get_batch_job"]
 
 log = logging.getLogger("cloudserve.azureml")
 T = TypeVar("T")
@@ -41,34 +41,7 @@ PROP_OUTPUT = "cloudserve.output"
 TAG_HASH = "cloudserve-spec-hash"
 
 
-def _is_datastore_uri(value: str) -> bool:
-    return value.startswith("azureml://")
-
-
-def validate_batch(p: AzureMLProvider, spec: BatchSpec) -> None:
-    """Reject what an Azure batch deployment cannot honour, before any request."""
-
-    def bad(message: str) -> InvalidRequest:
-        return InvalidRequest(message, provider=p.name)
-
-    if p.cfg.compute is None:
-        raise bad("batch deployments run on a compute cluster: set `compute` in the azureml target")
-    if spec.model.artifact is None:
-        raise bad("Azure batch scoring needs a model artifact (the container route is online-only)")
-    if spec.resolved_format == "parquet":
-        raise bad("the Azure batch scoring script reads CSV and JSON Lines, not Parquet")
-    if "max_payload_mb" in spec.model_fields_set:
-        raise bad("Azure batch jobs read files, there is no request payload to limit")
-    if spec.compute.autoscaling or spec.compute.serverless:
-        raise bad("a batch deployment runs a fixed instance_count (compute.replicas)")
-    if not _is_datastore_uri(spec.input) and not Path(spec.input).exists():
-        raise bad(f"batch input {spec.input} is neither an azureml:// URI nor a local path")
-    if "://" in spec.output and not _is_datastore_uri(spec.output):
-        raise bad(f"batch output {spec.output} must be a local path or an azureml:// URI")
-    p._instance_type(spec)  # an unknown size fails here
-
-
-def _settings_hash(p: AzureMLProvider, spec: BatchSpec, instance_type: str) -> str:
+def _settings_hash(api: AzureApi, spec: BatchSpec, instance_type: str) -> str:
     data = "|".join(
         str(v)
         for v in (
@@ -77,11 +50,12 @@ def _settings_hash(p: AzureMLProvider, spec: BatchSpec, instance_type: str) -> s
             spec.batch_size,
             spec.max_concurrency,
             spec.error_threshold,
+            json.dumps(spec.parameters, sort_keys=True),
             spec.compute.replicas,
             instance_type,
-            p.cfg.compute,
-            p.cfg.batch_mini_batch_size,
-            p.cfg.batch_max_retries,
+            api.cfg.compute,
+            api.cfg.batch_mini_batch_size,
+            api.cfg.batch_max_retries,
             _env_requirements(spec),
             _script_version(),
         )
@@ -89,21 +63,20 @@ def _settings_hash(p: AzureMLProvider, spec: BatchSpec, instance_type: str) -> s
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-def _ensure_endpoint(p: AzureMLProvider, name: str, tags: dict[str, str]) -> Any:
+def _ensure_endpoint(api: AzureApi, name: str, tags: dict[str, str]) -> Any:
     from azure.ai.ml.entities import BatchEndpoint
 
     try:
-        return p._sdk(p.ml.batch_endpoints.get, name)
+        return api.sdk(api.ml.batch_endpoints.get, name)
     except NotFound:
         endpoint = BatchEndpoint(name=name, tags={**tags, "cloudserve": "true"})
         return _or_remove(
-            p,
-            lambda: p._lro(p.ml.batch_endpoints.begin_create_or_update, endpoint),
-            lambda: p._lro(p.ml.batch_endpoints.begin_delete, name=name),
+            lambda: api.lro(api.ml.batch_endpoints.begin_create_or_update, endpoint),
+            lambda: api.lro(api.ml.batch_endpoints.begin_delete, name=name),
         )
 
 
-def _or_remove(p: AzureMLProvider, create: Callable[[], T], remove: Callable[[], Any]) -> T:
+def _or_remove(create: Callable[[], T], remove: Callable[[], Any]) -> T:
     """Run a create; if it fails, remove what it left (a Failed resource would be reused)."""
     try:
         return create()
@@ -116,18 +89,18 @@ def _or_remove(p: AzureMLProvider, create: Callable[[], T], remove: Callable[[],
         raise
 
 
-def _ensure_deployment(p: AzureMLProvider, spec: BatchSpec, endpoint: str) -> str:
+def _ensure_deployment(api: AzureApi, spec: BatchSpec, endpoint: str) -> str:
     """Create or update the model's batch deployment; make it the endpoint's default."""
     dep_name = pkg.deployment_name(spec.model.variant_name)
-    instance_type = p._instance_type(spec)
-    digest = _settings_hash(p, spec, instance_type)
+    vm = instance_type(spec.compute)
+    digest = _settings_hash(api, spec, vm)
     try:
-        current = p._sdk(p.ml.batch_deployments.get, name=dep_name, endpoint_name=endpoint)
+        current = api.sdk(api.ml.batch_deployments.get, name=dep_name, endpoint_name=endpoint)
     except NotFound:
         current = None
     if current is None or (current.tags or {}).get(TAG_HASH) != digest:
-        _put_deployment(p, spec, endpoint, dep_name, instance_type, digest)
-    ep = p._sdk(p.ml.batch_endpoints.get, endpoint)
+        _put_deployment(api, spec, endpoint, dep_name, vm, digest)
+    ep = api.sdk(api.ml.batch_endpoints.get, endpoint)
     defaults = ep.defaults
     current_default = (
         defaults.get("deployment_name")
@@ -136,12 +109,12 @@ def _ensure_deployment(p: AzureMLProvider, spec: BatchSpec, endpoint: str) -> st
     )
     if current_default != dep_name:
         ep.defaults = {"deployment_name": dep_name}
-        p._lro(p.ml.batch_endpoints.begin_create_or_update, ep)
+        api.lro(api.ml.batch_endpoints.begin_create_or_update, ep)
     return dep_name
 
 
 def _put_deployment(
-    p: AzureMLProvider,
+    api: AzureApi,
     spec: BatchSpec,
     endpoint: str,
     dep_name: str,
@@ -160,20 +133,20 @@ def _put_deployment(
     from azure.ai.ml.entities._assets import Code
 
     created: list[str] = []
-    model_id = p._register(spec.model, owner=None, created=created)
-    conda = pkg.conda_file([*_env_requirements(spec), *p.cfg.extra_requirements])
-    env = p._sdk(
-        p.ml.environments.create_or_update,
+    model_id = register(api, spec.model, owner=None, created=created)
+    conda = pkg.conda_file([*_env_requirements(spec), *api.cfg.extra_requirements])
+    env = api.sdk(
+        api.ml.environments.create_or_update,
         Environment(
             name=pkg.asset_name("cs-batch", endpoint),
-            version=pkg.content_version(conda, p.cfg.environment_image),
-            image=p.cfg.environment_image,
+            version=pkg.content_version(conda, api.cfg.environment_image),
+            image=api.cfg.environment_image,
             conda_file=conda,
         ),
     )
-    code_dir = pkg.batch_code(Path(p._tmp.name) / f"batch-{endpoint}-{dep_name}")
-    code = p._sdk(
-        p.ml._code.create_or_update,
+    code_dir = pkg.batch_code(api.workdir / f"batch-{endpoint}-{dep_name}")
+    code = api.sdk(
+        api.ml._code.create_or_update,
         Code(
             name=pkg.asset_name("cs-batch", endpoint, "score"),
             version=pkg.code_digest(code_dir),
@@ -184,57 +157,57 @@ def _put_deployment(
         "CLOUDSERVE_BATCH_ROWS": str(spec.batch_size),
         "CLOUDSERVE_FRAMEWORK": spec.model.framework or pkg.detect(Path(spec.model.artifact or "")),
     }
-    parameters = getattr(spec, "parameters", None)
-    if parameters:
-        env_vars["CLOUDSERVE_BATCH_PARAMETERS"] = json.dumps(parameters)
+    if spec.parameters:
+        env_vars["CLOUDSERVE_BATCH_PARAMETERS"] = json.dumps(spec.parameters)
     deployment = ModelBatchDeployment(
         name=dep_name,
         endpoint_name=endpoint,
         model=model_id,
         environment=env.id,
         code_configuration=CodeConfiguration(code=code.id, scoring_script=pkg.BATCH_SCRIPT_NAME),
-        compute=p.cfg.compute,
+        compute=api.cfg.compute,
         resources=ResourceConfiguration(
             instance_count=max(spec.compute.replicas, 1), instance_type=instance_type
         ),
         settings=ModelBatchDeploymentSettings(
-            mini_batch_size=p.cfg.batch_mini_batch_size,
+            mini_batch_size=api.cfg.batch_mini_batch_size,
             max_concurrency_per_instance=spec.max_concurrency,
             error_threshold=spec.error_threshold,
             output_action=BatchDeploymentOutputAction.APPEND_ROW,
             output_file_name=OUTPUT_FILE,
-            retry_settings=BatchRetrySettings(max_retries=p.cfg.batch_max_retries, timeout=300),
+            retry_settings=BatchRetrySettings(max_retries=api.cfg.batch_max_retries, timeout=300),
             environment_variables=env_vars,
             logging_level="info",
         ),
         tags={
-            **p.cfg.tags,
+            **api.cfg.tags,
             "cloudserve-model": spec.model.name,
             "cloudserve-model-version": spec.model.version,
             TAG_HASH: digest,
         },
     )
     _or_remove(
-        p,
-        lambda: p._lro(p.ml.batch_deployments.begin_create_or_update, deployment),
-        lambda: p._lro(p.ml.batch_deployments.begin_delete, name=dep_name, endpoint_name=endpoint),
+        lambda: api.lro(api.ml.batch_deployments.begin_create_or_update, deployment),
+        lambda: api.lro(
+            api.ml.batch_deployments.begin_delete, name=dep_name, endpoint_name=endpoint
+        ),
     )
 
 
-def _input(p: AzureMLProvider, spec: BatchSpec) -> Any:
+def _input(api: AzureApi, spec: BatchSpec) -> Any:
     """The job input: an ``azureml://`` URI as is, a local file or folder uploaded."""
     from azure.ai.ml import Input
     from azure.ai.ml.constants import AssetTypes
 
-    if _is_datastore_uri(spec.input):
+    if is_datastore_uri(spec.input):
         kind = AssetTypes.URI_FILE if Path(spec.input).suffix else AssetTypes.URI_FOLDER
         return Input(type=kind, path=spec.input)
     local = Path(spec.input)
-    data = _upload(p, local, AssetTypes.URI_FOLDER if local.is_dir() else AssetTypes.URI_FILE)
+    data = _upload(api, local, AssetTypes.URI_FOLDER if local.is_dir() else AssetTypes.URI_FILE)
     return Input(type=data.type, path=data.id)
 
 
-def _upload(p: AzureMLProvider, local: Path, kind: str) -> Any:
+def _upload(api: AzureApi, local: Path, kind: str) -> Any:
     """The data asset of a local input, named for it and versioned by its content."""
     from azure.ai.ml.entities import Data
 
@@ -245,33 +218,33 @@ def _upload(p: AzureMLProvider, local: Path, kind: str) -> Any:
     name = pkg.asset_name("cs-batch-input", local.stem)
     version = digest.hexdigest()[:12]
     try:
-        return p._sdk(p.ml.data.get, name, version)
+        return api.sdk(api.ml.data.get, name, version)
     except NotFound:
         asset = Data(name=name, version=version, path=str(local), type=kind)
-        return p._sdk(p.ml.data.create_or_update, asset)
+        return api.sdk(api.ml.data.create_or_update, asset)
 
 
-def batch_predict(p: AzureMLProvider, spec: BatchSpec) -> BatchJob:
+def batch_predict(api: AzureApi, spec: BatchSpec) -> BatchJob:
     """Start the job (the endpoint and deployment are created or updated first)."""
     from azure.ai.ml import Output
 
     endpoint = pkg.batch_endpoint_name(spec.model.name)
-    _ensure_endpoint(p, endpoint, dict(p.cfg.tags))
-    dep_name = _ensure_deployment(p, spec, endpoint)
-    job_input = _input(p, spec)
+    _ensure_endpoint(api, endpoint, dict(api.cfg.tags))
+    dep_name = _ensure_deployment(api, spec, endpoint)
+    job_input = _input(api, spec)
     job_name = f"csb-{uuid.uuid4().hex[:16]}"
     out_uri = (
         spec.output
-        if _is_datastore_uri(spec.output)
+        if is_datastore_uri(spec.output)
         else f"azureml://datastores/workspaceblobstore/paths/cloudserve/batch/{job_name}/"
     )
     # Azure documents properties in the invocation body, but not that it keeps them on the job of
     # a model deployment: this process also remembers where a local output goes.
     props = {PROP_INPUT: spec.input, PROP_OUTPUT: spec.output}
-    p._batch_outputs[job_name] = spec.output
+    api.batch_outputs[job_name] = spec.output
     # a POST: azure-core never repeats it, and neither does cloudserve (it starts a job)
-    job = p._sdk(
-        p.ml.batch_endpoints.invoke,
+    job = api.sdk(
+        api.ml.batch_endpoints.invoke,
         endpoint_name=endpoint,
         deployment_name=dep_name,
         inputs={"input": job_input},
@@ -279,27 +252,27 @@ def batch_predict(p: AzureMLProvider, spec: BatchSpec) -> BatchJob:
         job_name=job_name,
         params_override=[{"properties": props}],
     )
-    return get_batch_job(p, job.name)
+    return get_batch_job(api, job.name)
 
 
-def get_batch_job(p: AzureMLProvider, job_id: str) -> BatchJob:
+def get_batch_job(api: AzureApi, job_id: str) -> BatchJob:
     """The job's state; once it succeeded, its rows counted (and downloaded for a local output)."""
-    job = p._sdk(p.ml.jobs.get, job_id)
+    job = api.sdk(api.ml.jobs.get, job_id)
     props = dict(job.properties or {})
     status = job_status(job.status)
     out_uri = _output_uri(job)
-    output = props.get(PROP_OUTPUT) or p._batch_outputs.get(job.name) or out_uri
+    output = props.get(PROP_OUTPUT) or api.batch_outputs.get(job.name) or out_uri
     counts: dict[str, int | None] = {}
     if status is JobStatus.SUCCEEDED:
-        text = _read_output(p, out_uri)
-        if not _is_datastore_uri(output):
+        text = _read_output(api, out_uri)
+        if not is_datastore_uri(output):
             target = Path(output) / OUTPUT_FILE
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         counts = _count(text)
     return BatchJob(
         id=job.name,
-        provider=p.name,
+        provider=PROVIDER,
         status=status,
         input=props.get(PROP_INPUT) or _input_uri(job),
         output=output,
@@ -337,9 +310,9 @@ def _script_version() -> str:
     return pkg.content_version(pkg.handler_source(), pkg.batch_script_source())
 
 
-def _read_output(p: AzureMLProvider, uri: str) -> str:
+def _read_output(api: AzureApi, uri: str) -> str:
     """``predictions.csv`` under a datastore folder URI, read through the datastore."""
     datastore, _, prefix = uri.split("datastores/", 1)[1].partition("/paths/")
-    client = p._datastore_container(datastore)
+    client = api.datastore_container(datastore)
     blob = f"{prefix.rstrip('/')}/{OUTPUT_FILE}".lstrip("/")
-    return p._sdk(lambda: client.download_blob(blob).readall().decode())
+    return api.sdk(lambda: client.download_blob(blob).readall().decode())

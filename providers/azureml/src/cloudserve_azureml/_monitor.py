@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudserve.resources import MetricsReport
-
-if TYPE_CHECKING:
-    from cloudserve_azureml._provider import AzureMLProvider
+from cloudserve_azureml._api import PROVIDER, AzureApi
 
 __all__ = ["captured_rows", "endpoint_metrics"]
 
@@ -31,7 +29,7 @@ def _series(body: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {m["name"]["value"]: m.get("timeseries") or [] for m in body.get("value") or []}
 
 
-def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> MetricsReport:
+def endpoint_metrics(api: AzureApi, endpoint: str, window_s: float) -> MetricsReport:
     """Requests by status class and latency percentiles from Azure Monitor.
 
     Requests come from ``RequestsPerMinute`` split by ``statusCodeClass``: at a one-minute
@@ -39,12 +37,10 @@ def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> Metr
     it with ``--aggregation Average --interval PT1M``), so the window's count is their sum.
     Latencies come from ``RequestLatency_P50/P95/P99`` (the mean of the per-minute values).
     """
-    resource = (
-        f"{p._workspace_id()}/onlineEndpoints/{endpoint}/providers/Microsoft.Insights/metrics"
-    )
+    resource = f"{api.workspace_id}/onlineEndpoints/{endpoint}/providers/Microsoft.Insights/metrics"
     common = {"api-version": METRICS_API, "timespan": _timespan(window_s), "interval": "PT1M"}
     counts = _series(
-        p._arm_request(
+        api.arm(
             "GET",
             resource,
             metricnames="RequestsPerMinute",
@@ -54,7 +50,7 @@ def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> Metr
         )
     )
     latency = _series(
-        p._arm_request(
+        api.arm(
             "GET", resource, metricnames=",".join(LATENCY.values()), aggregation="Average", **common
         )
     )
@@ -75,7 +71,7 @@ def endpoint_metrics(p: AzureMLProvider, endpoint: str, window_s: float) -> Metr
         values[field] = sum(points) / len(points) if points else None
     return MetricsReport(
         endpoint=endpoint,
-        provider=p.name,
+        provider=PROVIDER,
         window_s=window_s,
         invocations=sum(by_class.values()),
         errors={k: v for k, v in by_class.items() if not k.startswith("2") and v},
@@ -92,9 +88,9 @@ def _row(record: Any) -> list[float]:
     return [float(v) for v in values]
 
 
-def captured_rows(p: AzureMLProvider, endpoint: str, window_s: float) -> list[list[float]]:
+def captured_rows(api: AzureApi, endpoint: str, window_s: float) -> list[list[float]]:
     """Feature rows the data collector wrote (``model_inputs``) over the window, oldest first."""
-    container = p._datastore_container()
+    container = api.datastore_container()
     since = datetime.now(timezone.utc) - timedelta(seconds=window_s)
     prefix = f"modelDataCollector/{endpoint}/"
 
@@ -110,4 +106,4 @@ def captured_rows(p: AzureMLProvider, endpoint: str, window_s: float) -> list[li
                     rows.extend(_row(record) for record in json.loads(line)["data"])
         return rows
 
-    return p.call(read)
+    return api.call(read)

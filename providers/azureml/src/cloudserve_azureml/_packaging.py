@@ -126,8 +126,10 @@ def code_digest(directory: Path) -> str:
 
 
 def _installed(dist: str) -> str | None:
+    """The installed version without a local label (``2.13.0+cpu`` → ``2.13.0``): a local
+    label names a build no package index serves."""
     try:
-        return importlib.metadata.version(dist)
+        return importlib.metadata.version(dist).split("+")[0]
     except importlib.metadata.PackageNotFoundError:
         return None
 

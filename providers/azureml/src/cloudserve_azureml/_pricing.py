@@ -26,6 +26,7 @@ __all__ = [
     "KINDS",
     "RETAIL_PRICES_URL",
     "RetailPrices",
+    "refresh_prices",
     "rows_for",
 ]
 
@@ -153,3 +154,15 @@ class RetailPrices:
                 continue
             out.rows.extend(rows_for(instance_type, shape, meter, region, url, today))
         return out
+
+
+def refresh_prices(region: str | None, call: Callable[..., Any]) -> RefreshResult:
+    """Prices of the catalog's Azure ML instance types in ``region`` (``eastus`` when None),
+    each missing one named in a ``MissingPricesWarning``."""
+    from cloudserve.pricing import DEFAULT_REGIONS
+    from cloudserve.pricing.refresh import instance_shapes, warn_missing
+
+    where = region or DEFAULT_REGIONS["azureml"]
+    result = RetailPrices(call).refresh(where, instance_shapes("azureml", KINDS))
+    warn_missing("azureml", where, result.missing)
+    return result

@@ -16,18 +16,17 @@ import shlex
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cloudserve.errors import InvalidRequest, NotFound
+from cloudserve.errors import NotFound
 from cloudserve.resources import Trial, TuningJob
 from cloudserve.specs import Choice, IntRange, LogUniform, TuningSpec, Uniform
 from cloudserve_azureml import _packaging as pkg
-from cloudserve_azureml._jobstates import job_status
+from cloudserve_azureml._api import PROVIDER, AzureApi
+from cloudserve_azureml._states import job_status
+from cloudserve_azureml._validate import entry_path
 
-if TYPE_CHECKING:
-    from cloudserve_azureml._provider import AzureMLProvider
-
-__all__ = ["get_tuning_job", "search_space", "tune", "validate_tuning"]
+__all__ = ["get_tuning_job", "search_space", "tune"]
 
 # Azure has no Hyperband sampler; its answer to "stop poor configurations early" is an early
 # termination policy, so hyperband runs as random sampling with the configured policy always on.
@@ -35,43 +34,6 @@ SAMPLING = {"random": "random", "grid": "grid", "bayesian": "bayesian", "hyperba
 WRAPPER = pkg.TRIAL_WRAPPER_NAME
 EXPERIMENT = "cloudserve-tuning"
 IGNORE = shutil.ignore_patterns("__pycache__", ".git", ".venv", "*.pyc")
-
-
-def validate_tuning(p: AzureMLProvider, spec: TuningSpec) -> None:
-    """Reject what an Azure sweep cannot honour, before any request."""
-
-    def bad(message: str) -> InvalidRequest:
-        return InvalidRequest(message, provider=p.name)
-
-    train = spec.train
-    if p.cfg.compute is None:
-        raise bad("sweep trials run on a compute cluster: set `compute` in the azureml target")
-    if "compute" in train.model_fields_set:
-        raise bad("trials run on the target's `compute` cluster; its VM size is set on the cluster")
-    if train.command is not None and train.source_dir is None:
-        raise bad("a training `command` needs `source_dir`: the folder uploaded as the job's code")
-    if train.entrypoint is not None and not _entry_path(spec).is_file():
-        raise bad(f"training entrypoint {train.entrypoint} is not a local file")
-    if spec.strategy == "bayesian":
-        for name, param in spec.search_space.items():
-            if isinstance(param, LogUniform) or (isinstance(param, IntRange) and param.log):
-                raise bad(
-                    f"Azure Bayesian sampling takes choice, uniform and quniform only; '{name}' "
-                    "is log-scaled: use strategy='random'"
-                )
-        if spec.early_stopping:
-            raise bad("Azure Bayesian sampling does not support early termination")
-        if spec.seed is not None:
-            raise bad("Azure Bayesian sampling takes no seed")
-    if spec.strategy == "grid" and spec.seed is not None:
-        raise bad("grid sampling is exhaustive and takes no seed")
-
-
-def _entry_path(spec: TuningSpec) -> Path:
-    entry = Path(spec.train.entrypoint or "")
-    if spec.train.source_dir and not entry.is_absolute():
-        return Path(spec.train.source_dir) / entry
-    return entry
 
 
 def search_space(spec: TuningSpec) -> dict[str, Any]:
@@ -107,13 +69,13 @@ def _int_range(param: IntRange, strategy: str) -> Any:
     return sweep.QUniform(min_value=param.low, max_value=param.high, q=param.step)
 
 
-def early_termination(p: AzureMLProvider, spec: TuningSpec) -> Any:
+def early_termination(api: AzureApi, spec: TuningSpec) -> Any:
     """The policy for ``early_stopping`` (always on for hyperband), or None."""
     if not (spec.early_stopping or spec.strategy == "hyperband"):
         return None
     from azure.ai.ml import sweep
 
-    kind = p.cfg.early_termination
+    kind = api.cfg.early_termination
     if kind == "bandit":
         return sweep.BanditPolicy(slack_factor=0.1, evaluation_interval=1, delay_evaluation=1)
     if kind == "median_stopping":
@@ -123,17 +85,17 @@ def early_termination(p: AzureMLProvider, spec: TuningSpec) -> Any:
     )
 
 
-def _code_dir(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> tuple[Path, list[str]]:
+def _code_dir(api: AzureApi, spec: TuningSpec, job_name: str) -> tuple[Path, list[str]]:
     """A copy of the training code with the wrapper beside it, and the trial's argv."""
     train = spec.train
     if train.command is not None:
         source = Path(train.source_dir or ".")
         argv = list(train.command)
     else:
-        entry = _entry_path(spec).resolve()
+        entry = entry_path(spec).resolve()
         source = Path(train.source_dir).resolve() if train.source_dir else entry.parent
         argv = ["python", str(entry.relative_to(source))]
-    target = Path(p._tmp.name) / "tune" / job_name
+    target = api.workdir / "tune" / job_name
     shutil.copytree(source, target, ignore=IGNORE)
     (target / WRAPPER).write_text(pkg.trial_wrapper())
     if argv[0] in ("python", "python3"):
@@ -141,11 +103,11 @@ def _code_dir(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> tuple[Path
     return target, argv
 
 
-def _command_job(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> Any:
+def _command_job(api: AzureApi, spec: TuningSpec, job_name: str) -> Any:
     from azure.ai.ml import Input, command
     from azure.ai.ml.entities import Environment
 
-    code, argv = _code_dir(p, spec, job_name)
+    code, argv = _code_dir(api, spec, job_name)
     parts = ["python", WRAPPER, *(shlex.quote(a) for a in argv)]
     for key, value in spec.train.hyperparameters.items():
         parts += [f"--{key}", shlex.quote(str(value))]
@@ -157,16 +119,16 @@ def _command_job(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> Any:
     for key in spec.search_space:
         inputs[key] = _default(spec.search_space[key])
         parts += [f"--{key}", f"${{{{inputs.{key}}}}}"]
-    environment = p.cfg.training_environment or Environment(
-        image=spec.train.image or p.cfg.environment_image,
-        conda_file=None if spec.train.image else pkg.conda_file(_trial_requirements(p, code)),
+    environment = api.cfg.training_environment or Environment(
+        image=spec.train.image or api.cfg.environment_image,
+        conda_file=None if spec.train.image else pkg.conda_file(_trial_requirements(api, code)),
     )
     return command(
         code=str(code),
         command=" ".join(parts),
         inputs=inputs,
         environment=environment,
-        compute=p.cfg.compute,
+        compute=api.cfg.compute,
         environment_variables={
             **spec.train.env,
             "CLOUDSERVE_METRIC": spec.objective.metric,
@@ -176,7 +138,7 @@ def _command_job(p: AzureMLProvider, spec: TuningSpec, job_name: str) -> Any:
     )
 
 
-def _trial_requirements(p: AzureMLProvider, code: Path) -> list[str]:
+def _trial_requirements(api: AzureApi, code: Path) -> list[str]:
     """The trial environment's pip lines: MLflow (Azure records logged metrics through it) and
     every distribution the training code imports, pinned at the versions installed here."""
     scripts = [f for f in code.rglob("*.py") if f.name != WRAPPER]
@@ -184,7 +146,7 @@ def _trial_requirements(p: AzureMLProvider, code: Path) -> list[str]:
         "mlflow",
         "azureml-mlflow",
         *pkg.script_requirements(scripts),
-        *p.cfg.extra_requirements,
+        *api.cfg.extra_requirements,
     ]
 
 
@@ -203,22 +165,22 @@ def _sampling(spec: TuningSpec) -> Any:
     return SAMPLING[spec.strategy]
 
 
-def tune(p: AzureMLProvider, spec: TuningSpec) -> TuningJob:
+def tune(api: AzureApi, spec: TuningSpec) -> TuningJob:
     """Submit the sweep (a named job that already exists is returned, not submitted again)."""
     job_name = spec.name or f"cs-sweep-{uuid.uuid4().hex[:12]}"
     if spec.name:
         try:
-            return get_tuning_job(p, spec.name)
+            return get_tuning_job(api, spec.name)
         except NotFound:
             pass
-    trial = _command_job(p, spec, job_name)
+    trial = _command_job(api, spec, job_name)
     bound = trial(**search_space(spec))
     sweep_job = bound.sweep(
         primary_metric=spec.objective.metric,
         goal=spec.objective.goal,
         sampling_algorithm=_sampling(spec),
-        compute=p.cfg.compute,
-        early_termination_policy=early_termination(p, spec),
+        compute=api.cfg.compute,
+        early_termination_policy=early_termination(api, spec),
     )
     rounds = math.ceil(spec.max_trials / spec.parallel_trials)
     sweep_job.set_limits(
@@ -230,23 +192,23 @@ def tune(p: AzureMLProvider, spec: TuningSpec) -> TuningJob:
     sweep_job.name = job_name
     sweep_job.experiment_name = EXPERIMENT  # .sweep() does not carry the command's over
     sweep_job.display_name = job_name
-    sweep_job.tags = {**p.cfg.tags, "cloudserve": "true"}
-    p._sdk(p.ml.jobs.create_or_update, sweep_job)
-    return get_tuning_job(p, job_name)
+    sweep_job.tags = {**api.cfg.tags, "cloudserve": "true"}
+    api.sdk(api.ml.jobs.create_or_update, sweep_job)
+    return get_tuning_job(api, job_name)
 
 
-def get_tuning_job(p: AzureMLProvider, job_id: str) -> TuningJob:
+def get_tuning_job(api: AzureApi, job_id: str) -> TuningJob:
     """The sweep's state, its trials (child jobs) and the best scored one."""
-    job = p._sdk(p.ml.jobs.get, job_id)
+    job = api.sdk(api.ml.jobs.get, job_id)
     goal = str(job.objective.goal).lower() if job.objective else "maximize"
-    children = p._sdk(lambda: list(p.ml.jobs.list(parent_job_name=job_id)))
+    children = api.sdk(lambda: list(api.ml.jobs.list(parent_job_name=job_id)))
     trials = [_trial(c) for c in children if c is not None]
     scored = [t for t in trials if t.value is not None]
     pick = max if goal.endswith("maximize") else min
     best = pick(scored, key=lambda t: t.value) if scored else None  # type: ignore[arg-type,return-value]
     return TuningJob(
         id=job.name,
-        provider=p.name,
+        provider=PROVIDER,
         status=job_status(job.status),
         objective=job.objective.primary_metric if job.objective else "",
         goal="minimize" if goal.endswith("minimize") else "maximize",

@@ -1,16 +1,18 @@
 """Asynchronous inference: input uploaded to S3, InvokeEndpointAsync, output polled in S3.
 
-The request id is the inference id cloudserve chooses, and the output object is
-``<S3OutputPath>/<id>.out`` (``<S3FailurePath>/<id>-error.out`` on failure), so any process that
-knows the endpoint and the id can poll for the result.
+SageMaker names the output and failure objects itself and returns them with the invocation
+(``OutputLocation``, ``FailureLocation``); cloudserve polls exactly those. So that any process
+knowing the endpoint and the request id (the ``InferenceId`` cloudserve chooses) can poll, the
+two locations are written beside the uploaded input as ``<id>.locations.json``.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from cloudserve.errors import InvalidRequest
+from cloudserve.errors import InvalidRequest, NotFound
 from cloudserve.resources import AsyncPrediction, JobStatus
 
 if TYPE_CHECKING:
@@ -64,14 +66,22 @@ def predict_async(
         Accept=codecs.JSON,
         InferenceId=request_id,
     )
+    locations = {
+        "output": answer.get("OutputLocation") or f"{output['S3OutputPath']}/{request_id}.out",
+        "failure": answer.get("FailureLocation"),
+    }
+    p.call(p.aws.put, _locations_uri(p, endpoint, request_id), json.dumps(locations).encode())
     return AsyncPrediction(
         request_id=request_id,
         endpoint=endpoint,
         status=JobStatus.RUNNING,
-        output_location=answer.get("OutputLocation")
-        or f"{output['S3OutputPath']}/{request_id}.out",
+        output_location=locations["output"],
         raw=answer,
     )
+
+
+def _locations_uri(p: SageMakerProvider, endpoint: str, request_id: str) -> str:
+    return p.cfg.s3_uri("async-input", endpoint, f"{request_id}.locations.json")
 
 
 def get_async_result(p: SageMakerProvider, endpoint: str, request_id: str) -> AsyncPrediction:
@@ -79,10 +89,15 @@ def get_async_result(p: SageMakerProvider, endpoint: str, request_id: str) -> As
     exists, RUNNING before either."""
     from cloudserve import codecs
 
-    output = _async_output(p, endpoint)
-    out_uri = f"{output['S3OutputPath'].rstrip('/')}/{request_id}.out"
-    fail_base = output.get("S3FailurePath", output["S3OutputPath"]).rstrip("/")
-    fail_uri = f"{fail_base}/{request_id}-error.out"
+    _async_output(p, endpoint)
+    try:
+        locations = json.loads(p.call(p.aws.get_bytes, _locations_uri(p, endpoint, request_id)))
+    except NotFound as exc:
+        raise NotFound(
+            f"no asynchronous request {request_id} on endpoint {endpoint}", provider=p.name
+        ) from exc
+    out_uri = locations["output"]
+    fail_uri = locations.get("failure") or ""
     if p.call(p.aws.exists, out_uri):
         body = p.call(p.aws.get_bytes, out_uri)
         return AsyncPrediction(
@@ -92,7 +107,7 @@ def get_async_result(p: SageMakerProvider, endpoint: str, request_id: str) -> As
             outputs=codecs.decode_predictions(body, codecs.JSON),
             output_location=out_uri,
         )
-    if p.call(p.aws.exists, fail_uri):
+    if fail_uri and p.call(p.aws.exists, fail_uri):
         error = p.call(p.aws.get_bytes, fail_uri).decode(errors="replace")
         return AsyncPrediction(
             request_id=request_id,

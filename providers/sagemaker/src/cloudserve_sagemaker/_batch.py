@@ -2,9 +2,9 @@
 
 A local input is uploaded; a CSV with a header goes as JSON Lines records, so each value keeps
 its column whatever the header's order (``SplitType=Line`` would send a header line to the model
-as a record, in the first mini-batch only); records go to the container in ``MultiRecord`` mini-batches of at most
-``max_payload_mb``, ``max_concurrency`` at a time (their product within SageMaker's 100 MB), and
-outputs are assembled one line per record (``AssembleWith=Line``) as ``<input>.out``. A local
+as a record, in the first mini-batch only); records go to the container in ``MultiRecord``
+mini-batches of at most ``max_payload_mb``, ``max_concurrency`` at a time (their product within
+SageMaker's 100 MB), and outputs are assembled one line per record (``AssembleWith=Line``) as ``<input>.out``. A local
 output path is filled once the job succeeds. Where the local paths are is kept in the job's
 tags, so ``get_batch_job`` works from any process.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ STATES = {
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonlines"}
 INPUT_TAG, OUTPUT_TAG, MODEL_TAG = "cloudserve:input", "cloudserve:output", "cloudserve:batch-model"
 TRANSFORM_LIMIT_MB = 100
+PARAMETERS_ENV = "CLOUDSERVE_BATCH_PARAMETERS"
 
 
 def validate_batch(spec: BatchSpec) -> None:
@@ -76,7 +78,13 @@ def _cell(text: str) -> Any:
         number = float(text)
     except ValueError:
         return text
-    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+    if not math.isfinite(number):
+        return None  # "nan" is a missing value, and JSON has no NaN
+    return (
+        int(number)
+        if number.is_integer() and "." not in text and "e" not in text.lower()
+        else number
+    )
 
 
 def _has_header(first_line: str) -> bool:
@@ -116,6 +124,13 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
     """Upload what is local, create the model and the transform job; returns at once."""
     name = names.job_name("batch", spec.model.name)
     prepared = p.prepare(spec.model)
+    if spec.parameters and prepared.route.kind != "framework":
+        raise InvalidRequest(
+            "BatchSpec.parameters reach the model on SageMaker's framework route only (the "
+            "generated handler reads them from the job's environment); the serving image "
+            "takes parameters per request, which a transform job does not send",
+            provider=p.name,
+        )
     container = p.container(spec.model, prepared, p.artifact_uri(spec.model, prepared))
     model_name = names.trim(f"{name}-model")
     p.sm(
@@ -172,6 +187,8 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
         },
         "Tags": names.tags(tags),
     }
+    if spec.parameters:
+        params["Environment"] = {PARAMETERS_ENV: json.dumps(spec.parameters)}
     if p.cfg.kms_key_id:
         params["TransformOutput"]["KmsKeyId"] = p.cfg.kms_key_id
         if not has_local_storage(params["TransformResources"]["InstanceType"]):

@@ -16,6 +16,7 @@ from cloudserve.errors import (
     ErrorTable,
     InvalidRequest,
     NotFound,
+    OperationFailed,
     PayloadTooLarge,
     ServiceUnavailable,
     Throttled,
@@ -41,6 +42,7 @@ CODES: dict[str, type[CloudServeError]] = {
     "ConflictException": AlreadyExists,
     "ResourceLimitExceeded": InvalidRequest,
     "ModelError": InvalidRequest,
+    "ModelError/5xx": OperationFailed,
     # the Price List API (pricing refresh)
     "InvalidParameterException": InvalidRequest,
     "InvalidNextTokenException": InvalidRequest,
@@ -87,6 +89,9 @@ def extract(exc: BaseException) -> tuple[str | int | None, str, float | None] | 
         message = str(err.get("Message") or exc)
         if code == "ModelError":
             original = exc.response.get("OriginalMessage") or message
+            if int(exc.response.get("OriginalStatusCode") or 400) >= 500:
+                # the container failed (not the caller's input): a model fault, not retried
+                return "ModelError/5xx", f"the model failed: {original}", None
             message = f"the model rejected the request: {original}"
         if code not in CODES and isinstance(status, int) and status >= 500:
             code = "InternalFailure"

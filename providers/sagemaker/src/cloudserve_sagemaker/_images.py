@@ -150,6 +150,8 @@ def image_uri(
             f"(published in {len(accounts)} regions); use the container route",
             provider="sagemaker",
         )
-    tag = row["tags"].get(processor) or row["tags"]["cpu"]
+    suffixes = row["tag_suffixes"]
+    # As the SDK: the tag starts with the version asked for (an alias such as "2.1" stays "2.1")
+    tag = (row["tag_prefix"] or version) + (suffixes.get(processor, suffixes.get("cpu", "")))
     host = t["hosts"][region]
     return f"{accounts[region]}.dkr.{host}/{row['repository']}:{tag}"

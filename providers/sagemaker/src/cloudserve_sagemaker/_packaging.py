@@ -77,6 +77,7 @@ output_fn for every request. cloudserve_handler.py beside it decodes requests (J
 {{"instances", "parameters"}}, CSV with or without a header in any column order, JSON Lines, NPY),
 runs the model and encodes answers; nothing else of cloudserve is needed or installed here.
 """
+import json
 import os
 import sys
 
@@ -108,13 +109,16 @@ def input_fn(request_body, request_content_type):
     if isinstance(request_body, str):
         request_body = request_body.encode("utf-8")
     try:
-        return handler.decode(
+        X, parameters = handler.decode(
             bytes(request_body),
             request_content_type or "application/json",
             _STATE.get("feature_names"),
         )
     except handler.BadInput as exc:
         raise _client_error(exc)
+    # A batch transform job's requests carry no parameters; the job's environment does.
+    batch = os.environ.get("CLOUDSERVE_BATCH_PARAMETERS")
+    return X, parameters or (json.loads(batch) if batch else None)
 
 
 def predict_fn(input_data, model):

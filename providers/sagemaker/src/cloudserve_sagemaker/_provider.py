@@ -49,7 +49,12 @@ from cloudserve_sagemaker._aws import Clients
 from cloudserve_sagemaker._config import SageMakerConfig
 from cloudserve_sagemaker._errors import ERROR_TABLE
 from cloudserve_sagemaker._packaging import Route, StagedModel
-from cloudserve_sagemaker._validate import SERVERLESS_PAYLOAD_MB, has_local_storage
+from cloudserve_sagemaker._validate import (
+    SERVERLESS_PAYLOAD_MB,
+    check_deploy,
+    check_model,
+    has_local_storage,
+)
 
 __all__ = ["SageMakerProvider"]
 
@@ -66,7 +71,6 @@ STATES: dict[str, EndpointStatus] = {
 }
 ENV_NAME, ENV_VERSION = "CLOUDSERVE_MODEL_NAME", "CLOUDSERVE_MODEL_VERSION"
 PENDING_SCALING_TAG = "cloudserve:pending-scaling"
-SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 # JSON wrapper bytes and headroom below the 6 MB invoke limit.
 PAYLOAD_MARGIN = 16 * 1024
 
@@ -184,63 +188,20 @@ class SageMakerProvider(Provider):
         """Reject what SageMaker cannot honour, before any request (see the docs page)."""
         super().validate(spec)
         if isinstance(spec, DeploySpec):
-            self._validate_model(spec.model)
-            self._validate_compute(spec)
+            check_deploy(
+                spec,
+                vpc=self.cfg.vpc is not None,
+                asynchronous=self.cfg.async_inference is not None,
+            )
         elif isinstance(spec, BatchSpec):
             from cloudserve_sagemaker._batch import validate_batch
 
-            self._validate_model(spec.model)
+            check_model(spec.model)
             validate_batch(spec)
         elif isinstance(spec, TuningSpec):
             from cloudserve_sagemaker._tuning import validate_tuning
 
             validate_tuning(spec)
-
-    def _validate_model(self, model: ModelSpec) -> None:
-        if model.artifact is None:
-            raise InvalidRequest(
-                "SageMaker needs a model artifact (model.tar.gz or a local directory); an "
-                "image alone has nothing to serve",
-                provider=self.name,
-            )
-        if not model.is_local and not model.artifact.startswith("s3://"):
-            raise InvalidRequest(
-                f"artifact {model.artifact} must be a local path or an s3:// URI",
-                provider=self.name,
-            )
-
-    def _validate_compute(self, spec: DeploySpec) -> None:
-        c = spec.compute
-        if c.accelerator or c.accelerator_count:
-            raise InvalidRequest(
-                "SageMaker instance types carry their GPUs: use a gpu.* size or an ml.g* "
-                "instance_type instead of accelerator",
-                provider=self.name,
-            )
-        if c.serverless:
-            if c.autoscaling:
-                raise InvalidRequest(
-                    "serverless endpoints scale by themselves; drop min/max_replicas",
-                    provider=self.name,
-                )
-            if (
-                c.serverless_memory_mb is not None
-                and c.serverless_memory_mb not in SERVERLESS_MEMORY
-            ):
-                raise InvalidRequest(
-                    f"serverless memory must be one of {SERVERLESS_MEMORY} MB", provider=self.name
-                )
-            if spec.data_capture is not None and spec.data_capture.enabled:
-                raise InvalidRequest(
-                    "SageMaker serverless endpoints do not support data capture",
-                    provider=self.name,
-                )
-            if self.cfg.async_inference is not None:
-                raise InvalidRequest(
-                    "asynchronous endpoints cannot be serverless", provider=self.name
-                )
-        else:
-            resolve_instance(self.name, c.size, c.instance_type)
 
     # -- packaging and models ---------------------------------------------------------------
 
@@ -976,7 +937,7 @@ class SageMakerProvider(Provider):
         """A model package in the model package group named after the model."""
         from cloudserve_sagemaker._registry import register_model
 
-        self._validate_model(model)
+        check_model(model)
         return register_model(self, model, lineage)
 
     def list_models(self, name: str | None = None) -> list[ModelVersion]:
@@ -999,6 +960,14 @@ class SageMakerProvider(Provider):
         result = reader.refresh(self.cfg.region, instance_shapes("sagemaker", pricing.KINDS))
         warn_missing(self.name, self.cfg.region, result.missing)
         return result
+
+    def route(self, spec: DeploySpec) -> str:
+        """``framework`` or ``container``, as ``prepare`` chooses; ``container`` when only the
+        build/push step the plan lists can make the model servable."""
+        try:
+            return self.prepare(spec.model).route.kind
+        except InvalidRequest:
+            return "container"
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""

@@ -1,4 +1,4 @@
-"""The model registry on SageMaker: model package groups (one per model) and model packages.
+r"""The model registry on SageMaker: model package groups (one per model) and model packages.
 
 SageMaker numbers packages 1, 2, 3 … by itself; the cloudserve version, framework and lineage
 travel in ``CustomerMetadataProperties``, and the approval status is the version's stage.

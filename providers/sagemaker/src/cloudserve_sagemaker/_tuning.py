@@ -125,9 +125,7 @@ def training_image(framework: str, version: str | None, region: str, *, gpu: boo
     """The framework's *training* image (tuning trials are training jobs; the inference images
     have no training toolkit), from the SDK's table."""
     chosen = version or TRAINING_DEFAULTS.get(framework, "")
-    return image_uri(
-        framework, chosen, region, scope="training", processor="gpu" if gpu else "cpu"
-    )
+    return image_uri(framework, chosen, region, scope="training", processor="gpu" if gpu else "cpu")
 
 
 def _upload_inputs(p: SageMakerProvider, spec: TuningSpec, name: str) -> list[dict[str, Any]]:

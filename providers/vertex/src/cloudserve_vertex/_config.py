@@ -23,7 +23,13 @@ class VertexConfig(ProviderConfig):
     ``network`` peers endpoints and jobs with a VPC; ``encryption_key`` (a Cloud KMS key name)
     encrypts what cloudserve creates; ``labels`` are added to every resource.
     ``max_request_mb`` is the online request limit (1.5 MB on shared public endpoints);
-    larger inputs are split and sent ``predict_concurrency`` at a time.
+    larger inputs are split and sent ``predict_concurrency`` at a time. ``request_timeout_s``
+    bounds every single request (the v1 clients have no default timeout).
+    ``serving_image`` is the cloudserve runtime image in Artifact Registry that the container
+    route deploys (``cloudserve build-image --push TARGET`` sets it; there is no default).
+    ``training_image`` is the executor image of tuning trials: one of Vertex's prebuilt
+    training containers that is still available, or your own (no default, because each
+    prebuilt version reaches end of availability).
     """
 
     provider: Literal["vertex"] = "vertex"
@@ -41,8 +47,9 @@ class VertexConfig(ProviderConfig):
     labels: dict[str, str] = Field(default_factory=dict)
     max_request_mb: float = Field(1.5, gt=0, le=10)
     predict_concurrency: int = Field(4, ge=1, le=64)
-    serving_image: str = "us-docker.pkg.dev/cloudserve/runtime/cloudserve-serve:latest"
-    training_image: str = "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest"
+    request_timeout_s: float = Field(60.0, gt=0, le=3600)
+    serving_image: str | None = None
+    training_image: str | None = None
 
     @field_validator("staging_bucket")
     @classmethod

@@ -1,4 +1,14 @@
-"""One table from google.api_core errors onto cloudserve's tree."""
+"""One table from Google's errors onto cloudserve's tree.
+
+HTTP statuses go through the core's shared table (``cloudserve.errors.HTTP_STATUS_ERRORS``)
+with one Vertex override: a 409 is ``Aborted`` (retryable) — Vertex answers 409 for ABORTED, a
+concurrent change to the same resource that is safe to repeat, as well as for ALREADY_EXISTS,
+which is recognised by the ``google.rpc`` status the error body carries and stays
+``AlreadyExists``. Network failures are ``ServiceUnavailable`` (retryable), including a token
+fetch that could not reach the token server (``google.auth``'s ``TransportError``) and a
+response cut off mid-body (``requests``' ``ChunkedEncodingError``); a token the server refuses
+(``RefreshError``) is ``AuthError``.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +27,11 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _google_status(exc: BaseException) -> str | None:
-    """The ``error.status`` (``"ALREADY_EXISTS"``, ``"ABORTED"`` …) of a REST error answer."""
+    """The ``google.rpc`` status (``"ALREADY_EXISTS"``, ``"ABORTED"`` …): the REST error body's
+    ``error.status``, or the gRPC status code."""
+    grpc_code = getattr(exc, "grpc_status_code", None)
+    if grpc_code is not None:
+        return str(getattr(grpc_code, "name", grpc_code))
     response = getattr(exc, "response", None)
     try:
         return str(response.json()["error"]["status"])  # type: ignore[union-attr]
@@ -26,7 +40,8 @@ def _google_status(exc: BaseException) -> str | None:
 
 
 def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] | None:
-    """``(HTTP status or error name, message, Retry-After)`` of a google-api-core error."""
+    """``(HTTP status or error name, message, Retry-After)`` of a Google / transport error."""
+    import requests
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
@@ -35,27 +50,29 @@ def _extract(exc: BaseException) -> tuple[str | int | None, str, float | None] |
     if isinstance(exc, gexc.GoogleAPICallError):
         code = exc.code if isinstance(exc.code, int) else None
         return code or type(exc).__name__, exc.message or str(exc), _retry_after(exc)
+    if isinstance(exc, auth_exc.TransportError):
+        return "AuthTransportError", f"cannot reach the token server: {exc}", None
     if isinstance(exc, auth_exc.GoogleAuthError):
         return "GoogleAuthError", str(exc), None
     if isinstance(exc, gexc.RetryError):
         return "RetryError", str(exc), None
-    import requests
-
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return "ConnectionError", str(exc), None
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "ChunkedEncodingError", f"the response was cut off: {exc}", None
     return None
 
 
-# Vertex answers 409 for ABORTED (a concurrent change to the same resource, safe to retry)
-# as well as for ALREADY_EXISTS, which ``_extract`` names by its own code.
 HTTP_OVERRIDES = {409: Aborted}
 
 ERROR_TABLE = ErrorTable(
     {
         "AlreadyExists": AlreadyExists,
         "GoogleAuthError": AuthError,
+        "AuthTransportError": ServiceUnavailable,
         "RetryError": ServiceUnavailable,
         "ConnectionError": ServiceUnavailable,
+        "ChunkedEncodingError": ServiceUnavailable,
     },
     extract=_extract,
     http_overrides=HTTP_OVERRIDES,

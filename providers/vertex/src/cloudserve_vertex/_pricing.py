@@ -193,31 +193,11 @@ def machine_price(index: SkuIndex, purpose: str, machine: str, shape: Shape) -> 
     return Priced(round(price, 6), formula)
 
 
-def authorised_get(
-    session: Callable[[], Any], call: Callable[..., Any]
-) -> Callable[[str, dict[str, str]], dict[str, Any]]:
-    """A GET through ``session()`` (an authorised ``requests`` session) wrapped in ``call``;
-    an error status raises google-api-core's exception for it (mapped by the ErrorTable)."""
-
-    def get(url: str, params: dict[str, str]) -> dict[str, Any]:
-        def send() -> dict[str, Any]:
-            from google.api_core import exceptions as gexc
-
-            resp = session().get(url, params=params)
-            if resp.status_code >= 400:
-                raise gexc.from_http_response(resp)
-            return dict(resp.json())
-
-        return dict(call(send))
-
-    return get
-
-
 class BillingCatalog:
     """Lists the Vertex AI SKUs of the Cloud Billing Catalog API and prices machines from them.
 
-    ``get(url, params)`` is an authorised GET returning the parsed page; the provider wraps it
-    so that errors go through its ErrorTable and pages are retried by its policy.
+    ``get(url, params)`` is an authorised GET returning the parsed page (the provider's
+    ``VertexApi.http``, so errors go through its ErrorTable and pages are retried).
     """
 
     def __init__(

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudserve_azureml.testing._container import EntryScript
+from cloudserve_azureml.testing._images import build_error
 
 if TYPE_CHECKING:
     from cloudserve_azureml.testing._service import FakeAzureMLService
@@ -119,6 +120,11 @@ class FakeJobs:
             return
         props["status"] = "NotStarted"
         if props.get("jobType") == "Sweep":
+            env = self.service._asset((props.get("trial") or {}).get("environmentId") or "")
+            conda = ((env or {}).get("properties") or {}).get("condaFile")
+            error = build_error(conda) if conda and self.service.resolve_environments else None
+            if error is not None:  # Azure builds the trial image first: the sweep fails
+                return _fail(props, error)
             state = JobState(res["name"], "sweep", self.job_polls)
             state.pending = self._sample(props)
             self.states[res["name"].lower()] = state

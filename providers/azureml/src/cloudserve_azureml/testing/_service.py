@@ -25,11 +25,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cloudserve_azureml._errors import MODEL_REASON_HEADER, MODEL_STATUS_HEADER
+from cloudserve_azureml._packaging import valid_name
 from cloudserve_azureml.testing._blob import BLOB_HOST, BlobStore, Response
 from cloudserve_azureml.testing._container import EntryScript, RuntimeContainer, mount_model
 from cloudserve_azureml.testing._images import build_error
 from cloudserve_azureml.testing._jobs import FakeJobs
 from cloudserve_azureml.testing._prices import PRICES_HOST, FakeRetailPrices
+from cloudserve_azureml.testing._schemas import schema_error
 
 ARM = "https://management.azure.com"
 RP = "Microsoft.MachineLearningServices"
@@ -268,6 +270,7 @@ class FakeAzureMLService:
         for extra in ("location", "tags", "identity", "sku", "kind"):
             if extra in body:
                 res[extra] = body[extra]
+        res.setdefault("tags", {})
         self.resources[self.norm(key)] = res
         return res
 
@@ -421,6 +424,13 @@ class FakeAzureMLService:
         if old is not None:
             res["systemData"]["createdAt"] = old["systemData"]["createdAt"]
         self._complete_put(kind, key, res, payload)
+        refused = schema_error(kind, res)
+        if refused is not None:  # the SDK's own schema refuses it: store nothing
+            if old is None:
+                self.resources.pop(self.norm(key), None)
+            else:
+                self.resources[self.norm(key)] = old
+            return arm_error(400, "UserError", refused)
         if kind == "jobs":
             self.jobs.put_job(res, old)
         if kind.endswith("/versions"):
@@ -439,6 +449,14 @@ class FakeAzureMLService:
 
     def _validate_put(self, kind: str, key: str, payload: dict[str, Any]) -> Response | None:
         props = payload.get("properties") or {}
+        name = key.rsplit("/", 1)[-1]
+        if kind in LRO_KINDS and not valid_name(name):
+            return arm_error(
+                400,
+                "BadArgument",
+                f"'{name}': endpoint and deployment names are 3-32 characters, a letter first, "
+                "letters, digits and '-', not ending in '-'",
+            )
         if kind == "onlineendpoints":
             traffic = props.get("traffic") or {}
             deployments = {d["name"].lower() for d in self.children(key + "/deployments")}
@@ -475,6 +493,7 @@ class FakeAzureMLService:
             props["swaggerUri"] = f"{host}/swagger.json"
             props.setdefault("authMode", "Key")
             props.setdefault("traffic", {})
+            props.setdefault("properties", {})
             res.setdefault("location", self.location)
             res.setdefault(
                 "identity",

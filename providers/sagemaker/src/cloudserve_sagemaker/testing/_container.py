@@ -21,17 +21,38 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import shutil
 import sys
 import tarfile
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 __all__ = ["Container", "ContainerError", "ContainerPool"]
+
+# The handlers run in this process, so a container's environment is this process's while they
+# run; one container at a time.
+_ENV_LOCK = threading.Lock()
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    with _ENV_LOCK:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 class ContainerError(Exception):
@@ -50,16 +71,19 @@ class Container:
     model_dir: Path
     handlers: ModuleType | None
     model: Any
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """Answer one ``/invocations`` request: (response body, content type)."""
         try:
             if self.handlers is not None:
-                data = self.handlers.input_fn(body, content_type)
-                prediction = self.handlers.predict_fn(data, self.model)
-                out, out_type = self.handlers.output_fn(prediction, accept)
+                with _environment(self.env):
+                    data = self.handlers.input_fn(body, content_type)
+                    prediction = self.handlers.predict_fn(data, self.model)
+                    out, out_type = self.handlers.output_fn(prediction, accept)
             else:
-                instances, parameters = _decode(body, content_type)
+                # as the cloudserve runtime answers /invocations
+                instances, parameters = self.model.decode(body, content_type or "application/json")
                 prediction = self.model.predict(instances, parameters)
                 out, out_type = _encode(prediction, accept)
         except ContainerError:
@@ -69,20 +93,9 @@ class Container:
         return (out.encode() if isinstance(out, str) else out), out_type
 
 
-def _decode(body: bytes, content_type: str) -> tuple[Any, dict[str, Any]]:
-    """(instances, parameters), as the cloudserve runtime reads the body."""
-    from cloudserve import codecs
-
-    if codecs.media_type(content_type) == "application/jsonlines":
-        return [json.loads(line) for line in body.splitlines() if line.strip()], {}
-    return codecs.decode_request(body, content_type or codecs.JSON)
-
-
 def _encode(prediction: Any, accept: str) -> tuple[bytes, str]:
     from cloudserve import codecs
 
-    if codecs.media_type(accept) == "application/jsonlines":
-        return "".join(json.dumps(p) + "\n" for p in prediction).encode(), "application/jsonlines"
     return codecs.encode_response(prediction, accept or codecs.JSON)
 
 
@@ -168,12 +181,14 @@ class ContainerPool:
             download_and_extract(
                 env.get("SAGEMAKER_SUBMIT_DIRECTORY", ""), code_dir, model_dir, fetch
             )
-            handlers = _import_handlers(code_dir, program, digest)
-            try:
-                model = handlers.model_fn(str(model_dir))
-            except Exception as exc:
-                raise ContainerError(500, f"model_fn failed: {type(exc).__name__}: {exc}") from exc
-            return Container(model_dir, handlers, model)
+            with _environment(env):
+                handlers = _import_handlers(code_dir, program, digest)
+                try:
+                    model = handlers.model_fn(str(model_dir))
+                except Exception as exc:
+                    message = f"model_fn failed: {type(exc).__name__}: {exc}"
+                    raise ContainerError(500, message) from exc
+            return Container(model_dir, handlers, model, dict(env))
         try:
             return Container(model_dir, None, load_model(model_dir))
         except Exception as exc:

@@ -530,11 +530,12 @@ class Middleware:
             raise ContainerError(500, f"model {row['ModelName']} does not exist")
         return self._model_container(model)
 
-    def _model_container(self, model: Any) -> Any:
+    def _model_container(self, model: Any, extra_env: dict[str, str] | None = None) -> Any:
+        """The model's container; a transform job's ``Environment`` is added to the model's."""
         url = model.primary_container.get("ModelDataUrl")
         if not url:
             raise ContainerError(500, f"model {model.model_name} has no ModelDataUrl")
-        env = model.primary_container.get("Environment") or {}
+        env = {**(model.primary_container.get("Environment") or {}), **(extra_env or {})}
         return self.containers.get(_s3_get(url), env, _s3_get)
 
     def _health(self, config_name: str, region: str) -> str | None:
@@ -665,7 +666,7 @@ class Middleware:
         reason, self.state.fail_job = self.state.fail_job, None
         if reason is None:
             model = sm._models[job.model_name]
-            reason = run_transform(job, lambda: self._model_container(model))
+            reason = run_transform(job, lambda: self._model_container(model, job.environment))
         job.failure_reason = reason or ""
         self._hold_job(name, lambda status: setattr(job, "transform_job_status", status), reason)
 
@@ -741,7 +742,9 @@ def _local_storage_refusal(op: str, params: dict[str, Any]) -> str | None:
                 )
     if op == "CreateTransformJob":
         resources = params.get("TransformResources", {})
-        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(resources.get("InstanceType", "")):
+        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(
+            resources.get("InstanceType", "")
+        ):
             return (
                 f"The instance type {resources['InstanceType']} has local storage, which is "
                 "encrypted by the instance; VolumeKmsKeyId is not supported for it."

@@ -118,7 +118,8 @@ class Violation:
 
     def text(self) -> str:
         """The violation as the service words it."""
-        return f"Value '{_show(self.value)}' at '{self.path}' failed to satisfy constraint: {self.constraint}"
+        value = _show(self.value)
+        return f"Value '{value}' at '{self.path}' failed to satisfy constraint: {self.constraint}"
 
 
 def message(violations: list[Violation]) -> str:

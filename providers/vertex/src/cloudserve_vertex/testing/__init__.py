@@ -22,6 +22,7 @@ Cloud Monitoring time series and request-response logging).
 so predictions are the model's real outputs; tuning trials run the job's Python package.
 
 Fault injection (:meth:`FakeVertex.inject`): ``throttle`` (429), ``unavailable`` (503),
+``aborted`` (409 ABORTED),
 ``fail_operation`` (the next LRO ends with an error), ``fail_deploy`` (the next deployModel
 fails after the model and endpoint exist), ``fail_job`` (the next batch / tuning job fails) and
 ``slow`` (the next requests are delayed).
@@ -57,7 +58,10 @@ class FakeVertex:
 
     ``operation_polls``: how many polls each LRO answers not-done. ``job_polls``: how many
     reads a batch or tuning job takes to finish. ``load_model`` turns a model directory into
-    an object with ``predict(instances)`` (default: ``cloudserve.serving.load_model``).
+    an object with ``predict(instances)`` for the container route (default:
+    ``cloudserve.serving.load_model``). ``prebuilt_python`` maps a prebuilt image
+    (``"sklearn-cpu.1-5"``) to a Python holding that image's libraries, in which its
+    predictor steps then run (see ``_prebuilt``).
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class FakeVertex:
         workdir: str | Path | None = None,
         seed: int = 0,
         load_model: Callable[[Path], Any] | None = None,
+        prebuilt_python: dict[str, str | Path] | None = None,
     ):
         self.staging_bucket = staging_bucket
         self.service = FakeVertexService(
@@ -82,6 +87,7 @@ class FakeVertex:
             seed=seed,
             load_model=load_model,
         )
+        self.service.prebuilt_python = {k: str(v) for k, v in (prebuilt_python or {}).items()}
         self._workdir = Path(workdir) if workdir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: ThreadingHTTPServer | None = None
@@ -107,6 +113,7 @@ class FakeVertex:
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.url = f"http://{host}:{self._server.server_port}"
+        self.service.base_url = self.url
         return self
 
     def intercept(self) -> FakeVertex:
@@ -125,6 +132,7 @@ class FakeVertex:
 
     def stop(self) -> None:
         """Stop serving / intercepting and drop temporary files (idempotent)."""
+        self.service.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -172,6 +180,12 @@ class FakeVertex:
             "staging_bucket": self.staging_bucket,
             "credentials": "anonymous",
             "api_endpoint": self.url,
+            # the cloudserve runtime image, as `cloudserve build-image --push` would set it:
+            # the fake serves any image that is not a prebuilt one with the runtime
+            "serving_image": (
+                f"{self.location}-docker.pkg.dev/{self.project}/cloudserve/cloudserve-serve:latest"
+            ),
+            "training_image": "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-6:latest",
             "retry": RetrySettings(
                 max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05, max_elapsed_s=20
             ),
@@ -196,7 +210,8 @@ class FakeVertex:
         """Make the fake misbehave for the next ``times`` requests / operations / jobs.
 
         ``throttle``: 429 RESOURCE_EXHAUSTED (with ``Retry-After`` when given).
-        ``unavailable``: 503 UNAVAILABLE. ``fail_operation``: the next LRO ends with
+        ``unavailable``: 503 UNAVAILABLE. ``aborted``: 409 ABORTED (a concurrency conflict,
+        safe to retry). ``fail_operation``: the next LRO ends with
         ``error {code: 13, message}``. ``fail_deploy``: the next deployModel LRO fails (the
         model and endpoint already exist). ``fail_job``: the next batch / tuning job ends
         FAILED. ``slow``: the next requests wait ``delay_s`` before they are answered.
@@ -208,6 +223,8 @@ class FakeVertex:
                 f.throttle, f.throttle_retry_after = times, retry_after
             elif fault == "unavailable":
                 f.unavailable = times
+            elif fault == "aborted":
+                f.aborted = times
             elif fault == "fail_operation":
                 f.fail_operation.extend([message] * times)
             elif fault == "fail_deploy":
@@ -284,6 +301,12 @@ class FakeVertex:
         """The fake Cloud Billing Catalog API: its SKUs, ``page_size``, ``set_price``,
         ``remove`` and the ``queries`` it answered (throttle / unavailable faults apply)."""
         return self.service.billing
+
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """(method, path, message) of every request that did not fit the API's discovery
+        document (answered 400 INVALID_ARGUMENT)."""
+        with self.service.lock:
+            return list(self.service.rejected)
 
     def requests_made(self) -> list[tuple[str, str]]:
         """(method, url) of every request, in order."""

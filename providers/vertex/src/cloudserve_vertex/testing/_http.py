@@ -39,9 +39,12 @@ def json_reply(data: Any, status: int = 200, headers: dict[str, str] | None = No
     )
 
 
-def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
-    """A Google API error body (``{"error": {code, message, status}}``)."""
-    _, name = _STATUS.get(status, (2, "UNKNOWN"))
+def error_reply(
+    status: int, message: str, headers: dict[str, str] | None = None, name: str | None = None
+) -> Reply:
+    """A Google API error body (``{"error": {code, message, status}}``); ``name`` overrides the
+    status name where one HTTP status has several (409: ALREADY_EXISTS or ABORTED)."""
+    name = name or _STATUS.get(status, (2, "UNKNOWN"))[1]
     body = {"error": {"code": status, "message": message, "status": name}}
     return json_reply(body, status, headers)
 

@@ -2,7 +2,10 @@
 
 Answers from the predictions the fake served: ``response_count`` (INT64 per deployed model and
 response code, aligned with ALIGN_SUM) and ``prediction_latencies`` (ms; aligned with
-ALIGN_PERCENTILE_50/95/99, or ALIGN_MEAN). One point covers the whole requested interval.
+ALIGN_PERCENTILE_50/95/99, or ALIGN_MEAN) with one series per ``latency_type`` — ``overhead``,
+``model`` and ``total`` (the sum), ``total`` listed first — unless the filter selects one.
+Private endpoints' metrics are under ``prediction/online/private/``. An ``alignmentPeriod``
+under 60 s is refused as Cloud Monitoring refuses it. One point covers the whole interval.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ def time_series(
     if not metric.startswith(PREFIX):
         raise ApiError(400, f"the fake publishes only {PREFIX}* metrics, not {metric!r}")
     endpoint_id = wanted.get("resource.labels.endpoint_id")
+    period = query.get("aggregation.alignmentPeriod", "")
+    if period and float(period.rstrip("s")) < 60:
+        raise ApiError(400, f"The alignment period must be at least 60 seconds, got {period}")
     start = _ts(query["interval.startTime"]) if "interval.startTime" in query else 0.0
     end = _ts(query["interval.endTime"])
     chosen = [
@@ -60,10 +66,15 @@ def time_series(
     raw = query.get("aggregation.perSeriesAligner", "0") or "0"
     aligner = int(raw) if raw.isdigit() else _ALIGNERS.get(raw, 0)
     kind = metric.removeprefix(PREFIX)
+    private = kind.startswith("private/")
+    kind = kind.removeprefix("private/")
+    chosen = [r for r in chosen if service.is_private(r.endpoint_id) == private]
     if kind == "response_count":
         return _counts(chosen, metric, query, service)
     if kind == "prediction_latencies":
-        return _latencies(chosen, metric, aligner, query, service)
+        return _latencies(
+            chosen, metric, aligner, query, service, wanted.get("metric.labels.latency_type")
+        )
     raise ApiError(400, f"the fake does not publish {metric}")
 
 
@@ -128,6 +139,7 @@ def _latencies(
     aligner: int,
     query: dict[str, str],
     service: FakeVertexService,
+    latency_type: str | None,
 ) -> list[dict[str, Any]]:
     if aligner not in _PERCENTILES and aligner != _ALIGN_MEAN:
         raise ApiError(400, "latencies need ALIGN_PERCENTILE_50/95/99 or ALIGN_MEAN")
@@ -135,19 +147,24 @@ def _latencies(
     for r in records:
         groups[(r.endpoint_id, r.deployed_model_id or "")].append(r.latency_ms)
     out = []
+    # The fake splits each request's time: a fixed 80 % "model", the rest "overhead".
+    shares = {"total": 1.0, "overhead": 0.2, "model": 0.8}
     for (ep, dm), values in sorted(groups.items()):
         arr = np.asarray(values)
         v = np.percentile(arr, _PERCENTILES[aligner]) if aligner in _PERCENTILES else arr.mean()
-        out.append(
-            _series(
-                metric,
-                {"deployed_model_id": dm, "latency_type": "overhead+model"},
-                ep,
-                service,
-                {"doubleValue": float(v)},
-                2,
-                3,
-                query,  # DELTA, DOUBLE
+        for kind, share in shares.items():
+            if latency_type not in (None, kind):
+                continue
+            out.append(
+                _series(
+                    metric,
+                    {"deployed_model_id": dm, "latency_type": kind},
+                    ep,
+                    service,
+                    {"doubleValue": float(v) * share},
+                    2,
+                    3,
+                    query,  # DELTA, DOUBLE
+                )
             )
-        )
     return out

@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from cloudserve_vertex.testing._batch import number, run_batch
+from cloudserve_vertex.testing._bigquery import FakeBigQuery
 from cloudserve_vertex.testing._billing import FakeBillingCatalog
 from cloudserve_vertex.testing._gcs import FakeGCS
 from cloudserve_vertex.testing._http import ApiError, Reply, error_reply, json_reply, rpc_code
@@ -31,6 +33,8 @@ from cloudserve_vertex.testing._http import ApiError, Reply, error_reply, json_r
 _V1 = "type.googleapis.com/google.cloud.aiplatform.v1."
 _EMPTY = "type.googleapis.com/google.protobuf.Empty"
 _LOC = r"projects/([^/]+)/locations/([^/]+)"
+# A private endpoint's predictHttpUri (inside the VPC on Vertex; a path of the fake here).
+_PRIVATE = re.compile(r"^/private/v1/projects/[^/]+/locations/[^/]+/endpoints/([^/:]+):predict$")
 DEDICATED_RESOURCES = 1
 
 # JobState values (google.cloud.aiplatform.v1.JobState).
@@ -51,6 +55,7 @@ class Faults:
     throttle: int = 0
     throttle_retry_after: str | None = None
     unavailable: int = 0
+    aborted: int = 0
     fail_operation: list[str] = field(default_factory=list)
     fail_deploy: list[str] = field(default_factory=list)
     fail_job: list[str] = field(default_factory=list)
@@ -119,8 +124,17 @@ class FakeVertexService:
         self.tuning_jobs: dict[str, dict[str, Any]] = {}
         self.predictions: list[PredictRecord] = []
         # BigQuery tables written by request-response logging: (project, dataset, table) → rows.
-        self.bq_tables: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self.bigquery = FakeBigQuery()
+        # Where predictHttpUri of private endpoints points (set by the front end).
+        self.base_url = f"https://{location}-aiplatform.googleapis.com"
         self.requests: list[tuple[str, str]] = []
+        # requests the discovery-document check refused: (method, path, message)
+        self.rejected: list[tuple[str, str, str]] = []
+        self.batch_shard_rows = 1000  # rows per prediction.results file
+        # polls before done per operation kind ("DeployModelResponse": 10_000 = never in a test)
+        self.operation_polls_by_type: dict[str, int] = {}
+        # prebuilt image ("sklearn-cpu.1-5") → a Python with that image's libraries
+        self.prebuilt_python: dict[str, str] = {}
         self._job_polls: dict[str, int] = {}
         self._last_version: dict[str, int] = {}
         self._ids = itertools.count(1001)
@@ -148,9 +162,37 @@ class FakeVertexService:
                 return self.gcs.handle(method, path, query, headers, body).as_tuple()
             if fault := self._take_fault():
                 return fault.as_tuple()
+            if private := _PRIVATE.match(path):
+                return self.private_predict(private[1], headers=headers, body=body).as_tuple()
+            self.validate(method, path, query, body)
             return self._route(method, path, query, headers, body).as_tuple()
         except ApiError as exc:
             return error_reply(exc.status, exc.message).as_tuple()
+
+    def validate(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        """Check the request against the API's discovery document (400 when it does not fit).
+
+        LRO polls arrive at ``/ui/{name}`` (the REST transport's path); the document declares
+        the same method at ``/v1/{name}``.
+        """
+        from cloudserve_vertex.testing._discovery import DiscoveryValidator
+
+        if path.startswith("/v1/services/"):
+            doc = "cloudbilling.v1"
+        elif path.startswith(("/v1/", "/ui/")):
+            doc, path = "aiplatform.v1", "/v1/" + path[4:]
+        elif path.startswith("/v3/"):
+            doc = "monitoring.v3"
+        elif path.startswith("/bigquery/v2/"):
+            doc = "bigquery.v2"
+        else:
+            raise ApiError(400, f"no Google API serves {method} {path}")
+        try:
+            DiscoveryValidator.shipped(doc).check(method, path, query, body)
+        except ApiError as exc:
+            with self.lock:
+                self.rejected.append((method, path, exc.message))
+            raise
 
     def _take_fault(self) -> Reply | None:
         with self.lock:
@@ -162,6 +204,9 @@ class FakeVertexService:
             if f.unavailable > 0:
                 f.unavailable -= 1
                 return error_reply(503, "The service is currently unavailable (injected)")
+            if f.aborted > 0:
+                f.aborted -= 1
+                return error_reply(409, "Concurrent update; retry (injected)", name="ABORTED")
         return None
 
     def _build_routes(self) -> list[tuple[str, re.Pattern[str], Callable[..., Reply]]]:
@@ -193,7 +238,7 @@ class FakeVertexService:
             (
                 "GET",
                 r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/data$",
-                self.list_table_rows,
+                self.bigquery.list_rows,
             ),
         ]
         return [(m, re.compile(p), fn) for m, p, fn in table]
@@ -243,7 +288,9 @@ class FakeVertexService:
                 name=f"{resource}/operations/{self._new_id()}",
                 response_type=response_type,
                 effect=effect,
-                polls_left=self.operation_polls,
+                polls_left=self.operation_polls_by_type.get(
+                    response_type.rsplit(".", 1)[-1], self.operation_polls
+                ),
                 failure=failure,
             )
             self.operations[op.name] = op
@@ -262,6 +309,16 @@ class FakeVertexService:
             op.result = {"error": {"code": rpc_code(exc.status), "message": exc.message}}
             return
         op.result = {"response": {"@type": op.response_type, **response}}
+
+    def running(self, resource: str, response_type: str) -> list[str]:
+        """Names of the not-done operations of ``response_type`` on ``resource``."""
+        return [
+            op.name
+            for op in self.operations.values()
+            if not op.done
+            and op.name.startswith(resource + "/operations/")
+            and op.response_type.endswith(response_type)
+        ]
 
     def get_operation(self, name: str, **_: Any) -> Reply:
         with self.lock:
@@ -429,6 +486,10 @@ class FakeVertexService:
         with self.lock:
             if endpoint_id in self.endpoints:
                 raise ApiError(409, f"Endpoint {self._endpoint_name(endpoint_id)} already exists.")
+            logging = req.get("predictRequestResponseLoggingConfig") or {}
+            if logging.get("enabled"):
+                uri = (logging.get("bigqueryDestination") or {}).get("outputUri", "")
+                self.bigquery.create_logging_table(endpoint_id, req["displayName"], uri)
 
         def effect() -> dict[str, Any]:
             if endpoint_id in self.endpoints:
@@ -485,6 +546,8 @@ class FakeVertexService:
             return json_reply(ep)
 
     def _check_split(self, ep: dict[str, Any], split: dict[str, Any]) -> None:
+        if ep.get("network") and split:
+            raise ApiError(400, "A private endpoint does not support traffic_split")
         ids = {d["id"] for d in ep["deployedModels"]}
         unknown = set(split) - ids
         if unknown:
@@ -500,6 +563,8 @@ class FakeVertexService:
             ep = self.endpoint(endpoint_id)
             if ep["deployedModels"]:
                 raise ApiError(412, "Endpoint has deployed models; undeploy them first.")
+            if self.running(ep["name"], "DeployModelResponse"):
+                raise ApiError(400, f"Endpoint {ep['name']} has an ongoing DeployModel operation.")
 
         def effect() -> dict[str, Any]:
             self.endpoints.pop(endpoint_id, None)
@@ -521,6 +586,12 @@ class FakeVertexService:
             hi = int(resources.get("maxReplicaCount") or lo)
             if lo < 1 or hi < lo:
                 raise ApiError(400, f"invalid replica counts min={lo} max={hi}")
+            private = bool(ep.get("network"))
+            if private and (split or ep["deployedModels"]):
+                raise ApiError(
+                    400,
+                    "A private endpoint holds one deployed model and takes no traffic_split",
+                )
             if split:
                 known = {d["id"] for d in ep["deployedModels"]} | {"0"}
                 if set(split) - known or sum(split.values()) != 100:
@@ -538,10 +609,17 @@ class FakeVertexService:
                 "dedicatedResources": {**resources, "maxReplicaCount": hi},
                 "createTime": now(),
             }
+            self.loaded(entry)  # the container must load the model, or the deploy fails
+            if private:
+                base = f"{self.base_url}/private/v1/{ep['name']}"
+                entry["privateEndpoints"] = {
+                    "predictHttpUri": f"{base}:predict",
+                    "healthHttpUri": base,
+                }
             ep["deployedModels"].append(entry)
-            if split:
+            if split and not private:
                 ep["trafficSplit"] = {(dm_id if k == "0" else k): v for k, v in split.items()}
-            elif not ep["trafficSplit"]:
+            elif not ep["trafficSplit"] and not private:
                 ep["trafficSplit"] = {dm_id: 100}
             version["deployedModels"].append({"endpoint": ep["name"], "deployedModelId": dm_id})
             ep["updateTime"] = now()
@@ -588,6 +666,8 @@ class FakeVertexService:
     # -- prediction --------------------------------------------------------------------------
 
     def _pick(self, ep: dict[str, Any], headers: Any) -> dict[str, Any]:
+        if ep.get("network") and ep["deployedModels"]:
+            return ep["deployedModels"][0]
         split = {k: v for k, v in ep["trafficSplit"].items() if v > 0}
         if not split:
             raise ApiError(400, f"Endpoint {ep['name']} has no deployed model receiving traffic.")
@@ -595,7 +675,15 @@ class FakeVertexService:
         return next(d for d in ep["deployedModels"] if d["id"] == chosen)
 
     def loaded(self, dm: dict[str, Any]) -> Any:
-        """The deployed model's artifact, loaded through the serving runtime (cached)."""
+        """The deployed model as its container serves it (cached per model version).
+
+        A prebuilt image (``…/vertex-ai/prediction/sklearn-cpu.1-5:latest``) runs Google's
+        predictor steps (:mod:`._prebuilt`); any other image is taken to be the cloudserve
+        runtime, which downloads the artifact from ``AIP_STORAGE_URI`` (the model's
+        ``artifactUri``) and serves it with ``cloudserve.serving.load_model``.
+        """
+        from cloudserve_vertex.testing._prebuilt import PrebuiltPredictor, prebuilt_of
+
         model_id = self._split_model_ref(dm["model"])[0]
         key = f"{model_id}@{dm['modelVersionId']}"
         with self.lock:
@@ -604,14 +692,22 @@ class FakeVertexService:
             version = self.models[model_id][dm["modelVersionId"]]
         artifact = version.get("artifactUri")
         if not artifact:
-            raise ApiError(500, "the fake can only serve models that have an artifact_uri")
+            raise ApiError(400, "the fake can only serve models that have an artifact_uri")
         local = self.materialize(artifact, key)
-        if self._load_model is not None:
+        prebuilt = prebuilt_of((version.get("containerSpec") or {}).get("imageUri", ""))
+        if prebuilt is not None:
+            image, framework, at = prebuilt
+            python = self.prebuilt_python.get(image)
+            model: Any = PrebuiltPredictor(local, image, framework, at, python)
+        elif self._load_model is not None:
             model = self._load_model(local)
         else:
             from cloudserve.serving import load_model
 
-            model = load_model(local)
+            try:
+                model = load_model(local)
+            except Exception as exc:  # the container never becomes healthy
+                raise ApiError(400, f"Model server never became ready: {exc}") from exc
         with self.lock:
             self._loaded[key] = model
         return model
@@ -628,20 +724,45 @@ class FakeVertexService:
             dest.write_bytes(obj.data)
         return target
 
-    def run_model(self, dm: dict[str, Any], instances: list[Any]) -> list[Any]:
+    def run_model(
+        self, dm: dict[str, Any], instances: list[Any], parameters: Any = None
+    ) -> list[Any]:
         """Predictions of a deployed model; a model error is the caller's 400."""
+        from cloudserve_vertex.testing._prebuilt import PrebuiltPredictor
+
         model = self.loaded(dm)
         try:
+            if isinstance(model, PrebuiltPredictor) or parameters:
+                return list(model.predict(instances, parameters))
             return list(model.predict(instances))
+        except ApiError:
+            raise
         except Exception as exc:
             raise ApiError(400, f"{type(exc).__name__}: {exc}") from exc
 
     def predict(self, endpoint_id: str, headers: Any, body: bytes, **_: Any) -> Reply:
+        with self.lock:
+            if self.endpoint(endpoint_id).get("network"):
+                raise ApiError(
+                    400,
+                    f"Endpoint {self._endpoint_name(endpoint_id)} is a private endpoint: send "
+                    "predictions to its deployed model's predictHttpUri inside the VPC",
+                )
+        return self._answer_predict(endpoint_id, headers, body)
+
+    def private_predict(self, endpoint_id: str, headers: Any, body: bytes, **_: Any) -> Reply:
+        """``predictHttpUri`` of a private endpoint (reached only inside the VPC on Vertex)."""
+        with self.lock:
+            if not self.endpoint(endpoint_id).get("network"):
+                raise ApiError(404, "not a private endpoint")
+        return self._answer_predict(endpoint_id, headers, body)
+
+    def _answer_predict(self, endpoint_id: str, headers: Any, body: bytes) -> Reply:
         req = orjson.loads(body or b"{}")
         instances = req.get("instances")
         if not isinstance(instances, list) or not instances:
             raise ApiError(400, "instances must be a non-empty list")
-        preds, dm = self._predict_recorded(endpoint_id, headers, instances)
+        preds, dm = self._predict_recorded(endpoint_id, headers, instances, req.get("parameters"))
         model_id = self._split_model_ref(dm["model"])[0]
         return json_reply(
             {
@@ -654,7 +775,7 @@ class FakeVertexService:
         )
 
     def _predict_recorded(
-        self, endpoint_id: str, headers: Any, instances: list[Any]
+        self, endpoint_id: str, headers: Any, instances: list[Any], parameters: Any = None
     ) -> tuple[list[Any], dict[str, Any]]:
         start = time.perf_counter()
         with self.lock:
@@ -662,7 +783,7 @@ class FakeVertexService:
             dm = self._pick(ep, headers)
         status, preds = 200, None
         try:
-            preds = self.run_model(dm, instances)
+            preds = self.run_model(dm, instances, parameters)
             return preds, dm
         except ApiError as exc:
             status = exc.status
@@ -679,62 +800,13 @@ class FakeVertexService:
             )
             with self.lock:
                 self.predictions.append(record)
-                if preds is not None:
-                    self._log_request(ep, dm, instances, preds)
+                if preds is not None and self._sampled(ep):
+                    self.bigquery.log(ep, dm, instances, preds)
 
-    def _log_request(
-        self, ep: dict[str, Any], dm: dict[str, Any], instances: list[Any], preds: list[Any]
-    ) -> None:
-        """Request-response logging: one row per request into the configured BigQuery table."""
+    def _sampled(self, ep: dict[str, Any]) -> bool:
+        """Whether request-response logging keeps this request (its ``samplingRate``)."""
         cfg = ep.get("predictRequestResponseLoggingConfig") or {}
-        if not cfg.get("enabled") or self._rng.random() >= float(cfg.get("samplingRate") or 0):
-            return
-        uri = (cfg.get("bigqueryDestination") or {}).get("outputUri", "")
-        project, _, rest = uri.removeprefix("bq://").partition(".")
-        dataset, _, table = rest.partition(".")
-        rows = self.bq_tables.setdefault(
-            (project, dataset, table or "request_response_logging"), []
-        )
-        rows.append(
-            {
-                "endpoint": ep["name"],
-                "deployed_model_id": dm["id"],
-                "logging_time": int(time.time() * 1_000_000),
-                "request_id": str(len(rows) + 1),
-                "request_payload": [orjson.dumps(i).decode() for i in instances],
-                "response_payload": [orjson.dumps(p).decode() for p in preds],
-            }
-        )
-
-    def list_table_rows(
-        self, project: str, dataset: str, table: str, query: dict[str, str], **_: Any
-    ) -> Reply:
-        """BigQuery ``tabledata.list`` (TIMESTAMP as int64 microseconds)."""
-        with self.lock:
-            rows = self.bq_tables.get((project, dataset, table))
-            if rows is None:
-                raise ApiError(404, f"Not found: Table {project}:{dataset}.{table}")
-            rows = list(rows)
-        fields = [f for f in query.get("selectedFields", "").split(",") if f] or list(
-            rows[0] if rows else []
-        )
-        start = int(query.get("pageToken") or 0)
-        size = int(query.get("maxResults") or 1000)
-        page = rows[start : start + size]
-
-        def cell(value: Any) -> Any:
-            if isinstance(value, list):
-                return [{"v": v} for v in value]
-            return str(value)
-
-        out: dict[str, Any] = {
-            "kind": "bigquery#tableDataList",
-            "totalRows": str(len(rows)),
-            "rows": [{"f": [{"v": cell(r[f])} for f in fields]} for r in page],
-        }
-        if start + size < len(rows):
-            out["pageToken"] = str(start + size)
-        return json_reply(out)
+        return bool(cfg.get("enabled")) and self._rng.random() < float(cfg.get("samplingRate") or 0)
 
     def raw_predict(self, endpoint_id: str, headers: Any, body: bytes, **_: Any) -> Reply:
         ctype = (headers.get("content-type") or "application/json").split(";")[0].strip()
@@ -742,9 +814,7 @@ class FakeVertexService:
             payload = orjson.loads(body or b"{}")
             instances = payload.get("instances") if isinstance(payload, dict) else payload
         elif ctype == "text/csv":
-            instances = [
-                [_number(c) for c in row] for row in csv.reader(io.StringIO(body.decode()))
-            ]
+            instances = [[number(c) for c in row] for row in csv.reader(io.StringIO(body.decode()))]
         else:
             raise ApiError(400, f"the fake's container accepts JSON or CSV, not {ctype}")
         if not isinstance(instances, list) or not instances:
@@ -794,7 +864,7 @@ class FakeVertexService:
             job = self.batch_jobs.get(job_id)
             if job is None:
                 raise ApiError(404, f"BatchPredictionJob {job_id} not found.")
-        self._advance(job, self._run_batch)
+        self._advance(job, lambda j: run_batch(j, self))
         return json_reply(job)
 
     def list_batch_jobs(self, **_: Any) -> Reply:
@@ -837,45 +907,6 @@ class FakeVertexService:
                     state=FAILED, error={"code": rpc_code(exc.status), "message": exc.message}
                 )
         job["endTime"] = job["updateTime"] = now()
-
-    def _run_batch(self, job: dict[str, Any]) -> None:
-        version = self.model_version(job["model"], job.get("modelVersionId"))
-        dm = {"id": None, "model": version["name"], "modelVersionId": version["versionId"]}
-        fmt = job["inputConfig"]["instancesFormat"]
-        rows: list[Any] = []
-        for uri in job["inputConfig"]["gcsSource"]["uris"]:
-            objects = self.gcs.read_uri(uri)
-            if not objects:
-                raise ApiError(400, f"no input objects at {uri}")
-            for obj in objects:
-                rows.extend(_read_instances(obj.data, fmt))
-        size = int((job.get("manualBatchTuningParameters") or {}).get("batchSize") or 64)
-        lines: list[dict[str, Any]] = []
-        errors: list[dict[str, Any]] = []
-        for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            try:
-                preds = self.run_model(dm, chunk)
-                lines.extend(
-                    {"instance": i, "prediction": p} for i, p in zip(chunk, preds, strict=False)
-                )
-            except ApiError as exc:
-                errors.extend({"instance": i, "error": {"message": exc.message}} for i in chunk)
-        prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
-        stamp = datetime.now(timezone.utc).strftime("%Y_%m_%dT%H_%M_%S_%fZ")
-        out_dir = f"{prefix}/prediction-{version['displayName']}-{stamp}"
-        bucket, _, path = out_dir.removeprefix("gs://").partition("/")
-        self.gcs.put(bucket, f"{path}/predictions_00001.jsonl", _jsonl(lines), "application/jsonl")
-        if errors:
-            self.gcs.put(bucket, f"{path}/errors_00001.jsonl", _jsonl(errors), "application/jsonl")
-        job["outputInfo"] = {"gcsOutputDirectory": out_dir}
-        job["completionStats"] = {
-            "successfulCount": str(len(lines)),
-            "failedCount": str(len(errors)),
-            "incompleteCount": "0",
-        }
-        if rows and not lines:
-            raise ApiError(400, f"every instance failed: {errors[0]['error']['message']}")
 
     # -- hyperparameter tuning ----------------------------------------------------------------
 
@@ -925,6 +956,20 @@ class FakeVertexService:
     def list_skus(self, service: str, query: dict[str, str], **_: Any) -> Reply:
         return self.billing.list_skus(service, query)
 
+    def close(self) -> None:
+        """Stop the prebuilt containers' worker processes."""
+        from cloudserve_vertex.testing._prebuilt import PrebuiltPredictor
+
+        with self.lock:
+            loaded, self._loaded = list(self._loaded.values()), {}
+        for model in loaded:
+            if isinstance(model, PrebuiltPredictor):
+                model.close()
+
+    def is_private(self, endpoint_id: str) -> bool:
+        with self.lock:
+            return bool((self.endpoints.get(endpoint_id) or {}).get("network"))
+
     # -- inspection ----------------------------------------------------------------------------
 
     def owned(self) -> list[str]:
@@ -945,35 +990,31 @@ def _camel(path: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+_LABEL_CLAUSE = re.compile(
+    r'^labels\.(?:"(?P<quoted>[^"]+)"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))\s*=\s*"?(?P<value>[^"]*)"?$'
+)
+
+
 def _filtered(items: list[dict[str, Any]], expr: str) -> list[dict[str, Any]]:
-    """Apply a ``labels.key=value`` (AND-ed) or ``display_name="x"`` filter."""
+    """Apply AND-ed ``labels.key="value"`` / ``display_name="x"`` filters (AIP-160 syntax: a
+    bare key is letters, digits and ``_``; any other key must be quoted, ``labels."a-b"``)."""
     out = items
     for clause in [c.strip() for c in re.split(r"\s+AND\s+", expr) if c.strip()]:
+        if clause.startswith("labels."):
+            m = _LABEL_CLAUSE.match(clause)
+            if m is None:
+                raise ApiError(
+                    400,
+                    f"Invalid filter {clause!r}: quote label keys that are not "
+                    'plain identifiers, e.g. labels."managed-by"="x"',
+                )
+            label, value = m["quoted"] or m["bare"], m["value"]
+            out = [i for i in out if (i.get("labels") or {}).get(label) == value]
+            continue
         key, _, value = clause.partition("=")
         key, value = key.strip(), value.strip().strip('"')
-        if key.startswith("labels."):
-            label = key.removeprefix("labels.")
-            out = [i for i in out if (i.get("labels") or {}).get(label) == value]
-        elif key in ("display_name", "displayName"):
+        if key in ("display_name", "displayName"):
             out = [i for i in out if i.get("displayName") == value]
         else:
             raise ApiError(400, f"the fake does not support the filter {clause!r}")
     return out
-
-
-def _number(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _read_instances(data: bytes, fmt: str) -> list[Any]:
-    if fmt == "jsonl":
-        return [orjson.loads(line) for line in data.splitlines() if line.strip()]
-    rows = list(csv.reader(io.StringIO(data.decode())))
-    return [[_number(c) for c in row] for row in rows[1:] if row]
-
-
-def _jsonl(items: list[Any]) -> bytes:
-    return b"".join(orjson.dumps(i) + b"\n" for i in items)
