@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import socket
 import textwrap
@@ -247,3 +248,34 @@ def test_a_request_whose_client_left_is_not_sent_to_the_model(slow_recording: Pa
     assert last.json() == {"predictions": [2.0]}
     assert seen == [1, 2], seen  # the model never saw an abandoned row
     assert "cloudserve_abandoned_requests_total 8.0" in metrics
+
+
+def test_shed_on_arrival_when_the_event_loop_runs_late(custom_dir: Path):
+    """Requests waiting unread in the sockets show in no queue: a late event loop sheds too,
+    once the server has more requests in hand than a batch (never a closed loop's few)."""
+    with BackgroundServer(custom_dir, max_queue_ms=20, max_batch_size=4) as srv:
+        batcher = srv.app.batcher
+        assert batcher.overloaded(in_progress=10) is None
+        loop = batcher._task.get_loop()  # the server thread's event loop
+        stop = time.monotonic() + 1.0
+
+        def hog() -> None:  # a server too busy to keep its passes short
+            time.sleep(0.05)
+            if time.monotonic() < stop:
+                loop.call_soon(hog)
+
+        loop.call_soon_threadsafe(hog)
+        wait_until(lambda: batcher.overloaded(in_progress=10) is not None, timeout=5)
+        assert batcher.overloaded(in_progress=4) is None  # a batch's worth is still let in
+        wait_until(lambda: batcher.overloaded(in_progress=10) is None, timeout=10)  # recovers
+        served = httpx.post(f"{srv.url}/invocations", json=[[1, 2]], timeout=10)
+    assert served.status_code == 200
+
+
+def test_what_the_model_loaded_is_frozen_out_of_the_collector(custom_dir: Path):
+    """A full collection under load must not walk the model and every import (the c=64 tail)."""
+    gc.unfreeze()
+    with BackgroundServer(custom_dir) as srv:
+        assert srv.app.model is not None
+        assert gc.get_freeze_count() > 0
+    gc.unfreeze()

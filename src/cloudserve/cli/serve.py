@@ -33,6 +33,19 @@ def serve(
     ] = None,
     max_body_bytes: Annotated[int, typer.Option(help="Larger bodies get 413.")] = 6 * 1024 * 1024,
     max_queue: Annotated[int, typer.Option(help="Queued requests beyond this get 503.")] = 1024,
+    max_queue_ms: Annotated[
+        float, typer.Option(help="Oldest queued request older than this (ms): new ones get 503.")
+    ] = 20.0,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds before a connection with no request is closed.")
+    ] = 75.0,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send its headers (then 408).")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send its body (then 408).")
+    ] = 30.0,
+    max_header_bytes: Annotated[int, typer.Option(help="Larger headers get 431.")] = 16 * 1024,
     cache_size: Annotated[
         int, typer.Option(help="In-process prediction cache entries (0 = off).")
     ] = 0,
@@ -59,6 +72,11 @@ def serve(
         token=token,
         max_body_bytes=max_body_bytes,
         max_queue=max_queue,
+        max_queue_ms=max_queue_ms,
+        idle_timeout_s=idle_timeout,
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        max_header_bytes=max_header_bytes,
         cache_size=cache_size,
         cache_url=cache_url,
         model_name=model_name,

@@ -7,15 +7,17 @@ loop keeps reading requests while it works; a faster one runs on the loop itself
 hand-off to a thread (and the GIL between the two) costs more than such a batch.
 
 Admission is decided on arrival (:meth:`Batcher.overloaded`): when too many requests wait, or the
-oldest has waited too long, a new one is refused before its body is read, so what is admitted
-keeps a bounded latency. A request whose client has gone is dropped from its batch before the
-model runs.
+oldest has waited too long, or the event loop itself runs late (then requests wait unread in
+the sockets, where no queue shows them), a new one is refused before its body is read, so what
+is admitted keeps a bounded latency. A request whose client has gone is dropped from its batch
+before the model runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from cloudserve.serving._model import LoadedModel, concat_rows
 __all__ = ["Batcher", "ClientGone", "Overloaded"]
 
 INLINE_S = 0.005  # batches faster than this run on the event loop, not in the worker thread
+LAG_PROBE_S = 0.005  # how often the event loop's lag is probed
 YIELD_S = 0.01  # the longest stretch of back-to-back batches before the loop gets a turn
 
 
@@ -93,7 +96,9 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._batch_s: float | None = None  # running estimate of one batch's time
         self._running_since = 0.0  # when the batch in the model started (0: none)
-        self._cycle_s: float | None = None  # time from one batch to the next while busy
+        self.loop_lag_s = 0.0  # smoothed lateness of a timer on the event loop
+        self._lag_probe: asyncio.TimerHandle | None = None
+        self._cycle_s: float | None = None  # time from one busy turn to the next (see _loop)
         # the model's own time for recent batches (no thread hand-off), for INLINE_S
         self._model_times: collections.deque[float] = collections.deque(maxlen=15)
 
@@ -103,18 +108,44 @@ class Batcher:
         return len(self._queue)
 
     def start(self) -> None:
-        """Start the batching loop on the running event loop."""
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        """Start the batching loop (and the loop-lag probe) on the running event loop."""
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._loop())
+        self._lag_probe = loop.call_later(LAG_PROBE_S, self._probe_lag, loop, loop.time())
+
+    def _probe_lag(self, loop: asyncio.AbstractEventLoop, scheduled: float) -> None:
+        """How late a timer fires: about the length of the event loop's passes (smoothed)."""
+        lag = max(0.0, loop.time() - scheduled - LAG_PROBE_S)
+        self.loop_lag_s += 0.05 * (lag - self.loop_lag_s)  # sustained lag, not one stall
+        self._lag_probe = loop.call_later(LAG_PROBE_S, self._probe_lag, loop, loop.time())
 
     async def stop(self) -> None:
         """Stop the loop and the worker thread; call it once no request is in flight."""
+        if self._lag_probe is not None:
+            self._lag_probe.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    def overloaded(self) -> int | None:
-        """``None`` when a new request can be admitted, else the seconds to tell it to wait."""
+    def overloaded(self, in_progress: int = 0) -> int | None:
+        """``None`` when a new request can be admitted, else the seconds to tell it to wait.
+
+        ``in_progress`` is how many requests the server is handling (read, decoded, waiting or
+        being answered).
+        """
+        lag, target = self.loop_lag_s, self.max_queue_s
+        if (
+            lag > target
+            and in_progress > self.max_batch_size
+            and random.random() < (lag - target) / target
+        ):
+            # Requests wait unread in the sockets for about a loop pass: when passes run long
+            # with more requests in hand than a batch, the server is CPU-bound before the model,
+            # and the queue below cannot show it. Refuse a share of arrivals growing with the
+            # lag past its target (a smooth brake, not on/off), so passes shrink back. No more
+            # than a batch of clients at a time, as in a closed loop, is never refused for this.
+            return 1
         queue = self._queue
         if not queue:
             return None
@@ -154,29 +185,32 @@ class Batcher:
         return await item.future
 
     async def _loop(self) -> None:
-        previous = 0.0  # when the last batch of a busy stretch started
-        last_yield = 0.0
+        # A *turn* is the batcher's share of one pass of the event loop: back-to-back batches
+        # for up to YIELD_S, then the loop writes their answers and reads new requests. The
+        # time from one busy turn to the next (the cycle) is what a waiting request pays per
+        # turn, and what admission measures the queue's age against.
+        turn = 0.0  # when the current busy turn started (0: the batcher was idle)
         while True:
             if not self._queue:
-                previous = 0.0
+                turn = 0.0
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                last_yield = time.perf_counter()
                 continue
             now = time.perf_counter()
-            if previous:
-                gap = now - previous
-                self._cycle_s = gap if self._cycle_s is None else 0.8 * self._cycle_s + 0.2 * gap
-            previous = now
+            if turn == 0.0 or now - turn > YIELD_S:
+                if turn:
+                    gap = now - turn
+                    prev = self._cycle_s
+                    self._cycle_s = gap if prev is None else 0.8 * prev + 0.2 * gap
+                turn = now
             batch = await self._collect()
             await self._run(batch)
             # Fairness: after YIELD_S of back-to-back batches, let the loop write their answers
             # and read new requests. Not after every batch: under overload each loop pass also
             # reads (and mostly refuses) every connection's request, so one batch a pass would
             # starve the admitted ones; admission bounds what waits here anyway.
-            if time.perf_counter() - last_yield > YIELD_S:
+            if time.perf_counter() - turn > YIELD_S:
                 await asyncio.sleep(0)
-                last_yield = time.perf_counter()
 
     async def _collect(self) -> list[_Item]:
         first = self._queue.popleft()

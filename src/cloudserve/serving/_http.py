@@ -8,7 +8,8 @@ uvicorn parses and dispatches; this subclass adds what it leaves open:
   connection's deadline, so a request costs one float store per state, not a timer each;
 - a **header size limit**: past ``max_header_bytes`` the request gets 431 before any route, auth
   or body handling, and the connection is closed without buffering the rest;
-- **shedding on arrival**: when the headers are in, the app's ``admit(path)`` may answer at once
+- **shedding on arrival**: when the headers are in, the app's ``admit(path, in_progress)`` may
+  answer at once
   (503 + Retry-After, pre-encoded) so an overloaded server spends no time on the body, the ASGI
   task or the decoder of a request it would refuse anyway;
 - **disconnect tracking**: the scope carries the transport under
@@ -35,6 +36,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 __all__ = ["ServingProtocol", "make_protocol"]
 
 _IDLE, _HEAD, _BODY, _BUSY, _LINGER = range(5)
+_IN_HAND = (_BODY, _BUSY)  # a request the app is reading or answering
 DRAIN_GRACE_S = 0.5
 _LINGER_S = 2.0  # after a 431/408: read and discard this long so the client sees the answer
 
@@ -57,7 +59,7 @@ class _Limits:
         header_timeout_s: float,
         body_timeout_s: float,
         max_header_bytes: int,
-        admit: Callable[[bytes], bytes | None] | None,
+        admit: Callable[[bytes, int], bytes | None] | None,
     ):
         self.timeouts = {
             _IDLE: idle_timeout_s,
@@ -66,6 +68,7 @@ class _Limits:
             _LINGER: _LINGER_S,
         }
         self.max_header_bytes = max_header_bytes
+        self.in_hand = 0  # connections whose request the app is reading or answering
         self.admit = admit
         self.too_large = _answer(
             b"431 Request Header Fields Too Large",
@@ -105,6 +108,9 @@ class ServingProtocol(HttpToolsProtocol):
         self._draining = False
 
     def _enter(self, state: int) -> None:
+        was_busy, busy = self.state in _IN_HAND, state in _IN_HAND
+        if busy != was_busy:
+            self.limits.in_hand += 1 if busy else -1
         self.state = state
         timeout = self.limits.timeouts.get(state)
         self.deadline = None if timeout is None else self.loop.time() + timeout
@@ -117,6 +123,7 @@ class ServingProtocol(HttpToolsProtocol):
         self.limits.track(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._enter(_IDLE)
         self.deadline = None
         self.limits.connections.discard(self)
         super().connection_lost(exc)
@@ -177,7 +184,7 @@ class ServingProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         admit = self.limits.admit
         if admit is not None and (self.cycle is None or self.cycle.response_complete):
-            answer = admit(self.url)
+            answer = admit(self.url, self.limits.in_hand)
             if answer is not None:
                 self._shed = True
                 self._enter(_BODY)
@@ -255,7 +262,7 @@ def make_protocol(
     header_timeout_s: float,
     body_timeout_s: float,
     max_header_bytes: int,
-    admit: Callable[[bytes], bytes | None] | None = None,
+    admit: Callable[[bytes, int], bytes | None] | None = None,
 ) -> type[ServingProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
     limits = _Limits(
