@@ -231,12 +231,13 @@ def save(info: dict[str, object], results: list[dict[str, object]], workers: int
     lines += [
         "",
         "Local batch time runs from submit to SUCCEEDED and includes starting the runner and its "
-        "workers, counting rows for the progress bar, writing part files and assembling the "
-        "output. Peak memory is the summed RSS of each process tree (runner + workers for local "
-        "batch; pages the forked workers share with the runner are counted once per process, "
-        "so it overstates). The local figure is mostly the fixed cost of three Python processes "
-        "with pandas and scikit-learn loaded; it stays flat as the input grows, while the "
-        "in-process figure grows with it.",
+        "workers (forkserver-started, each loading the model), hashing the input for the job's "
+        "plan, counting rows for the progress bar, writing, fsyncing and hashing part files, and "
+        "verifying and assembling them. Peak memory is the summed RSS of each process tree "
+        "(runner + forkserver + workers for local batch; shared library pages are counted once "
+        "per process, so it overstates). The local figure is mostly the fixed cost of several "
+        "Python processes with pandas and scikit-learn loaded; it stays flat as the input grows, "
+        "while the in-process figure grows with it. Compare runs only at a similar load average.",
     ]
     (RESULTS / f"batch-{stamp}.md").write_text("\n".join(lines) + "\n")
 

@@ -288,7 +288,7 @@ class ErrorTable:
             return http_status_error(code, self.http_overrides)
         if code is None:
             return self.default
-        return self.codes.get(code, self.default)
+        return self.codes.get(str(code), self.default)
 
     def translate(self, exc: BaseException, *, provider: str) -> CloudServeError:
         """Return the cloudserve error for ``exc`` with ``__cause__`` set to ``exc``.

@@ -48,12 +48,12 @@ class _Spec(BaseModel):
             super().__init__(**data)
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
         with spec_errors(cls.__name__):
             return super().model_validate(obj, **kwargs)
 
     @classmethod
-    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:
         with spec_errors(cls.__name__):
             return super().model_validate_json(json_data, **kwargs)
 

@@ -157,3 +157,35 @@ def test_a_pickled_gradient_boosting_classifier_builds_an_image_that_loads_it(
     with start_as("plain", image, handed, tmp_path, None) as (c, health, predict):
         c.wait_healthy(health)
         assert predict(c) == load_model(baked).predict(ROWS)
+
+
+def test_the_sagemaker_providers_container_route_tarball_starts_as_sagemaker_starts_it(
+    built_images, model_pair, tmp_path: Path
+):
+    """What the SageMaker provider uploads on the container route (its ``model.tar.gz``, no
+    ``code/``), extracted at ``/opt/ml/model`` under the target's serving image run as
+    ``IMAGE serve``, answers with the handed model."""
+    pytest.importorskip("cloudserve_sagemaker", reason="the SageMaker provider package")
+    from cloudserve.specs import ModelSpec
+    from cloudserve_sagemaker import SageMakerConfig, SageMakerProvider
+    from cloudserve_sagemaker._packaging import build_model_tarball
+
+    image = built_images("sklearn")
+    _, handed = model_pair("sklearn")
+    config = SageMakerConfig(
+        role_arn="arn:aws:iam::123456789012:role/x", bucket="b-1", serving_image=image
+    )
+    prepared = SageMakerProvider(config).prepare(
+        ModelSpec(name="churn", artifact=str(handed), framework="sklearn")
+    )
+    assert prepared.route.kind == "container" and prepared.route.image == image
+    assert prepared.staged is not None
+    tarball = tmp_path / "model.tar.gz"
+    tarball.write_bytes(build_model_tarball(prepared.staged, prepared.route))
+    extracted = tmp_path / "opt-ml-model"
+    with tarfile.open(tarball) as tar:
+        assert not any(n.startswith("code/") for n in tar.getnames())
+        tar.extractall(extracted, filter="data")
+    with run_container(image, "serve", mounts={extracted: "/opt/ml/model"}) as c:
+        c.wait_healthy("/ping")
+        assert _close(_sagemaker_predict(c), load_model(handed).predict(ROWS))

@@ -24,3 +24,20 @@ def harness(tmp_path: Path):
 def client(harness: AzureMLHarness) -> Client:
     """A client of the provider under test, pointed at the fake."""
     return Client(harness.make_provider())
+
+
+@pytest.fixture
+def local_class_pickle(tmp_path: Path):
+    """A model folder whose pickle imports a class from a module no distribution provides."""
+    import pickle
+    import types
+
+    module = types.ModuleType("my_local_features")
+    exec("class Scaler:\n    pass\n", module.__dict__)
+    module.Scaler.__module__ = "my_local_features"
+    sys.modules["my_local_features"] = module
+    folder = tmp_path / "local-class"
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(pickle.dumps(module.Scaler()))
+    yield folder
+    del sys.modules["my_local_features"]

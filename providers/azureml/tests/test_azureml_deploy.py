@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import joblib
@@ -194,14 +195,22 @@ def test_defect_14_deploy_honours_wait_timeout_and_progress(harness, client, tmp
     client.deploy(_model(harness, tmp_path, "2"), "cs-nowait")  # the same spec: completes it
     assert harness.fake.traffic("cs-nowait") == {"v2-cs": 100}
 
-    slow = AzureMLHarness()
-    slow.fake = type(harness.fake)(workdir=tmp_path / "slow", in_progress_polls=10_000).start()
+    slow = type(harness.fake)(workdir=tmp_path / "slow", in_progress_polls=10_000).start()
+    config = fast_config(slow)
+    # the target would wait an hour: the call's own timeout is what ends it
+    config = config.model_copy(
+        update={"waits": config.waits.model_copy(update={"deploy_timeout_s": 3600.0})}
+    )
     try:
+        started = time.monotonic()
         with pytest.raises(Timeout):
-            Client(slow.make_provider()).deploy(_model(harness, tmp_path), "cs-slow", timeout=0.5)
-        assert "onlineEndpoints/cs-slow" in slow.fake.leftovers(), "no rollback under Azure"
+            Client(AzureMLProvider(config, credential=slow.credential())).deploy(
+                _model(harness, tmp_path), "cs-slow", timeout=0.5
+            )
+        assert time.monotonic() - started < 60, "deploy(timeout=0.5) gave up long before 1 h"
+        assert "onlineEndpoints/cs-slow" in slow.leftovers(), "no rollback under Azure"
     finally:
-        slow.fake.stop()
+        slow.stop()
 
 
 def test_defect_7_captured_lines_hold_records(harness, client, tmp_path):
@@ -269,3 +278,13 @@ def test_the_fake_refuses_what_the_sdks_schema_refuses(harness):
         f"{base}/cs-schema", json={"properties": {"authMode": "Key"}}, headers=headers
     )
     assert good.status_code in (200, 201), good.text
+
+
+def test_a_pickle_azure_cannot_serve_is_refused_before_any_request(
+    harness, client, tmp_path, local_class_pickle
+):
+    spec = _model(harness, tmp_path).model_copy(update={"artifact": str(local_class_pickle)})
+    before = len(harness.fake.requests_made())
+    with pytest.raises(InvalidRequest, match="my_local_features"):
+        client.deploy(spec, "cs-local-class")
+    assert len(harness.fake.requests_made()) == before

@@ -39,22 +39,9 @@ def test_pins_drop_local_version_labels(monkeypatch):
     assert pkg._pin("torch", "a pytorch model") == "torch==2.13.0"
 
 
-def test_a_pickle_of_a_local_class_is_refused_before_any_call(tmp_path):
-    import pickle
-    import sys
-    import types
-
-    module = types.ModuleType("my_local_features")
-    exec("class Scaler:\n    pass\n", module.__dict__)
-    module.Scaler.__module__ = "my_local_features"
-    sys.modules["my_local_features"] = module
-    try:
-        path = tmp_path / "model.pkl"
-        path.write_bytes(pickle.dumps(module.Scaler()))
-        with pytest.raises(InvalidRequest, match="my_local_features"):
-            pkg.model_requirements(path, "sklearn")
-    finally:
-        del sys.modules["my_local_features"]
+def test_a_pickle_of_a_local_class_is_refused(local_class_pickle):
+    with pytest.raises(InvalidRequest, match="my_local_features"):
+        pkg.model_requirements(local_class_pickle, "sklearn")
 
 
 def test_a_file_model_and_a_folder_model_get_the_same_pins(tmp_path):

@@ -572,11 +572,11 @@ def test_throttled_create_is_sent_again_but_a_5xx_create_is_not(
     provider = client.provider
     assert isinstance(provider, SageMakerProvider)
     fake.inject("throttle", times=2)
-    provider.sm("create_model_package_group", retry=False, ModelPackageGroupName="g-one")
+    provider.api.sm("create_model_package_group", retry=False, ModelPackageGroupName="g-one")
     assert len(fake.requests("CreateModelPackageGroup")) == 3
     fake.inject("unavailable", times=1)
     with pytest.raises(ServiceUnavailable):
-        provider.sm("create_model_package_group", retry=False, ModelPackageGroupName="g-two")
+        provider.api.sm("create_model_package_group", retry=False, ModelPackageGroupName="g-two")
     assert len(fake.requests("CreateModelPackageGroup")) == 4
 
 

@@ -9,6 +9,7 @@ ends up working, or gone, and no worker is left that no row owns.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import math
@@ -31,7 +32,7 @@ from cloudserve.specs import DeploySpec
 
 __all__ = ["Endpoints", "canary_weights", "initial_workers"]
 
-Refs = list[tuple[Any, ProcessRef]]
+Refs = builtins.list[tuple[Any, ProcessRef]]  # the class below has a method named list
 
 
 def initial_workers(spec: DeploySpec) -> int:
@@ -264,7 +265,7 @@ class Endpoints:
             return
         if created is None:  # else deploy(wait=False) made the row already
             created = self._ensure_row(spec)
-        started: list[ProcessRef] = []
+        started: builtins.list[ProcessRef] = []
         model_dir = self._dir(name) / f"{vname}-{spec_hash[:12]}"
         try:
             msg = self.hooks.take(faults.FAIL_OPERATION)
@@ -298,7 +299,11 @@ class Endpoints:
         agent.ensure_agent(self.db, self.config, name)
 
     def _switch(
-        self, spec: DeploySpec, spec_hash: str, model_dir: Path, fresh: list[workers.Started]
+        self,
+        spec: DeploySpec,
+        spec_hash: str,
+        model_dir: Path,
+        fresh: builtins.list[workers.Started],
     ) -> Refs:
         """Atomically put the new variant in service; returns the workers to drain."""
         name, vname = spec.endpoint, spec.variant_name
@@ -372,7 +377,7 @@ class Endpoints:
                 shutil.rmtree(d, ignore_errors=True)
 
     def _undo(
-        self, spec: DeploySpec, created: bool, started: list[ProcessRef], model_dir: Path
+        self, spec: DeploySpec, created: bool, started: builtins.list[ProcessRef], model_dir: Path
     ) -> None:
         """Remove what a failed deploy created (kept when ``keep_on_failure``)."""
         if spec.keep_on_failure:
@@ -434,7 +439,7 @@ class Endpoints:
 
     # -- restart, traffic, delete ------------------------------------------------------------
 
-    def _restart(self, name: str, variants: list[str] | None) -> None:
+    def _restart(self, name: str, variants: builtins.list[str] | None) -> None:
         if self.db.one("SELECT 1 FROM endpoints WHERE name = ?", (name,)) is None:
             raise _not_found(name)
         for v in self.db.all("SELECT * FROM variants WHERE endpoint = ?", (name,)):
@@ -445,7 +450,7 @@ class Endpoints:
             (EndpointStatus.READY.value, now(), name),
         )
 
-    def restart(self, name: str, variants: list[str] | None = None) -> Endpoint:
+    def restart(self, name: str, variants: builtins.list[str] | None = None) -> Endpoint:
         """Replace the dead workers of an endpoint (all variants, or those named) now."""
         with endpoint_lock(self.db.state_dir, name, timeout=self.lock_timeout):
             self._restart(name, variants)
@@ -528,11 +533,11 @@ class Endpoints:
             workers.sweep(self.db, name, held=True)
             shutil.rmtree(self._dir(name), ignore_errors=True)
 
-    def logs(self, name: str, *, tail: int = 100) -> list[str]:
+    def logs(self, name: str, *, tail: int = 100) -> builtins.list[str]:
         """The last ``tail`` lines of the endpoint's worker and agent logs, each line prefixed
         with its file."""
         self.get(name)  # NotFound for a missing endpoint
-        lines: list[str] = []
+        lines: builtins.list[str] = []
         for log in sorted(self._dir(name).rglob("*.log")):
             text = log.read_text(encoding="utf-8", errors="replace").splitlines()
             lines += [f"{log.name}: {line}" for line in text[-tail:]]
@@ -556,7 +561,7 @@ class Endpoints:
                     (endpoint, dumps(state), now()),
                 )
 
-    def plan(self, spec: DeploySpec) -> list[PlannedCall]:
+    def plan(self, spec: DeploySpec) -> builtins.list[PlannedCall]:
         """What ``deploy(spec)`` would do on this machine, doing none of it."""
         count = initial_workers(spec)
         return [

@@ -385,7 +385,7 @@ class MemoryProvider(Provider):
                     params[pname] = rng.uniform(p.low, p.high)
             args = [x for k, v in params.items() for x in (f"--{k}", str(v))]
             out = subprocess.run(
-                [sys.executable, spec.train.entrypoint, *args],
+                [sys.executable, str(spec.train.entrypoint), *args],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -402,7 +402,7 @@ class MemoryProvider(Provider):
             )
         scored = [t for t in trials if t.value is not None]
         pick = max if spec.objective.goal == "maximize" else min
-        best = pick(scored, key=lambda t: t.value) if scored else None
+        best = pick(scored, key=lambda t: float(t.value or 0.0)) if scored else None
         job = TuningJob(
             id=f"tune-{next(self._ids)}",
             provider=self.name,

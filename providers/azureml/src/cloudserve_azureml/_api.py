@@ -56,8 +56,11 @@ class AzureApi:
         wait: Callable[..., Any],
         translate: Callable[[BaseException], CloudServeError],
         credential: Any = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.cfg = cfg
+        # Where metric windows end (tests share one clock with the fake and the rollout).
+        self.clock = clock
         self.call = call
         self.wait = wait
         self.translate = translate

@@ -28,6 +28,11 @@ class AzureMLConfig(ProviderConfig):
     with the training script's imports pinned. ``extra_requirements`` are pip lines added to
     every environment cloudserve builds (a private package your pickle needs, say); cloudserve
     itself is on no package index and is never one of them.
+
+    ``serving_image`` is the cloudserve serving image in the workspace's container registry
+    (``cloudserve build-image MODEL --push TARGET`` pushes it and records it here): the container
+    route deploys it for a model the framework route cannot serve (anything but scikit-learn
+    and XGBoost) unless the model names its own ``image``.
     """
 
     provider: Literal["azureml"] = "azureml"
@@ -50,6 +55,7 @@ class AzureMLConfig(ProviderConfig):
     batch_max_retries: int = Field(3, ge=0)
     early_termination: Literal["bandit", "median_stopping", "truncation_selection"] = "bandit"
     training_environment: str | None = None
+    serving_image: str | None = Field(None, min_length=1, max_length=512)
 
     @field_validator("extra_requirements")
     @classmethod

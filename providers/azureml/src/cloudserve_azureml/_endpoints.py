@@ -91,6 +91,11 @@ def deploy(
     endpoint returned at once; traffic moves once it is ready, when ``deploy`` is called
     again with the same spec (which then only waits for it and moves traffic).
     """
+    image = pkg.container_image(spec.model, api.cfg.serving_image, None)
+    if image and not spec.model.image:  # the target's serving_image serves this model
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"image": image})})
+    if not spec.model.image:  # a pickle Azure cannot serve is refused before any request
+        _serving_requirements(api, spec)
     deadline = time.monotonic() + (timeout or api.cfg.waits.deploy_timeout_s)
     steps = _Steps(wait=wait, deadline=deadline, progress=progress)
     existing = _find_endpoint(api, spec.endpoint)
@@ -337,11 +342,11 @@ def _shift_traffic(api: AzureApi, spec: DeploySpec, dep_name: str, steps: _Steps
     if spec.traffic == 100:
         for name, dep in deployments.items():
             if name != dep_name:
-                _delete_deployment(api, spec.endpoint, dep)
+                delete_deployment(api, spec.endpoint, dep)
     api.scoring_targets.pop(spec.endpoint, None)
 
 
-def _delete_deployment(api: AzureApi, endpoint: str, dep: Any) -> None:
+def delete_deployment(api: AzureApi, endpoint: str, dep: Any) -> None:
     """Delete a deployment and the assets cloudserve made for it alone."""
     api.lro(api.ml.online_deployments.begin_delete, name=dep.name, endpoint_name=endpoint)
     _delete_owned_assets(api, endpoint, [dep])
@@ -427,7 +432,8 @@ def to_endpoint(ep: Any, deployments: dict[str, Any]) -> Endpoint:
         status=endpoint_status(ep.provisioning_state),
         variants=variants,
         url=ep.scoring_uri,
-        tags=dict(ep.tags or {}),
+        # the rollout state's tags are cloudserve's bookkeeping, not the user's tags
+        tags={k: v for k, v in (ep.tags or {}).items() if not k.startswith("cloudserve-rollout-")},
         raw=ep._to_dict() if hasattr(ep, "_to_dict") else ep,
     )
 

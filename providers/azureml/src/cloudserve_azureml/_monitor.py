@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from cloudserve.resources import MetricsReport
+from cloudserve.resources import MetricsReport, VariantMetrics
 from cloudserve_azureml._api import PROVIDER, AzureApi
 
 __all__ = ["captured_rows", "endpoint_metrics"]
@@ -19,8 +19,8 @@ LATENCY = {
 }
 
 
-def _timespan(window_s: float) -> str:
-    end = datetime.now(timezone.utc)
+def _timespan(now: float, window_s: float) -> str:
+    end = datetime.fromtimestamp(now, timezone.utc)
     start = end - timedelta(seconds=window_s)
     return f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}"
 
@@ -29,55 +29,91 @@ def _series(body: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {m["name"]["value"]: m.get("timeseries") or [] for m in body.get("value") or []}
 
 
-def endpoint_metrics(api: AzureApi, endpoint: str, window_s: float) -> MetricsReport:
-    """Requests by status class and latency percentiles from Azure Monitor.
+def _dims(ts: dict[str, Any]) -> dict[str, str]:
+    return {d["name"]["value"]: d["value"] for d in ts.get("metadatavalues") or []}
 
-    Requests come from ``RequestsPerMinute`` split by ``statusCodeClass``: at a one-minute
-    grain each point's ``Average`` is that minute's request count (Azure ML's own examples query
-    it with ``--aggregation Average --interval PT1M``), so the window's count is their sum.
-    Latencies come from ``RequestLatency_P50/P95/P99`` (the mean of the per-minute values).
+
+def _mean(points: list[float]) -> float | None:
+    return sum(points) / len(points) if points else None
+
+
+def endpoint_metrics(
+    api: AzureApi, endpoint: str, window_s: float, variants: dict[str, str]
+) -> MetricsReport:
+    """Requests by status class and latency percentiles from Azure Monitor, per deployment.
+
+    Requests come from ``RequestsPerMinute`` split by ``deployment`` and ``statusCodeClass``: at
+    a one-minute grain each point's ``Average`` is that minute's request count (Azure ML's own
+    examples query it with ``--aggregation Average --interval PT1M``), so the window's count is
+    their sum. Latencies come from ``RequestLatency_P50/P95/P99`` split by ``deployment`` (the
+    mean of the per-minute values). ``variants`` maps deployment names to the variant names
+    cloudserve shows; the window ends at ``api.clock()``.
     """
     resource = f"{api.workspace_id}/onlineEndpoints/{endpoint}/providers/Microsoft.Insights/metrics"
-    common = {"api-version": METRICS_API, "timespan": _timespan(window_s), "interval": "PT1M"}
+    common = {
+        "api-version": METRICS_API,
+        "timespan": _timespan(api.clock(), window_s),
+        "interval": "PT1M",
+    }
     counts = _series(
         api.arm(
             "GET",
             resource,
             metricnames="RequestsPerMinute",
             aggregation="Average",
-            **{"$filter": "statusCodeClass eq '*'"},
+            **{"$filter": "deployment eq '*' and statusCodeClass eq '*'"},
             **common,
         )
     )
     latency = _series(
         api.arm(
-            "GET", resource, metricnames=",".join(LATENCY.values()), aggregation="Average", **common
+            "GET",
+            resource,
+            metricnames=",".join(LATENCY.values()),
+            aggregation="Average",
+            **{"$filter": "deployment eq '*'"},
+            **common,
         )
     )
-    by_class: dict[str, int] = {}
+    lower = {k.lower(): v for k, v in variants.items()}
+    name_of = lambda dims: lower.get(dims.get("deployment", "").lower(), dims.get("deployment", ""))  # noqa: E731
+    by_class: dict[str, dict[str, int]] = {}
     for ts in counts.get("RequestsPerMinute", []):
-        dims = {d["name"]["value"]: d["value"] for d in ts.get("metadatavalues") or []}
+        dims = _dims(ts)
         cls = dims.get("statusCodeClass", "2xx")
-        count = sum(pt.get("average") or 0 for pt in ts["data"])
-        by_class[cls] = by_class.get(cls, 0) + round(count)
-    values: dict[str, float | None] = {}
+        count = round(sum(pt.get("average") or 0 for pt in ts["data"]))
+        per = by_class.setdefault(name_of(dims), {})
+        per[cls] = per.get(cls, 0) + count
+    points: dict[str, dict[str, list[float]]] = {}
     for field, metric in LATENCY.items():
-        points = [
-            pt["average"]
-            for ts in latency.get(metric, [])
-            for pt in ts["data"]
-            if pt.get("average") is not None
-        ]
-        values[field] = sum(points) / len(points) if points else None
+        for ts in latency.get(metric, []):
+            values = [pt["average"] for pt in ts["data"] if pt.get("average") is not None]
+            points.setdefault(name_of(_dims(ts)), {}).setdefault(field, []).extend(values)
+    per_variant = {
+        name: VariantMetrics(
+            invocations=sum(by_class.get(name, {}).values()),
+            errors={k: v for k, v in by_class.get(name, {}).items() if not k.startswith("2") and v},
+            **{f: _mean(points.get(name, {}).get(f, [])) for f in LATENCY},
+        )
+        for name in sorted(set(by_class) | set(points))
+        if name
+    }
+    errors: dict[str, int] = {}
+    for per in by_class.values():
+        for cls, n in per.items():
+            if not cls.startswith("2") and n:
+                errors[cls] = errors.get(cls, 0) + n
+    overall = {f: _mean([p for v in points.values() for p in v.get(f, [])]) for f in LATENCY}
     return MetricsReport(
         endpoint=endpoint,
         provider=PROVIDER,
         window_s=window_s,
-        invocations=sum(by_class.values()),
-        errors={k: v for k, v in by_class.items() if not k.startswith("2") and v},
+        invocations=sum(sum(v.values()) for v in by_class.values()),
+        errors=errors,
+        per_variant=per_variant,
         source="Azure Monitor (Microsoft.MachineLearningServices/workspaces/onlineEndpoints)",
         raw={"requests": counts, "latency": latency},
-        **values,
+        **overall,
     )
 
 
@@ -91,7 +127,7 @@ def _row(record: Any) -> list[float]:
 def captured_rows(api: AzureApi, endpoint: str, window_s: float) -> list[list[float]]:
     """Feature rows the data collector wrote (``model_inputs``) over the window, oldest first."""
     container = api.datastore_container()
-    since = datetime.now(timezone.utc) - timedelta(seconds=window_s)
+    since = datetime.fromtimestamp(api.clock(), timezone.utc) - timedelta(seconds=window_s)
     prefix = f"modelDataCollector/{endpoint}/"
 
     def read() -> list[list[float]]:

@@ -240,6 +240,37 @@ def _model_requirements(artifact: str, stamp: int, framework: str | None) -> tup
     return tuple(sorted(pins.values(), key=str.lower))
 
 
+#: the frameworks ``score.py`` (the core's handler template) loads on the framework route
+FRAMEWORK_ROUTE = ("sklearn", "xgboost")
+
+
+def container_image(model: Any, serving_image: str | None, target: str | None) -> str | None:
+    """The image the container route deploys for ``model`` (``None``: the framework route).
+
+    The model's own ``image`` wins; a model ``score.py`` loads takes the framework route; any
+    other takes the target's ``serving_image``, and without one it is refused with the command
+    that builds and records it."""
+    if model.image:
+        return str(model.image)
+    framework = model.framework or (detect(Path(model.artifact)) if model.artifact else "custom")
+    framework = {"scikit-learn": "sklearn"}.get(framework, framework)
+    if framework in FRAMEWORK_ROUTE:
+        return None
+    if serving_image:
+        return serving_image
+    from cloudserve.errors import InvalidRequest
+
+    raise InvalidRequest(
+        f"{model.name} v{model.version} ({framework}) has no Azure ML framework route: score.py"
+        f" loads {' and '.join(FRAMEWORK_ROUTE)} models. Use the container route: `cloudserve"
+        f" build-image {model.artifact or 'MODEL_DIR'} --push {target or 'TARGET'}` builds the"
+        " cloudserve serving image with the model's library versions, pushes it to the"
+        " workspace's registry and sets the target's serving_image (or give"
+        " ModelSpec(image=...))",
+        provider="azureml",
+    )
+
+
 def detect(path: Path) -> str:
     """The framework of a model folder (its manifest or files) or of a single model file."""
     from cloudserve.packaging import detect_framework

@@ -7,6 +7,8 @@ What each operation does lives in its concern module (``_endpoints``, ``_predict
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from cloudserve.pricing.refresh import RefreshResult
@@ -46,16 +48,15 @@ class AzureMLProvider(Provider):
             Capability.BATCH,
             Capability.TUNE,
             Capability.PRICING_REFRESH,
+            Capability.ROLLOUT,
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
         Capability.SHADOW: (
-            "not yet: managed online endpoints mirror traffic (mirror_traffic, at most 50 % in"
-            " total), which cloudserve does not map yet"
-        ),
-        Capability.ROLLOUT: (
-            "the rollout state is not yet recorded with Azure ML endpoints (endpoint tags) and"
-            " deployments are not yet removed one by one; roll out on the local backend for now"
+            "managed online endpoints mirror traffic (mirror_traffic, at most 50 % in total) but"
+            " discard the mirrored answers; a shadow report needs both answers joined by request"
+            " id, and Azure does not document that a mirrored copy keeps the original's request"
+            " id in the data collector, so cloudserve does not map it until that is verified"
         ),
         Capability.AUTOSCALE: (
             "managed online deployments scale through a separate Azure Monitor autoscale "
@@ -69,6 +70,8 @@ class AzureMLProvider(Provider):
         ),
     }
     error_table = ERROR_TABLE
+    #: Azure Monitor's finest grain for online endpoint metrics is one minute (PT1M)
+    min_metrics_window_s: ClassVar[float] = 60.0
 
     def __init__(
         self,
@@ -76,6 +79,7 @@ class AzureMLProvider(Provider):
         *,
         target: str | None = None,
         credential: Any = None,
+        clock: Callable[[], float] = time.time,
     ):
         if not isinstance(config, AzureMLConfig):
             config = AzureMLConfig.model_validate(config.model_dump())
@@ -87,6 +91,7 @@ class AzureMLProvider(Provider):
             wait=self.wait,
             translate=self.translate,
             credential=credential,
+            clock=clock,
         )
 
     def close(self) -> None:
@@ -101,11 +106,22 @@ class AzureMLProvider(Provider):
         """Reject what Azure ML cannot honour, before any request."""
         super().validate(spec)
         if isinstance(spec, DeploySpec):
-            _validate.validate_deploy(self.cfg, spec)
+            _validate.validate_deploy(self.cfg, spec, self.target)
         elif isinstance(spec, BatchSpec):
             _validate.validate_batch(self.cfg, spec)
         elif isinstance(spec, TuningSpec):
             _validate.validate_tuning(self.cfg, spec)
+
+    def route(self, spec: DeploySpec) -> str:
+        """``"container"`` for a model with its own image or one ``score.py`` cannot load (the
+        target's ``serving_image`` serves it), else ``"framework"``."""
+        from cloudserve_azureml._packaging import container_image
+
+        return (
+            "container"
+            if container_image(spec.model, self.cfg.serving_image, self.target)
+            else "framework"
+        )
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -149,6 +165,24 @@ class AzureMLProvider(Provider):
             self.api, endpoint, instances, variant=variant, parameters=parameters
         )
 
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Delete a deployment that takes no traffic (see ``_rollout``)."""
+        from cloudserve_azureml import _rollout
+
+        return _rollout.delete_variant(self.api, endpoint, variant)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The rollout state kept in the endpoint's tags (see ``_rollout``)."""
+        from cloudserve_azureml import _rollout
+
+        return _rollout.get_state(self.api, endpoint)
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record (or clear) the rollout state in the endpoint's tags (see ``_rollout``)."""
+        from cloudserve_azureml import _rollout
+
+        _rollout.put_state(self.api, endpoint, state)
+
     # -- jobs --------------------------------------------------------------------------------
 
     def batch_predict(self, spec: BatchSpec) -> BatchJob:
@@ -181,7 +215,9 @@ class AzureMLProvider(Provider):
         """Azure Monitor metrics of the endpoint over the window."""
         from cloudserve_azureml import _monitor
 
-        return _monitor.endpoint_metrics(self.api, endpoint, window_s)
+        deployments = _endpoints.list_deployments(self.api, endpoint)
+        names = {n: _endpoints.variant(d, 0).name for n, d in deployments.items()}
+        return _monitor.endpoint_metrics(self.api, endpoint, window_s, names)
 
     def captured_inputs(self, endpoint: str, window_s: float) -> list[list[float]]:
         """Rows the deployments' data collectors wrote over the window."""

@@ -36,7 +36,7 @@ def is_datastore_uri(value: str) -> bool:
     return value.startswith("azureml://")
 
 
-def validate_deploy(cfg: AzureMLConfig, spec: DeploySpec) -> None:
+def validate_deploy(cfg: AzureMLConfig, spec: DeploySpec, target: str | None = None) -> None:
     """Reject what a managed online deployment cannot honour."""
     if not pkg.valid_name(spec.endpoint):
         raise _bad(
@@ -48,6 +48,7 @@ def validate_deploy(cfg: AzureMLConfig, spec: DeploySpec) -> None:
     if spec.model.artifact is None:
         raise _bad("Azure ML needs a model artifact to register, also on the container route")
     instance_type(spec.compute)
+    pkg.container_image(spec.model, cfg.serving_image, target)  # no route: refused here
 
 
 def validate_batch(cfg: AzureMLConfig, spec: BatchSpec) -> None:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudserve.errors import InvalidRequest, NotFound
 from cloudserve.resources import AsyncPrediction, JobStatus
-
-if TYPE_CHECKING:
-    from cloudserve_sagemaker._provider import SageMakerProvider
+from cloudserve_sagemaker._api import Api
+from cloudserve_sagemaker._endpoints import describe_current
 
 __all__ = ["get_async_result", "predict_async"]
 
 
-def _async_output(p: SageMakerProvider, endpoint: str) -> dict[str, str]:
-    current = p._current(endpoint, missing_ok=False)
+def _async_output(p: Api, endpoint: str) -> dict[str, str]:
+    current = describe_current(p, endpoint, missing_ok=False)
     assert current is not None
     cfg = current["config"].get("AsyncInferenceConfig")
     if not cfg:
@@ -35,7 +34,7 @@ def _async_output(p: SageMakerProvider, endpoint: str) -> dict[str, str]:
 
 
 def predict_async(
-    p: SageMakerProvider,
+    p: Api,
     endpoint: str,
     instances: list[Any],
     *,
@@ -80,11 +79,11 @@ def predict_async(
     )
 
 
-def _locations_uri(p: SageMakerProvider, endpoint: str, request_id: str) -> str:
+def _locations_uri(p: Api, endpoint: str, request_id: str) -> str:
     return p.cfg.s3_uri("async-input", endpoint, f"{request_id}.locations.json")
 
 
-def get_async_result(p: SageMakerProvider, endpoint: str, request_id: str) -> AsyncPrediction:
+def get_async_result(p: Api, endpoint: str, request_id: str) -> AsyncPrediction:
     """SUCCEEDED with outputs once the output object exists, FAILED once the failure object
     exists, RUNNING before either."""
     from cloudserve import codecs

@@ -4,9 +4,9 @@ A local input is uploaded; a CSV with a header goes as JSON Lines records, so ea
 its column whatever the header's order (``SplitType=Line`` would send a header line to the model
 as a record, in the first mini-batch only); records go to the container in ``MultiRecord``
 mini-batches of at most ``max_payload_mb``, ``max_concurrency`` at a time (their product within
-SageMaker's 100 MB), and outputs are assembled one line per record (``AssembleWith=Line``) as ``<input>.out``. A local
-output path is filled once the job succeeds. Where the local paths are is kept in the job's
-tags, so ``get_batch_job`` works from any process.
+SageMaker's 100 MB), and outputs are assembled one line per record (``AssembleWith=Line``) as
+``<input>.out``. A local output path is filled once the job succeeds. Where the local paths are
+is kept in the job's tags, so ``get_batch_job`` works from any process.
 """
 
 from __future__ import annotations
@@ -16,27 +16,20 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudserve.errors import InvalidRequest
 from cloudserve.resources import BatchJob, JobStatus
 from cloudserve.sizes import resolve_instance
 from cloudserve.specs import BatchSpec
 from cloudserve_sagemaker import _naming as names
+from cloudserve_sagemaker._api import Api
+from cloudserve_sagemaker._models import model_container, prepare_model, upload_artifact
+from cloudserve_sagemaker._states import JOB_STATES as STATES
 from cloudserve_sagemaker._validate import has_local_storage
-
-if TYPE_CHECKING:
-    from cloudserve_sagemaker._provider import SageMakerProvider
 
 __all__ = ["describe_transform", "start_transform", "validate_batch"]
 
-STATES = {
-    "InProgress": JobStatus.RUNNING,
-    "Completed": JobStatus.SUCCEEDED,
-    "Failed": JobStatus.FAILED,
-    "Stopping": JobStatus.CANCELLED,
-    "Stopped": JobStatus.CANCELLED,
-}
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonlines"}
 INPUT_TAG, OUTPUT_TAG, MODEL_TAG = "cloudserve:input", "cloudserve:output", "cloudserve:batch-model"
 TRANSFORM_LIMIT_MB = 100
@@ -120,10 +113,10 @@ def _first_line(path: Path) -> str:
         return fh.readline()
 
 
-def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
+def start_transform(p: Api, spec: BatchSpec) -> BatchJob:
     """Upload what is local, create the model and the transform job; returns at once."""
     name = names.job_name("batch", spec.model.name)
-    prepared = p.prepare(spec.model)
+    prepared = prepare_model(p, spec.model)
     if spec.parameters and prepared.route.kind != "framework":
         raise InvalidRequest(
             "BatchSpec.parameters reach the model on SageMaker's framework route only (the "
@@ -131,7 +124,7 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
             "takes parameters per request, which a transform job does not send",
             provider=p.name,
         )
-    container = p.container(spec.model, prepared, p.artifact_uri(spec.model, prepared))
+    container = model_container(spec.model, prepared, upload_artifact(p, spec.model, prepared))
     model_name = names.trim(f"{name}-model")
     p.sm(
         "create_model",
@@ -197,7 +190,7 @@ def start_transform(p: SageMakerProvider, spec: BatchSpec) -> BatchJob:
     return describe_transform(p, name)
 
 
-def describe_transform(p: SageMakerProvider, job_id: str) -> BatchJob:
+def describe_transform(p: Api, job_id: str) -> BatchJob:
     """The job's state; on success the outputs are downloaded to a local output path, and once
     it has ended the model cloudserve made for it is deleted."""
     d = p.sm("describe_transform_job", TransformJobName=job_id)
@@ -212,7 +205,7 @@ def describe_transform(p: SageMakerProvider, job_id: str) -> BatchJob:
         files = p.call(p.aws.download_prefix, d["TransformOutput"]["S3OutputPath"], Path(output))
         rows = sum(1 for f in files for line in f.read_bytes().splitlines() if line.strip())
     if status.is_terminal and MODEL_TAG in tags:
-        p._quiet_delete("delete_model", ModelName=tags[MODEL_TAG])
+        p.quiet_delete("delete_model", ModelName=tags[MODEL_TAG])
     return BatchJob(
         id=job_id,
         provider=p.name,

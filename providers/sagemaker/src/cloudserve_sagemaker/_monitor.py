@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from cloudserve.errors import InvalidRequest
 from cloudserve.resources import MetricsReport, VariantMetrics
-from cloudserve_sagemaker._aws import page_token
-
-if TYPE_CHECKING:
-    from cloudserve_sagemaker._provider import SageMakerProvider
+from cloudserve_sagemaker._api import Api, page_token
+from cloudserve_sagemaker._endpoints import describe_current
 
 __all__ = ["captured_rows", "endpoint_metrics"]
 
@@ -63,9 +61,9 @@ def _queries(endpoint: str, variants: list[str], period: int) -> list[dict[str, 
     return queries
 
 
-def endpoint_metrics(p: SageMakerProvider, endpoint: str, window_s: float) -> MetricsReport:
+def endpoint_metrics(p: Api, endpoint: str, window_s: float) -> MetricsReport:
     """The endpoint's CloudWatch metrics over the last ``window_s`` seconds."""
-    current = p._current(endpoint, missing_ok=False)
+    current = describe_current(p, endpoint, missing_ok=False)
     assert current is not None
     variants = [v["VariantName"] for v in current["config"]["ProductionVariants"]]
     period = max(60, int(-(-window_s // 60)) * 60)
@@ -145,9 +143,9 @@ def _rows_of(part: dict[str, Any]) -> list[Any]:
     return [list(r.values()) if isinstance(r, dict) else list(r) for r in instances]
 
 
-def captured_rows(p: SageMakerProvider, endpoint: str, window_s: float) -> list[list[float]]:
+def captured_rows(p: Api, endpoint: str, window_s: float) -> list[list[float]]:
     """Feature rows of the requests captured over the window, oldest first."""
-    current = p._current(endpoint, missing_ok=False)
+    current = describe_current(p, endpoint, missing_ok=False)
     assert current is not None
     capture = current["config"].get("DataCaptureConfig") or {}
     if not capture.get("EnableCapture"):

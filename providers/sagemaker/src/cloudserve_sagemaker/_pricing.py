@@ -24,9 +24,10 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from cloudserve.pricing.refresh import RefreshResult, Shape
+from cloudserve_sagemaker._api import Api
 from cloudserve_sagemaker._config import SageMakerConfig
 
-__all__ = ["KINDS", "PRICING_REGION", "PriceList"]
+__all__ = ["KINDS", "PRICING_REGION", "PriceList", "refresh_prices"]
 
 PRICING_REGION = "us-east-1"
 SERVICE_CODE = "AmazonSageMaker"
@@ -182,3 +183,13 @@ class PriceList:
                     continue
                 out.rows.append(row(instance_type, shape, offer, region, source, today))
         return out
+
+
+def refresh_prices(api: Api) -> RefreshResult:
+    """Price the catalog's SageMaker instance types in ``api``'s region (see the module doc)."""
+    from cloudserve.pricing.refresh import instance_shapes, warn_missing
+
+    reader = PriceList(pricing_client(api.cfg), api.call)
+    result = reader.refresh(api.cfg.region, instance_shapes("sagemaker", KINDS))
+    warn_missing(api.name, api.cfg.region, result.missing)
+    return result

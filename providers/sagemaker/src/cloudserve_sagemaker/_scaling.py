@@ -10,13 +10,11 @@ targets are deregistered first and registered again once the update is in servic
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudserve.errors import CloudServeError
 from cloudserve.specs import DeploySpec
-
-if TYPE_CHECKING:
-    from cloudserve_sagemaker._provider import SageMakerProvider, _Created
+from cloudserve_sagemaker._api import Api
 
 __all__ = ["DIMENSION", "deregister", "plan", "plan_of", "register", "resource_id", "targets"]
 
@@ -28,9 +26,7 @@ def resource_id(endpoint: str, variant: str) -> str:
     return f"endpoint/{endpoint}/variant/{variant}"
 
 
-def plan(
-    p: SageMakerProvider, spec: DeploySpec, previous: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def plan(p: Api, spec: DeploySpec, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scaling of every variant the new config keeps: carried over, plus the new one."""
     kept = previous if spec.traffic < 100 else []
     steps = [s for s in kept if s["variant"] != spec.variant_name]
@@ -49,7 +45,7 @@ def plan(
     return steps
 
 
-def plan_of(p: SageMakerProvider, current: dict[str, Any]) -> list[dict[str, Any]]:
+def plan_of(p: Api, current: dict[str, Any]) -> list[dict[str, Any]]:
     """The scaling registered now for the variants of ``current`` (endpoint + config)."""
     endpoint = current["endpoint"]["EndpointName"]
     variants = [v["VariantName"] for v in current["config"]["ProductionVariants"]]
@@ -65,7 +61,7 @@ def plan_of(p: SageMakerProvider, current: dict[str, Any]) -> list[dict[str, Any
     ]
 
 
-def _policies(p: SageMakerProvider, resource: str) -> list[dict[str, Any]]:
+def _policies(p: Api, resource: str) -> list[dict[str, Any]]:
     found = p.aws_call(
         "application-autoscaling",
         "describe_scaling_policies",
@@ -76,7 +72,7 @@ def _policies(p: SageMakerProvider, resource: str) -> list[dict[str, Any]]:
     return list(found.get("ScalingPolicies", []))
 
 
-def _policy_target(p: SageMakerProvider, endpoint: str, variant: str) -> float:
+def _policy_target(p: Api, endpoint: str, variant: str) -> float:
     for policy in _policies(p, resource_id(endpoint, variant)):
         tracking = policy.get("TargetTrackingScalingPolicyConfiguration")
         if tracking:
@@ -84,7 +80,7 @@ def _policy_target(p: SageMakerProvider, endpoint: str, variant: str) -> float:
     return p.cfg.autoscale_target
 
 
-def targets(p: SageMakerProvider, endpoint: str, variants: list[str]) -> dict[str, dict[str, Any]]:
+def targets(p: Api, endpoint: str, variants: list[str]) -> dict[str, dict[str, Any]]:
     """Variant name → its registered scalable target (variants without one are absent)."""
     if not variants:
         return {}
@@ -101,10 +97,9 @@ def targets(p: SageMakerProvider, endpoint: str, variants: list[str]) -> dict[st
     }
 
 
-def register(
-    p: SageMakerProvider, endpoint: str, steps: list[dict[str, Any]], created: _Created
-) -> None:
-    """Register each planned target and its target-tracking policy (recorded in ``created``)."""
+def register(p: Api, endpoint: str, steps: list[dict[str, Any]], created: list[str]) -> None:
+    """Register each planned target and its target-tracking policy; each target registered is
+    appended to ``created`` (so a failed deploy can remove it)."""
     for step in steps:
         resource = resource_id(endpoint, step["variant"])
         p.aws_call(
@@ -116,7 +111,7 @@ def register(
             MinCapacity=step["min"],
             MaxCapacity=step["max"],
         )
-        created.scaling.append(resource)
+        created.append(resource)
         p.aws_call(
             "application-autoscaling",
             "put_scaling_policy",
@@ -136,7 +131,7 @@ def register(
         )
 
 
-def deregister_one(p: SageMakerProvider, resource: str) -> None:
+def deregister_one(p: Api, resource: str) -> None:
     """Delete a target's policies and the target; what is already gone is fine."""
     for policy in _policies(p, resource):
         with contextlib.suppress(CloudServeError):
@@ -158,7 +153,7 @@ def deregister_one(p: SageMakerProvider, resource: str) -> None:
         )
 
 
-def deregister(p: SageMakerProvider, endpoint: str, variants: list[str]) -> None:
+def deregister(p: Api, endpoint: str, variants: list[str]) -> None:
     """Deregister the scaling of the given variants of ``endpoint``."""
     for variant in targets(p, endpoint, variants):
         deregister_one(p, resource_id(endpoint, variant))

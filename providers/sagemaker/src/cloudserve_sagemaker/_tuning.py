@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudserve.errors import InvalidRequest
 from cloudserve.resources import JobStatus, Trial, TuningJob
@@ -19,22 +19,13 @@ from cloudserve.sizes import resolve_instance
 from cloudserve.specs import Choice, IntRange, LogUniform, TuningSpec, Uniform
 from cloudserve_sagemaker import _naming as names
 from cloudserve_sagemaker import _packaging as pkg
-from cloudserve_sagemaker._aws import page_token
+from cloudserve_sagemaker._api import Api, page_token
 from cloudserve_sagemaker._images import image_uri
-
-if TYPE_CHECKING:
-    from cloudserve_sagemaker._provider import SageMakerProvider
+from cloudserve_sagemaker._states import JOB_STATES as STATES
 
 __all__ = ["describe_tuning", "parameter_ranges", "start_tuning", "validate_tuning"]
 
 STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "grid": "Grid", "hyperband": "Hyperband"}
-STATES = {
-    "InProgress": JobStatus.RUNNING,
-    "Completed": JobStatus.SUCCEEDED,
-    "Failed": JobStatus.FAILED,
-    "Stopping": JobStatus.CANCELLED,
-    "Stopped": JobStatus.CANCELLED,
-}
 MAX_CATEGORICAL = 30
 # The training image version when TrainSpec.framework_version is not given.
 TRAINING_DEFAULTS = {"sklearn": "1.2-1", "xgboost": "1.7-1", "pytorch": "2.1"}
@@ -128,7 +119,7 @@ def training_image(framework: str, version: str | None, region: str, *, gpu: boo
     return image_uri(framework, chosen, region, scope="training", processor="gpu" if gpu else "cpu")
 
 
-def _upload_inputs(p: SageMakerProvider, spec: TuningSpec, name: str) -> list[dict[str, Any]]:
+def _upload_inputs(p: Api, spec: TuningSpec, name: str) -> list[dict[str, Any]]:
     channels = []
     for channel, where in spec.train.inputs.items():
         uri = where
@@ -151,7 +142,7 @@ def _upload_inputs(p: SageMakerProvider, spec: TuningSpec, name: str) -> list[di
     return channels
 
 
-def start_tuning(p: SageMakerProvider, spec: TuningSpec) -> TuningJob:
+def start_tuning(p: Api, spec: TuningSpec) -> TuningJob:
     """Upload the code and inputs, create the tuning job; returns at once."""
     train = spec.train
     assert train.entrypoint is not None
@@ -254,7 +245,7 @@ def _trial(summary: dict[str, Any], ranges: dict[str, Any]) -> Trial:
     )
 
 
-def describe_tuning(p: SageMakerProvider, job_id: str) -> TuningJob:
+def describe_tuning(p: Api, job_id: str) -> TuningJob:
     """The job, its training jobs as trials and the best one."""
     d = p.sm("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=job_id)
     config = d["HyperParameterTuningJobConfig"]

@@ -19,6 +19,8 @@ from cloudserve_vertex import _packaging as pkg
 from cloudserve_vertex._api import MANAGED, VertexApi
 from cloudserve_vertex._states import endpoint_status
 
+ROLLOUT_LABEL = "cloudserve-rollout"  # set while a rollout is in progress (see _rollout)
+
 __all__ = ["delete", "deploy", "get", "list_all", "plan", "set_traffic"]
 
 _CPU_METRIC = "aiplatform.googleapis.com/prediction/online/cpu/utilization"
@@ -71,7 +73,7 @@ def to_endpoint(api: VertexApi, ep: Any, status: EndpointStatus | None = None) -
         url=url,
         created_at=ep.create_time or None,
         updated_at=ep.update_time or None,
-        tags={k: v for k, v in ep.labels.items() if k != MANAGED},
+        tags={k: v for k, v in ep.labels.items() if k not in (MANAGED, ROLLOUT_LABEL)},
         raw=ep,
     )
 

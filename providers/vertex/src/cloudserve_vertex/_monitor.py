@@ -37,9 +37,16 @@ _PAGE = 1000
 
 
 def _series(
-    api: VertexApi, endpoint_id: str, metric: str, window_s: float, aligner: str, extra: str = ""
+    api: VertexApi,
+    endpoint_id: str,
+    metric: str,
+    window_s: float,
+    aligner: str,
+    extra: str = "",
+    *,
+    now: float,
 ) -> list[dict[str, Any]]:
-    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    end = datetime.fromtimestamp(now, timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
     period = max(_MIN_ALIGNMENT_S, math.ceil(window_s))
     start = end - timedelta(seconds=period)
     params = {
@@ -64,7 +71,11 @@ def _series(
             return series
 
 
-def metrics(api: VertexApi, endpoint: str, window_s: float) -> MetricsReport:
+def metrics(
+    api: VertexApi, endpoint: str, window_s: float, *, now: float | None = None
+) -> MetricsReport:
+    """Per-deployed-model figures over the ``window_s`` seconds before ``now``."""
+    now = time.time() if now is None else now
     ep = endpoints.require(api, endpoint)
     names = {d.id: d.display_name for d in ep.deployed_models}
     prefix = _PREFIX + ("private/" if endpoints.is_private(ep) else "")
@@ -72,7 +83,7 @@ def metrics(api: VertexApi, endpoint: str, window_s: float) -> MetricsReport:
     per: dict[str, VariantMetrics] = {}
     errors: dict[str, int] = {}
     total = 0
-    for s in _series(api, endpoint_id, prefix + "response_count", window_s, "ALIGN_SUM"):
+    for s in _series(api, endpoint_id, prefix + "response_count", window_s, "ALIGN_SUM", now=now):
         count = sum(int(p["value"].get("int64Value", 0)) for p in s.get("points", []))
         labels = s["metric"].get("labels", {})
         vm = per.setdefault(names.get(labels.get("deployed_model_id", ""), ""), VariantMetrics())
@@ -91,7 +102,7 @@ def metrics(api: VertexApi, endpoint: str, window_s: float) -> MetricsReport:
         ("p99_ms", "ALIGN_PERCENTILE_99"),
     ):
         latency = prefix + "prediction_latencies"
-        for s in _series(api, endpoint_id, latency, window_s, aligner, total_only):
+        for s in _series(api, endpoint_id, latency, window_s, aligner, total_only, now=now):
             labels = s["metric"].get("labels", {})
             if labels.get("latency_type", "total") != "total":
                 continue
@@ -122,8 +133,10 @@ def log_table(uri: str, display_name: str, endpoint_id: str) -> tuple[str, str, 
     return project, dataset, table or "request_response_logging"
 
 
-def captured_inputs(api: VertexApi, endpoint: str, window_s: float) -> list[list[float]]:
-    """Feature rows of every logged request in the last ``window_s`` seconds."""
+def captured_inputs(
+    api: VertexApi, endpoint: str, window_s: float, *, now: float | None = None
+) -> list[list[float]]:
+    """Feature rows of every request logged in the ``window_s`` seconds before ``now``."""
     ep = endpoints.require(api, endpoint)
     cfg = ep.predict_request_response_logging_config
     if not cfg.enabled:
@@ -135,7 +148,7 @@ def captured_inputs(api: VertexApi, endpoint: str, window_s: float) -> list[list
     )
     host = api.host("https://bigquery.googleapis.com")
     url = f"{host}/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}/data"
-    since_us = (time.time() - window_s) * 1_000_000
+    since_us = ((time.time() if now is None else now) - window_s) * 1_000_000
     rows: list[list[float]] = []
     token = None
     while True:

@@ -9,6 +9,7 @@ default) are created on first use by :class:`~cloudserve_vertex._api.VertexApi`.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -25,7 +26,15 @@ from cloudserve.resources import (
 )
 from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
 from cloudserve.waiting import ProgressCallback
-from cloudserve_vertex import _batch, _endpoints, _model_registry, _monitor, _predict, _tuning
+from cloudserve_vertex import (
+    _batch,
+    _endpoints,
+    _model_registry,
+    _monitor,
+    _predict,
+    _rollout,
+    _tuning,
+)
 from cloudserve_vertex._api import VertexApi
 from cloudserve_vertex._config import VertexConfig
 from cloudserve_vertex._errors import ERROR_TABLE
@@ -70,6 +79,7 @@ class VertexProvider(Provider):
             Capability.DRIFT,
             Capability.REGISTRY,
             Capability.PRICING_REFRESH,
+            Capability.ROLLOUT,
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
@@ -77,17 +87,14 @@ class VertexProvider(Provider):
             "Vertex AI endpoints cannot mirror requests: traffic_split only divides them"
             " between deployed models"
         ),
-        Capability.ROLLOUT: (
-            "the rollout state is not yet recorded with Vertex AI endpoints (labels hold 63"
-            " characters) and a deployed model is not yet undeployed on its own; roll out on the"
-            " local backend for now"
-        ),
         Capability.SERVERLESS: "Vertex AI online endpoints always run at least one dedicated "
         "replica; the v1 API has no scale-to-zero serverless inference",
         Capability.ASYNC_PREDICT: "Vertex AI has no queued online prediction; use batch "
         "prediction for large or slow inputs",
     }
     error_table = ERROR_TABLE
+    #: Cloud Monitoring aligns series over periods of at least 60 s
+    min_metrics_window_s: ClassVar[float] = 60.0
 
     config: VertexConfig
 
@@ -97,13 +104,19 @@ class VertexProvider(Provider):
             config, name=self.name, call=self.call, wait=self.wait, translate=self.translate
         )
         if config.network:
-            self.capabilities = type(self).capabilities - {Capability.TRAFFIC_SPLIT}  # type: ignore[misc]
+            self.capabilities = type(self).capabilities - {  # type: ignore[misc]
+                Capability.TRAFFIC_SPLIT,
+                Capability.ROLLOUT,
+            }
             self.unsupported = {  # type: ignore[misc]
                 **type(self).unsupported,
                 Capability.TRAFFIC_SPLIT: _PRIVATE,
                 Capability.ROLLOUT: _PRIVATE,
             }
         self._batch_outputs: dict[str, str] = {}  # job id → local output path
+        #: where a metrics window ends (seconds since the epoch); tests share one clock with
+        #: the fake's time series so a rollout's bakes run without sleeping
+        self.clock: Callable[[], float] = time.time
 
     @_ClassOrInstance
     def supports(self_or_cls: Any, capability: Capability) -> bool:  # type: ignore[override]
@@ -153,6 +166,16 @@ class VertexProvider(Provider):
 
     def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
         return _endpoints.delete_variant(self.api, endpoint, variant)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The rollout recorded with ``endpoint`` (a label on it, the JSON in the staging
+        bucket; see ``_rollout``)."""
+        self.require(Capability.ROLLOUT)
+        return _rollout.get_state(self.api, endpoint)
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        self.require(Capability.ROLLOUT)
+        _rollout.put_state(self.api, endpoint, state)
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls ``deploy(spec)`` makes, sending none; the build/push step first when
@@ -223,11 +246,11 @@ class VertexProvider(Provider):
     # -- monitoring, pricing -------------------------------------------------------------------
 
     def metrics(self, endpoint: str, window_s: float) -> MetricsReport:
-        return _monitor.metrics(self.api, endpoint, window_s)
+        return _monitor.metrics(self.api, endpoint, window_s, now=self.clock())
 
     def captured_inputs(self, endpoint: str, window_s: float) -> list[list[float]]:
         """Rows from the endpoint's request-response log (BigQuery) within the window."""
-        return _monitor.captured_inputs(self.api, endpoint, window_s)
+        return _monitor.captured_inputs(self.api, endpoint, window_s, now=self.clock())
 
     def refresh_prices(self) -> RefreshResult:
         """On-demand prices in the target's location from the Cloud Billing Catalog API

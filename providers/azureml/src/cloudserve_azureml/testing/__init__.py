@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from cloudserve.testing.fakes import request_body
+from cloudserve_azureml.testing._http import relay
 from cloudserve_azureml.testing._prices import FakeRetailPrices
 from cloudserve_azureml.testing._service import FakeAzureMLService, ScoringRecord
 
-__all__ = ["FakeAzureML", "FakeCredential", "FakeRetailPrices", "ScoringRecord"]
+__all__ = ["FakeAzureML", "FakeCredential", "FakeRetailPrices", "ScoringRecord", "relay"]
 
 _HOSTS = re.compile(
     r"https://(management\.azure\.com|[a-z0-9]+\.blob\.core\.windows\.net"
@@ -74,6 +75,10 @@ class FakeAzureML:
     does its work: a batch job then runs the deployment's uploaded scoring script over the
     uploaded input and writes ``predictions.csv``; a sweep job runs one wave of trials (the
     user's training script, as a subprocess) per read until its budget is spent.
+
+    ``clock`` is where scoring requests are stamped, so the Azure Monitor metrics the fake
+    answers follow it: a test that shares one clock with a rollout (and with the provider's
+    ``clock``) bakes "1m" steps without sleeping through them.
     """
 
     def __init__(
@@ -93,8 +98,10 @@ class FakeAzureML:
         seed: int = 0,
         load_model: Callable[[Path], Any] | None = None,
         job_polls: int = 2,
+        clock: Callable[[], float] = time.time,
     ):
         self.service = FakeAzureMLService(
+            clock=clock,
             subscription_id=subscription_id,
             resource_group=resource_group,
             workspace=workspace,
@@ -159,6 +166,13 @@ class FakeAzureML:
         if answer == "timeout_scoring":
             raise requests.ReadTimeout("Read timed out")
         return answer
+
+    def serve_http(self) -> Any:
+        """A context manager serving this fake on a local port for other processes (they
+        install ``relay(address)``); yields the address ``127.0.0.1:PORT``."""
+        from cloudserve_azureml.testing._http import serve
+
+        return serve(self.service)
 
     # -- clients pointed at the fake ---------------------------------------------------------
 
@@ -232,6 +246,18 @@ class FakeAzureML:
                 f.scoring_errors.extend([fault] * times)
             else:
                 raise ValueError(f"unknown fault {fault!r}")
+
+    def degrade(self, deployment: str, *, error_rate: float = 0.0, latency_ms: float = 0.0) -> None:
+        """Make one deployment (it may not exist yet) fail ``error_rate`` of its scoring
+        requests (a 424 "model error" with the container's 500, spread evenly) and answer
+        ``latency_ms`` later; both show in its Azure Monitor metrics."""
+        if not 0 <= error_rate <= 1 or latency_ms < 0:
+            raise ValueError("error_rate is a fraction in [0, 1] and latency_ms is >= 0")
+        with self.service.lock:
+            self.service.faults.deployment_faults[deployment.lower()] = (
+                error_rate,
+                latency_ms / 1000,
+            )
 
     # -- state, for assertions -------------------------------------------------------------------
 

@@ -94,6 +94,9 @@ class Faults:
     fail_deployment_put: list[str] = field(default_factory=list)
     unavailable_poll: int = 0
     scoring_errors: list[str] = field(default_factory=list)
+    # deployment (lower case) → (fraction of its scoring requests that fail, added latency in s)
+    deployment_faults: dict[str, tuple[float, float]] = field(default_factory=dict)
+    deployment_calls: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,7 +129,9 @@ class FakeAzureMLService:
         job_polls: int = 2,
         resolve_environments: bool = True,
         shared_key_access: bool = True,
+        clock: Callable[[], float] = time.time,
     ):
+        self.clock = clock
         self.resolve_environments = resolve_environments
         self.shared_key_access = shared_key_access
         self.subscription_id = subscription_id
@@ -450,6 +455,9 @@ class FakeAzureMLService:
     def _validate_put(self, kind: str, key: str, payload: dict[str, Any]) -> Response | None:
         props = payload.get("properties") or {}
         name = key.rsplit("/", 1)[-1]
+        bad_tags = tag_error(payload.get("tags") or {})
+        if bad_tags is not None:
+            return arm_error(400, "InvalidTag", bad_tags)
         if kind in LRO_KINDS and not valid_name(name):
             return arm_error(
                 400,
@@ -464,6 +472,18 @@ class FakeAzureMLService:
             if unknown:
                 return arm_error(
                     400, "BadArgument", f"traffic names deployments that do not exist: {unknown}"
+                )
+            unready = [
+                d["name"]
+                for d in self.children(key + "/deployments")
+                if int(traffic.get(d["name"], 0) or 0) > 0
+                and d["properties"].get("provisioningState") != "Succeeded"
+            ]
+            if unready:
+                return arm_error(
+                    400,
+                    "BadArgument",
+                    f"traffic can only go to deployments that succeeded, not yet {unready}",
                 )
             total = sum(int(v) for v in traffic.values())
             if traffic and total not in (0, 100):
@@ -811,11 +831,34 @@ class FakeAzureMLService:
                 )
             dep_key = f"{key}/deployments/{deployment}"
         start = time.perf_counter()
-        status, out_headers, out = self._run_model(dep_key, headers, body)
+        failing = self._deployment_fault(deployment)
+        if failing:
+            status, out_headers, out = (
+                424,
+                {
+                    "Content-Type": "application/json",
+                    MODEL_STATUS_HEADER: "500",
+                    MODEL_REASON_HEADER: "model_error",
+                },
+                json.dumps({"message": "injected model failure"}).encode(),
+            )
+        else:
+            status, out_headers, out = self._run_model(dep_key, headers, body)
         latency = (time.perf_counter() - start) * 1000
         with self.lock:
-            self.scoring.append(ScoringRecord(time.time(), name, deployment, status, latency))
+            self.scoring.append(ScoringRecord(self.clock(), name, deployment, status, latency))
         return status, {**out_headers, "azureml-model-deployment": deployment}, out
+
+    def _deployment_fault(self, deployment: str) -> bool:
+        """Apply an injected per-deployment fault: sleep its added latency; ``True`` when this
+        request is one of the share that fails (spread evenly: the k-th of every 1/rate)."""
+        with self.lock:
+            rate, delay_s = self.faults.deployment_faults.get(deployment.lower(), (0.0, 0.0))
+            n = self.faults.deployment_calls.get(deployment.lower(), 0) + 1
+            self.faults.deployment_calls[deployment.lower()] = n
+        if delay_s:
+            time.sleep(delay_s)
+        return int(n * rate) > int((n - 1) * rate)
 
     def _endpoint_key(self, name: str, kind: str = "onlineendpoints") -> str | None:
         for k, r in self.resources.items():
@@ -937,6 +980,23 @@ class FakeAzureMLService:
         from cloudserve_azureml.testing._monitor import metrics_body
 
         return _json(200, metrics_body(self, name, query))
+
+
+#: Azure Resource Manager's tag limits: 50 tags a resource, a name up to 512 characters and a
+#: value up to 256 (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations)
+MAX_TAGS, MAX_TAG_NAME, MAX_TAG_VALUE = 50, 512, 256
+
+
+def tag_error(tags: dict[str, Any]) -> str | None:
+    """Why ARM refuses these tags, or ``None``."""
+    if len(tags) > MAX_TAGS:
+        return f"{len(tags)} tags: a resource takes at most {MAX_TAGS}"
+    for k, v in tags.items():
+        if len(k) > MAX_TAG_NAME or any(c in k for c in "<>%&\\?/"):
+            return f"tag name {k[:40]!r} is longer than {MAX_TAG_NAME} or has one of <>%&\\?/"
+        if len(str(v)) > MAX_TAG_VALUE:
+            return f"tag {k!r}: value of {len(str(v))} characters, at most {MAX_TAG_VALUE}"
+    return None
 
 
 def _version_key(version: str) -> tuple[int, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from cloudserve_sagemaker._validate import has_local_storage
 from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
 from cloudserve_sagemaker.testing._pricing import FakePriceList
 from cloudserve_sagemaker.testing._validator import message, validator_for
@@ -725,26 +726,18 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     tuning.OverallBestTrainingJob = best
 
 
-_LOCAL_STORAGE = re.compile(
-    r"^ml\.(g4dn|g4ad|g5|g6|g6e|gr6|p3dn|p4d|p4de|p5[a-z]*|p6[a-z0-9-]*|trn1n?|trn2|"
-    r"[cmr]\d+[a-z]*d[a-z]*)\."
-)
-
-
 def _local_storage_refusal(op: str, params: dict[str, Any]) -> str | None:
     """SageMaker refuses a KMS key for the volumes of instances with local NVMe storage."""
     if op == "CreateEndpointConfig" and params.get("KmsKeyId"):
         for row in params.get("ProductionVariants", []):
-            if _LOCAL_STORAGE.match(row.get("InstanceType") or ""):
+            if has_local_storage(row.get("InstanceType")):
                 return (
                     f"The instance type {row['InstanceType']} has local storage, which is "
                     "encrypted by the instance; KmsKeyId is not supported for it."
                 )
     if op == "CreateTransformJob":
         resources = params.get("TransformResources", {})
-        if resources.get("VolumeKmsKeyId") and _LOCAL_STORAGE.match(
-            resources.get("InstanceType", "")
-        ):
+        if resources.get("VolumeKmsKeyId") and has_local_storage(resources.get("InstanceType")):
             return (
                 f"The instance type {resources['InstanceType']} has local storage, which is "
                 "encrypted by the instance; VolumeKmsKeyId is not supported for it."

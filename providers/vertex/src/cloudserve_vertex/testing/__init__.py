@@ -25,7 +25,12 @@ Fault injection (:meth:`FakeVertex.inject`): ``throttle`` (429), ``unavailable``
 ``aborted`` (409 ABORTED),
 ``fail_operation`` (the next LRO ends with an error), ``fail_deploy`` (the next deployModel
 fails after the model and endpoint exist), ``fail_job`` (the next batch / tuning job fails) and
-``slow`` (the next requests are delayed).
+``slow`` (the next requests are delayed). :meth:`FakeVertex.degrade` makes one deployed model
+fail a share of its predictions or answer slower, and the Cloud Monitoring series show it.
+
+Time is injectable: ``FakeVertex(clock=...)`` (any ``() -> float``, e.g. a rollout test's
+clock) stamps every prediction, so a test that shares the clock with the provider
+(``provider.clock``) reads one-minute metric windows without sleeping through them.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ class FakeVertex:
         seed: int = 0,
         load_model: Callable[[Path], Any] | None = None,
         prebuilt_python: dict[str, str | Path] | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         self.staging_bucket = staging_bucket
         self.service = FakeVertexService(
@@ -88,6 +94,8 @@ class FakeVertex:
             load_model=load_model,
         )
         self.service.prebuilt_python = {k: str(v) for k, v in (prebuilt_python or {}).items()}
+        if clock is not None:
+            self.service.clock = clock
         self._workdir = Path(workdir) if workdir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: ThreadingHTTPServer | None = None
@@ -235,6 +243,21 @@ class FakeVertex:
                 f.slow.extend([delay_s] * times)
             else:
                 raise ValueError(f"unknown fault {fault!r}")
+
+    def degrade(
+        self, deployed_model: str, *, error_rate: float = 0.0, latency_ms: float = 0.0
+    ) -> None:
+        """Make the deployed model whose display name is ``deployed_model`` (a cloudserve
+        variant, deployed now or later) fail ``error_rate`` of its predictions with 500 —
+        evenly spread, every ``1/error_rate``-th answer — and add ``latency_ms`` to the latency
+        of each of its answers in the ``prediction_latencies`` series (the answer itself is not
+        delayed: time in the series is the fake's clock)."""
+        if not 0 <= error_rate <= 1 or latency_ms < 0:
+            raise ValueError("error_rate is a fraction in 0..1 and latency_ms is not negative")
+        from cloudserve_vertex.testing._service import Degradation
+
+        with self.service.lock:
+            self.service.degraded[deployed_model] = Degradation(error_rate, latency_ms)
 
     # -- state, for assertions -----------------------------------------------------------------
 

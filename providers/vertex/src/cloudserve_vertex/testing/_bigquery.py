@@ -52,9 +52,15 @@ class FakeBigQuery:
             return key
 
     def log(
-        self, ep: dict[str, Any], dm: dict[str, Any], instances: list[Any], preds: list[Any]
+        self,
+        ep: dict[str, Any],
+        dm: dict[str, Any],
+        instances: list[Any],
+        preds: list[Any],
+        at: float | None = None,
     ) -> None:
-        """One row per request, as request-response logging writes it."""
+        """One row per request, as request-response logging writes it, logged ``at`` (seconds
+        since the epoch; now when not given)."""
         endpoint_id = ep["name"].rsplit("/", 1)[-1]
         with self.lock:
             rows = self.tables[self.logging_tables[endpoint_id]]
@@ -62,7 +68,7 @@ class FakeBigQuery:
                 {
                     "endpoint": ep["name"],
                     "deployed_model_id": dm["id"],
-                    "logging_time": int(time.time() * 1_000_000),
+                    "logging_time": int((time.time() if at is None else at) * 1_000_000),
                     "request_id": str(len(rows) + 1),
                     "request_payload": [orjson.dumps(i).decode() for i in instances],
                     "response_payload": [orjson.dumps(p).decode() for p in preds],

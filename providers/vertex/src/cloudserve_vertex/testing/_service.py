@@ -82,6 +82,22 @@ class Operation:
 
 
 @dataclass
+class Degradation:
+    """An injected fault of one deployed model: every ``1/error_rate``-th answer fails with
+    500 (spread evenly, so a window sees the rate), and ``latency_ms`` is added to each
+    answer's latency in the published time series."""
+
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    answered: int = 0
+
+    def fails_next(self) -> bool:
+        n = self.answered
+        self.answered += 1
+        return int((n + 1) * self.error_rate) > int(n * self.error_rate)
+
+
+@dataclass
 class PredictRecord:
     """One online prediction the fake answered (feeds metrics and request-response logging)."""
 
@@ -142,6 +158,10 @@ class FakeVertexService:
         self._load_model = load_model
         self._loaded: dict[str, Any] = {}
         self._routes = self._build_routes()
+        # the time predictions are recorded at (Cloud Monitoring's clock); tests replace it
+        self.clock: Callable[[], float] = time.time
+        # deployed model display name → an injected fault (see FakeVertex.degrade)
+        self.degraded: dict[str, Degradation] = {}
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -781,9 +801,14 @@ class FakeVertexService:
         with self.lock:
             ep = self.endpoint(endpoint_id)
             dm = self._pick(ep, headers)
+            fault = self.degraded.get(dm.get("displayName", ""))
+            fails = fault is not None and fault.fails_next()
         status, preds = 200, None
         try:
             preds = self.run_model(dm, instances, parameters)
+            if fails:
+                preds = None
+                raise ApiError(500, "the model server answered 500 (injected failure)")
             return preds, dm
         except ApiError as exc:
             status = exc.status
@@ -792,8 +817,8 @@ class FakeVertexService:
             record = PredictRecord(
                 endpoint_id,
                 dm["id"],
-                time.time(),
-                (time.perf_counter() - start) * 1000,
+                self.clock(),
+                (time.perf_counter() - start) * 1000 + (fault.latency_ms if fault else 0.0),
                 status,
                 instances,
                 preds,
@@ -801,7 +826,7 @@ class FakeVertexService:
             with self.lock:
                 self.predictions.append(record)
                 if preds is not None and self._sampled(ep):
-                    self.bigquery.log(ep, dm, instances, preds)
+                    self.bigquery.log(ep, dm, instances, preds, record.time)
 
     def _sampled(self, ep: dict[str, Any]) -> bool:
         """Whether request-response logging keeps this request (its ``samplingRate``)."""

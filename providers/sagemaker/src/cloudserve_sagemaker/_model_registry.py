@@ -17,15 +17,13 @@ import binascii
 import json
 import re
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudserve.errors import InvalidRequest, NotFound
 from cloudserve.resources import ModelVersion
 from cloudserve.specs import ModelSpec
-from cloudserve_sagemaker._aws import page_token
-
-if TYPE_CHECKING:
-    from cloudserve_sagemaker._provider import SageMakerProvider
+from cloudserve_sagemaker._api import Api, page_token
+from cloudserve_sagemaker._models import model_container, prepare_model, upload_artifact
 
 __all__ = ["list_models", "register_model"]
 
@@ -79,7 +77,7 @@ def _lineage(meta: dict[str, str]) -> dict[str, Any]:
     return lineage
 
 
-def _version(p: SageMakerProvider, arn: str) -> ModelVersion:
+def _version(p: Api, arn: str) -> ModelVersion:
     d = p.sm("describe_model_package", ModelPackageName=arn)
     meta = d.get("CustomerMetadataProperties", {})
     container = (d.get("InferenceSpecification", {}).get("Containers") or [{}])[0]
@@ -97,7 +95,7 @@ def _version(p: SageMakerProvider, arn: str) -> ModelVersion:
     )
 
 
-def _packages(p: SageMakerProvider, group: str) -> list[str]:
+def _packages(p: Api, group: str) -> list[str]:
     arns, token = [], None
     while True:
         try:
@@ -115,7 +113,7 @@ def _packages(p: SageMakerProvider, group: str) -> list[str]:
             return arns
 
 
-def register_model(p: SageMakerProvider, model: ModelSpec, lineage: dict[str, Any]) -> ModelVersion:
+def register_model(p: Api, model: ModelSpec, lineage: dict[str, Any]) -> ModelVersion:
     """Add ``model`` as a package of its group (made when missing); an already registered
     version is returned as it is."""
     for existing in list_models(p, model.name):
@@ -131,8 +129,8 @@ def register_model(p: SageMakerProvider, model: ModelSpec, lineage: dict[str, An
             ModelPackageGroupDescription=f"cloudserve model {model.name}",
             Tags=[{"Key": "cloudserve:managed", "Value": "true"}],
         )
-    prepared = p.prepare(model)
-    container = p.container(model, prepared, p.artifact_uri(model, prepared))
+    prepared = prepare_model(p, model)
+    container = model_container(model, prepared, upload_artifact(p, model, prepared))
     created = p.sm(
         "create_model_package",
         retry=False,
@@ -149,7 +147,7 @@ def register_model(p: SageMakerProvider, model: ModelSpec, lineage: dict[str, An
     return _version(p, created["ModelPackageArn"])
 
 
-def list_models(p: SageMakerProvider, name: str | None = None) -> list[ModelVersion]:
+def list_models(p: Api, name: str | None = None) -> list[ModelVersion]:
     """Every package of the group ``name``, or of every group, oldest first."""
     if name is not None:
         groups = [name]

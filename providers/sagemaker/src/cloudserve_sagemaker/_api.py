@@ -1,19 +1,31 @@
-"""boto3 clients and S3 helpers for one SageMaker target; boto3 is imported here, lazily.
+"""How the SageMaker provider talks to AWS: lazy boto3 clients, S3 helpers, and ``Api`` — calls
+translated through the error table, retried when safe, long operations waited on.
 
-botocore is told to make exactly one attempt per call (``total_max_attempts=1``) so that the
-provider's :class:`~cloudserve.retry.RetryPolicy` is the only thing that retries: the number of
-attempts a user configures is the number that happens, never multiplied by botocore's own.
+boto3 is imported here, lazily. botocore is told to make exactly one attempt per call
+(``total_max_attempts=1``) so that the provider's :class:`~cloudserve.retry.RetryPolicy` is the
+only thing that retries: the number of attempts a user configures is the number that happens,
+never multiplied by botocore's own.
+
+The concern modules (``_endpoints``, ``_predict``, ``_batch`` …) take an :class:`Api`, never the
+provider object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tenacity import retry_if_exception_type
+
+from cloudserve.errors import CloudServeError, NotFound, Throttled
+from cloudserve.retry import RetryPolicy
 from cloudserve_sagemaker._config import SageMakerConfig
 
-__all__ = ["Clients", "page_token", "split_s3"]
+__all__ = ["Api", "Clients", "page_token", "split_s3"]
 
 # Sessions are shared per (profile, region): a botocore session caches the parsed service
 # models, and parsing SageMaker's takes a few hundred milliseconds per client otherwise.
@@ -152,3 +164,75 @@ class Clients:
             target.write_bytes(self.get_bytes(f"s3://{bucket}/{obj['Key']}"))
             written.append(target)
         return written
+
+
+class Api:
+    """One target's AWS access for the concern modules: its config, clients, the provider's
+    ``call`` / ``wait`` / ``translate`` (error table, retry policy, wait settings), and what the
+    provider remembers between calls (variant versions, which endpoints are serverless)."""
+
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        config: SageMakerConfig,
+        *,
+        target: str,
+        call: Callable[..., Any],
+        wait: Callable[..., Any],
+        translate: Callable[[BaseException], CloudServeError],
+        retry_policy: RetryPolicy,
+    ):
+        self.cfg = config
+        self.target = target
+        self.aws = Clients(config)
+        self.call = call
+        self.wait = wait
+        self.translate = translate
+        self.retry_policy = retry_policy
+        self.lock = threading.Lock()
+        self.versions: dict[str, dict[str, str]] = {}
+        self.serverless: dict[str, bool] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def sm(self, operation: str, *, retry: bool = True, **params: Any) -> Any:
+        """Call a SageMaker control-plane operation, translated and (when safe) retried."""
+        return self._send(getattr(self.aws.sm, operation), retry, params)
+
+    def aws_call(self, service: str, operation: str, *, retry: bool = True, **params: Any) -> Any:
+        """Call any AWS operation through the same error table and retry policy."""
+        return self._send(getattr(self.aws.get(service), operation), retry, params)
+
+    def _send(self, fn: Any, retry: bool, params: dict[str, Any]) -> Any:
+        if retry:
+            return self.call(fn, **params)
+        # A create is not repeated after a 5xx (it may have happened), but a throttled request
+        # was refused before it did anything, so that one alone is safe to send again.
+        throttled_only = self.retry_policy.retrying().copy(retry=retry_if_exception_type(Throttled))
+        return throttled_only(self.call, fn, retry=False, **params)
+
+    def quiet_delete(self, operation: str, **params: Any) -> None:
+        """Delete, where what is already gone is success (delete stays idempotent)."""
+        with contextlib.suppress(NotFound):
+            self.sm(operation, **params)
+
+    def forget(self, endpoint: str) -> None:
+        """Drop what is remembered about ``endpoint`` (after a deploy or a delete)."""
+        with self.lock:
+            self.versions.pop(endpoint, None)
+            self.serverless.pop(endpoint, None)
+
+    def executor(self) -> ThreadPoolExecutor:
+        """The thread pool that sends prediction chunks concurrently."""
+        with self.lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.cfg.predict_concurrency, thread_name_prefix="cloudserve-sm"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the prediction thread pool (the boto3 clients need no closing)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

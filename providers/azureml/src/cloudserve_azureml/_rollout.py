@@ -1,0 +1,108 @@
+"""What a rollout needs from Azure ML: its state kept in the endpoint's tags, and one
+deployment removed at a time.
+
+Azure Resource Manager allows 50 tags a resource, a tag name up to 512 characters and a value up
+to 256 (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations).
+A rollout's state (its report: steps, gates, every bake's figures) is a few kilobytes of JSON, so
+it is stored zlib-compressed, base64url-encoded and cut into 256-character values under the tags
+``cloudserve-rollout-00``, ``-01``…, with ``cloudserve-rollout-n`` giving the count. A state that
+would need more tags than the endpoint has left is refused with ``OperationFailed`` before any
+request changes the endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from typing import Any
+
+from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
+from cloudserve.resources import Endpoint
+from cloudserve_azureml import _endpoints
+from cloudserve_azureml._api import PROVIDER, AzureApi
+
+__all__ = ["delete_variant", "get_state", "is_state_tag", "put_state"]
+
+PREFIX = "cloudserve-rollout-"
+COUNT_TAG = PREFIX + "n"
+MAX_TAGS = 50
+MAX_VALUE = 256
+
+
+def is_state_tag(name: str) -> bool:
+    """Whether a tag is one of the rollout state's (hidden from ``Endpoint.tags``)."""
+    return name.startswith(PREFIX)
+
+
+def encode(state: dict[str, Any]) -> list[str]:
+    """The state as tag values of at most 256 characters."""
+    raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+    text = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode()
+    return [text[i : i + MAX_VALUE] for i in range(0, len(text), MAX_VALUE)]
+
+
+def decode(tags: dict[str, str]) -> dict[str, Any] | None:
+    """The state the tags hold, or ``None`` (no count tag: no rollout in progress)."""
+    if COUNT_TAG not in tags:
+        return None
+    try:
+        n = int(tags[COUNT_TAG])
+        text = "".join(tags[f"{PREFIX}{i:02d}"] for i in range(n))
+        return json.loads(zlib.decompress(base64.urlsafe_b64decode(text)))
+    except (KeyError, ValueError, zlib.error) as exc:
+        raise OperationFailed(
+            f"the rollout state in the endpoint's tags ({PREFIX}*) is damaged: {exc}",
+            provider=PROVIDER,
+        ) from exc
+
+
+def get_state(api: AzureApi, endpoint: str) -> dict[str, Any] | None:
+    """The rollout state recorded in ``endpoint``'s tags (``NotFound`` without the endpoint)."""
+    ep = api.sdk(api.ml.online_endpoints.get, endpoint)
+    return decode(dict(ep.tags or {}))
+
+
+def put_state(api: AzureApi, endpoint: str, state: dict[str, Any] | None) -> None:
+    """Replace the rollout state in ``endpoint``'s tags (``None`` removes it); one endpoint
+    update, which leaves its traffic as it is."""
+    ep = api.sdk(api.ml.online_endpoints.get, endpoint)
+    kept = {k: v for k, v in (ep.tags or {}).items() if not is_state_tag(k)}
+    chunks = encode(state) if state is not None else []
+    room = MAX_TAGS - len(kept) - 1
+    if len(chunks) > room:
+        raise OperationFailed(
+            f"the rollout state needs {len(chunks)} tags of {MAX_VALUE} characters and"
+            f" {endpoint} has room for {max(room, 0)} (Azure allows {MAX_TAGS} tags a resource)",
+            provider=PROVIDER,
+        )
+    if chunks:
+        kept[COUNT_TAG] = str(len(chunks))
+        kept.update({f"{PREFIX}{i:02d}": c for i, c in enumerate(chunks)})
+    if kept == dict(ep.tags or {}):
+        return
+    ep.tags = kept
+    api.lro(api.ml.online_endpoints.begin_create_or_update, ep)
+
+
+def delete_variant(api: AzureApi, endpoint: str, variant: str) -> Endpoint:
+    """Delete the deployment behind ``variant`` (it must take no traffic) with the assets
+    cloudserve made for it alone."""
+    ep = api.sdk(api.ml.online_endpoints.get, endpoint)
+    deployments = _endpoints.list_deployments(api, endpoint)
+    by_variant = {(d.tags or {}).get(_endpoints.TAG_VARIANT, n): d for n, d in deployments.items()}
+    dep = by_variant.get(variant)
+    if dep is None:
+        raise NotFound(f"{endpoint} has no variant {variant!r}", provider=PROVIDER)
+    traffic = {k.lower(): int(v) for k, v in (ep.traffic or {}).items()}
+    mirror = {k.lower(): int(v) for k, v in (getattr(ep, "mirror_traffic", None) or {}).items()}
+    share = traffic.get(dep.name.lower(), 0) + mirror.get(dep.name.lower(), 0)
+    if share:
+        raise InvalidRequest(
+            f"variant {variant} of {endpoint} still takes {share}% of the traffic;"
+            " set_traffic it to 0 first",
+            provider=PROVIDER,
+        )
+    _endpoints.delete_deployment(api, endpoint, dep)
+    api.scoring_targets.pop(endpoint, None)
+    return _endpoints.get_endpoint(api, endpoint)
