@@ -4,9 +4,6 @@ and a rollout whose process died resumed or aborted from another process."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -17,6 +14,7 @@ import pytest
 import cloudserve as cs
 from cloudserve.client import Client
 from cloudserve.packaging import write_manifest
+from cloudserve.testing.rollout import kill_while_baking
 
 PREDICTOR = """\
 import time
@@ -192,23 +190,9 @@ client.rollout(spec, "ro", steps=[10, 50, 100], bake="600s", gates=gates)
 def interrupted(live: Client, tmp_path: Path, state_dir: Path) -> Client:
     """A rollout started by another process, killed with SIGKILL while it bakes its first step."""
     v2 = model(tmp_path, "2")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(RUNNER), str(state_dir), v2.artifact],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    kill_while_baking(
+        live, "ro", [sys.executable, "-c", textwrap.dedent(RUNNER), str(state_dir), v2.artifact]
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = live.rollout_status("ro")
-            if status is not None and status.history:
-                break
-            assert proc.poll() is None, "the rollout process ended early"
-            time.sleep(0.2)
-        else:
-            pytest.fail("the rollout never reached its first bake")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
     return live
 
 

@@ -8,12 +8,8 @@ Cloud Monitoring windows on the same clock, and the rollout's clock sends real t
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +20,7 @@ from vertex_harness import churn_model
 import cloudserve as cs
 from cloudserve.client import Client
 from cloudserve.testing import sample_rows
+from cloudserve.testing.rollout import kill_while_baking
 from cloudserve_vertex import VertexProvider
 from cloudserve_vertex._rollout import LABEL, object_name
 from cloudserve_vertex.testing import FakeVertex
@@ -247,23 +244,9 @@ def interrupted(live: Client, fake: FakeVertex, tmp_path: Path) -> Client:
     while it bakes its first step (its clock is the real one: it sleeps 600 s)."""
     v2 = churn_model(tmp_path, "2")
     config = live.provider.config.model_dump_json()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(RUNNER), config, str(v2.artifact)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    kill_while_baking(
+        live, "ro", [sys.executable, "-c", textwrap.dedent(RUNNER), config, str(v2.artifact)]
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = live.rollout_status("ro")
-            if status is not None and status.history:
-                break
-            assert proc.poll() is None, "the rollout process ended early"
-            time.sleep(0.2)
-        else:
-            pytest.fail("the rollout never reached its first bake")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
     return live
 
 
