@@ -74,12 +74,20 @@ def kill_runner(job: BatchJob, client: Client) -> BatchJob:
 
 
 def kill_at_random(client: Client, job: BatchJob, rng: random.Random) -> BatchJob:
-    """Wait until the runner runs, then a random time, then kill it (unless it has ended)."""
+    """Wait until the runner has done a random share of the rows (or a random time before its
+    first chunk), then kill it (unless it has ended meanwhile)."""
     deadline = time.monotonic() + 120
     while (job := job.refresh()).status is JobStatus.PENDING:
         assert time.monotonic() < deadline, "the runner never started"
         time.sleep(0.02)
-    time.sleep(rng.uniform(0.0, 2.5))
+    # the point is chosen by progress, not by the clock, so a fast machine still kills mid-way
+    point = rng.uniform(-0.2, 0.8) * N_ROWS
+    if point <= 0:
+        time.sleep(rng.uniform(0.0, 0.3))
+    while point > 0 and (job := job.refresh()).rows_succeeded + job.rows_failed < point:
+        if job.status.is_terminal or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
     job = job.refresh()
     return job if job.status.is_terminal else kill_runner(job, client)
 
@@ -130,6 +138,7 @@ def test_killed_at_random_and_resumed_every_row_exactly_once(
     client = Client(first)
     try:
         job = start(client, tmp_path, src)
+        resumed = damaged = False
         for _ in range(2):  # two kills at random points, each followed by a resume
             job = kill_at_random(client, job, rng)
             if job.status is JobStatus.SUCCEEDED:  # it ended before the kill
@@ -139,14 +148,15 @@ def test_killed_at_random_and_resumed_every_row_exactly_once(
             again = LocalProvider(local_config(state_dir, batch_chunk_rows=resume_chunk_rows))
             try:
                 job = again.resume_batch(job.id).bind(client)
+                resumed = True
             finally:
                 again.close()
         done = job.wait(timeout=300)
         assert_exactly_once(done, tmp_path / "out", rows)
         log = (state_dir / "batch" / "logs" / f"{job.id}.log").read_text()
-        if "resuming" in log or damage:
+        if resumed:  # a fast machine may finish the job before the first kill
             assert f"following the stored plan: {CHUNK_ROWS} rows per chunk" in log
-        if damage and damaged:
+        if damaged:
             assert "is predicted again" in log
     finally:
         first.close()
