@@ -1,14 +1,18 @@
-"""Metric-gated rollouts on SageMaker: real boto3 against the moto-based fake.
+"""Metric-gated rollouts on SageMaker: what is particular to it, real boto3 against the fake.
 
-One clock is shared by the rollout, the provider (where its CloudWatch windows end) and the
-fake (where it stamps each invocation's datapoints): a bake advances it through the bake time
-while sending real invocations through ``client.predict``, so one-minute bakes run without
-sleeping and the per-variant metrics the gates read are CloudWatch's sums of those invocations.
+The shared behaviour (a good version promoted, a failing or slow one rolled back at the first
+step, hold, a crashed rollout resumed or aborted, a short bake refused) is
+``test_sagemaker_rollout_conformance``. Here: where the state lives (endpoint tags, within
+SageMaker's tag limits), what ``delete_variant`` leaves behind, the per-variant CloudWatch series
+the gates read, and a rollout process killed with SIGKILL.
+
+One simulated clock is shared by the rollout, the provider (where its CloudWatch windows end)
+and the fake (where it stamps each invocation's datapoints): a bake advances it while sending
+real invocations, so one-minute bakes run without sleeping.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -23,62 +27,39 @@ pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 import cloudserve as cs
 from cloudserve.client import Client
 from cloudserve.testing import make_sklearn_model, sample_rows
-from cloudserve.testing.rollout import kill_while_baking
+from cloudserve.testing.rollout import SimClock, TrafficClock, kill_while_baking
 from cloudserve_sagemaker import SageMakerProvider
 from cloudserve_sagemaker._rollout import COUNT_TAG, MAX_VALUE, PREFIX, decode, encode
 from cloudserve_sagemaker.testing import FakeSageMaker
 
 EP = "cs-ro"
-START = 1_800_000_000.0  # a whole minute, so each one-minute bake fills one CloudWatch period
-
-
-class TrafficClock:
-    """The shared clock: a bake sends ``n`` invocations spread over its seconds instead of
-    sleeping."""
-
-    def __init__(self, n: int = 150):
-        self.t = START
-        self.n = n
-        self.bakes = 0
-        self.client: Client | None = None
-        self.rows = sample_rows(2)
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        assert self.client is not None
-        self.bakes += 1
-        start, tick = self.t, seconds / (self.n + 1)
-        for i in range(self.n):
-            self.t = start + (i + 1) * tick
-            with contextlib.suppress(cs.CloudServeError):  # what the gates are meant to see
-                self.client.predict(EP, self.rows)
-        self.t = start + seconds
 
 
 @pytest.fixture
-def clock() -> TrafficClock:
-    return TrafficClock()
+def sim() -> SimClock:
+    return SimClock()
 
 
 @pytest.fixture
-def fake(tmp_path: Path, clock: TrafficClock) -> Iterator[FakeSageMaker]:
-    f = start_fake(tmp_path, creating_polls=1, updating_polls=1, clock=clock.now)
+def fake(tmp_path: Path, sim: SimClock) -> Iterator[FakeSageMaker]:
+    f = start_fake(tmp_path, creating_polls=1, updating_polls=1, clock=sim.now)
     yield f
     f.stop()
     assert f.rejected() == [], "every request the provider sends passes the service model"
 
 
 @pytest.fixture
-def live(fake: FakeSageMaker, clock: TrafficClock, tmp_path: Path) -> Iterator[Client]:
+def live(fake: FakeSageMaker, sim: SimClock, tmp_path: Path) -> Iterator[Client]:
     """An endpoint serving version 1 as variant v1, behind a client that shares the clock."""
-    provider = SageMakerProvider(fast_config(fake), clock=clock.now)
+    provider = SageMakerProvider(fast_config(fake), clock=sim.now)
     client = Client(provider)
-    clock.client = client
     client.deploy(spec(tmp_path, "1"), EP, variant="v1")
     yield client
     provider.close()
+
+
+def traffic(sim: SimClock, client: Client, requests: int = 150) -> TrafficClock:
+    return TrafficClock(sim, client, EP, sample_rows(20, seed=7), requests=requests)
 
 
 def spec(root: Path, version: str) -> cs.ModelSpec:
@@ -111,9 +92,10 @@ def models_of(fake: FakeSageMaker) -> list[str]:
 
 
 def test_good_version_ends_at_100_with_the_old_variant_gone(
-    live: Client, fake: FakeSageMaker, clock: TrafficClock, tmp_path: Path
+    live: Client, fake: FakeSageMaker, sim: SimClock, tmp_path: Path
 ) -> None:
     seen: list[bool] = []
+    start, clock = sim.now(), traffic(sim, live)
     report = live.rollout(
         spec(tmp_path, "2"),
         EP,
@@ -125,11 +107,11 @@ def test_good_version_ends_at_100_with_the_old_variant_gone(
     )
     assert report.outcome == "completed", report.summary()
     assert [s.weight for s in report.history if s.decision == "promote"] == [10, 50, 100]
-    assert clock.bakes == 2 and clock.t == START + 120  # two one-minute bakes, no sleeping
+    assert clock.bakes == 2 and sim.now() == start + 120  # two one-minute bakes, no sleeping
     first = report.history[0]
     assert first.window_s == 60
     assert first.new.invocations >= 8 and first.current.invocations > first.new.invocations
-    assert first.new.invocations + first.current.invocations == clock.n  # one bake's requests
+    assert first.new.invocations + first.current.invocations == 150  # one bake's requests
     assert variants(fake) == {"v2": 100.0}
     assert len(models_of(fake)) == 1 and models_of(fake)[0].startswith(f"{EP}-v2-")
     configs = fake.client("sagemaker").list_endpoint_configs()["EndpointConfigs"]
@@ -140,50 +122,6 @@ def test_good_version_ends_at_100_with_the_old_variant_gone(
     assert tags["team"] == "ml"
     assert live.rollout_status(EP) is None
     assert live.get_endpoint(EP).traffic == {"v2": 100}
-
-
-def test_version_failing_a_fifth_of_requests_is_rolled_back_at_the_first_step(
-    live: Client, fake: FakeSageMaker, clock: TrafficClock, tmp_path: Path
-) -> None:
-    fake.degrade("v2", error_rate=0.2)
-    report = live.rollout(
-        spec(tmp_path, "2"),
-        EP,
-        steps=[10, 50, 100],
-        bake="1m",
-        gates=gates(max_error_rate=0.05),
-        clock=clock,
-    )
-    assert report.outcome == "rolled_back", report.summary()
-    gate = report.failed_gate
-    assert gate is not None and gate.gate == "max_error_rate"
-    assert gate.observed is not None and 0.15 <= gate.observed <= 0.25
-    assert gate.baseline == 0.0 and gate.limit == 0.05
-    assert "gate max_error_rate failed at 10%" in report.summary()
-    assert [s.weight for s in report.history] == [10]
-    step = report.history[0]
-    assert step.new.errors["5xx"] > 0 and step.current.errors == {"4xx": 0, "5xx": 0}
-    assert variants(fake) == {"v1": 100.0}
-    assert len(models_of(fake)) == 1 and models_of(fake)[0].startswith(f"{EP}-v1-")
-    assert live.rollout_status(EP) is None
-
-
-def test_version_adding_50_ms_is_rolled_back_at_the_first_step_on_p99(
-    live: Client, fake: FakeSageMaker, clock: TrafficClock, tmp_path: Path
-) -> None:
-    fake.degrade("v2", latency_ms=50)
-    clock.n = 100
-    report = live.rollout(
-        spec(tmp_path, "2"), EP, steps=[25, 100], bake="1m", gates=gates(max_p99_ms=45.0),
-        clock=clock,
-    )  # fmt: skip
-    assert report.outcome == "rolled_back", report.summary()
-    gate = report.failed_gate
-    assert gate is not None and gate.gate == "max_p99_ms"
-    assert gate.observed is not None and gate.observed >= 50 and gate.limit == 45.0
-    assert gate.baseline is not None  # the current variant's p99 over the same window
-    assert [s.weight for s in report.history] == [25]
-    assert variants(fake) == {"v1": 100.0}
 
 
 def test_bake_below_the_cloudwatch_period_is_refused_before_any_request(
@@ -271,17 +209,16 @@ def test_delete_variant_refuses_one_with_traffic_or_the_last(
 
 
 def test_degraded_variant_shows_in_its_own_cloudwatch_series(
-    live: Client, fake: FakeSageMaker, clock: TrafficClock
+    live: Client, fake: FakeSageMaker, sim: SimClock
 ) -> None:
     fake.degrade("v1", error_rate=0.5, latency_ms=200)
-    clock.n = 20
-    clock.sleep(60)
+    traffic(sim, live, requests=20).sleep(60)
     report = live.provider.metrics(EP, 60)
     m = report.per_variant["v1"]
     assert m.invocations == 20 and m.errors == {"4xx": 0, "5xx": 10}
     assert m.p50_ms is not None and m.p50_ms >= 200
     assert report.invocations == 20
-    clock.t += 120  # the next window holds none of it
+    sim.advance_to(sim.now() + 120)  # the next window holds none of it
     assert live.provider.metrics(EP, 60).per_variant["v1"].invocations == 0
     with pytest.raises(ValueError, match="error_rate"):
         fake.degrade("v1", error_rate=1.5)
@@ -313,12 +250,12 @@ def interrupted(live: Client, tmp_path: Path) -> Client:
 
 
 def test_killed_rollout_is_resumed_and_finished_from_this_process(
-    interrupted: Client, fake: FakeSageMaker, clock: TrafficClock
+    interrupted: Client, fake: FakeSageMaker, sim: SimClock
 ) -> None:
     status = interrupted.rollout_status(EP)
     assert status is not None and status.outcome == "in_progress" and status.step_index == 0
     assert variants(fake) == {"v1": 90.0, "v2": 10.0}
-    report = interrupted.resume_rollout(EP, clock=clock)
+    report = interrupted.resume_rollout(EP, clock=traffic(sim, interrupted))
     assert report.outcome == "completed", report.summary()
     assert report.gates.min_invocations == 8  # the gates it was started with
     assert variants(fake) == {"v2": 100.0}

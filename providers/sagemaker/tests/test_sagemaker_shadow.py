@@ -1,6 +1,8 @@
-"""Shadow traffic on SageMaker (``ShadowProductionVariants``) against the fake: production
-answers unchanged, about the requested share mirrored, and a report with the agreement rate
-joined from both variants' data capture."""
+"""Shadow traffic on SageMaker (``ShadowProductionVariants``) against the fake: what is
+particular to it — the endpoint config it makes, the shadow's own CloudWatch series, promotion
+and deletion by a new config, shadow and canary being exclusive. The shared behaviour (production
+answers unchanged, about the share mirrored, agreement rates) is also run by
+``test_sagemaker_rollout_conformance``."""
 
 from __future__ import annotations
 
@@ -121,15 +123,6 @@ def _in_a_minute() -> Any:
     from datetime import datetime, timedelta, timezone
 
     return datetime.now(timezone.utc) + timedelta(minutes=1)
-
-
-def test_identical_shadow_agrees_everywhere(client: Client, tmp_path: Path) -> None:
-    client.deploy(model(tmp_path, "1"), EP, variant="v1")
-    client.deploy(model(tmp_path, "2"), EP, variant="v2", shadow=100)
-    for row in sample_rows(20, seed=4):
-        client.predict(EP, [row])
-    report = client.shadow_report(EP)
-    assert report.mirrored == 20 and report.agreement_rate == 1.0
 
 
 def test_promoting_the_shadow_ends_mirroring(shadowed: Client, fake: FakeSageMaker) -> None:
