@@ -6,37 +6,19 @@ answers unchanged, about the share mirrored, agreement rates) is also run by
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sagemaker_harness import fast_config, start_fake
 
 pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
 import cloudserve as cs
 from cloudserve.client import Client
 from cloudserve.testing import make_sklearn_model, sample_rows
-from cloudserve_sagemaker import SageMakerProvider
 from cloudserve_sagemaker.testing import FakeSageMaker
 
 EP = "cs-sh"
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeSageMaker]:
-    f = start_fake(tmp_path, creating_polls=1, updating_polls=1)
-    yield f
-    f.stop()
-    assert f.rejected() == [], "every request the provider sends passes the service model"
-
-
-@pytest.fixture
-def client(fake: FakeSageMaker) -> Iterator[Client]:
-    provider = SageMakerProvider(fast_config(fake))
-    yield Client(provider)
-    provider.close()
 
 
 def model(root: Path, version: str, *, other_rule: bool = False) -> cs.ModelSpec:

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from cloudserve.testing.fakes import Degradation
 from cloudserve_sagemaker.testing._pricing import FakePriceList
 from cloudserve_sagemaker.testing._service import (
-    Degradation,
     FakeState,
     Middleware,
     RecordedRequest,
@@ -203,10 +203,9 @@ class FakeSageMaker:
         invocations with a model 500 — evenly spread, every ``1/error_rate``-th one, so it
         shows as ``ModelError`` to the caller and in ``Invocation5XXErrors`` — and add
         ``latency_ms`` to the ``ModelLatency`` each of its invocations publishes."""
-        if not 0 <= error_rate <= 1 or latency_ms < 0:
-            raise ValueError("error_rate is a fraction in 0..1 and latency_ms is not negative")
+        fault = Degradation(error_rate, latency_ms)  # ValueError for impossible figures
         with self.state.lock:
-            self.state.degraded[variant] = Degradation(error_rate, latency_ms)
+            self.state.degraded[variant] = fault
 
     def requests(self, operation: str | None = None) -> list[RecordedRequest]:
         """SageMaker API and runtime requests received so far, all or of one operation."""

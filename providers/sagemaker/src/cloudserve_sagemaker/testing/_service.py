@@ -43,6 +43,7 @@ from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from cloudserve.testing.fakes import Degradation
 from cloudserve_sagemaker._validate import has_local_storage
 from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
 from cloudserve_sagemaker.testing._pricing import FakePriceList
@@ -101,22 +102,6 @@ class _Pending:
     final: str
     reason: str | None = None
     rollback: Callable[[], None] | None = None
-
-
-@dataclass
-class Degradation:
-    """An injected fault of one variant: every ``1/error_rate``-th answer fails with 500
-    (spread evenly, so any window sees the rate), and ``latency_ms`` is added to the
-    ``ModelLatency`` each answer publishes (the answer itself is not delayed)."""
-
-    error_rate: float = 0.0
-    latency_ms: float = 0.0
-    answered: int = 0
-
-    def fails_next(self) -> bool:
-        n = self.answered
-        self.answered += 1
-        return int((n + 1) * self.error_rate) > int(n * self.error_rate)
 
 
 #: SageMaker's limit of user tags a resource (keys starting ``aws:`` do not count)
