@@ -24,11 +24,9 @@ variant's model) — resources tagged ``cloudserve:endpoint`` with this endpoint
 
 from __future__ import annotations
 
-import base64
-import json
-import zlib
 from typing import Any
 
+from cloudserve.packed import pack, unpack
 from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
 from cloudserve.resources import Endpoint
 from cloudserve_sagemaker import _endpoints as endpoints
@@ -59,9 +57,7 @@ def is_state_tag(key: str) -> bool:
 
 def encode(state: dict[str, Any]) -> list[str]:
     """The state as tag values of at most 256 characters."""
-    raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
-    text = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode()
-    return [text[i : i + MAX_VALUE] for i in range(0, len(text), MAX_VALUE)]
+    return pack(state, MAX_VALUE)
 
 
 def decode(tags: dict[str, str]) -> dict[str, Any] | None:
@@ -69,17 +65,12 @@ def decode(tags: dict[str, str]) -> dict[str, Any] | None:
     if COUNT_TAG not in tags:
         return None
     try:
-        n = int(tags[COUNT_TAG])
-        text = "".join(tags[f"{PREFIX}{i:02d}"] for i in range(n))
-        state = json.loads(zlib.decompress(base64.urlsafe_b64decode(text)))
-    except (KeyError, ValueError, zlib.error) as exc:
+        return unpack([tags[f"{PREFIX}{i:02d}"] for i in range(int(tags[COUNT_TAG]))])
+    except (KeyError, ValueError) as exc:
         raise OperationFailed(
             f"the rollout state in the endpoint's tags ({PREFIX}*) is damaged: {exc}",
             provider="sagemaker",
         ) from exc
-    if not isinstance(state, dict):
-        raise OperationFailed("the rollout state is not a JSON object", provider="sagemaker")
-    return state
 
 
 def _arn_and_tags(api: Api, endpoint: str) -> tuple[str, dict[str, str]]:
