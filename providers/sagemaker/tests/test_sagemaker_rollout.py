@@ -208,6 +208,24 @@ def test_delete_variant_refuses_one_with_traffic_or_the_last(
     assert len(models_of(fake)) == 1 and models_of(fake)[0].startswith(f"{EP}-v2-")
 
 
+def test_delete_variant_keeps_the_other_variants_scaling_and_capture(
+    live: Client, fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    scaled = cs.Compute(min_replicas=1, max_replicas=3)
+    live.deploy(spec(tmp_path, "2"), EP, scaled, variant="v2", traffic=50, data_capture=True)
+    live.set_traffic(EP, {"v1": 0, "v2": 100})
+    ep = live.provider.delete_variant(EP, "v1")
+    assert [(v.name, v.min_replicas, v.max_replicas) for v in ep.variants] == [("v2", 1, 3)]
+    aas = fake.client("application-autoscaling")
+    targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets] == [f"endpoint/{EP}/variant/v2"]
+    sm = fake.client("sagemaker")
+    config = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName=EP)["EndpointConfigName"]
+    )
+    assert config["DataCaptureConfig"]["EnableCapture"] is True
+
+
 def test_degraded_variant_shows_in_its_own_cloudwatch_series(
     live: Client, fake: FakeSageMaker, sim: SimClock
 ) -> None:
