@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudserve.packed import pack, unpack
 from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
+from cloudserve.packed import pack, unpack
 from cloudserve.resources import Endpoint
 from cloudserve_sagemaker import _endpoints as endpoints
 from cloudserve_sagemaker._api import Api
@@ -138,13 +138,12 @@ def delete_variant(api: Api, endpoint: str, variant: str) -> Endpoint:
                 " set_traffic it to 0 first",
                 provider=api.name,
             )
-        rows = [
-            {**r, "InitialVariantWeight": weights.get(r["VariantName"], 0.0)}
-            for r in rows
-            if r["VariantName"] != variant
-        ]
-        shadows = [s for s in shadows if s["VariantName"] != variant]
-    else:
-        shadows = []
+    # the kept variants at the weights they have now (set_traffic changes them in place)
+    rows = [
+        {**r, "InitialVariantWeight": weights.get(r["VariantName"], r.get("InitialVariantWeight"))}
+        for r in rows
+        if r["VariantName"] != variant
+    ]
+    shadows = [s for s in shadows if s["VariantName"] != variant]
     endpoints.replace_config(api, current, rows, shadows)
     return endpoints.get_endpoint(api, endpoint)
