@@ -62,6 +62,20 @@ def served(fake: FakeAzureML, deployment: str) -> int:
     return sum(r.deployment == deployment for r in fake.scoring_requests())
 
 
+def traffic(client: Client, fake: FakeAzureML, n: int, *, first: int = 0) -> None:
+    """``n`` one-row requests to ``EP``, then the mirrored copies settled."""
+    for i in range(first, first + n):
+        client.predict(EP, sample_rows(1, seed=i))
+    fake.settle_mirror()
+
+
+@pytest.fixture
+def shadowed(live: Client, tmp_path: Path) -> Client:
+    """``EP`` with version 2 (the same model) as variant v2, mirrored half the requests."""
+    live.deploy(spec(tmp_path, "2"), EP, variant="v2", shadow=50)
+    return live
+
+
 def test_production_answers_are_unchanged_and_about_the_share_is_mirrored(
     live: Client, fake: FakeAzureML, tmp_path: Path
 ) -> None:
@@ -96,12 +110,10 @@ def test_production_answers_are_unchanged_and_about_the_share_is_mirrored(
 
 
 def test_request_log_survives_the_collector_batching_requests(
-    live: Client, fake: FakeAzureML, tmp_path: Path
+    shadowed: Client, fake: FakeAzureML
 ) -> None:
-    live.deploy(spec(tmp_path, "2"), EP, variant="v2", shadow=50)
-    for i in range(20):
-        live.predict(EP, sample_rows(1, seed=i))
-    fake.settle_mirror()
+    live = shadowed
+    traffic(live, fake, 20)
     prefix = f"modelDataCollector/{EP}/{V1}/cloudserve_requests/"
     blobs = [
         b
@@ -179,21 +191,16 @@ def test_same_shadow_again_is_a_no_op_and_a_new_share_only_moves_the_mirror(
     assert [u for _, u in changes(fake, before) if "/deployments/" in u] == []
 
 
-def test_promoting_the_shadow_ends_mirroring(
-    live: Client, fake: FakeAzureML, tmp_path: Path
-) -> None:
-    live.deploy(spec(tmp_path, "2"), EP, variant="v2", shadow=50)
-    for i in range(20):
-        live.predict(EP, sample_rows(1, seed=i))
-    fake.settle_mirror()
+def test_promoting_the_shadow_ends_mirroring(shadowed: Client, fake: FakeAzureML) -> None:
+    live = shadowed
+    traffic(live, fake, 20)
     mirrored = live.shadow_report(EP).mirrored
     assert mirrored > 0
     ep = live.set_traffic(EP, {"v1": 0, "v2": 100})
     assert ep.variant("v2").shadow == 0 and ep.traffic == {"v1": 0, "v2": 100}
     assert not fake.resource(f"onlineEndpoints/{EP}")["properties"]["mirrorTraffic"]  # type: ignore[index]
-    for i in range(20):
-        assert live.predict(EP, sample_rows(1, seed=100 + i)).variant == "v2"
-    fake.settle_mirror()
+    traffic(live, fake, 20, first=100)
+    assert {r.deployment for r in fake.scoring_requests()[-20:]} == {V2}
     assert served(fake, V1) == 20 and live.shadow_report(EP).mirrored == mirrored
     live.provider.delete_variant(EP, "v1")
     assert [d["name"] for d in fake.deployments(EP)] == [V2]
