@@ -110,6 +110,9 @@ def test_production_answers_are_unchanged_and_about_the_share_is_mirrored(
     assert report.shadow_errors == 0 and report.production_errors == 0
     assert report.production_p50_ms is not None and report.shadow_p50_ms is not None
     assert fake.rejected() == []
+    # the environment version v1 used before its request log was turned on went with it
+    live.delete_endpoint(EP)
+    assert fake.leftovers() == []
 
 
 def test_request_log_survives_the_collector_batching_requests(

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from cloudserve.errors import CloudServeError, InvalidRequest, NotFound, OperationFailed, Timeout
@@ -135,9 +136,7 @@ def deploy(
             created.append(f"endpoint:{spec.endpoint}")  # before the call: it may half-fail
             _create_endpoint(api, spec, steps)
         for live in serving:
-            _shadow.enable_request_log(
-                api, spec.endpoint, live, **steps.lro(f"request log of deployment {live.name}")
-            )
+            _turn_on_request_log(api, spec.endpoint, live, steps)
         if previous is None or (previous.tags or {}).get(TAG_HASH) != digest:
             if previous is not None:  # a PUT while Azure still works on it is a 409
                 _await_deployment(api, spec.endpoint, dep_name, steps, require_ready=False)
@@ -393,6 +392,22 @@ def _shift_traffic(api: AzureApi, spec: DeploySpec, dep_name: str, steps: _Steps
             if name != dep_name:
                 delete_deployment(api, spec.endpoint, dep)
     api.scoring_targets.pop(spec.endpoint, None)
+
+
+def _turn_on_request_log(api: AzureApi, endpoint: str, dep: Any, steps: _Steps) -> None:
+    """A live deployment writes the request log after one in-place (rolling) update; the
+    environment version it used before is removed, as after any in-place update."""
+    before = SimpleNamespace(
+        name=dep.name, environment=dep.environment, code_configuration=None, model=None
+    )
+    if not _shadow.add_request_log(api, dep):
+        return
+    api.lro(
+        api.ml.online_deployments.begin_create_or_update,
+        dep,
+        **steps.lro(f"request log of deployment {dep.name}"),
+    )
+    _delete_replaced_assets(api, endpoint, before)
 
 
 def _mirror(api: AzureApi, spec: DeploySpec, dep_name: str, steps: _Steps) -> None:

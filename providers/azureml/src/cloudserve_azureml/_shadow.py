@@ -35,8 +35,8 @@ from cloudserve_azureml._api import PROVIDER, AzureApi
 __all__ = [
     "REQUEST_LOG",
     "TAG_SHADOW",
+    "add_request_log",
     "check",
-    "enable_request_log",
     "logs_requests",
     "mirror_of",
     "request_log_collection",
@@ -112,12 +112,12 @@ def check(ep: Any, deployments: dict[str, Any], dep_name: str, share: int) -> li
     return serving
 
 
-def enable_request_log(api: AzureApi, endpoint: str, dep: Any, **lro: Any) -> None:
-    """Turn the request log on for a live deployment (one in-place, rolling update): its
-    environment gains the collector's packages, its ``score.py`` the switch, its data
-    collector the collection. A deployment that logs already is left alone."""
+def add_request_log(api: AzureApi, dep: Any) -> bool:
+    """Change a live deployment (the entity, not yet Azure's) so that it writes the request log:
+    its environment gains the collector's packages (a new version), its ``score.py`` the
+    switch, its data collector the collection. ``False`` when it logs already."""
     if logs_requests(dep):
-        return
+        return False
     from azure.ai.ml.entities import DataCollector, Environment
 
     env_id = str(dep.environment)
@@ -144,7 +144,7 @@ def enable_request_log(api: AzureApi, endpoint: str, dep: Any, **lro: Any) -> No
         dep.data_collector = DataCollector(collections=request_log_collection())
     else:
         collector.collections = {**(collector.collections or {}), **request_log_collection()}
-    api.lro(api.ml.online_deployments.begin_create_or_update, dep, **lro)
+    return True
 
 
 def _dist(line: str) -> str:
