@@ -227,3 +227,21 @@ def test_fake_refuses_the_mirror_settings_azure_refuses(
     assert len(fake.rejected()) == len(bad)
     assert all(w in r[2] for (_, w), r in zip(bad, fake.rejected(), strict=True))
     assert fake.resource(f"onlineEndpoints/{EP}")["properties"].get("mirrorTraffic") in ({}, None)  # type: ignore[index]
+
+
+def test_image_served_variants_cannot_take_part_in_a_shadow(
+    fake: FakeAzureML, tmp_path: Path
+) -> None:
+    """A container-route deployment writes no request log: neither side may be one."""
+    from test_azureml_serving_image import IMAGE, custom_model
+
+    client = Client(
+        AzureMLProvider(fast_config(fake, serving_image=IMAGE), credential=fake.credential())
+    )
+    client.deploy(custom_model(tmp_path), EP, variant="v1")  # served by the image
+    before = len(fake.requests_made())
+    with pytest.raises(cs.InvalidRequest, match="served by an image"):
+        client.deploy(spec(tmp_path, "2"), EP, variant="v2", shadow=10)
+    with pytest.raises(cs.InvalidRequest, match="writes none"):
+        client.deploy(custom_model(tmp_path / "other"), EP, variant="v2", shadow=10)
+    assert changes(fake, before) == [] and fake.rejected() == []
