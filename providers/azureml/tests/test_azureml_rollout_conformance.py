@@ -30,9 +30,6 @@ class AzureMLRolloutHarness(AzureMLHarness):
             fast_config(self.fake), credential=self.fake.credential(), clock=self.rollout_clock.now
         )
 
-    def settle_shadow(self) -> None:
-        self.fake.settle_mirror()  # the fake scores mirrored copies off the caller's path
-
     def degrade_variant(
         self, endpoint: str, variant: str, *, error_rate: float = 0.0, latency_ms: float = 0.0
     ) -> None:

@@ -114,7 +114,7 @@ def deploy(
     if existing is not None:
         current = list_deployments(api, spec.endpoint)
         if spec.shadow:  # every rule is checked before anything changes
-            serving = _shadow.check(existing, current, dep_name, spec.shadow)
+            serving = _shadow.check(existing, current, dep_name)
         same = current.get(dep_name)
         unchanged = same is not None and (same.tags or {}).get(TAG_HASH) == digest
         if spec.shadow:

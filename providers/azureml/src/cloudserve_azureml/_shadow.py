@@ -76,7 +76,7 @@ def request_log_collection() -> dict[str, Any]:
     return {REQUEST_LOG: DeploymentCollection(enabled="true")}
 
 
-def check(ep: Any, deployments: dict[str, Any], dep_name: str, share: int) -> list[Any]:
+def check(ep: Any, deployments: dict[str, Any], dep_name: str) -> list[Any]:
     """Refuse a shadow deploy Azure or the shadow report cannot honour, before any change;
     returns the live deployments (whose request log must be on)."""
     name = ep.name
