@@ -76,7 +76,9 @@ def predict(
             header = scoring_target(api, endpoint, refresh=True).deployment_of(variant)
         if header is None:
             raise NotFound(f"variant {variant} not found on {endpoint}", provider=PROVIDER)
-    chunks = split_for_limit(instances, int(api.cfg.max_request_mb * 1024 * 1024))
+    # what the body holds besides the rows (parameters, the request id) counts against the limit
+    extra = len(_request_body([], parameters, uuid.uuid4().hex)) - len(b'{"instances":[]}')
+    chunks = split_for_limit(instances, int(api.cfg.max_request_mb * 1024 * 1024) - extra)
     start = time.perf_counter()
     if len(chunks) == 1:
         results = [_score_chunk(api, endpoint, chunks[0], header, parameters)]

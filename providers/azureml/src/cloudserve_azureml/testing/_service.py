@@ -319,7 +319,10 @@ class FakeAzureMLService:
             if url.startswith(ARM):
                 answer = self._arm(method, url, headers, body)
                 if method != "GET" and answer[0] == 400:
-                    why = json.loads(answer[2]).get("error", {}).get("message", "")
+                    try:
+                        why = json.loads(answer[2]).get("error", {}).get("message", "")
+                    except ValueError:
+                        why = str(answer[2])[:300]
                     self.rejected.append((method, url, why))
                 return answer
         return arm_error(404, "NotFound", f"the fake does not serve {method} {url}")
