@@ -179,8 +179,11 @@ def _records(api: AzureApi, endpoint: str, since: datetime) -> dict[str, list[di
                 stamp = datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00"))
                 if stamp < since:
                     continue
-                for row in record.get("data") or []:
-                    if row.get("request_id"):
+                data = record.get("data")
+                if not isinstance(data, list):  # over 4 MB Azure stores a link instead: left out
+                    continue
+                for row in data:
+                    if isinstance(row, dict) and row.get("request_id"):
                         rows.setdefault(parts[0].lower(), []).append({**row, "_time": stamp})
         return rows
 
