@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -65,23 +66,14 @@ def _mounted(root: Path, model_dir: Path, *, file_model: bool) -> Path:
     return mount
 
 
-@pytest.fixture(scope="session", params=["folder", "file"])
-def scoring_url(
-    request: pytest.FixtureRequest,
-    serving_python: Path,
-    model_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    root = tmp_path_factory.mktemp(f"azmlinfsrv-{request.param}")
-    mount = _mounted(root, model_dir, file_model=request.param == "file")
-    code = pkg.scoring_code(root / "code")
+@contextlib.contextmanager
+def _azmlinfsrv(python: Path, code: Path, mount: Path, **env: str) -> Iterator[str]:
+    """``azmlinfsrv`` serving ``code``'s ``score.py`` on a free port until the block ends;
+    yields its scoring URL."""
     port = _free_port()
-    env = clean_env(
-        AZUREML_MODEL_DIR=str(mount), CLOUDSERVE_FRAMEWORK="sklearn", AML_APP_ROOT=str(code)
-    )
     server = subprocess.Popen(
         [
-            str(serving_python.parent / "azmlinfsrv"),
+            str(python.parent / "azmlinfsrv"),
             "--entry_script",
             str(code / pkg.SCORE_NAME),
             "--model_dir",
@@ -90,7 +82,7 @@ def scoring_url(
             str(port),
         ],
         cwd=code,
-        env=env,
+        env=clean_env(AZUREML_MODEL_DIR=str(mount), AML_APP_ROOT=str(code), **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -116,6 +108,20 @@ def scoring_url(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=5)
+
+
+@pytest.fixture(scope="session", params=["folder", "file"])
+def scoring_url(
+    request: pytest.FixtureRequest,
+    serving_python: Path,
+    model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    root = tmp_path_factory.mktemp(f"azmlinfsrv-{request.param}")
+    mount = _mounted(root, model_dir, file_model=request.param == "file")
+    code = pkg.scoring_code(root / "code")
+    with _azmlinfsrv(serving_python, code, mount, CLOUDSERVE_FRAMEWORK="sklearn") as url:
+        yield url
 
 
 def _model(model_dir: Path) -> Any:
@@ -251,42 +257,19 @@ def request_log(
     code = pkg.scoring_code(root / "code")
     config = root / "mdc.json"  # what Azure writes from the deployment's data_collector
     config.write_text(json.dumps({"collections": {"cloudserve_requests": {"enabled": True}}}))
-    port = _free_port()
-    env = clean_env(
-        AZUREML_MODEL_DIR=str(mount),
-        CLOUDSERVE_FRAMEWORK="sklearn",
-        CLOUDSERVE_REQUEST_LOG="1",
-        AZUREML_MDC_CONFIG_PATH=str(config),
-        AZUREML_MDC_HOST="127.0.0.1",
-        AZUREML_MDC_PORT=str(sidecar.server_address[1]),
-        AML_APP_ROOT=str(code),
-    )
-    server = subprocess.Popen(
-        [str(python.parent / "azmlinfsrv"), "--entry_script", str(code / pkg.SCORE_NAME),
-         "--model_dir", str(mount), "--port", str(port)],
-        cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise AssertionError(f"azmlinfsrv exited:\n{server.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if requests.get(url + "/", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.3)
-        else:
-            raise AssertionError("azmlinfsrv did not become healthy within 90 s")
-        yield url + "/score", received
+        with _azmlinfsrv(
+            python,
+            code,
+            mount,
+            CLOUDSERVE_FRAMEWORK="sklearn",
+            CLOUDSERVE_REQUEST_LOG="1",
+            AZUREML_MDC_CONFIG_PATH=str(config),
+            AZUREML_MDC_HOST="127.0.0.1",
+            AZUREML_MDC_PORT=str(sidecar.server_address[1]),
+        ) as url:
+            yield url, received
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
         sidecar.shutdown()
 
 
