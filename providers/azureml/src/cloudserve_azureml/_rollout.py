@@ -19,7 +19,7 @@ from typing import Any
 
 from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
 from cloudserve.resources import Endpoint
-from cloudserve_azureml import _endpoints
+from cloudserve_azureml import _endpoints, _shadow
 from cloudserve_azureml._api import PROVIDER, AzureApi
 
 __all__ = ["delete_variant", "get_state", "is_state_tag", "put_state"]
@@ -86,8 +86,8 @@ def put_state(api: AzureApi, endpoint: str, state: dict[str, Any] | None) -> Non
 
 
 def delete_variant(api: AzureApi, endpoint: str, variant: str) -> Endpoint:
-    """Delete the deployment behind ``variant`` (it must take no traffic) with the assets
-    cloudserve made for it alone."""
+    """Delete the deployment behind ``variant`` (it must take no live traffic; mirroring to a
+    shadow ends first) with the assets cloudserve made for it alone."""
     ep = api.sdk(api.ml.online_endpoints.get, endpoint)
     deployments = _endpoints.list_deployments(api, endpoint)
     by_variant = {(d.tags or {}).get(_endpoints.TAG_VARIANT, n): d for n, d in deployments.items()}
@@ -95,14 +95,17 @@ def delete_variant(api: AzureApi, endpoint: str, variant: str) -> Endpoint:
     if dep is None:
         raise NotFound(f"{endpoint} has no variant {variant!r}", provider=PROVIDER)
     traffic = {k.lower(): int(v) for k, v in (ep.traffic or {}).items()}
-    mirror = {k.lower(): int(v) for k, v in (getattr(ep, "mirror_traffic", None) or {}).items()}
-    share = traffic.get(dep.name.lower(), 0) + mirror.get(dep.name.lower(), 0)
+    share = traffic.get(dep.name.lower(), 0)
     if share:
         raise InvalidRequest(
             f"variant {variant} of {endpoint} still takes {share}% of the traffic;"
             " set_traffic it to 0 first",
             provider=PROVIDER,
         )
+    mirror = _shadow.mirror_of(ep)
+    if dep.name.lower() in mirror:  # a shadow: mirroring to it ends before it goes
+        ep.mirror_traffic = {k: v for k, v in mirror.items() if k != dep.name.lower()}
+        api.lro(api.ml.online_endpoints.begin_create_or_update, ep)
     _endpoints.delete_deployment(api, endpoint, dep)
     api.scoring_targets.pop(endpoint, None)
     return _endpoints.get_endpoint(api, endpoint)
