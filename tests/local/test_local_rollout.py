@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from local_helpers import local_config
 
 import cloudserve as cs
 from cloudserve.client import Client
+from cloudserve.local import LocalProvider
 from cloudserve.packaging import write_manifest
 from cloudserve.testing.rollout import kill_while_baking
 
@@ -195,3 +197,51 @@ def test_drift_gate_rolls_back_on_shifted_inputs(client: Client, tmp_path: Path)
     gate = report.failed_gate
     assert gate is not None and gate.gate == "max_drift_psi"
     assert gate.observed is not None and gate.observed > 0.2
+
+
+class LaggingLocal(LocalProvider):
+    """The local provider with a cloud's habit: its metrics show a request only
+    ``metrics_delay_s`` after it was served."""
+
+    metrics_delay_s = 1.0
+
+    def metrics(self, endpoint: str, window_s: float) -> cs.MetricsReport:
+        from cloudserve.local import monitor
+
+        self.recorder.flush()
+        return monitor.metrics_report(
+            self.db, endpoint, window_s, hide_newest_s=self.metrics_delay_s
+        )
+
+
+def test_each_bake_waits_out_the_metrics_delay_before_it_decides(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """With metrics that lag by a second, a one-second bake read at once would see nothing and
+    starve every step; the rollout waits the provider's delay, so the first bake decides."""
+    client = Client(LaggingLocal(local_config(state_dir)))
+    try:
+        client.deploy(model(tmp_path, "1"), "ro", variant="v1")
+        clock = WallTraffic(client, "ro", n=120)
+        report = client.rollout(
+            model(tmp_path, "2"), "ro", steps=[50, 100], bake="1s", gates=gates(), clock=clock
+        )
+        assert report.outcome == "completed", report.summary()
+        first = report.history[0]
+        assert first.decision == "promote" and first.bake == 1, report.summary()
+        assert first.settle_s == 1.0 and first.window_s >= 2.0
+        assert first.new.invocations >= 8 and first.current.invocations >= 8
+    finally:
+        client.provider.close()
+
+
+class WallTraffic(TrafficClock):
+    """Requests spread over the whole wait, in real time (the metrics' delay is real time)."""
+
+    def sleep(self, seconds: float) -> None:
+        self.bakes += 1
+        end = time.time() + seconds
+        for i in range(self.n):
+            with contextlib.suppress(cs.CloudServeError):
+                self.client.predict(self.endpoint, [[float(i), 1.0]])
+            time.sleep(max(0.0, (end - time.time()) / (self.n - i)))

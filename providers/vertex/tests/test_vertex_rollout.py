@@ -106,7 +106,7 @@ def test_good_version_is_promoted_and_old_deployed_model_undeployed(
     assert report.outcome == "completed", report.summary()
     assert [s.weight for s in report.history if s.decision == "promote"] == [10, 50, 100]
     first = report.history[0]
-    assert first.window_s == 60
+    assert first.window_s == 60 + 180 and first.settle_s == 180  # the bake, then the metrics delay
     assert first.new.invocations >= 8 and first.current.invocations > first.new.invocations
     ep = fake.endpoint("ro")
     assert ep is not None

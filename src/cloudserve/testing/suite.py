@@ -448,6 +448,24 @@ class ErrorTests(_Base):
                 assert info.value.capability == cap
                 assert info.value.reason == provider.reason(cap)
 
+    def test_declared_capabilities_are_implemented(self, provider: Provider, workdir: Path):
+        """A declared capability's methods exist: asked about a missing endpoint or job they
+        answer or raise the provider's own error, never UnsupportedOperation (the base class's
+        answer for a method the provider forgot)."""
+        costly = {Capability.BATCH: 1, Capability.TUNE: 1, Capability.REGISTRY: 1}
+        forgotten = []
+        for cap, calls in _optional_calls(provider, self.harness(), workdir).items():
+            if not provider.supports(cap) or cap is Capability.PRICING_REFRESH:
+                continue
+            for call in calls[costly.get(cap, 0) :]:  # skip the calls that start real work
+                try:
+                    call()
+                except UnsupportedOperation as exc:
+                    forgotten.append(f"{cap.value}: {exc}")
+                except CloudServeError:
+                    pass
+        assert not forgotten, f"declared but not implemented: {forgotten}"
+
     def test_client_checks_capability_before_request(self, client: Client, workdir: Path):
         """Every capability the provider lacks is refused by the Client before the provider
         is asked anything (``UnsupportedOperation``, or ``InvalidRequest`` for a spec that

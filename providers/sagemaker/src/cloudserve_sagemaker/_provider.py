@@ -64,6 +64,9 @@ class SageMakerProvider(Provider):
     error_table = ERROR_TABLE
     #: CloudWatch publishes SageMaker's invocation metrics in one-minute periods
     min_metrics_window_s: ClassVar[float] = 60.0
+    #: how soon CloudWatch shows a minute's datapoints is not documented for SageMaker; a
+    #: minute is assumed (settable: metrics_delay_s in the target's config block)
+    metrics_delay_s = 60.0
 
     def __init__(
         self,
