@@ -148,6 +148,11 @@ def test_shadow_rules_are_checked_before_anything_is_written(
     with pytest.raises(cs.InvalidRequest, match="serverless"):
         client.deploy(v1, EP, compute=cs.Compute(serverless=True), shadow=10)
     assert writes() == []
+    client.deploy(v1, "cs-sls", compute=cs.Compute(serverless=True))
+    before = len(writes())
+    with pytest.raises(cs.InvalidRequest, match="is serverless"):
+        client.deploy(v2, "cs-sls", variant="v2", shadow=10)
+    assert len(writes()) == before
     client.deploy(v1, EP, variant="v1")
     client.deploy(v2, EP, variant="v2", traffic=20)  # a canary split …
     before = len(writes())
