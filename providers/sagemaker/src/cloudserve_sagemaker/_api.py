@@ -207,6 +207,16 @@ class Api:
         """Call any AWS operation through the same error table and retry policy."""
         return self._send(getattr(self.aws.get(service), operation), retry, params)
 
+    def pages(self, service: str, operation: str, key: str, **params: Any) -> list[Any]:
+        """Every ``key`` item of a listing, read with the SDK's paginator (a read: retried as
+        a whole)."""
+
+        def read() -> list[Any]:
+            paginator = self.aws.get(service).get_paginator(operation)
+            return [item for page in paginator.paginate(**params) for item in page.get(key, [])]
+
+        return self.call(read)
+
     def _send(self, fn: Any, retry: bool, params: dict[str, Any]) -> Any:
         if retry:
             return self.call(fn, **params)

@@ -186,9 +186,10 @@ def start_transform(p: Api, spec: BatchSpec) -> BatchJob:
     return describe_transform(p, name)
 
 
-def describe_transform(p: Api, job_id: str) -> BatchJob:
-    """The job's state; on success the outputs are downloaded to a local output path, and once
-    it has ended the model cloudserve made for it is deleted."""
+def describe_transform(p: Api, job_id: str, *, fetch_output: bool = True) -> BatchJob:
+    """The job's state; on success the outputs are downloaded to a local output path (unless
+    ``fetch_output`` is off: a listing reads states only), and once it has ended the model
+    cloudserve made for it is deleted."""
     d = p.sm("describe_transform_job", TransformJobName=job_id)
     tags = {
         t["Key"]: t["Value"]
@@ -197,7 +198,7 @@ def describe_transform(p: Api, job_id: str) -> BatchJob:
     status = STATES.get(d["TransformJobStatus"], JobStatus.RUNNING)
     output = tags.get(OUTPUT_TAG, d["TransformOutput"]["S3OutputPath"])
     rows = None
-    if status is JobStatus.SUCCEEDED and not output.startswith("s3://"):
+    if fetch_output and status is JobStatus.SUCCEEDED and not output.startswith("s3://"):
         files = p.call(p.aws.download_prefix, d["TransformOutput"]["S3OutputPath"], Path(output))
         rows = sum(1 for f in files for line in f.read_bytes().splitlines() if line.strip())
     if status.is_terminal and MODEL_TAG in tags:

@@ -238,6 +238,25 @@ class SageMakerProvider(Provider):
 
         return describe_tuning(self.api, job_id)
 
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """The transform and tuning jobs cloudserve started (its tag), newest first."""
+        from cloudserve_sagemaker._jobs import list_jobs
+
+        return list_jobs(self.api)
+
+    def cancel_job(self, job_id: str) -> None:
+        """Stop a running transform or tuning job (an ended one is left as it is)."""
+        from cloudserve_sagemaker._jobs import cancel_job
+
+        cancel_job(self.api, job_id)
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's CloudWatch Logs (every variant's
+        streams), oldest first, each prefixed with its stream."""
+        from cloudserve_sagemaker._logs import endpoint_logs
+
+        return endpoint_logs(self.api, name, tail=tail)
+
     def metrics(self, endpoint: str, window_s: float) -> MetricsReport:
         """CloudWatch ``AWS/SageMaker`` invocations, 4xx/5xx errors and latency percentiles."""
         from cloudserve_sagemaker._monitor import endpoint_metrics

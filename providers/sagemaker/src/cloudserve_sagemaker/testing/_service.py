@@ -19,10 +19,15 @@ moto does not implement (``UpdateEndpoint``, ``ListTrainingJobsForHyperParameter
   data capture on, both answers are captured under their variant with the request's
   ``InferenceId`` and one shared ``eventId``;
 - ``AddTags`` that overwrites a key already there (moto appends a duplicate) and refuses more
-  than 50 user tags a resource, as SageMaker does;
+  than 50 user tags a resource, as SageMaker does; ``ListTags`` of a resource created without
+  tags (moto fails on it);
 - ``InvokeEndpointAsync`` reading its input from S3 and writing the output object;
 - batch transform jobs that really transform their S3 input (Line split, MultiRecord batches);
 - tuning jobs whose trials run the training script with sampled hyperparameters;
+- ``StopTransformJob`` / ``StopHyperParameterTuningJob``: a running job goes ``Stopping``, then
+  ``Stopped`` at the next describe (a stopped transform job leaves no output, as SageMaker's);
+  an ended one is refused, an unknown one is ``ResourceNotFound``;
+- container log lines in CloudWatch Logs (``/aws/sagemaker/Endpoints/<name>``, see ``_logs``);
 - the AWS Price List API's ``GetProducts`` (``AWSPriceListService.*``, see ``_pricing``).
 """
 
@@ -46,6 +51,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from cloudserve.testing.fakes import Degradation
 from cloudserve_sagemaker._validate import has_local_storage
 from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
+from cloudserve_sagemaker.testing._logs import ContainerLogs
 from cloudserve_sagemaker.testing._pricing import FakePriceList
 from cloudserve_sagemaker.testing._validator import message, validator_for
 
@@ -57,6 +63,7 @@ JSON_SERVICES = {
     "AnyScaleFrontendService": "application-autoscaling",
     "AWSPriceListService": "pricing",
     "GraniteServiceVersion20100801": "cloudwatch",
+    "Logs_20140328": "logs",
 }
 
 PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -125,6 +132,8 @@ class FakeState:
     pending: dict[str, _Pending] = field(default_factory=dict)
     job_countdown: dict[str, int] = field(default_factory=dict)
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: jobs told to stop: the next describe sees them Stopped
+    stopping: set[str] = field(default_factory=set)
     #: endpoint config name → its ShadowProductionVariants (moto keeps none)
     shadows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: variant name → injected fault (see ``FakeSageMaker.degrade``)
@@ -167,11 +176,15 @@ class Middleware:
         self.rng = random.Random(0)
         self.mirror_rng = random.Random(1)
         self._capture_counter = 0
+        self.logs = ContainerLogs(lambda: self.state.clock())
         self._handlers: dict[str, Callable[[dict[str, Any], str], Any]] = {
             "UpdateEndpoint": self._update_endpoint,
             "ListTrainingJobsForHyperParameterTuningJob": self._list_tuning_trials,
             "CreateMonitoringSchedule": self._create_monitoring_schedule,
             "AddTags": self._add_tags,
+            "ListTags": self._list_tags,
+            "StopTransformJob": self._stop_job,
+            "StopHyperParameterTuningJob": self._stop_job,
         }
 
     # -- WSGI plumbing --------------------------------------------------------------------------
@@ -364,7 +377,7 @@ class Middleware:
         if op == "CreateEndpoint":
             name = params["EndpointName"]
             reason, self.state.fail_endpoint = self.state.fail_endpoint, None
-            reason = reason or self._health(params["EndpointConfigName"], region)
+            reason = reason or self._health(params["EndpointConfigName"], region, name)
             final = "Failed" if reason else "InService"
             self._schedule(name, region, "Creating", self.state.creating_polls, final, reason)
         elif op == "UpdateEndpointWeightsAndCapacities":
@@ -410,6 +423,12 @@ class Middleware:
 
     def _advance_job(self, name: str, op: str, region: str) -> None:
         with self.state.lock:
+            stopped = name in self.state.stopping
+            self.state.stopping.discard(name)
+        if stopped:
+            _job_status(_sagemaker(region), op, name, "Stopped")
+            return
+        with self.state.lock:
             left = self.state.job_countdown.get(name)
             if left is None:
                 return
@@ -428,6 +447,38 @@ class Middleware:
             )
 
     # -- operations moto lacks ---------------------------------------------------------------
+
+    def _stop_job(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+        """``StopTransformJob`` / ``StopHyperParameterTuningJob``: a running job goes
+        ``Stopping`` (``Stopped`` at the next describe); a stopped transform job stores no
+        output."""
+        sm = _sagemaker(region)
+        transform = "TransformJobName" in params
+        name = params["TransformJobName"] if transform else params["HyperParameterTuningJobName"]
+        jobs = sm.transform_jobs if transform else sm.hyper_parameter_tuning_jobs
+        kind = "transform job" if transform else "tuning job"
+        job = jobs.get(name)
+        if job is None:
+            return _json_error(
+                400, "ResourceNotFound", f"Amazon SageMaker can't find a {kind} with name {name}"
+            )
+        op = "DescribeTransformJob" if transform else "DescribeHyperParameterTuningJob"
+        status = _job_status(sm, op, name)
+        if status != "InProgress":
+            return _json_error(
+                400,
+                "ValidationException",
+                f"The {kind} {name} cannot be stopped: its status is {status}.",
+            )
+        _job_status(sm, op, name, "Stopping")
+        with self.state.lock:
+            self.state.job_countdown.pop(name, None)
+            self.state.stopping.add(name)
+        if transform:
+            output = job.transform_output["S3OutputPath"].rstrip("/") + "/"
+            for uri in s3_list(output):
+                _s3_delete(uri)
+        return 200, {"Content-Type": "application/x-amz-json-1.1"}, b"{}"
 
     def _update_endpoint(
         self, params: dict[str, Any], region: str
@@ -469,7 +520,7 @@ class Middleware:
         endpoint.failure_reason = None
         endpoint.last_modified_time = _now()
         reason, self.state.fail_endpoint = self.state.fail_endpoint, None
-        reason = reason or self._health(config_name, region)
+        reason = reason or self._health(config_name, region, name)
         self._schedule(
             name, region, "Updating", self.state.updating_polls, "InService", reason, rollback
         )
@@ -497,6 +548,16 @@ class Middleware:
             )
         resource.tags = [{"Key": k, "Value": v} for k, v in merged.items()]
         body = json.dumps({"Tags": params["Tags"]}).encode()
+        return 200, {"Content-Type": "application/x-amz-json-1.1"}, body
+
+    def _list_tags(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+        """moto fails on a resource created without ``Tags``; SageMaker lists none for it."""
+        arn = params["ResourceArn"]
+        try:
+            resource = _sagemaker(region)._get_resource_from_arn(arn)
+        except Exception:  # moto raises its own not-found errors
+            return _json_error(400, "ValidationException", f"Resource {arn} does not exist.")
+        body = json.dumps({"Tags": list(resource.tags or [])}).encode()
         return 200, {"Content-Type": "application/x-amz-json-1.1"}, body
 
     def _create_monitoring_schedule(
@@ -620,8 +681,10 @@ class Middleware:
         except ContainerError as exc:
             took = time.perf_counter() - started + added
             self._publish(region, endpoint, variant, took, error=exc.status)
+            self.logs.request(region, endpoint, variant, "/invocations", exc.status, exc.message)
             raise
         self._publish(region, endpoint, variant, time.perf_counter() - started + added)
+        self.logs.request(region, endpoint, variant, "/invocations", 200)
         return answer
 
     def _pick_variant(self, endpoint: Any, wanted: str | None) -> str | None:
@@ -655,10 +718,12 @@ class Middleware:
         env = {**(model.primary_container.get("Environment") or {}), **(extra_env or {})}
         return self.containers.get(_s3_get(url), env, _s3_get)
 
-    def _health(self, config_name: str, region: str) -> str | None:
-        """Why the config's containers would fail SageMaker's ping check, or None."""
+    def _health(self, config_name: str, region: str, endpoint: str) -> str | None:
+        """Why the config's containers would fail SageMaker's ping check, or None (then each
+        container logs its start)."""
         config = _sagemaker(region).endpoint_configs.get(config_name)
-        for row in self._rows(config) if config is not None else []:
+        rows = self._rows(config) if config is not None else []
+        for row in rows:
             try:
                 self._container(config, row["VariantName"], region)
             except ContainerError as exc:
@@ -666,6 +731,8 @@ class Middleware:
                     f"The primary container for production variant {row['VariantName']} did "
                     f"not pass the ping health check. ({exc.message})"
                 )
+        for row in rows:
+            self.logs.started(region, endpoint, row["VariantName"], row["ModelName"])
         return None
 
     def _invoke_async(
@@ -684,8 +751,12 @@ class Middleware:
                 _s3_get(source), content_type, accept
             )
             _s3_put(out_uri, out)
+            self.logs.request(region, endpoint.endpoint_name, variant, "/invocations", 200)
         except ContainerError as exc:
             _s3_put(fail_uri, json.dumps({"error": exc.message, "status": exc.status}).encode())
+            self.logs.request(
+                region, endpoint.endpoint_name, variant, "/invocations", exc.status, exc.message
+            )
         headers = {
             "Content-Type": "application/json",
             "X-Amzn-SageMaker-OutputLocation": out_uri,
@@ -875,6 +946,19 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     tuning.OverallBestTrainingJob = best
 
 
+def _job_status(sm: Any, op: str, name: str, status: str | None = None) -> str:
+    """A transform (``op`` DescribeTransformJob) or tuning job's status, set first if given."""
+    if op == "DescribeTransformJob":
+        job = sm.transform_jobs[name]
+        if status is not None:
+            job.transform_job_status = status
+        return str(job.transform_job_status)
+    tuning = sm.hyper_parameter_tuning_jobs[name]
+    if status is not None:
+        tuning.hyper_parameter_tuning_job_status = status
+    return str(tuning.hyper_parameter_tuning_job_status)
+
+
 def _shadow_refusal(op: str, params: dict[str, Any], sm: Any) -> str | None:
     """SageMaker's rule for ``ShadowProductionVariants`` (CreateEndpointConfig): with it, one
     production variant and one shadow variant, whose model must exist."""
@@ -992,6 +1076,11 @@ def _s3_get(uri: str) -> bytes:
 def _s3_put(uri: str, data: bytes) -> None:
     bucket, key = _split_uri(uri)
     _s3().put_object(bucket, key, data)
+
+
+def _s3_delete(uri: str) -> None:
+    bucket, key = _split_uri(uri)
+    _s3().delete_object(bucket, key)
 
 
 def s3_list(prefix_uri: str) -> list[str]:
