@@ -532,11 +532,10 @@ class Middleware:
 
     def _add_tags(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
         arn = params["ResourceArn"]
-        try:
-            resource = _sagemaker(region)._get_resource_from_arn(arn)
-        except Exception:  # moto raises its own not-found errors
+        resource = _tagged(arn, region)
+        if resource is None:
             return _json_error(400, "ValidationException", f"Resource {arn} does not exist.")
-        merged = {t["Key"]: t.get("Value", "") for t in resource.tags}
+        merged = {t["Key"]: t.get("Value", "") for t in resource.tags or []}
         merged.update({t["Key"]: t.get("Value", "") for t in params["Tags"]})
         user = [k for k in merged if not k.startswith("aws:")]
         if len(user) > MAX_TAGS:
@@ -553,9 +552,8 @@ class Middleware:
     def _list_tags(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
         """moto fails on a resource created without ``Tags``; SageMaker lists none for it."""
         arn = params["ResourceArn"]
-        try:
-            resource = _sagemaker(region)._get_resource_from_arn(arn)
-        except Exception:  # moto raises its own not-found errors
+        resource = _tagged(arn, region)
+        if resource is None:
             return _json_error(400, "ValidationException", f"Resource {arn} does not exist.")
         body = json.dumps({"Tags": list(resource.tags or [])}).encode()
         return 200, {"Content-Type": "application/x-amz-json-1.1"}, body
@@ -944,6 +942,14 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     best = pick(scored, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
     tuning.best_training_job = best
     tuning.OverallBestTrainingJob = best
+
+
+def _tagged(arn: str, region: str) -> Any:
+    """The moto resource an ARN names (it holds ``tags``), or None."""
+    try:
+        return _sagemaker(region)._get_resource_from_arn(arn)
+    except Exception:  # moto raises its own not-found errors
+        return None
 
 
 def _job_status(sm: Any, op: str, name: str, status: str | None = None) -> str:
