@@ -30,7 +30,7 @@ from cloudserve_azureml._model_registry import register
 from cloudserve_azureml._states import job_status
 from cloudserve_azureml._validate import instance_type, is_datastore_uri
 
-__all__ = ["batch_predict", "get_batch_job"]
+__all__ = ["batch_job", "batch_predict", "get_batch_job"]
 
 log = logging.getLogger("cloudserve.azureml")
 T = TypeVar("T")
@@ -258,12 +258,20 @@ def batch_predict(api: AzureApi, spec: BatchSpec) -> BatchJob:
 def get_batch_job(api: AzureApi, job_id: str) -> BatchJob:
     """The job's state; once it succeeded, its rows counted (and downloaded for a local output)."""
     job = api.sdk(api.ml.jobs.get, job_id)
+    if job.type != "pipeline":  # a batch endpoint's jobs are pipeline jobs
+        raise NotFound(f"{job_id} is a {job.type} job, not a batch job", provider=PROVIDER)
+    return batch_job(api, job)
+
+
+def batch_job(api: AzureApi, job: Any, *, fetch_output: bool = True) -> BatchJob:
+    """A batch job the SDK returned, as a :class:`BatchJob`; ``fetch_output`` off (a listing)
+    reads no ``predictions.csv``, so rows stay unknown."""
     props = dict(job.properties or {})
     status = job_status(job.status)
     out_uri = _output_uri(job)
     output = props.get(PROP_OUTPUT) or api.batch_outputs.get(job.name) or out_uri
     counts: dict[str, int | None] = {}
-    if status is JobStatus.SUCCEEDED:
+    if fetch_output and status is JobStatus.SUCCEEDED:
         text = _read_output(api, out_uri)
         if not is_datastore_uri(output):
             target = Path(output) / OUTPUT_FILE

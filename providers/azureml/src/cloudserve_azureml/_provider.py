@@ -204,6 +204,24 @@ class AzureMLProvider(Provider):
 
         return _batch.get_batch_job(self.api, job_id)
 
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """The batch and sweep jobs cloudserve started in the workspace, newest first."""
+        from cloudserve_azureml import _jobs
+
+        return _jobs.list_jobs(self.api)
+
+    def cancel_job(self, job_id: str) -> None:
+        """Cancel a running batch or sweep job (an ended one is left as it is)."""
+        from cloudserve_azureml import _jobs
+
+        _jobs.cancel_job(self.api, job_id)
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """The last ``tail`` lines of the endpoint's deployments' inference servers."""
+        from cloudserve_azureml import _logs
+
+        return _logs.endpoint_logs(self.api, name, tail=tail)
+
     def tune(self, spec: TuningSpec) -> TuningJob:
         """Run a sweep job over the search space (see ``_tuning``)."""
         from cloudserve_azureml import _tuning

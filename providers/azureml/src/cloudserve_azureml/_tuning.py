@@ -26,7 +26,7 @@ from cloudserve_azureml._api import PROVIDER, AzureApi
 from cloudserve_azureml._states import job_status
 from cloudserve_azureml._validate import entry_path
 
-__all__ = ["get_tuning_job", "search_space", "tune"]
+__all__ = ["get_tuning_job", "search_space", "tune", "tuning_job"]
 
 # Azure has no Hyperband sampler; its answer to "stop poor configurations early" is an early
 # termination policy, so hyperband runs as random sampling with the configured policy always on.
@@ -200,6 +200,14 @@ def tune(api: AzureApi, spec: TuningSpec) -> TuningJob:
 def get_tuning_job(api: AzureApi, job_id: str) -> TuningJob:
     """The sweep's state, its trials (child jobs) and the best scored one."""
     job = api.sdk(api.ml.jobs.get, job_id)
+    if job.type != "sweep":
+        raise NotFound(f"{job_id} is a {job.type} job, not a sweep", provider=PROVIDER)
+    return tuning_job(api, job)
+
+
+def tuning_job(api: AzureApi, job: Any) -> TuningJob:
+    """A sweep job the SDK returned, with its trials, as a :class:`TuningJob`."""
+    job_id = job.name
     goal = str(job.objective.goal).lower() if job.objective else "maximize"
     children = api.sdk(lambda: list(api.ml.jobs.list(parent_job_name=job_id)))
     trials = [_trial(c) for c in children if c is not None]

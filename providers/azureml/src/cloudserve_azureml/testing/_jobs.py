@@ -12,6 +12,10 @@ the job, or listing its children, is one read), then does its work and ends:
   running the trial command (the user's training script, as a subprocess) with parameters sampled
   from the search space, and reads the primary metric from its output; the best child is
   recorded on the parent as Azure does (``best_child_run_id``, ``score``).
+
+``POST …/jobs/{name}/cancel`` (``jobs.begin_cancel``) moves a job that has not ended to
+``CancelRequested``; its next read makes it ``Canceled``, with every trial not yet ended. A job
+that has ended is left as it is.
 """
 
 from __future__ import annotations
@@ -140,6 +144,13 @@ class FakeJobs:
         props = res["properties"]
         if props.get("status") in TERMINAL:
             return
+        if props.get("status") == "CancelRequested":
+            props["status"] = "Canceled"
+            for trial in state.trials:
+                child = self.service.get(f"jobs/{trial}")
+                if child is not None and child["properties"].get("status") not in TERMINAL:
+                    child["properties"]["status"] = "Canceled"
+            return
         if state.polls_left > 0:
             state.polls_left -= 1
             props["status"] = "Queued" if props["status"] == "NotStarted" else "Running"
@@ -149,6 +160,16 @@ class FakeJobs:
             self._run_batch(state, res)
         else:
             self._sweep_wave(state, res)
+
+    def cancel(self, name: str) -> bool:
+        """Ask a job to stop; False when it had already ended (it is left as it is)."""
+        res = self.service.get(f"jobs/{name}")
+        assert res is not None
+        props = res["properties"]
+        if props.get("status") in TERMINAL:
+            return False
+        props["status"] = "CancelRequested"
+        return True
 
     # -- batch -------------------------------------------------------------------------------
 

@@ -77,7 +77,7 @@ class Operation:
 
     id: str
     key: str
-    kind: str  # "put" or "delete"
+    kind: str  # "put", "delete" or "cancel"
     remaining: int
     error: str | None = None
     status: str = "InProgress"
@@ -159,6 +159,8 @@ class FakeAzureMLService:
         self.rng = random.Random(seed)
         self.workdir: Path | None = None
         self._containers: dict[str, Any] = {}
+        #: deployment key → the lines its inference server wrote (``getLogs``)
+        self.container_logs: dict[str, list[str]] = {}
         self._load_model = load_model
         self.jobs = FakeJobs(self, job_polls)
         self.prices = FakeRetailPrices()
@@ -621,6 +623,8 @@ class FakeAzureMLService:
             del self.resources[k]
         self.keys.pop(prefix, None)
         self._containers.pop(prefix, None)
+        for k in [k for k in self.container_logs if k == prefix or k.startswith(prefix + "/")]:
+            del self.container_logs[k]
         if self.kind_of(key).endswith("/versions"):
             container = key.rsplit("/", 2)[0]
             if not self.children(container + "/versions"):
@@ -660,7 +664,9 @@ class FakeAzureMLService:
             op.remaining -= 1
             return
         res = self.resources.get(op.key)
-        if op.kind == "delete":
+        if op.kind == "cancel":  # the job itself moves on when it is read (see _jobs)
+            op.status = "Succeeded"
+        elif op.kind == "delete":
             self._remove(op.key)
             op.status = "Succeeded"
         elif op.error is not None:
@@ -712,8 +718,28 @@ class FakeAzureMLService:
                 )
             return _json(200, {"secretsType": "AccountKey", "key": "ZmFrZWtleQ=="})
         if kind == "onlineendpoints/deployments" and act == "getlogs":
-            return _json(200, {"content": f"fake logs of {key}"})
+            return self._deployment_logs(key, payload)
+        if kind == "jobs" and act == "cancel":
+            self.jobs.cancel(res["name"])
+            op = self._operation(key, "cancel", None)
+            return 202, {"Location": self._op_url(op, "mfeOperationsResults")}, b""
         return arm_error(400, "BadArgument", f"the fake does not know action {action} on {kind}")
+
+    def _deployment_logs(self, key: str, payload: dict[str, Any]) -> Response:
+        """``getLogs``: the last ``tail`` lines the deployment's inference server wrote (the
+        storage initializer's container logs nothing in the fake)."""
+        tail = int(payload.get("tail") or 0)
+        if tail <= 0:
+            return arm_error(400, "BadArgument", "tail must be a positive number of lines")
+        if (payload.get("containerType") or "InferenceServer") != "InferenceServer":
+            return _json(200, {"content": ""})
+        lines = self.container_logs.get(self.norm(key), [])[-tail:]
+        return _json(200, {"content": "".join(f"{line}\n" for line in lines)})
+
+    def log_line(self, dep_key: str, message: str) -> None:
+        """A line the deployment's inference server writes (its ``getLogs`` answer)."""
+        stamp = datetime.fromtimestamp(self.clock(), timezone.utc).isoformat(timespec="seconds")
+        self.container_logs.setdefault(self.norm(dep_key), []).append(f"{stamp} | {message}")
 
     def _pending_upload(self, key: str) -> Response:
         """A temporary blob location for a code/data asset upload (SAS-authorised)."""
@@ -823,8 +849,10 @@ class FakeAzureMLService:
                 script = self.materialize_code(asset, root / "code") / code["scoringScript"]
         if script is not None:
             started: Any = EntryScript(script, model_dir, env, self._collector_sink(key))
+            self.log_line(key, f"init() of {script.name} completed; scoring on port 31311")
         else:
             started = RuntimeContainer(model_dir, self._load_model)
+            self.log_line(key, f"model loaded from {model_dir.name}; serving on port 5001")
         self._containers[self.norm(key)] = started
         return started
 
@@ -1002,6 +1030,8 @@ class FakeAzureMLService:
         else:
             wanted = {k: v for k, v in headers.items() if k.lower() in ("content-type", "accept")}
             status, out_headers, out = container.score(wanted, body)
+        reason = "" if status == 200 else f" {out[:300].decode(errors='replace')}"
+        self.log_line(dep_key, f'"POST /score HTTP/1.1" {status}{reason}')
         if status == 200:
             return 200, {"Content-Type": out_headers.get("Content-Type", "application/json")}, out
         return (
