@@ -12,12 +12,10 @@ request changes the endpoint.
 
 from __future__ import annotations
 
-import base64
-import json
-import zlib
 from typing import Any
 
 from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
+from cloudserve.packed import pack, unpack
 from cloudserve.resources import Endpoint
 from cloudserve_azureml import _endpoints, _shadow
 from cloudserve_azureml._api import PROVIDER, AzureApi
@@ -37,9 +35,7 @@ def is_state_tag(name: str) -> bool:
 
 def encode(state: dict[str, Any]) -> list[str]:
     """The state as tag values of at most 256 characters."""
-    raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
-    text = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode()
-    return [text[i : i + MAX_VALUE] for i in range(0, len(text), MAX_VALUE)]
+    return pack(state, MAX_VALUE)
 
 
 def decode(tags: dict[str, str]) -> dict[str, Any] | None:
@@ -48,9 +44,8 @@ def decode(tags: dict[str, str]) -> dict[str, Any] | None:
         return None
     try:
         n = int(tags[COUNT_TAG])
-        text = "".join(tags[f"{PREFIX}{i:02d}"] for i in range(n))
-        return json.loads(zlib.decompress(base64.urlsafe_b64decode(text)))
-    except (KeyError, ValueError, zlib.error) as exc:
+        return unpack([tags[f"{PREFIX}{i:02d}"] for i in range(n)])
+    except (KeyError, ValueError) as exc:
         raise OperationFailed(
             f"the rollout state in the endpoint's tags ({PREFIX}*) is damaged: {exc}",
             provider=PROVIDER,
