@@ -124,11 +124,13 @@ def get(api: VertexApi, job_id: str, outputs: dict[str, str]) -> BatchJob:
     return to_batch(api, job, output)
 
 
-def to_batch(api: VertexApi, job: Any, output: str) -> BatchJob:
+def to_batch(api: VertexApi, job: Any, output: str, *, fetch_output: bool = True) -> BatchJob:
+    """The job as a :class:`BatchJob`; once it succeeded, a local ``output`` is filled (unless
+    ``fetch_output`` is off: a listing reads states only)."""
     status = job_status(job.state)
     stats = job.completion_stats
     ok, failed = int(stats.successful_count), int(stats.failed_count)
-    if status is JobStatus.SUCCEEDED and not output.startswith("gs://"):
+    if fetch_output and status is JobStatus.SUCCEEDED and not output.startswith("gs://"):
         _download(api, job.output_info.gcs_output_directory, Path(output))
     return BatchJob(
         id=job.name.rsplit("/", 1)[-1],

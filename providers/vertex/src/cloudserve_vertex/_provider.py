@@ -239,6 +239,30 @@ class VertexProvider(Provider):
     def get_batch_job(self, job_id: str) -> BatchJob:
         return _batch.get(self.api, job_id, self._batch_outputs)
 
+    def list_jobs(self) -> list[BatchJob | TuningJob]:
+        """The batch prediction and tuning jobs labelled as cloudserve's, newest first."""
+        from cloudserve_vertex import _jobs
+
+        return _jobs.list_jobs(self.api, self._batch_outputs)
+
+    def cancel_job(self, job_id: str) -> None:
+        """Cancel a running batch prediction or tuning job (an ended one is left as it is)."""
+        from cloudserve_vertex import _jobs
+
+        _jobs.cancel_job(self.api, job_id)
+
+    def endpoint_logs(self, name: str, *, tail: int = 100) -> list[str]:
+        """Not read by cloudserve: a Vertex AI endpoint's container logs are in Cloud Logging."""
+        from cloudserve.errors import UnsupportedOperation
+
+        raise UnsupportedOperation(
+            "endpoint logs",
+            "Vertex AI sends an endpoint's container stdout/stderr to Cloud Logging (container "
+            "logging), which cloudserve does not read yet; read them with `gcloud logging read` "
+            f"or the Logs Explorer (endpoint {name})",
+            provider=self.name,
+        )
+
     def tune(self, spec: TuningSpec) -> TuningJob:
         return _tuning.start(self.api, spec)
 

@@ -39,7 +39,10 @@ _PRIVATE = re.compile(r"^/private/v1/projects/[^/]+/locations/[^/]+/endpoints/([
 DEDICATED_RESOURCES = 1
 
 # JobState values (google.cloud.aiplatform.v1.JobState).
-PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = 2, 3, 4, 5, 7
+PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED = 2, 3, 4, 5, 6, 7
+ENDED = (SUCCEEDED, FAILED, CANCELLED)
+#: the page size a list answers with when the request names none
+DEFAULT_PAGE_SIZE = 100
 # Trial.State values.
 TRIAL_ACTIVE, TRIAL_SUCCEEDED, TRIAL_INFEASIBLE = 2, 4, 5
 
@@ -235,9 +238,20 @@ class FakeVertexService:
             ("POST", rf"^/v1/{_LOC}/batchPredictionJobs$", self.create_batch_job),
             ("GET", rf"^/v1/{_LOC}/batchPredictionJobs$", self.list_batch_jobs),
             ("GET", rf"^/v1/{_LOC}/batchPredictionJobs/([^/:]+)$", self.get_batch_job),
+            (
+                "POST",
+                rf"^/v1/{_LOC}/batchPredictionJobs/([^/:]+):cancel$",
+                self.cancel_batch_job,
+            ),
             ("DELETE", rf"^/v1/{_LOC}/batchPredictionJobs/([^/:]+)$", self.delete_batch_job),
             ("POST", rf"^/v1/{_LOC}/hyperparameterTuningJobs$", self.create_tuning_job),
+            ("GET", rf"^/v1/{_LOC}/hyperparameterTuningJobs$", self.list_tuning_jobs),
             ("GET", rf"^/v1/{_LOC}/hyperparameterTuningJobs/([^/:]+)$", self.get_tuning_job),
+            (
+                "POST",
+                rf"^/v1/{_LOC}/hyperparameterTuningJobs/([^/:]+):cancel$",
+                self.cancel_tuning_job,
+            ),
             ("GET", r"^/v3/projects/([^/]+)/timeSeries$", self.list_time_series),
             ("GET", r"^/v1/services/([^/]+)/skus$", self.list_skus),
             (
@@ -877,9 +891,31 @@ class FakeVertexService:
         self._advance(job, lambda j: run_batch(j, self))
         return json_reply(job)
 
-    def list_batch_jobs(self, **_: Any) -> Reply:
+    def list_batch_jobs(self, query: dict[str, str], **_: Any) -> Reply:
         with self.lock:
-            return json_reply({"batchPredictionJobs": list(self.batch_jobs.values())})
+            jobs = list(self.batch_jobs.values())
+        return _page(_filtered(jobs, query.get("filter", "")), query, "batchPredictionJobs")
+
+    def cancel_batch_job(self, job_id: str, **_: Any) -> Reply:
+        with self.lock:
+            job = self.batch_jobs.get(job_id)
+            if job is None:
+                raise ApiError(404, f"BatchPredictionJob {job_id} not found.")
+        return self._cancel(job)
+
+    def _cancel(self, job: dict[str, Any]) -> Reply:
+        """``:cancel``: a job not yet ended goes CANCELLING (CANCELLED at its next read); an
+        ended one is refused with FAILED_PRECONDITION."""
+        with self.lock:
+            if job["state"] in ENDED:
+                return error_reply(
+                    400,
+                    f"{job['name']} has ended (state {job['state']}) and cannot be cancelled.",
+                    name="FAILED_PRECONDITION",
+                )
+            job["state"] = CANCELLING
+            job["updateTime"] = now()
+        return json_reply({})
 
     def delete_batch_job(self, job_id: str, **_: Any) -> Reply:
         with self.lock:
@@ -896,7 +932,15 @@ class FakeVertexService:
     def _advance(self, job: dict[str, Any], run: Callable[[dict[str, Any]], None]) -> None:
         """Move a job one poll along: PENDING → RUNNING → SUCCEEDED / FAILED."""
         with self.lock:
-            if job["state"] in (SUCCEEDED, FAILED, CANCELLED):
+            if job["state"] in ENDED:
+                return
+            if job["state"] == CANCELLING:
+                # the API reference: a cancelled tuning job gets error.code 1 (CANCELLED); a
+                # cancelled batch job only its state (files it wrote stay)
+                job["state"] = CANCELLED
+                if "/hyperparameterTuningJobs/" in job["name"]:
+                    job["error"] = {"code": 1, "message": "CANCELLED"}
+                job["endTime"] = job["updateTime"] = now()
                 return
             left = self._job_polls.get(job["name"], 0) - 1
             self._job_polls[job["name"]] = left
@@ -939,6 +983,18 @@ class FakeVertexService:
             self.tuning_jobs[job_id] = job
             self._job_polls[job["name"]] = self.job_polls
             return json_reply(job)
+
+    def list_tuning_jobs(self, query: dict[str, str], **_: Any) -> Reply:
+        with self.lock:
+            jobs = list(self.tuning_jobs.values())
+        return _page(_filtered(jobs, query.get("filter", "")), query, "hyperparameterTuningJobs")
+
+    def cancel_tuning_job(self, job_id: str, **_: Any) -> Reply:
+        with self.lock:
+            job = self.tuning_jobs.get(job_id)
+            if job is None:
+                raise ApiError(404, f"HyperparameterTuningJob {job_id} not found.")
+        return self._cancel(job)
 
     def get_tuning_job(self, job_id: str, **_: Any) -> Reply:
         from cloudserve_vertex.testing._trials import run_trials
@@ -1003,6 +1059,16 @@ def _camel(path: str) -> str:
 _LABEL_CLAUSE = re.compile(
     r'^labels\.(?:"(?P<quoted>[^"]+)"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))\s*=\s*"?(?P<value>[^"]*)"?$'
 )
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, str], key: str) -> Reply:
+    """One page of a listing (``pageSize``, ``pageToken`` → ``nextPageToken``)."""
+    size = int(query.get("pageSize") or DEFAULT_PAGE_SIZE)
+    start = int(query.get("pageToken") or 0)
+    body: dict[str, Any] = {key: items[start : start + size]}
+    if start + size < len(items):
+        body["nextPageToken"] = str(start + size)
+    return json_reply(body)
 
 
 def _filtered(items: list[dict[str, Any]], expr: str) -> list[dict[str, Any]]:
