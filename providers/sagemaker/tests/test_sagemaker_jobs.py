@@ -214,10 +214,8 @@ def test_logs_of_a_missing_endpoint_are_not_found(client: Client) -> None:
         client.logs("nowhere", tail=10)
 
 
-def test_cli_lists_jobs_as_json(
-    fake: FakeSageMaker, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    job = start_batch(client, tmp_path)
+def write_config(fake: FakeSageMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cloudserve.yaml`` with a target ``aws`` on the fake, in the working directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CLOUDSERVE_STATE_DIR", str(tmp_path / "state"))
     target = {
@@ -228,8 +226,28 @@ def test_cli_lists_jobs_as_json(
         "endpoint_url": fake.url,
     }
     (tmp_path / "cloudserve.yaml").write_text(yaml.safe_dump({"targets": {"aws": target}}))
+
+
+def test_cli_lists_and_cancels_jobs_as_json(
+    fake: FakeSageMaker, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    job = start_batch(client, tmp_path)
+    write_config(fake, tmp_path, monkeypatch)
     assert main(["jobs", "list", "--target", "aws", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(j["id"], j["status"]) for j in listed] == [(job.id, "RUNNING")]
     assert main(["jobs", "cancel", job.id, "--target", "aws", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "CANCELLED"
+
+
+def test_cli_logs_as_json(
+    fake: FakeSageMaker, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    client.deploy(model(tmp_path), "churn")
+    client.predict("churn", sample_rows(1))
+    write_config(fake, tmp_path, monkeypatch)
+    assert main(["logs", "churn", "--tail", "1", "--target", "aws", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["endpoint"] == "churn"
+    [line] = out["lines"]
+    assert line.startswith("v1/i-") and line.endswith('"POST /invocations HTTP/1.1" 200')
