@@ -59,7 +59,7 @@ def start_sweep(client: Client, tmp_path: Path) -> TuningJob:
 
 
 def foreign_job(harness: AzureMLHarness) -> str:
-    """A command job someone else ran in the workspace."""
+    """A command job someone else ran in the workspace (a type cloudserve never lists)."""
     from azure.ai.ml import command
 
     ml = harness.make_provider().api.ml
@@ -72,11 +72,39 @@ def foreign_job(harness: AzureMLHarness) -> str:
     return ml.jobs.create_or_update(job).name
 
 
+def foreign_sweep(harness: AzureMLHarness, tmp_path: Path) -> str:
+    """A sweep without cloudserve's tag (built the way cloudserve builds its own)."""
+    from cloudserve_azureml import _tuning
+
+    script = tmp_path / "theirs" / "train.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(TRAIN_SCRIPT)
+    spec = TuningSpec(
+        train=TrainSpec(entrypoint=str(script)),
+        search_space={"depth": Choice(values=[3])},
+        objective=Objective(metric="val_score"),
+        max_trials=1,
+        strategy="grid",
+    )
+    api = harness.make_provider().api
+    trial = _tuning._command_job(api, spec, "their-sweep")(**_tuning.search_space(spec))
+    sweep = trial.sweep(
+        primary_metric="val_score",
+        goal="maximize",
+        sampling_algorithm="grid",
+        compute="cpu-cluster",
+    )
+    sweep.set_limits(max_total_trials=1, max_concurrent_trials=1)
+    sweep.name = "their-sweep"
+    return str(api.ml.jobs.create_or_update(sweep).name)
+
+
 def test_list_shows_cloudserves_jobs_newest_first_and_no_foreign_ones(
     harness, client, tmp_path, model
 ):
     batch = start_batch(client, tmp_path, model)
     foreign_job(harness)
+    assert foreign_sweep(harness, tmp_path) == "their-sweep"
     sweep = start_sweep(client, tmp_path)
     listed = client.list_jobs()
     assert [j.id for j in listed] == [sweep.id, batch.id]

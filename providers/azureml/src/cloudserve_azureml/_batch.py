@@ -30,7 +30,7 @@ from cloudserve_azureml._model_registry import register
 from cloudserve_azureml._states import job_status
 from cloudserve_azureml._validate import instance_type, is_datastore_uri
 
-__all__ = ["batch_job", "batch_predict", "get_batch_job"]
+__all__ = ["JOB_PREFIX", "batch_job", "batch_predict", "get_batch_job"]
 
 log = logging.getLogger("cloudserve.azureml")
 T = TypeVar("T")
@@ -39,6 +39,8 @@ OUTPUT_FILE = "predictions.csv"
 PROP_INPUT = "cloudserve.input"
 PROP_OUTPUT = "cloudserve.output"
 TAG_HASH = "cloudserve-spec-hash"
+#: every batch job cloudserve starts is named ``csb-<hex>`` (``list_jobs`` looks for it)
+JOB_PREFIX = "csb-"
 
 
 def _settings_hash(api: AzureApi, spec: BatchSpec, instance_type: str) -> str:
@@ -232,7 +234,7 @@ def batch_predict(api: AzureApi, spec: BatchSpec) -> BatchJob:
     _ensure_endpoint(api, endpoint, dict(api.cfg.tags))
     dep_name = _ensure_deployment(api, spec, endpoint)
     job_input = _input(api, spec)
-    job_name = f"csb-{uuid.uuid4().hex[:16]}"
+    job_name = f"{JOB_PREFIX}{uuid.uuid4().hex[:16]}"
     out_uri = (
         spec.output
         if is_datastore_uri(spec.output)

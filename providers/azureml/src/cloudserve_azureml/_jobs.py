@@ -1,12 +1,14 @@
 """The batch and sweep jobs cloudserve started in the workspace: list them, cancel one.
 
 A workspace holds other jobs too. cloudserve's sweeps carry the tag ``cloudserve: true``
-(``_tuning.tune``); its batch jobs are invocations of the batch endpoints it made, which carry
-that tag (``_batch._ensure_endpoint``, endpoints named ``csb-…``), and a batch endpoint's jobs
-run under the experiment named after the endpoint. ``jobs.list()`` (``GET …/jobs``, the active
-ones; azure-core's pager follows ``nextLink``) gives both; each is turned into a
-:class:`BatchJob` / :class:`TuningJob` as ``get_batch_job`` / ``get_tuning_job`` do (a listing
-downloads no ``predictions.csv``), newest first by the job's creation time.
+(``_tuning.tune``); its batch jobs are pipeline jobs it names ``csb-<hex>`` when it invokes
+one of its batch endpoints (``_batch.batch_predict``), and jobs of those endpoints (tagged
+``cloudserve: true`` by ``_batch._ensure_endpoint``) started another way count too — the fake
+runs a batch endpoint's jobs under the experiment named after the endpoint. ``jobs.list()``
+(``GET …/jobs``, the active ones; azure-core's pager follows ``nextLink``) gives both; each
+is turned into a :class:`BatchJob` / :class:`TuningJob` as ``get_batch_job`` /
+``get_tuning_job`` do (a listing downloads no ``predictions.csv``), newest first by the job's
+creation time.
 
 Cancelling: ``jobs.begin_cancel`` (``POST …/jobs/{name}/cancel``, a long-running operation) moves
 a job to ``CancelRequested`` and then ``Canceled`` (CANCELLED). A job that has ended is left as
@@ -20,7 +22,7 @@ from typing import Any
 
 from cloudserve.resources import BatchJob, TuningJob
 from cloudserve_azureml._api import AzureApi
-from cloudserve_azureml._batch import batch_job
+from cloudserve_azureml._batch import JOB_PREFIX, batch_job
 from cloudserve_azureml._states import job_status
 from cloudserve_azureml._tuning import tuning_job
 
@@ -51,7 +53,9 @@ def list_jobs(api: AzureApi) -> list[BatchJob | TuningJob]:
     for job in jobs:
         if job.type == "sweep" and (job.tags or {}).get(TAG) == "true":
             found.append((_created(job), tuning_job(api, job)))
-        elif job.experiment_name in endpoints and job.type == "pipeline":
+        elif job.type == "pipeline" and (
+            job.name.startswith(JOB_PREFIX) or job.experiment_name in endpoints
+        ):
             found.append((_created(job), batch_job(api, job, fetch_output=False)))
     found.sort(key=lambda pair: pair[0], reverse=True)
     return [job for _, job in found]
