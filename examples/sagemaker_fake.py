@@ -127,6 +127,13 @@ def main() -> None:
         assert best is not None
         print(f"tuning: {len(tuning.trials)} trials, best {best.value} with {best.params}")
 
+        # what `cloudserve jobs list` and `cloudserve logs churn-ep` show: cloudserve's jobs,
+        # newest first, and the last lines the endpoint's containers wrote to CloudWatch Logs
+        for listed in client.list_jobs():
+            print("job:", listed.id, type(listed).__name__, listed.status.value)
+        for line in client.logs("churn-ep", tail=3):
+            print("log:", line)
+
         mv = client.register_model(v2, lineage={"tuning_job": tuning.id})
         print("registered:", mv.name, mv.version, mv.stage)
 
