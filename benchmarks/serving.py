@@ -534,7 +534,7 @@ CEILING_SAME_STACK = textwrap.dedent(
             return
         if scope["method"] == "POST":
             await receive()
-        respond = scope.get("extensions", {}).get("cloudserve.respond")
+        respond = scope.get("extensions", {}).get("cloudserve", {}).get("respond")
         if respond is not None:  # the same one-write answer cloudserve uses
             respond(200, TYPE, BODY)
             return

@@ -289,7 +289,7 @@ class ServingApp:
             )
         except Exception as exc:  # the server never dies of a request
             status, body, headers = self._failure(exc)
-        respond = scope.get("extensions", {}).get("cloudserve.respond")
+        respond = scope.get("extensions", {}).get("cloudserve", {}).get("respond")
         if respond is not None:  # cloudserve's own protocol: one write (see _http.py)
             respond(status, headers, body)
         else:
@@ -461,7 +461,7 @@ class ServingApp:
         parameters: dict[str, Any],
     ) -> list[Any]:
         assert self.batcher is not None
-        transport = scope.get("extensions", {}).get("cloudserve.transport")
+        transport = scope.get("extensions", {}).get("cloudserve", {}).get("transport")
         if self.cache is None:
             return model.finish(await self.batcher.submit(rows, parameters, transport))
         key = cache_key(model.name, model.version, instances, parameters)

@@ -13,9 +13,9 @@ uvicorn parses and dispatches; this subclass adds what it leaves open:
   (503 + Retry-After, pre-encoded) so an overloaded server spends no time on the body, the ASGI
   task or the decoder of a request it would refuse anyway;
 - **disconnect tracking**: the scope carries the transport under
-  ``scope["extensions"]["cloudserve.transport"]`` so the batcher can drop a request whose client
+  ``scope["extensions"]["cloudserve"]["transport"]`` so the batcher can drop a request whose client
   left before the model runs;
-- **one write per answer**: ``scope["extensions"]["cloudserve.respond"](status, headers, body)``
+- **one write per answer**: ``scope["extensions"]["cloudserve"]["respond"](status, headers, body)``
   sends a complete response (status line, headers, ``content-length``, body) in one
   ``transport.write`` instead of uvicorn's two ASGI ``send`` calls and two writes;
 - **graceful drain**: on shutdown an idle keep-alive connection is given ``DRAIN_GRACE_S`` to send
@@ -128,10 +128,9 @@ class ServingProtocol(HttpToolsProtocol):
         self.limits.connections.discard(self)
         super().connection_lost(exc)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self.state == _LINGER:
             self.transport.close()
-        return None
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -171,7 +170,9 @@ class ServingProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {"cloudserve.transport": self.transport}
+        # one extension entry, a dict as ASGI wants extension values to be
+        self._ext: dict[object, object] = {"transport": self.transport}
+        self.scope["extensions"] = {"cloudserve": self._ext}
         self._enter(_HEAD)
 
     def on_headers_complete(self) -> None:
@@ -193,9 +194,7 @@ class ServingProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._draining:
             self.cycle.keep_alive = False
-        self.scope["extensions"]["cloudserve.respond"] = functools.partial(
-            self._respond, self.cycle
-        )
+        self._ext["respond"] = functools.partial(self._respond, self.cycle)
         self._enter(_BODY)
 
     def _respond(
