@@ -188,8 +188,11 @@ class ServingApp:
 
     # -- admission on arrival (called by the HTTP protocol once a request's headers are in) ---
 
-    def admit(self, url: bytes, in_progress: int = 0) -> bytes | None:
+    def admit(self, url: bytes, in_progress: int = 0, oldest_s: float = 0.0) -> bytes | None:
         """``None`` to admit the request; else the whole 503 answer to send instead.
+
+        ``in_progress`` and ``oldest_s`` are the HTTP layer's count of requests in hand and the
+        age of the oldest fully received one (see :meth:`Batcher.overloaded`).
 
         Only predict routes are shed, and only while the batcher reports overload; the answer is
         pre-encoded so refusing costs no body read, no decode and no ASGI task.
@@ -197,7 +200,7 @@ class ServingApp:
         batcher = self.batcher
         if batcher is None:
             return None
-        retry_after = batcher.overloaded(in_progress)
+        retry_after = batcher.overloaded(in_progress, oldest_s)
         if retry_after is None or not self._is_predict(url):
             return None
         self.metrics.shed.inc()
