@@ -30,7 +30,7 @@ from cloudserve.errors import (
 )
 
 if TYPE_CHECKING:
-    from cloudserve.bench import compare
+    from cloudserve.bench.compare import compare
     from cloudserve.client import Client, connect
     from cloudserve.provider import Capability, Provider, ProviderConfig
     from cloudserve.registry import register

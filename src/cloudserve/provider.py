@@ -93,6 +93,9 @@ class ProviderConfig(BaseModel):
     retry: RetrySettings = RetrySettings()
     waits: WaitSettings = WaitSettings()
     tags: dict[str, str] = Field(default_factory=dict)
+    #: seconds a rollout waits after each bake for the target's metrics to show it (None: the
+    #: provider's default, its ``metrics_delay_s``)
+    metrics_delay_s: float | None = Field(None, ge=0, le=3600)
 
 
 class Provider(abc.ABC):
@@ -110,11 +113,17 @@ class Provider(abc.ABC):
     #: the shortest metrics window that holds data (a cloud's metric period and delay); a
     #: rollout's bake time below it is refused, since every decision would see nothing
     min_metrics_window_s: ClassVar[float] = 60.0
+    #: how long after a request the provider's metrics may still not show it (the monitoring
+    #: service's ingestion delay); a rollout keeps each step at its weight this much longer
+    #: than the bake before it reads the step's window, so the decision sees the whole bake
+    metrics_delay_s: float = 0.0
 
     def __init__(self, config: ProviderConfig, *, target: str | None = None):
         self.config = config
         self.target = target or self.name
         self.retry_policy = RetryPolicy.from_settings(config.retry)
+        if config.metrics_delay_s is not None:
+            self.metrics_delay_s = config.metrics_delay_s
 
     # -- capabilities -------------------------------------------------------------------------
 

@@ -113,6 +113,8 @@ class RolloutStep(BaseModel):
     started_at: float
     decided_at: float | None = None
     window_s: float
+    #: how long the step waited after its bake for the provider's metrics to catch up
+    settle_s: float = 0.0
     new: VariantMetrics = Field(default_factory=VariantMetrics)
     current: VariantMetrics = Field(default_factory=VariantMetrics)
     gates: list[GateResult] = Field(default_factory=list)
@@ -334,9 +336,13 @@ class _Run:
                                window_s=r.bake_s)  # fmt: skip
             r.history.append(step)
             self.save()
-            self.clock.sleep(r.bake_s)
+            # the bake, then the provider's metrics delay in the same wait (traffic stays at
+            # this weight), so the window read below holds every request of the bake
+            settle = max(0.0, float(self.provider.metrics_delay_s))
+            step.settle_s = settle
+            self.clock.sleep(r.bake_s + settle)
             # every bake at this weight counts: a starved step gathers more traffic
-            window = max(r.bake_s, self.clock.now() - began)
+            window = max(r.bake_s + settle, self.clock.now() - began)
             step.window_s = window
             report = self.provider.metrics(r.endpoint, window)
             step.new = report.per_variant.get(r.new_variant, VariantMetrics())

@@ -50,6 +50,15 @@ class Broken(MemoryProvider):
 """,
         ["test_undeclared_capabilities_raise"],
     ),
+    "declared_but_not_implemented": (
+        """
+class Broken(MemoryProvider):
+    # declares rollout, but never overrides get_rollout_state / put_rollout_state
+    capabilities = MemoryProvider.capabilities | {Capability.ROLLOUT}
+    unsupported = {k: v for k, v in MemoryProvider.unsupported.items() if k != Capability.ROLLOUT}
+""",
+        ["test_declared_capabilities_are_implemented"],
+    ),
     "override_without_xfail": (
         """
 class Broken(MemoryProvider):
@@ -101,4 +110,4 @@ class TestOk(MemoryHarness, ProviderConformance):
 """
     )
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=0, xfailed=1, passed=26)
+    result.assert_outcomes(failed=0, xfailed=1, passed=27)

@@ -8,8 +8,16 @@ from local_helpers import cleanup, local_config, processes_of
 
 from cloudserve.local import LocalProvider, faults
 from cloudserve.local.store import StateDB
-from cloudserve.testing import Fault, ProviderHarness
-from cloudserve.testing.suite import AnswersParityTests, ProviderConformance
+from cloudserve.packaging import write_manifest
+from cloudserve.specs import ModelSpec
+from cloudserve.testing import Fault, ProviderHarness, make_sklearn_model
+from cloudserve.testing.rollout import WallClock
+from cloudserve.testing.suite import (
+    AnswersParityTests,
+    ProviderConformance,
+    RolloutConformance,
+    ShadowConformance,
+)
 
 _KINDS = {
     Fault.THROTTLE: faults.THROTTLE,
@@ -19,13 +27,50 @@ _KINDS = {
 }
 
 
+DEGRADED = """\
+import time
+from pathlib import Path
+
+import joblib
+
+from cloudserve.serving import Predictor
+
+ERROR_EVERY = {every}
+DELAY_S = {delay_s}
+
+
+class Degraded(Predictor):
+    \"\"\"The usual model, failing every ERROR_EVERY-th call and DELAY_S slower.\"\"\"
+
+    def load(self, path):
+        self.model = joblib.load(Path(path) / "model.joblib")
+        self.calls = 0
+
+    def predict(self, rows):
+        self.calls += 1
+        if DELAY_S:
+            time.sleep(DELAY_S)
+        if ERROR_EVERY and self.calls % ERROR_EVERY == 0:
+            raise RuntimeError("injected failure")
+        return self.model.predict(rows).tolist()
+"""
+
+
 class LocalHarness(ProviderHarness):
-    """Faults are armed in the state database, where the provider checks them (its test hook)."""
+    """Faults are armed in the state database, where the provider checks them (its test hook).
+
+    Local metrics are stamped by the workers with real time, so a rollout's clock is the wall
+    clock (the provider reads one-second windows). A degraded variant is the usual model served
+    by a custom predictor that fails and sleeps as asked (``degrade_variant``), one request per
+    call as the conformance tests send them.
+    """
 
     native_errors = False
 
     def start(self, workdir: Path) -> None:
         self.state_dir = workdir / "state"
+        self.rollout_clock = WallClock()
+        self.degraded: dict[str, tuple[int, float]] = {}
 
     def stop(self) -> None:
         cleanup(self.state_dir)
@@ -37,6 +82,25 @@ class LocalHarness(ProviderHarness):
         self, fault: Fault, *, times: int = 1, message: str = "injected failure"
     ) -> None:
         faults.arm(StateDB(self.state_dir), _KINDS[fault], times, message)
+
+    def degrade_variant(
+        self, endpoint: str, variant: str, *, error_rate: float = 0.0, latency_ms: float = 0.0
+    ) -> None:
+        every = round(1 / error_rate) if error_rate else 0
+        self.degraded[variant] = (every, latency_ms / 1000)
+
+    def model_spec(self, workdir: Path, version: str = "1") -> ModelSpec:
+        if f"v{version}" not in self.degraded:
+            return super().model_spec(workdir, version)
+        every, delay_s = self.degraded[f"v{version}"]
+        directory = make_sklearn_model(workdir / f"model-v{version}-degraded", version=version)
+        (directory / "degraded.py").write_text(DEGRADED.format(every=every, delay_s=delay_s))
+        write_manifest(
+            directory, framework="custom", version=version, predictor="degraded:Degraded"
+        )
+        return ModelSpec(
+            name="cs-conf", version=version, artifact=str(directory), framework="custom"
+        )
 
     def leftover_resources(self) -> list[str]:
         db = StateDB(self.state_dir)
@@ -53,3 +117,11 @@ class TestLocalConformance(LocalHarness, ProviderConformance):
 
 class TestLocalAnswersParity(LocalHarness, AnswersParityTests):
     pass
+
+
+class TestLocalRollout(LocalHarness, RolloutConformance):
+    pass
+
+
+class TestLocalShadow(LocalHarness, ShadowConformance):
+    """Mirrored requests still in flight are drained by ``shadow_pairs`` itself."""

@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from local_helpers import local_config
 
 import cloudserve as cs
 from cloudserve.client import Client
+from cloudserve.local import LocalProvider
 from cloudserve.packaging import write_manifest
 from cloudserve.testing.rollout import kill_while_baking
 
@@ -75,76 +77,6 @@ def gates(**kw) -> cs.Gates:
 def live(client: Client, tmp_path: Path) -> Client:
     client.deploy(model(tmp_path, "1"), "ro", variant="v1")
     return client
-
-
-def test_good_version_is_promoted_and_old_variant_retired(live: Client, tmp_path: Path) -> None:
-    seen: list[str] = []
-    report = live.rollout(
-        model(tmp_path, "2"),
-        "ro",
-        steps=[10, 50, 100],
-        bake="1s",
-        gates=gates(),
-        clock=TrafficClock(live, "ro"),
-        progress=lambda r: seen.append(r.outcome),
-    )
-    assert report.outcome == "completed", report.summary()
-    assert [s.weight for s in report.history if s.decision == "promote"] == [10, 50, 100]
-    ep = live.get_endpoint("ro")
-    assert ep.traffic == {"v2": 100}
-    assert live.predict("ro", [[1.0, 2.0]]).outputs == [3.0]
-    assert live.rollout_status("ro") is None  # nothing recorded once it ended
-    assert seen[-1] == "completed"
-
-
-def test_version_failing_a_fifth_of_requests_is_rolled_back_at_first_step(
-    live: Client, tmp_path: Path
-) -> None:
-    report = live.rollout(
-        model(tmp_path, "2", fail_every=5),
-        "ro",
-        steps=[10, 50, 100],
-        bake="1s",
-        gates=gates(max_error_rate=0.05),
-        clock=TrafficClock(live, "ro", n=200),
-    )
-    assert report.outcome == "rolled_back"
-    assert report.failed_gate is not None and report.failed_gate.gate == "max_error_rate"
-    assert report.failed_gate.observed is not None and report.failed_gate.observed > 0.05
-    assert "error rate" in report.summary()
-    assert len({s.weight for s in report.history}) == 1 and report.history[-1].weight == 10
-    ep = live.get_endpoint("ro")
-    assert ep.traffic == {"v1": 100}  # the new variant is gone
-
-
-def test_slower_version_is_rolled_back_on_p99(live: Client, tmp_path: Path) -> None:
-    report = live.rollout(
-        model(tmp_path, "2", delay_s=0.05),
-        "ro",
-        steps=[25, 100],
-        bake="1s",
-        gates=gates(max_p99_ratio=1.5),
-        clock=TrafficClock(live, "ro", n=120),
-    )
-    assert report.outcome == "rolled_back", report.summary()
-    gate = report.failed_gate
-    assert gate is not None and gate.gate == "max_p99_ratio"
-    assert gate.observed is not None and gate.observed > 1.5
-    assert report.history[-1].new.p99_ms is not None and report.history[-1].new.p99_ms >= 50
-
-
-def test_hold_keeps_the_failed_variant_at_zero(live: Client, tmp_path: Path) -> None:
-    report = live.rollout(
-        model(tmp_path, "2", fail_every=2),
-        "ro",
-        steps=[50, 100],
-        bake="1s",
-        gates=gates(),
-        on_fail="hold",
-        clock=TrafficClock(live, "ro"),
-    )
-    assert report.outcome == "held"
-    assert live.get_endpoint("ro").traffic == {"v1": 100, "v2": 0}
 
 
 def test_starved_step_bakes_again_then_fails_min_invocations(live: Client, tmp_path: Path) -> None:
@@ -265,3 +197,51 @@ def test_drift_gate_rolls_back_on_shifted_inputs(client: Client, tmp_path: Path)
     gate = report.failed_gate
     assert gate is not None and gate.gate == "max_drift_psi"
     assert gate.observed is not None and gate.observed > 0.2
+
+
+class LaggingLocal(LocalProvider):
+    """The local provider with a cloud's habit: its metrics show a request only
+    ``metrics_delay_s`` after it was served."""
+
+    metrics_delay_s = 1.0
+
+    def metrics(self, endpoint: str, window_s: float) -> cs.MetricsReport:
+        from cloudserve.local import monitor
+
+        self.recorder.flush()
+        return monitor.metrics_report(
+            self.db, endpoint, window_s, hide_newest_s=self.metrics_delay_s
+        )
+
+
+def test_each_bake_waits_out_the_metrics_delay_before_it_decides(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """With metrics that lag by a second, a one-second bake read at once would see nothing and
+    starve every step; the rollout waits the provider's delay, so the first bake decides."""
+    client = Client(LaggingLocal(local_config(state_dir)))
+    try:
+        client.deploy(model(tmp_path, "1"), "ro", variant="v1")
+        clock = WallTraffic(client, "ro", n=120)
+        report = client.rollout(
+            model(tmp_path, "2"), "ro", steps=[50, 100], bake="1s", gates=gates(), clock=clock
+        )
+        assert report.outcome == "completed", report.summary()
+        first = report.history[0]
+        assert first.decision == "promote" and first.bake == 1, report.summary()
+        assert first.settle_s == 1.0 and first.window_s >= 2.0
+        assert first.new.invocations >= 8 and first.current.invocations >= 8
+    finally:
+        client.provider.close()
+
+
+class WallTraffic(TrafficClock):
+    """Requests spread over the whole wait, in real time (the metrics' delay is real time)."""
+
+    def sleep(self, seconds: float) -> None:
+        self.bakes += 1
+        end = time.time() + seconds
+        for i in range(self.n):
+            with contextlib.suppress(cs.CloudServeError):
+                self.client.predict(self.endpoint, [[float(i), 1.0]])
+            time.sleep(max(0.0, (end - time.time()) / (self.n - i)))

@@ -149,3 +149,47 @@ def test_failing_script_fails_the_job_with_its_reason(client: Client, tmp_path: 
     )
     with pytest.raises(cs.OperationFailed, match="no trial reported"):
         client.tune(spec).wait(timeout=120)
+
+
+def test_a_second_runner_leaves_a_tuning_job_another_runner_holds(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """One runner per tuning job: a runner started while another holds the job's lock (a resume
+    racing the live runner) exits without running trials or touching the job's status."""
+    import fcntl
+    import time
+
+    from local_helpers import local_config
+
+    from cloudserve.local.tuning import run as run_tuning
+
+    config = local_config(state_dir)
+    provider = LocalProvider(config)
+    spec = cs.TuningSpec(
+        train=cs.TrainSpec(
+            entrypoint=script(tmp_path, "grid.py", GRID), hyperparameters={"fixed": "yes"}
+        ),
+        search_space={"kind": cs.Choice(values=["a", "b"]), "n": cs.IntRange(low=1, high=1)},
+        objective=cs.Objective(metric="loss", goal="minimize"),
+        max_trials=2,
+        strategy="grid",
+    )
+    job_id = "tune-held"
+    provider.db.run(
+        "INSERT INTO tuning_jobs(id, spec, status, created_at) VALUES (?, ?, ?, ?)",
+        (job_id, spec.model_dump_json(), JobStatus.RUNNING.value, time.time()),
+    )
+    work = state_dir / "tuning" / job_id
+    work.mkdir(parents=True)
+    try:
+        with (work / "runner.lock").open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            run_tuning(config, job_id)  # returns at once: the job is someone else's
+        row = provider.db.one("SELECT status, message FROM tuning_jobs WHERE id = ?", (job_id,))
+        assert (row["status"], row["message"]) == (JobStatus.RUNNING.value, None)
+        assert provider.db.all("SELECT * FROM trials WHERE job = ?", (job_id,)) == []
+        run_tuning(config, job_id)  # the lock is free: this runner does the work
+        row = provider.db.one("SELECT status FROM tuning_jobs WHERE id = ?", (job_id,))
+        assert row["status"] == JobStatus.SUCCEEDED.value
+    finally:
+        provider.close()

@@ -9,7 +9,6 @@ from sagemaker_harness import SageMakerHarness
 pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
 from cloudserve.client import Client
-from cloudserve.errors import InvalidRequest
 from cloudserve.specs import ModelSpec
 from cloudserve.testing.suite import AnswersParityTests, AsyncTests, ProviderConformance
 from cloudserve_sagemaker import AsyncInferenceSettings
@@ -33,17 +32,8 @@ class TestSageMakerAsyncConformance(SageMakerHarness, AsyncTests):
 
 class TestSageMakerAnswersParity(SageMakerHarness, AnswersParityTests):
     """Answers parity on the container route: this environment's scikit-learn is newer than any
-    prebuilt SageMaker image, so the target's serving image serves the model."""
-
-    @pytest.mark.xfail(
-        reason="a transform job sends no per-request parameters and the serving image has no "
-        "job-level default, so BatchSpec.parameters on the container route is refused "
-        "(InvalidRequest) rather than dropped; the framework route honours them",
-        raises=InvalidRequest,
-        strict=True,
-    )
-    def test_batch_predict_proba(self, client, workdir):  # type: ignore[no-untyped-def]
-        AnswersParityTests.test_batch_predict_proba(self, client, workdir)
+    prebuilt SageMaker image, so the target's serving image serves the model (a transform
+    job's ``BatchSpec.parameters`` reach it as the job-level default in its environment)."""
 
 
 class TestSageMakerFrameworkRouteParity(SageMakerHarness, AnswersParityTests):

@@ -11,12 +11,11 @@ import json
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sagemaker_harness import BUCKET, SERVING_IMAGE, fast_config, start_fake
+from sagemaker_harness import BUCKET, SERVING_IMAGE, fast_config
 
 pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
@@ -35,21 +34,6 @@ from cloudserve.specs import BatchSpec, Compute, DataCapture, ModelSpec
 from cloudserve.testing import ProviderHarness, make_sklearn_model, sample_rows, write_csv
 from cloudserve_sagemaker import SageMakerConfig, SageMakerProvider
 from cloudserve_sagemaker.testing import FakeSageMaker
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeSageMaker]:
-    f = start_fake(tmp_path, creating_polls=1, updating_polls=1, job_polls=1)
-    yield f
-    f.stop()
-    assert f.rejected() == [], "every request the provider sends passes the service model"
-
-
-@pytest.fixture
-def client(fake: FakeSageMaker) -> Iterator[Client]:
-    provider = SageMakerProvider(fast_config(fake))
-    yield Client(provider)
-    provider.close()
 
 
 @pytest.fixture

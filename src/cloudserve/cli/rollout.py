@@ -29,12 +29,14 @@ def _steps(text: str) -> list[int]:
 
 def _table(report: RolloutReport) -> Table:
     table = Table(title=f"rollout of {report.new_variant} on {report.endpoint}: {report.outcome}")
-    for col in ("step", "bake", "new inv", "new err", "new p99", "cur p99", "decision"):
+    cols = ("step", "bake", "window", "new inv", "new err", "new p99", "cur p99", "decision")
+    for col in cols:
         table.add_column(col, overflow="fold")
     for s in report.history:
         p99 = f"{s.new.p99_ms:.1f}" if s.new.p99_ms is not None else "-"
         cur = f"{s.current.p99_ms:.1f}" if s.current.p99_ms is not None else "-"
-        table.add_row(f"{s.weight}%", str(s.bake), str(s.new.invocations),
+        window = f"{s.window_s:g}s" + (f" ({s.settle_s:g}s settle)" if s.settle_s else "")
+        table.add_row(f"{s.weight}%", str(s.bake), window, str(s.new.invocations),
                       str(s.new.error_count), p99, cur, s.decision or "…")  # fmt: skip
     return table
 

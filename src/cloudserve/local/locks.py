@@ -17,7 +17,24 @@ from typing import IO
 
 from cloudserve.errors import Timeout
 
-__all__ = ["EndpointLock", "endpoint_lock"]
+__all__ = ["EndpointLock", "RunnerBusy", "endpoint_lock", "runner_lock"]
+
+
+class RunnerBusy(Exception):
+    """Another runner process holds the job."""
+
+
+@contextlib.contextmanager
+def runner_lock(work: Path, what: str) -> Iterator[None]:
+    """Hold the job's ``runner.lock`` in its work directory for as long as this runner works on
+    it; a second runner of the same job (a resume while the first is alive) gets RunnerBusy."""
+    work.mkdir(parents=True, exist_ok=True)
+    with (work / "runner.lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunnerBusy(f"another runner is working on {what}") from None
+        yield
 
 
 class EndpointLock:

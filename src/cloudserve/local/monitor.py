@@ -123,11 +123,16 @@ def _flush_ref(ref: weakref.ReferenceType[Recorder]) -> Any:
     return flush
 
 
-def metrics_report(db: StateDB, endpoint: str, window_s: float) -> MetricsReport:
-    """Invocations, errors by class and latency percentiles, overall and per variant."""
+def metrics_report(
+    db: StateDB, endpoint: str, window_s: float, *, hide_newest_s: float = 0.0
+) -> MetricsReport:
+    """Invocations, errors by class and latency percentiles, overall and per variant, over the
+    last ``window_s`` seconds (without the newest ``hide_newest_s``: a monitoring delay)."""
+    t = now()
     rows = db.all(
-        "SELECT variant, latency_ms, error FROM invocations WHERE endpoint = ? AND ts >= ?",
-        (endpoint, now() - window_s),
+        "SELECT variant, latency_ms, error FROM invocations"
+        " WHERE endpoint = ? AND ts >= ? AND ts <= ?",
+        (endpoint, t - window_s, t - hide_newest_s),
     )
     per: dict[str, list[Any]] = {}
     for r in rows:

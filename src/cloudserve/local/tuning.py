@@ -39,6 +39,7 @@ from typing import Any
 
 from cloudserve.errors import AlreadyExists, InvalidRequest, NotFound
 from cloudserve.local.config import LocalConfig
+from cloudserve.local.locks import RunnerBusy, runner_lock
 from cloudserve.local.store import StateDB, dumps, loads, now
 from cloudserve.local.supervisor import ProcessRef, python_module, runner_main, spawn, tail
 from cloudserve.resources import JobStatus, Trial, TuningJob
@@ -280,6 +281,10 @@ class Runner:
         return value
 
     def run(self) -> None:
+        with runner_lock(self.work, f"tuning job {self.job_id}"):
+            self._run()
+
+    def _run(self) -> None:
         self.db.run(
             "UPDATE tuning_jobs SET status = ? WHERE id = ?", (JobStatus.RUNNING.value, self.job_id)
         )
@@ -314,6 +319,8 @@ def run(config: LocalConfig, job_id: str) -> None:
     db = StateDB(config.state_dir.expanduser().resolve())
     try:
         Runner(db, job_id).run()
+    except RunnerBusy as exc:
+        print(f"{exc}; this runner exits", flush=True)
     except Exception as exc:
         db.run(
             "UPDATE tuning_jobs SET status = ?, message = ?, ended_at = ? WHERE id = ?",

@@ -448,6 +448,7 @@ class ServingApp:
             content_type, accept = _header(scope, b"content-type"), _header(scope, b"accept")
             codecs.check_content_encoding(_header(scope, b"content-encoding"))
             instances, parameters = model.decode(body, content_type)
+            parameters = parameters or self.settings.default_parameters
             rows = model.prepare(instances)
         finally:
             self._receiving -= 1

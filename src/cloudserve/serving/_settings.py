@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ServerSettings", "default_port"]
+__all__ = ["PARAMETERS_ENV", "ServerSettings", "default_port", "env_parameters"]
+
+#: a JSON object of ``parameters`` for requests that carry none: the job-level default of a
+#: batch job whose requests cannot carry any (a SageMaker transform job sets it in the job's
+#: environment, as the generated handler on the framework route reads it)
+PARAMETERS_ENV = "CLOUDSERVE_BATCH_PARAMETERS"
+
+
+def env_parameters() -> dict[str, Any]:
+    """``CLOUDSERVE_BATCH_PARAMETERS`` as a dict (``{}`` when unset)."""
+    text = os.environ.get(PARAMETERS_ENV)
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{PARAMETERS_ENV} must hold a JSON object, got {text!r}")
+    return value
+
 
 # Vertex AI names the port; SageMaker names one only for containers that must share a host
 # (multi-container endpoints, inference pipelines); 8080 is every other contract's default.
@@ -60,6 +77,9 @@ class ServerSettings(BaseModel):
     model_name: str | None = None
     predict_route: str | None = Field(default_factory=lambda: os.environ.get("AIP_PREDICT_ROUTE"))
     health_route: str | None = Field(default_factory=lambda: os.environ.get("AIP_HEALTH_ROUTE"))
+    default_parameters: dict[str, Any] = Field(
+        default_factory=env_parameters, description="for requests without parameters"
+    )
     drain_timeout_s: float = Field(default=25.0, ge=0)
     log_level: str = "info"
 

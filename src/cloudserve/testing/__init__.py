@@ -57,10 +57,13 @@ def sample_rows(n: int = 5, *, shift: float = 0.0, seed: int = 0) -> list[list[f
     return [[round(rng.gauss(shift, 1.0), 6) for _ in range(N_FEATURES)] for _ in range(n)]
 
 
-def make_sklearn_model(directory: Path, *, version: str = "1", seed: int = 0) -> Path:
+def make_sklearn_model(
+    directory: Path, *, version: str = "1", seed: int = 0, invert: bool = False
+) -> Path:
     """Train a small scikit-learn classifier on ``N_FEATURES`` features into ``directory``.
 
-    Writes ``model.joblib`` and the cloudserve manifest; returns the directory.
+    Writes ``model.joblib`` and the cloudserve manifest; returns the directory. ``invert`` trains
+    on the opposite labels: a model that disagrees with the usual one on (almost) every row.
     """
     import joblib
     import numpy as np
@@ -71,6 +74,8 @@ def make_sklearn_model(directory: Path, *, version: str = "1", seed: int = 0) ->
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(200, N_FEATURES))
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    if invert:
+        y = 1 - y
     model = LogisticRegression().fit(x, y)
     directory.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, directory / "model.joblib")
@@ -201,3 +206,31 @@ class ProviderHarness:
 
     def publish_metrics(self, endpoint: str) -> None:
         """Make recent invocations visible to ``metrics()`` (fakes may need to flush)."""
+
+    # -- rollout and shadow (RolloutConformance / ShadowConformance) --------------------------
+
+    #: The clock the fake, the provider and a rollout share, set by ``start()`` of a harness
+    #: whose provider declares ROLLOUT: a :class:`cloudserve.testing.rollout.SimClock` (the fake
+    #: stamps requests with it, the provider ends metric windows with it) or ``WallClock()``.
+    rollout_clock: Any = None
+
+    def degrade_variant(
+        self, endpoint: str, variant: str, *, error_rate: float = 0.0, latency_ms: float = 0.0
+    ) -> None:
+        """Make ``variant`` of ``endpoint`` — not deployed yet, a rollout deploys it — fail
+        ``error_rate`` of its requests and add ``latency_ms`` to its latency, visibly in its
+        per-variant metrics. Raise FaultNotSupported if the harness cannot."""
+        raise FaultNotSupported("degrade_variant")
+
+    def different_model_spec(self, workdir: Path, version: str) -> ModelSpec:
+        """A model of the same shape as :meth:`model_spec` that answers differently."""
+        directory = make_sklearn_model(
+            workdir / f"model-v{version}-inverted", version=version, invert=True
+        )
+        return ModelSpec(
+            name="cs-conf", version=version, artifact=str(directory), framework="sklearn"
+        )
+
+    def settle_shadow(self) -> None:
+        """Wait until every mirrored request has been answered and captured (a harness whose
+        mirror runs off the caller's path waits here)."""

@@ -139,15 +139,18 @@ class MemoryConfig(ProviderConfig):
 
 
 class MemoryProvider(Provider):
-    """Every capability but serverless and pricing refresh, on a :class:`MemoryService`."""
+    """Every capability but serverless, pricing refresh, rollout and shadow, on a
+    :class:`MemoryService`."""
 
     name = "memory"
     config_cls = MemoryConfig
-    capabilities = frozenset(Capability) - {Capability.SERVERLESS, Capability.PRICING_REFRESH}
     unsupported = {
         Capability.SERVERLESS: "the memory provider has no serverless tier",
         Capability.PRICING_REFRESH: "the memory provider has no prices",
+        Capability.ROLLOUT: "the memory provider keeps no per-variant metrics to gate a rollout on",
+        Capability.SHADOW: "the memory provider does not mirror requests",
     }
+    capabilities = frozenset(Capability) - set(unsupported)
     error_table = ErrorTable(
         {
             "NoSuch": NotFound,
@@ -270,6 +273,20 @@ class MemoryProvider(Provider):
             raise InvalidRequest(f"unknown variants: {sorted(unknown)}", provider=self.name)
         for name, v in state["variants"].items():
             v["weight"] = weights.get(name, 0)
+        return self.get_endpoint(endpoint)
+
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        state = self.call(self.service.get, "endpoint", endpoint)
+        v = state["variants"].get(variant)
+        if v is None:
+            raise NotFound(f"variant {variant} not found on {endpoint}", provider=self.name)
+        if v["weight"] > 0:
+            raise InvalidRequest(
+                f"variant {variant} takes {v['weight']}% of {endpoint}; move its traffic first",
+                provider=self.name,
+            )
+        del state["variants"][variant]
+        self.service.resources.get("model", {}).pop(v["model_key"], None)
         return self.get_endpoint(endpoint)
 
     # -- predict -------------------------------------------------------------------------

@@ -47,6 +47,8 @@ __all__ = [
     "PredictTests",
     "ProviderConformance",
     "RegistryTests",
+    "RolloutConformance",
+    "ShadowConformance",
     "TrafficTests",
     "TuneTests",
 ]
@@ -446,6 +448,24 @@ class ErrorTests(_Base):
                 assert info.value.capability == cap
                 assert info.value.reason == provider.reason(cap)
 
+    def test_declared_capabilities_are_implemented(self, provider: Provider, workdir: Path):
+        """A declared capability's methods exist: asked about a missing endpoint or job they
+        answer or raise the provider's own error, never UnsupportedOperation (the base class's
+        answer for a method the provider forgot)."""
+        costly = {Capability.BATCH: 1, Capability.TUNE: 1, Capability.REGISTRY: 1}
+        forgotten = []
+        for cap, calls in _optional_calls(provider, self.harness(), workdir).items():
+            if not provider.supports(cap) or cap is Capability.PRICING_REFRESH:
+                continue
+            for call in calls[costly.get(cap, 0) :]:  # skip the calls that start real work
+                try:
+                    call()
+                except UnsupportedOperation as exc:
+                    forgotten.append(f"{cap.value}: {exc}")
+                except CloudServeError:
+                    pass
+        assert not forgotten, f"declared but not implemented: {forgotten}"
+
     def test_client_checks_capability_before_request(self, client: Client, workdir: Path):
         """Every capability the provider lacks is refused by the Client before the provider
         is asked anything (``UnsupportedOperation``, or ``InvalidRequest`` for a spec that
@@ -620,3 +640,271 @@ class ProviderConformance(*_STANDARD):  # type: ignore[misc]
             f"standard tests overridden without an xfail reason: {overridden}; mark the override "
             "@pytest.mark.xfail(reason=...) so the gap is visible"
         )
+
+
+# -- progressive delivery ---------------------------------------------------------------------
+
+
+def decided(report: Any) -> list[Any]:
+    """The steps of a rollout that made a decision (a starved bake only waits)."""
+    return [s for s in report.history if s.decision != "wait"]
+
+
+class RolloutConformance(_Base):
+    """Metric-gated rollout (``Capability.ROLLOUT``) as every provider must behave.
+
+    Not part of :class:`ProviderConformance`: a provider that declares ROLLOUT adds
+    ``class TestXRollout(XHarness, RolloutConformance)``. The harness sets ``rollout_clock`` in
+    ``start()`` (shared with its fake and provider) and implements ``degrade_variant``. Each bake
+    is the provider's shortest metric window, filled with real predictions by a
+    :class:`~cloudserve.testing.rollout.TrafficClock` — simulated time on a fake, no sleeping.
+    """
+
+    #: Predictions each bake sends, spread over the bake: ~24 reach a 20 % first step. A step
+    #: that saw fewer than ``min_invocations`` bakes again (``Gates.max_bakes``), so a thin
+    #: draw costs a bake, never a wrong decision.
+    bake_requests = 120
+    #: The steps every test but the good-version one takes (one bake before 100 %).
+    steps = (20, 100)
+
+    @pytest.fixture
+    def live(self, client: Client, workdir: Path, endpoint_name: str) -> Client:
+        """An endpoint serving version 1 as variant ``v1``."""
+        self.need(client.provider, Capability.ROLLOUT)
+        if self.harness().rollout_clock is None:
+            pytest.fail(
+                "the provider declares ROLLOUT, so its harness must set rollout_clock in start()"
+            )
+        self.deploy(client, workdir, endpoint_name, variant="v1")
+        return client
+
+    def traffic(self, client: Client, endpoint: str, **kw: Any) -> Any:
+        from cloudserve.testing.rollout import TrafficClock
+
+        h = self.harness()
+        kw.setdefault("requests", self.bake_requests)
+        return TrafficClock(h.rollout_clock, client, endpoint, h.rows(20, seed=7), **kw)
+
+    def bake_s(self, client: Client) -> float:
+        return float(max(client.provider.min_metrics_window_s, 1))
+
+    def gates(self, **kw: Any) -> Any:
+        from cloudserve.rollout import Gates
+
+        # no latency gate unless a test asks: these check decisions, not a machine's speed
+        return Gates(**{"min_invocations": 10, "max_p99_ratio": None, **kw})
+
+    def rollout(self, client: Client, workdir: Path, endpoint: str, clock: Any, **kw: Any):
+        model = self.harness().model_spec(workdir, "2")
+        return client.rollout(
+            model, endpoint, bake=self.bake_s(client), clock=clock,
+            **{"gates": self.gates(), "steps": list(self.steps), **kw},
+        )  # fmt: skip
+
+    def degrade(self, endpoint: str, **kw: float) -> None:
+        try:
+            self.harness().degrade_variant(endpoint, "v2", **kw)
+        except FaultNotSupported:
+            pytest.fail("the provider declares ROLLOUT, so its harness must degrade a variant")
+
+    def test_good_version_ends_at_100_with_the_old_variant_gone(
+        self, live: Client, workdir: Path, endpoint_name: str
+    ):
+        clock = self.traffic(live, endpoint_name, requests=200)
+        report = self.rollout(live, workdir, endpoint_name, clock, steps=[10, 50, 100])
+        assert report.outcome == "completed", report.summary()
+        promoted = [s for s in report.history if s.decision == "promote"]
+        assert [s.weight for s in promoted] == [10, 50, 100]
+        assert clock.bakes >= 2 and clock.failures == 0
+        assert promoted[0].new.invocations >= 10 and promoted[0].current.invocations >= 100
+        ep = live.get_endpoint(endpoint_name)
+        assert ep.traffic == {"v2": 100}
+        assert [v.name for v in ep.variants] == ["v2"]
+        assert live.rollout_status(endpoint_name) is None
+        assert live.predict(endpoint_name, self.harness().rows(2)).variant in (None, "v2")
+
+    def test_version_failing_a_fifth_of_requests_is_rolled_back_at_the_first_step(
+        self, live: Client, workdir: Path, endpoint_name: str
+    ):
+        self.degrade(endpoint_name, error_rate=0.2)
+        clock = self.traffic(live, endpoint_name)
+        report = self.rollout(
+            live, workdir, endpoint_name, clock, gates=self.gates(max_error_rate=0.05)
+        )
+        assert report.outcome == "rolled_back", report.summary()
+        assert [s.weight for s in decided(report)] == [self.steps[0]]
+        gate = report.failed_gate
+        assert gate is not None and gate.gate == "max_error_rate", report.summary()
+        assert gate.observed is not None and 0.05 < gate.observed <= 0.5, gate
+        assert gate.limit == 0.05 and gate.baseline == 0.0
+        assert f"gate max_error_rate failed at {self.steps[0]}%" in report.summary()
+        ep = live.get_endpoint(endpoint_name)
+        assert ep.traffic == {"v1": 100} and [v.name for v in ep.variants] == ["v1"]
+        assert live.rollout_status(endpoint_name) is None
+
+    def test_version_50ms_slower_is_rolled_back_at_the_first_step(
+        self, live: Client, workdir: Path, endpoint_name: str
+    ):
+        self.degrade(endpoint_name, latency_ms=50.0)
+        clock = self.traffic(live, endpoint_name)
+        report = self.rollout(
+            live, workdir, endpoint_name, clock, gates=self.gates(max_p99_ratio=1.5)
+        )
+        assert report.outcome == "rolled_back", report.summary()
+        assert [s.weight for s in decided(report)] == [self.steps[0]]
+        gate = report.failed_gate
+        assert gate is not None and gate.gate == "max_p99_ratio", report.summary()
+        slow = decided(report)[0].new.p99_ms
+        assert slow is not None and slow >= 50, report.summary()
+        assert live.get_endpoint(endpoint_name).traffic == {"v1": 100}
+
+    def test_hold_keeps_the_failed_variant_at_zero(
+        self, live: Client, workdir: Path, endpoint_name: str
+    ):
+        self.degrade(endpoint_name, error_rate=0.2)
+        clock = self.traffic(live, endpoint_name)
+        report = self.rollout(
+            live, workdir, endpoint_name, clock,
+            gates=self.gates(max_error_rate=0.05), on_fail="hold",
+        )  # fmt: skip
+        assert report.outcome == "held", report.summary()
+        assert live.get_endpoint(endpoint_name).traffic == {"v1": 100, "v2": 0}
+
+    def crash(self, live: Client, workdir: Path, endpoint: str) -> Client:
+        """Start a rollout that dies half-way through its first bake; a client on a new
+        provider instance (as another process would build) to pick it up."""
+        from cloudserve.testing.rollout import SimulatedCrash
+
+        clock = self.traffic(live, endpoint, crash_in_bake=1)
+        with pytest.raises(SimulatedCrash):
+            self.rollout(live, workdir, endpoint, clock)
+        other = Client(self.make_provider(), target=live.provider.name)  # type: ignore[attr-defined]
+        status = other.rollout_status(endpoint)
+        assert status is not None and status.outcome == "in_progress"
+        assert status.new_variant == "v2" and status.history[0].weight == self.steps[0]
+        return other
+
+    def test_crashed_rollout_is_resumed_to_the_end_from_another_provider(
+        self, live: Client, workdir: Path, endpoint_name: str
+    ):
+        other = self.crash(live, workdir, endpoint_name)
+        try:
+            with pytest.raises(InvalidRequest, match="in progress"):
+                self.rollout(other, workdir, endpoint_name, self.traffic(other, endpoint_name))
+            report = other.resume_rollout(endpoint_name, clock=self.traffic(other, endpoint_name))
+            assert report.outcome == "completed", report.summary()
+            assert other.get_endpoint(endpoint_name).traffic == {"v2": 100}
+            assert other.rollout_status(endpoint_name) is None
+        finally:
+            other.provider.close()
+
+    def test_crashed_rollout_is_aborted_from_another_provider(
+        self, live: Client, workdir: Path, endpoint_name: str
+    ):
+        other = self.crash(live, workdir, endpoint_name)
+        try:
+            report = other.abort_rollout(endpoint_name)
+            assert report.outcome == "aborted"
+            ep = other.get_endpoint(endpoint_name)
+            assert ep.traffic == {"v1": 100} and [v.name for v in ep.variants] == ["v1"]
+            assert other.rollout_status(endpoint_name) is None
+        finally:
+            other.provider.close()
+
+    def test_bake_shorter_than_the_metric_window_is_refused_before_any_change(
+        self, live: Client, workdir: Path, endpoint_name: str
+    ):
+        window = live.provider.min_metrics_window_s
+        if window <= 1:
+            pytest.skip(f"{live.provider.name} reads metrics over any window of a second or more")
+        clock = self.traffic(live, endpoint_name)
+        with pytest.raises(InvalidRequest, match="bake"):
+            live.rollout(
+                self.harness().model_spec(workdir, "2"), endpoint_name,
+                bake=window / 2, gates=self.gates(), clock=clock,
+            )  # fmt: skip
+        assert clock.bakes == 0
+        ep = live.get_endpoint(endpoint_name)
+        assert [v.name for v in ep.variants] == ["v1"]
+        assert live.rollout_status(endpoint_name) is None
+
+
+class ShadowConformance(_Base):
+    """Shadow traffic (``Capability.SHADOW``): a share of production requests mirrored to a
+    variant whose answers are discarded, and a report joining both sides by request id.
+
+    Not part of :class:`ProviderConformance`: a provider that declares SHADOW adds
+    ``class TestXShadow(XHarness, ShadowConformance)``.
+    """
+
+    requests = 200
+
+    @pytest.fixture
+    def production(self, client: Client, workdir: Path, endpoint_name: str) -> list[Any]:
+        """Version 1 live as ``v1``; its answers to the test rows, before any shadow exists."""
+        self.need(client.provider, Capability.SHADOW)
+        self.deploy(client, workdir, endpoint_name, variant="v1")
+        rows = self.shadow_rows()
+        return [client.predict(endpoint_name, [r]).outputs[0] for r in rows]
+
+    def shadow_rows(self) -> list[list[float]]:
+        return self.harness().rows(self.requests, seed=11)
+
+    def send_all(self, client: Client, endpoint: str) -> list[Any]:
+        answers = []
+        for r in self.shadow_rows():
+            pred = client.predict(endpoint, [r])
+            assert pred.variant in (None, "v1"), pred.variant
+            answers.append(pred.outputs[0])
+        self.harness().settle_shadow()
+        return answers
+
+    def test_production_answers_are_unchanged_and_about_the_share_is_mirrored(
+        self, client: Client, workdir: Path, endpoint_name: str, production: list[Any]
+    ):
+        shadow = self.harness().different_model_spec(workdir, "2")
+        ep = client.deploy(shadow, endpoint_name, variant="v2", shadow=20)
+        assert ep.traffic == {"v1": 100, "v2": 0}
+        assert ep.variant("v2").shadow == 20
+        assert self.send_all(client, endpoint_name) == production
+        report = client.shadow_report(endpoint_name, window="1h")
+        assert report.shadow_variant == "v2"
+        # binomial(200, 0.2): mean 40, sd 5.7 — only the far tails fail
+        assert 15 <= report.mirrored <= 70, report.mirrored
+        assert report.both_answered == report.mirrored and report.shadow_errors == 0
+        assert report.agreement_rate is not None and report.agreement_rate < 0.5, report
+        assert report.disagreements
+
+    def test_identical_shadow_agrees_on_every_mirrored_request(
+        self, client: Client, workdir: Path, endpoint_name: str, production: list[Any]
+    ):
+        client.deploy(self.harness().model_spec(workdir, "2"), endpoint_name, variant="v2",
+                      shadow=50)  # fmt: skip
+        assert self.send_all(client, endpoint_name) == production
+        report = client.shadow_report(endpoint_name, window="1h")
+        assert 60 <= report.mirrored <= 140, report.mirrored
+        assert report.agreement_rate == 1.0 and not report.disagreements
+
+    def test_promoting_the_shadow_ends_mirroring(
+        self, client: Client, workdir: Path, endpoint_name: str, production: list[Any]
+    ):
+        client.deploy(self.harness().model_spec(workdir, "2"), endpoint_name, variant="v2",
+                      shadow=50)  # fmt: skip
+        ep = client.set_traffic(endpoint_name, {"v1": 0, "v2": 100})
+        assert ep.variant("v2").shadow == 0
+        for r in self.shadow_rows()[:20]:
+            assert client.predict(endpoint_name, [r]).variant in (None, "v2")
+        self.harness().settle_shadow()
+        assert client.shadow_report(endpoint_name, window="1h").mirrored == 0
+
+    def test_shadow_rules_are_checked_before_anything_is_created(
+        self, client: Client, workdir: Path, endpoint_name: str
+    ):
+        self.need(client.provider, Capability.SHADOW)
+        model = self.harness().model_spec(workdir, "1")
+        with pytest.raises(InvalidRequest):
+            client.deploy(model, endpoint_name, shadow=10)  # nothing to mirror yet
+        with pytest.raises((InvalidRequest, ValueError)):
+            client.deploy(model, endpoint_name, traffic=10, shadow=10)
+        with pytest.raises(NotFound):
+            client.get_endpoint(endpoint_name)

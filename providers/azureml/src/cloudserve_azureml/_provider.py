@@ -72,6 +72,9 @@ class AzureMLProvider(Provider):
     error_table = ERROR_TABLE
     #: Azure Monitor's finest grain for online endpoint metrics is one minute (PT1M)
     min_metrics_window_s: ClassVar[float] = 60.0
+    #: Azure Monitor's newest one-minute points can stay empty for about two minutes
+    #: (docs/providers/azureml.md)
+    metrics_delay_s = 120.0
 
     def __init__(
         self,

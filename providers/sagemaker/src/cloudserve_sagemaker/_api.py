@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -182,8 +183,11 @@ class Api:
         wait: Callable[..., Any],
         translate: Callable[[BaseException], CloudServeError],
         retry_policy: RetryPolicy,
+        clock: Callable[[], float] | None = None,
     ):
         self.cfg = config
+        #: where metric and capture windows end (tests share a simulated clock with the fake)
+        self.clock: Callable[[], float] = clock or time.time
         self.target = target
         self.aws = Clients(config)
         self.call = call

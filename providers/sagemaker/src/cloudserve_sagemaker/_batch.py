@@ -117,13 +117,6 @@ def start_transform(p: Api, spec: BatchSpec) -> BatchJob:
     """Upload what is local, create the model and the transform job; returns at once."""
     name = names.job_name("batch", spec.model.name)
     prepared = prepare_model(p, spec.model)
-    if spec.parameters and prepared.route.kind != "framework":
-        raise InvalidRequest(
-            "BatchSpec.parameters reach the model on SageMaker's framework route only (the "
-            "generated handler reads them from the job's environment); the serving image "
-            "takes parameters per request, which a transform job does not send",
-            provider=p.name,
-        )
     container = model_container(spec.model, prepared, upload_artifact(p, spec.model, prepared))
     model_name = names.trim(f"{name}-model")
     p.sm(
@@ -181,6 +174,9 @@ def start_transform(p: Api, spec: BatchSpec) -> BatchJob:
         "Tags": names.tags(tags),
     }
     if spec.parameters:
+        # A transform job sends no per-request parameters: both routes answer a request
+        # without any with this job-level default (the generated handler, and the serving
+        # image's ServerSettings.default_parameters).
         params["Environment"] = {PARAMETERS_ENV: json.dumps(spec.parameters)}
     if p.cfg.kms_key_id:
         params["TransformOutput"]["KmsKeyId"] = p.cfg.kms_key_id

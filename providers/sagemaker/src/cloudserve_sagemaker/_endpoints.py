@@ -16,7 +16,7 @@ from typing import Any
 from cloudserve.errors import CloudServeError, InvalidRequest, NotFound, OperationFailed
 from cloudserve.resources import Endpoint, EndpointStatus, PlannedCall, Variant
 from cloudserve.sizes import resolve_instance
-from cloudserve.specs import DeploySpec
+from cloudserve.specs import DataCapture, DeploySpec
 from cloudserve.waiting import ProgressCallback
 from cloudserve_sagemaker import _naming as names
 from cloudserve_sagemaker import _packaging as pkg
@@ -35,18 +35,25 @@ from cloudserve_sagemaker._validate import has_local_storage
 
 __all__ = [
     "PENDING_SCALING_TAG",
+    "SHADOW_TAG",
     "delete_endpoint",
     "deploy",
     "describe_current",
     "endpoint_of",
     "get_endpoint",
     "list_endpoints",
+    "list_tags",
+    "live_weights",
     "plan",
+    "replace_config",
     "route_of",
     "set_traffic",
 ]
 
 PENDING_SCALING_TAG = "cloudserve:pending-scaling"
+#: on an endpoint config: the variant a shadow deploy mirrored to (copied when the config is
+#: replaced, so the shadow report still knows which captures were the shadow's)
+SHADOW_TAG = "cloudserve:shadow"
 
 
 @dataclass
@@ -56,6 +63,7 @@ class _Desired:
     model: str
     container: dict[str, Any]
     rows: list[dict[str, Any]]
+    shadows: list[dict[str, Any]]
     capture: dict[str, Any] | None
     async_cfg: dict[str, Any] | None
     scaling: list[dict[str, Any]]
@@ -94,6 +102,9 @@ def _variant_row(api: Api, spec: DeploySpec, model_name: str, weight: int) -> di
 
 def _data_capture(api: Api, spec: DeploySpec) -> dict[str, Any] | None:
     dc = spec.data_capture
+    if spec.shadow:
+        # the shadow report joins the captured answers of both variants (see _shadow)
+        dc = (dc or DataCapture()).model_copy(update={"enabled": True, "capture_responses": True})
     if dc is None or not dc.enabled:
         return None
     modes = [{"CaptureMode": "Input"}] + (
@@ -169,6 +180,120 @@ def describe_current(api: Api, endpoint: str, *, missing_ok: bool = True) -> dic
     return {"endpoint": ep, "config": config}
 
 
+def live_weights(current: dict[str, Any]) -> dict[str, float]:
+    """Production variant → its current weight (shadow variants take none)."""
+    return {
+        v["VariantName"]: float(v.get("CurrentWeight", v.get("DesiredWeight", 0.0)) or 0.0)
+        for v in current["endpoint"].get("ProductionVariants", [])
+    }
+
+
+def list_tags(api: Api, arn: str) -> dict[str, str]:
+    """Every tag of a SageMaker resource (all pages of ``ListTags``)."""
+    pages = api.aws.sm.get_paginator("list_tags").paginate(ResourceArn=arn)
+    found = api.call(lambda: [t for page in pages for t in page.get("Tags", [])])
+    return {t["Key"]: t["Value"] for t in found}
+
+
+def _user_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The tags a user set: not AWS's own (``aws:``) nor cloudserve's bookkeeping."""
+    return {k: v for k, v in tags.items() if not k.startswith(("aws:", "cloudserve:"))}
+
+
+def check_shadow(api: Api, spec: DeploySpec, current: dict[str, Any] | None) -> None:
+    """SageMaker's shadow rules, checked against the endpoint as it is, before any write: a
+    shadow needs an endpoint with exactly one production variant to mirror, and an endpoint
+    with a shadow variant holds one production variant, so no canary beside it."""
+    config = current["config"] if current is not None else {}
+    rows = [r["VariantName"] for r in config.get("ProductionVariants", [])]
+    shadows = [r["VariantName"] for r in config.get("ShadowProductionVariants") or []]
+    if spec.shadow:
+        if not rows:
+            raise InvalidRequest(
+                f"endpoint {spec.endpoint} does not exist: a shadow variant needs a production"
+                " variant to mirror, and there is none to mirror",
+                provider=api.name,
+            )
+        if spec.variant_name in rows:
+            raise InvalidRequest(
+                f"variant {spec.variant_name} is the production variant of {spec.endpoint};"
+                " a shadow needs another variant name",
+                provider=api.name,
+            )
+        if len(rows) != 1:
+            raise InvalidRequest(
+                f"endpoint {spec.endpoint} splits traffic across {', '.join(rows)}; SageMaker"
+                " mirrors to a shadow from exactly one production variant (set_traffic one"
+                " variant to 100 and delete the others first)",
+                provider=api.name,
+            )
+    elif shadows and spec.traffic < 100 and spec.variant_name not in shadows:
+        raise InvalidRequest(
+            f"endpoint {spec.endpoint} has the shadow variant {shadows[0]}; SageMaker holds one"
+            " production variant beside a shadow, so a canary is refused (promote the shadow"
+            " with set_traffic or delete it with delete_variant first)",
+            provider=api.name,
+        )
+
+
+def replace_config(
+    api: Api,
+    current: dict[str, Any],
+    rows: list[dict[str, Any]],
+    shadows: list[dict[str, Any]],
+) -> str:
+    """Move the endpoint onto a copy of its config holding ``rows`` (and ``shadows``), wait
+    for it, and delete the configs and models cloudserve made for it that nothing uses now.
+
+    SageMaker changes an endpoint's variants only through a new endpoint config and
+    ``UpdateEndpoint``; the scaling of the variants kept is carried over.
+    """
+    endpoint = current["endpoint"]["EndpointName"]
+    old = current["config"]
+    members = api.aws.sm.meta.service_model.shape_for("ProductionVariant").members
+
+    def clean(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k in members and v is not None}
+
+    rows, shadows = [clean(r) for r in rows], [clean(r) for r in shadows]
+    # (an empty block in a description is an absent one)
+    capture = (
+        old.get("DataCaptureConfig")
+        if (old.get("DataCaptureConfig") or {}).get("DestinationS3Uri")
+        else None
+    )
+    async_cfg = old.get("AsyncInferenceConfig") or None
+    kms = old.get("KmsKeyId")
+    config = names.config_name(endpoint, pkg.content_hash(rows, shadows, capture, async_cfg, kms))
+    tags = list_tags(api, old["EndpointConfigArn"])
+    want = _Desired(
+        model="",
+        container={},
+        rows=rows,
+        shadows=shadows,
+        capture=capture,
+        async_cfg=async_cfg,
+        scaling=[],
+        config=config,
+        tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items()) if not k.startswith("aws:")],
+    )
+    kept = {r["VariantName"] for r in rows}
+    previous = scaling.plan_of(api, current)
+    created = _Created()
+    try:
+        _create_config(api, want, created, kms_key_id=kms)
+        scaling.deregister(api, endpoint, [r["VariantName"] for r in old["ProductionVariants"]])
+        api.sm("update_endpoint", retry=False, EndpointName=endpoint, EndpointConfigName=config)
+        _await_config(api, endpoint, config, None, None)
+    except BaseException:
+        _roll_back(api, created, restore=previous)
+        raise
+    scaling.register(api, endpoint, [s for s in previous if s["variant"] in kept], [])
+    _collect_garbage(api, endpoint, keep=config)
+    api.forget(endpoint)
+    return config
+
+
 def deploy(
     api: Api,
     spec: DeploySpec,
@@ -187,6 +312,7 @@ def deploy(
     if current is not None and current["endpoint"]["EndpointStatus"] == "Failed":
         delete_endpoint(api, spec.endpoint)
         current = None
+    check_shadow(api, spec, current)
     previous = scaling.plan_of(api, current) if current is not None else []
     want = _desired(api, spec, prepared, current, previous)
     if current is not None and current["endpoint"]["EndpointConfigName"] == want.config:
@@ -234,18 +360,28 @@ def _desired(
         spec.variant_name,
         pkg.content_hash(container, api.cfg.vpc, api.cfg.role_arn),
     )
-    rows = [
-        *_rows_beside(api, current, spec.variant_name, spec.traffic),
-        _variant_row(api, spec, model, spec.traffic),
-    ]
+    shadows: list[dict[str, Any]] = []
+    if spec.shadow:
+        # The shadow's weight against the production variant's (100) is the share mirrored.
+        rows = _rows_beside(api, current, spec.variant_name, 0)
+        shadows = [_variant_row(api, spec, model, spec.shadow)]
+    else:
+        rows = [
+            *_rows_beside(api, current, spec.variant_name, spec.traffic),
+            _variant_row(api, spec, model, spec.traffic),
+        ]
     capture, async_cfg = _data_capture(api, spec), _async_config(api, spec.endpoint)
     steps = scaling.plan(api, spec, previous)
     digest = pkg.content_hash(rows, capture, async_cfg, steps, api.cfg.kms_key_id)
-    tags = names.tags({**api.cfg.tags, **spec.model.tags, **spec.tags}, spec.endpoint)
+    if shadows:
+        digest = pkg.content_hash(digest, shadows)
+    extra = {SHADOW_TAG: spec.variant_name} if spec.shadow else {}
+    tags = names.tags({**api.cfg.tags, **spec.model.tags, **spec.tags, **extra}, spec.endpoint)
     return _Desired(
         model=model,
         container=container,
         rows=rows,
+        shadows=shadows,
         capture=capture,
         async_cfg=async_cfg,
         scaling=steps,
@@ -284,20 +420,25 @@ def _apply(
     )
 
 
-def _create_config(api: Api, want: _Desired, created: _Created) -> None:
+def _create_config(
+    api: Api, want: _Desired, created: _Created, *, kms_key_id: str | None = None
+) -> None:
     params: dict[str, Any] = {
         "EndpointConfigName": want.config,
         "ProductionVariants": want.rows,
         "Tags": want.tags,
     }
+    if want.shadows:
+        params["ShadowProductionVariants"] = want.shadows
     if want.capture is not None:
         params["DataCaptureConfig"] = want.capture
     if want.async_cfg is not None:
         params["AsyncInferenceConfig"] = want.async_cfg
-    if api.cfg.kms_key_id and not any(has_local_storage(r.get("InstanceType")) for r in want.rows):
+    kms = kms_key_id or api.cfg.kms_key_id
+    if kms and not any(has_local_storage(r.get("InstanceType")) for r in want.rows + want.shadows):
         # Instances with local NVMe storage encrypt it in hardware; SageMaker refuses a
         # KmsKeyId for them (see _validate).
-        params["KmsKeyId"] = api.cfg.kms_key_id
+        params["KmsKeyId"] = kms
     try:
         api.sm("create_endpoint_config", retry=False, **params)
     except CloudServeError as exc:
@@ -390,12 +531,11 @@ def _mark_pending_scaling(api: Api, endpoint: str, steps: list[dict[str, Any]]) 
     api.sm("add_tags", ResourceArn=arn, Tags=[{"Key": PENDING_SCALING_TAG, "Value": value}])
 
 
-def _finish_pending_scaling(api: Api, ep: dict[str, Any]) -> None:
+def _finish_pending_scaling(api: Api, ep: dict[str, Any], tags: dict[str, str]) -> None:
     """Register the scaling a ``deploy(wait=False)`` left for when the endpoint is up."""
     if ep["EndpointStatus"] != "InService":
         return
-    found = api.sm("list_tags", ResourceArn=ep["EndpointArn"]).get("Tags", [])
-    value = next((t["Value"] for t in found if t["Key"] == PENDING_SCALING_TAG), None)
+    value = tags.get(PENDING_SCALING_TAG)
     if not value:
         return
     steps = []
@@ -416,14 +556,20 @@ def _finish_pending_scaling(api: Api, ep: dict[str, Any]) -> None:
 
 def endpoint_of(api: Api, current: dict[str, Any]) -> Endpoint:
     ep, config = current["endpoint"], current["config"]
-    _finish_pending_scaling(api, ep)
+    tags = list_tags(api, ep["EndpointArn"])
+    _finish_pending_scaling(api, ep, tags)
     rows = {r["VariantName"]: r for r in config["ProductionVariants"]}
+    shadow_rows = {r["VariantName"]: r for r in config.get("ShadowProductionVariants") or []}
+    production_weight = sum(live_weights(current).values())
     ranges = scaling.targets(api, ep["EndpointName"], list(rows))
     status = STATES.get(ep["EndpointStatus"], EndpointStatus.UPDATING)
     variants = []
     versions: dict[str, str] = {}
-    for live in ep.get("ProductionVariants", []):
-        row = rows.get(live["VariantName"], {})
+    lives = [(live, False) for live in ep.get("ProductionVariants", [])]
+    lives += [(live, True) for live in ep.get("ShadowProductionVariants") or []]
+    for live, is_shadow in lives:
+        row = (shadow_rows if is_shadow else rows).get(live["VariantName"], {})
+        weight = float(live.get("CurrentWeight", row.get("InitialVariantWeight", 0)))
         env = _model_env(api, row.get("ModelName"))
         target = ranges.get(live["VariantName"])
         version = env.get(ENV_VERSION, "")
@@ -433,7 +579,8 @@ def endpoint_of(api: Api, current: dict[str, Any]) -> Endpoint:
                 name=live["VariantName"],
                 model_name=env.get(ENV_NAME, row.get("ModelName", "")),
                 model_version=version,
-                weight=round(float(live.get("CurrentWeight", row.get("InitialVariantWeight", 0)))),
+                weight=0 if is_shadow else round(weight),
+                shadow=_mirrored(weight, production_weight) if is_shadow else 0,
                 instance_type=row.get("InstanceType")
                 or ("serverless" if row.get("ServerlessConfig") else None),
                 replicas=int(
@@ -459,8 +606,16 @@ def endpoint_of(api: Api, current: dict[str, Any]) -> Endpoint:
         created_at=ep.get("CreationTime"),
         updated_at=ep.get("LastModifiedTime"),
         message=ep.get("FailureReason"),
+        tags=_user_tags(tags),
         raw=current,
     )
+
+
+def _mirrored(shadow_weight: float, production_weight: float) -> int:
+    """The percentage of requests mirrored to a shadow: its weight against production's."""
+    if production_weight <= 0:
+        return 0
+    return min(100, round(100 * shadow_weight / production_weight))
 
 
 def _model_env(api: Api, model: str | None) -> dict[str, str]:
@@ -534,7 +689,8 @@ def _collect_garbage(api: Api, endpoint: str, keep: str | None) -> None:
     used: set[str] = set()
     if keep is not None:
         kept = api.sm("describe_endpoint_config", EndpointConfigName=keep)
-        used = {v["ModelName"] for v in kept["ProductionVariants"]}
+        rows = [*kept["ProductionVariants"], *(kept.get("ShadowProductionVariants") or [])]
+        used = {v["ModelName"] for v in rows}
     for c in _listing(api, "list_endpoint_configs", "EndpointConfigs", endpoint):
         if c["EndpointConfigName"] != keep and _owned(api, c["EndpointConfigArn"], endpoint):
             api.quiet_delete("delete_endpoint_config", EndpointConfigName=c["EndpointConfigName"])
@@ -552,19 +708,23 @@ def set_traffic(api: Api, endpoint: str, weights: dict[str, int]) -> Endpoint:
     """Move traffic between variants with UpdateEndpointWeightsAndCapacities (no redeploy)."""
     current = describe_current(api, endpoint, missing_ok=False)
     assert current is not None
+    shadows = [r["VariantName"] for r in current["config"].get("ShadowProductionVariants") or []]
     known = {v["VariantName"] for v in current["endpoint"].get("ProductionVariants", [])}
-    unknown = sorted(set(weights) - known)
+    unknown = sorted(set(weights) - known - set(shadows))
     if unknown:
         raise NotFound(
             f"endpoint {endpoint} has no variant {', '.join(unknown)} "
             f"(has {', '.join(sorted(known))})",
             provider=api.name,
         )
-    if set(weights) != known:
+    if set(weights) - set(shadows) != known:
         raise InvalidRequest(
             f"give a weight for every variant of {endpoint}: {', '.join(sorted(known))}",
             provider=api.name,
         )
+    if any(weights.get(s, 0) > 0 for s in shadows):
+        return _promote_shadow(api, current, weights)
+    weights = {k: v for k, v in weights.items() if k in known}
     desired = [{"VariantName": v, "DesiredWeight": float(w)} for v, w in weights.items()]
     api.sm(
         "update_endpoint_weights_and_capacities",
@@ -573,6 +733,18 @@ def set_traffic(api: Api, endpoint: str, weights: dict[str, int]) -> Endpoint:
     )
     _wait_status(api, endpoint, None, None)
     return get_endpoint(api, endpoint)
+
+
+def _promote_shadow(api: Api, current: dict[str, Any], weights: dict[str, int]) -> Endpoint:
+    """Give the shadow variant traffic: it becomes a production variant (mirroring ends) in a
+    new endpoint config, since shadow variants take no traffic of their own."""
+    config = current["config"]
+    rows = [
+        {**r, "InitialVariantWeight": float(weights[r["VariantName"]])}
+        for r in [*config["ProductionVariants"], *config["ShadowProductionVariants"]]
+    ]
+    replace_config(api, current, rows, [])
+    return get_endpoint(api, current["endpoint"]["EndpointName"])
 
 
 def route_of(api: Api, spec: DeploySpec) -> str:

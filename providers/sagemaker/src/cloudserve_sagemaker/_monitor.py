@@ -21,10 +21,10 @@ import orjson
 
 from cloudserve.errors import InvalidRequest
 from cloudserve.resources import MetricsReport, VariantMetrics
-from cloudserve_sagemaker._api import Api, page_token
+from cloudserve_sagemaker._api import Api, page_token, split_s3
 from cloudserve_sagemaker._endpoints import describe_current
 
-__all__ = ["captured_rows", "endpoint_metrics"]
+__all__ = ["capture_events", "captured_rows", "decode_part", "endpoint_metrics"]
 
 COUNTS = {"inv": "Invocations", "e4": "Invocation4XXErrors", "e5": "Invocation5XXErrors"}
 PERCENTILES = ("p50", "p95", "p99")
@@ -67,7 +67,7 @@ def endpoint_metrics(p: Api, endpoint: str, window_s: float) -> MetricsReport:
     assert current is not None
     variants = [v["VariantName"] for v in current["config"]["ProductionVariants"]]
     period = max(60, int(-(-window_s // 60)) * 60)
-    end = datetime.now(timezone.utc) + timedelta(minutes=1)
+    end = datetime.fromtimestamp(p.clock(), timezone.utc) + timedelta(minutes=1)
     start = end - timedelta(seconds=period) - timedelta(minutes=1)
     results: dict[str, list[float]] = {}
     token: str | None = None
@@ -130,7 +130,8 @@ def _weighted(per_variant: dict[str, VariantMetrics], field: str) -> float | Non
     return sum(n * v for n, v in pairs) / weight
 
 
-def _rows_of(part: dict[str, Any]) -> list[Any]:
+def decode_part(part: dict[str, Any]) -> tuple[bytes, str]:
+    """The bytes and content type of a captured ``endpointInput`` / ``endpointOutput``."""
     from cloudserve import codecs
 
     encoding = part.get("encoding", "JSON")
@@ -139,33 +140,65 @@ def _rows_of(part: dict[str, Any]) -> list[Any]:
     content_type = part.get("observedContentType") or (
         "text/csv" if encoding == "CSV" else codecs.JSON
     )
-    instances, _ = codecs.decode_request(body, content_type)
+    return body, content_type
+
+
+def _rows_of(part: dict[str, Any]) -> list[Any]:
+    from cloudserve import codecs
+
+    instances, _ = codecs.decode_request(*decode_part(part))
     return [list(r.values()) if isinstance(r, dict) else list(r) for r in instances]
 
 
-def captured_rows(p: Api, endpoint: str, window_s: float) -> list[list[float]]:
-    """Feature rows of the requests captured over the window, oldest first."""
+def capture_events(
+    p: Api, endpoint: str, window_s: float, *, why: str = "data_capture"
+) -> list[tuple[str, dict[str, Any]]]:
+    """(variant, event) of every request captured over the window, oldest first.
+
+    SageMaker writes captures under ``<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/``
+    (one folder per variant, shadow variants included); objects of hours before the window are
+    skipped by their path, events by their ``eventMetadata.inferenceTime``.
+    """
     current = describe_current(p, endpoint, missing_ok=False)
     assert current is not None
     capture = current["config"].get("DataCaptureConfig") or {}
     if not capture.get("EnableCapture"):
         raise InvalidRequest(
-            f"endpoint {endpoint} does not capture data; deploy it with data_capture",
-            provider=p.name,
+            f"endpoint {endpoint} does not capture data; deploy it with {why}", provider=p.name
         )
-    since = datetime.now(timezone.utc) - timedelta(seconds=window_s)
+    since = datetime.fromtimestamp(p.clock() - window_s, timezone.utc).replace(microsecond=0)
+    hour = since.strftime("%Y/%m/%d/%H")
     prefix = f"{capture['DestinationS3Uri'].rstrip('/')}/{endpoint}/"
-    objects = sorted(
-        (o for o in p.call(p.aws.list_objects, prefix) if o["LastModified"] >= since),
-        key=lambda o: o["LastModified"],
-    )
     bucket = prefix.removeprefix("s3://").split("/", 1)[0]
-    rows: list[list[float]] = []
-    for obj in objects:
+    _, key_prefix = split_s3(prefix)
+    found: list[tuple[datetime, str, dict[str, Any]]] = []
+    for obj in p.call(p.aws.list_objects, prefix):
+        parts = obj["Key"][len(key_prefix) :].split("/")
+        if len(parts) < 6 or "/".join(parts[1:5]) < hour:
+            continue
         for line in p.call(p.aws.get_bytes, f"s3://{bucket}/{obj['Key']}").splitlines():
-            if line.strip():
-                event = orjson.loads(line)
-                part = event.get("captureData", {}).get("endpointInput")
-                if part:
-                    rows.extend(_rows_of(part))
+            if not line.strip():
+                continue
+            event = orjson.loads(line)
+            when = _event_time(event)
+            if when is not None and when >= since:
+                found.append((when, parts[0], event))
+    found.sort(key=lambda f: f[0])
+    return [(variant, event) for _, variant, event in found]
+
+
+def _event_time(event: dict[str, Any]) -> datetime | None:
+    text = (event.get("eventMetadata") or {}).get("inferenceTime")
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def captured_rows(p: Api, endpoint: str, window_s: float) -> list[list[float]]:
+    """Feature rows of the requests captured over the window, oldest first."""
+    rows: list[list[float]] = []
+    for _, event in capture_events(p, endpoint, window_s):
+        part = event.get("captureData", {}).get("endpointInput")
+        if part:
+            rows.extend(_rows_of(part))
     return rows

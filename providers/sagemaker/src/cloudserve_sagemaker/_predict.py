@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -41,6 +42,9 @@ def _invoke(
     }
     if variant:
         params["TargetVariant"] = variant
+    # Data capture records it with the request (on every variant a request reaches), which is
+    # how the shadow report joins a mirrored request's two answers (see _shadow).
+    params["InferenceId"] = uuid.uuid4().hex
     # Predictions change nothing, so a throttled or 5xx invocation is safe to repeat.
     answer = api.call(lambda: _read_invoke(api, params))
     outputs = codecs.decode_predictions(answer["Body"], answer.get("ContentType") or codecs.JSON)

@@ -8,6 +8,7 @@ the spec checks and ``_packaging`` what is sent. See ``docs/providers/sagemaker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from cloudserve.pricing.refresh import RefreshResult
@@ -20,6 +21,7 @@ from cloudserve.resources import (
     ModelVersion,
     PlannedCall,
     Prediction,
+    ShadowPair,
     TuningJob,
 )
 from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
@@ -54,22 +56,27 @@ class SageMakerProvider(Provider):
             Capability.REGISTRY,
             Capability.ASYNC_PREDICT,
             Capability.PRICING_REFRESH,
+            Capability.ROLLOUT,
+            Capability.SHADOW,
         }
     )
-    unsupported: ClassVar[dict[Capability, str]] = {
-        Capability.SHADOW: (
-            "not yet: SageMaker's ShadowProductionVariants (one production and one shadow"
-            " variant) are not mapped yet"
-        ),
-        Capability.ROLLOUT: (
-            "the rollout state is not yet recorded with SageMaker endpoints (AddTags) and a"
-            " single production variant is not yet removed on its own; roll out on the local"
-            " backend for now"
-        ),
-    }
+    unsupported: ClassVar[dict[Capability, str]] = {}
     error_table = ERROR_TABLE
+    #: CloudWatch publishes SageMaker's invocation metrics in one-minute periods
+    min_metrics_window_s: ClassVar[float] = 60.0
+    #: how soon CloudWatch shows a minute's datapoints is not documented for SageMaker; a
+    #: minute is assumed (settable: metrics_delay_s in the target's config block)
+    metrics_delay_s = 60.0
 
-    def __init__(self, config: ProviderConfig, *, target: str | None = None):
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        target: str | None = None,
+        clock: Callable[[], float] | None = None,
+    ):
+        """``clock`` (seconds since the epoch) is where metric and capture windows end; tests
+        pass the simulated clock their fake stamps requests with."""
         if not isinstance(config, SageMakerConfig):
             config = SageMakerConfig.model_validate(config.model_dump())
         super().__init__(config, target=target)
@@ -81,6 +88,7 @@ class SageMakerProvider(Provider):
             wait=self.wait,
             translate=self.translate,
             retry_policy=self.retry_policy,
+            clock=clock,
         )
 
     def close(self) -> None:
@@ -135,6 +143,31 @@ class SageMakerProvider(Provider):
     def set_traffic(self, endpoint: str, weights: dict[str, int]) -> Endpoint:
         """Move traffic between variants with UpdateEndpointWeightsAndCapacities."""
         return endpoints.set_traffic(self.api, endpoint, weights)
+
+    def delete_variant(self, endpoint: str, variant: str) -> Endpoint:
+        """Remove a variant that takes no traffic (or the shadow) with a new endpoint config;
+        see ``_rollout``."""
+        from cloudserve_sagemaker._rollout import delete_variant
+
+        return delete_variant(self.api, endpoint, variant)
+
+    def get_rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The rollout state recorded in the endpoint's ``cloudserve:rollout:*`` tags."""
+        from cloudserve_sagemaker._rollout import get_state
+
+        return get_state(self.api, endpoint)
+
+    def put_rollout_state(self, endpoint: str, state: dict[str, Any] | None) -> None:
+        """Record (``None``: clear) the rollout state in the endpoint's tags."""
+        from cloudserve_sagemaker._rollout import put_state
+
+        put_state(self.api, endpoint, state)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """Mirrored requests of the window, joined from both variants' data capture."""
+        from cloudserve_sagemaker._shadow import shadow_pairs
+
+        return shadow_pairs(self.api, endpoint, window_s)
 
     def plan(self, spec: DeploySpec) -> list[PlannedCall]:
         """The calls a first deploy of ``spec`` makes, in order; nothing is sent."""

@@ -73,12 +73,28 @@ def check_model(model: ModelSpec) -> None:
         raise _refuse(f"artifact {model.artifact} must be a local path or an s3:// URI")
 
 
+def _check_shadow(spec: DeploySpec, *, asynchronous: bool) -> None:
+    """What a shadow variant cannot be on SageMaker, known without reading the endpoint."""
+    if spec.compute.serverless:
+        raise _refuse(
+            "shadow: cloudserve mirrors to instance-backed variants only; deploy the shadow"
+            " without compute.serverless"
+        )
+    if asynchronous:
+        raise _refuse(
+            "shadow: this target's endpoints are asynchronous (async_inference), whose"
+            " requests are queued, not mirrored; shadow a real-time endpoint"
+        )
+
+
 def check_deploy(spec: DeploySpec, *, vpc: bool, asynchronous: bool) -> None:
     """Refuse what a SageMaker endpoint cannot be: wrong names, serverless limits, GPUs asked
     for as accelerators."""
     check_model(spec.model)
     check_name("endpoint", spec.endpoint)
     check_name("variant", spec.variant_name)
+    if spec.shadow:
+        _check_shadow(spec, asynchronous=asynchronous)
     c = spec.compute
     if c.accelerator or c.accelerator_count:
         raise _refuse(

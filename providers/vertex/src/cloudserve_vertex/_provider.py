@@ -95,6 +95,8 @@ class VertexProvider(Provider):
     error_table = ERROR_TABLE
     #: Cloud Monitoring aligns series over periods of at least 60 s
     min_metrics_window_s: ClassVar[float] = 60.0
+    #: Cloud Monitoring shows a sample only after a per-metric delay (docs/providers/vertex.md)
+    metrics_delay_s = 180.0
 
     config: VertexConfig
 

@@ -17,11 +17,8 @@ not exist), each loading the model itself: a model loaded in a parent and inheri
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import multiprocessing
 import shutil
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +37,7 @@ from cloudserve.local.batch.reading import (
     read_chunks,
 )
 from cloudserve.local.config import LocalConfig
+from cloudserve.local.locks import RunnerBusy, runner_lock
 from cloudserve.local.model_registry import stage
 from cloudserve.local.store import StateDB, dumps, loads, now
 from cloudserve.local.supervisor import runner_main
@@ -51,10 +49,6 @@ __all__ = ["PlanRefused", "Runner", "main", "run"]
 
 class PlanRefused(OperationFailed):
     """A resumed job cannot follow its stored plan (the input changed, or its chunks did)."""
-
-
-class RunnerBusy(Exception):
-    """Another runner process holds the job."""
 
 
 # -- in the worker processes ---------------------------------------------------------------
@@ -186,18 +180,9 @@ class Runner:
         self.parts = self.work / "parts"
         self.parts.mkdir(parents=True, exist_ok=True)
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        with (self.work / "runner.lock").open("a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunnerBusy(f"another runner is working on batch job {self.job_id}") from None
-            yield
-
     def run(self) -> None:
         """Predict every chunk the job has not finished, then assemble the output files."""
-        with self._lock():
+        with runner_lock(self.work, f"batch job {self.job_id}"):
             src = Path(self.spec.input).expanduser()
             if not src.is_file():
                 raise OperationFailed(f"batch input not found: {src}", provider="local")

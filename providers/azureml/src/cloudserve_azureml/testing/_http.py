@@ -28,6 +28,7 @@ DROP_HEADER = "X-Fake-Drop"  # the fake's "reset_scoring" / "timeout_scoring" an
 def _handler(service: FakeAzureMLService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # two writes per answer: no delayed-ACK stall
 
         def log_message(self, *args: Any) -> None:  # quiet
             return

@@ -15,7 +15,11 @@ SageMaker refuses it (``fake.rejected()`` lists them)::
         sm = fake.client("sagemaker")
         ...
         fake.inject("throttle", times=2)
+        fake.degrade("v2", error_rate=0.2, latency_ms=50)            # a bad variant
         fake.price_list.set_price("ml.m5.large", "Hosting", 0.12)   # the Price List API
+
+``FakeSageMaker(clock=sim.now)`` stamps CloudWatch datapoints and captured requests with a
+clock the test owns, so one-minute metric periods pass without sleeping.
 
 moto keeps its state in process-wide backends, so two fakes in one process share it; ``start``
 resets that state.
@@ -24,9 +28,11 @@ resets that state.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from cloudserve.testing.fakes import Degradation
 from cloudserve_sagemaker.testing._pricing import FakePriceList
 from cloudserve_sagemaker.testing._service import (
     FakeState,
@@ -68,7 +74,8 @@ class FakeSageMaker:
 
     ``creating_polls`` / ``updating_polls``: how many ``DescribeEndpoint`` calls see
     ``Creating`` / ``Updating`` before the endpoint settles. ``job_polls``: the same for
-    transform and tuning jobs (``InProgress``).
+    transform and tuning jobs (``InProgress``). ``clock`` (seconds since the epoch, default
+    the wall clock) stamps the CloudWatch datapoints and data captures invocations produce.
     """
 
     def __init__(
@@ -79,11 +86,14 @@ class FakeSageMaker:
         updating_polls: int = 0,
         job_polls: int = 0,
         workdir: str | Path | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         self.region = region
         self.state = FakeState(
             creating_polls=creating_polls, updating_polls=updating_polls, job_polls=job_polls
         )
+        if clock is not None:
+            self.state.clock = clock
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="cloudserve-fake-sm-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         # The fake AWS Price List API (GetProducts), served on the same port.
@@ -187,6 +197,15 @@ class FakeSageMaker:
                 self.state.fail_job = message
             else:
                 raise ValueError(f"unknown fault {fault!r}")
+
+    def degrade(self, variant: str, *, error_rate: float = 0.0, latency_ms: float = 0.0) -> None:
+        """Make ``variant`` (of any endpoint, deployed now or later) fail ``error_rate`` of its
+        invocations with a model 500 — evenly spread, every ``1/error_rate``-th one, so it
+        shows as ``ModelError`` to the caller and in ``Invocation5XXErrors`` — and add
+        ``latency_ms`` to the ``ModelLatency`` each of its invocations publishes."""
+        fault = Degradation(error_rate, latency_ms)  # ValueError for impossible figures
+        with self.state.lock:
+            self.state.degraded[variant] = fault
 
     def requests(self, operation: str | None = None) -> list[RecordedRequest]:
         """SageMaker API and runtime requests received so far, all or of one operation."""

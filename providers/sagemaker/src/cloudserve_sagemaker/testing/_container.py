@@ -82,8 +82,14 @@ class Container:
                     prediction = self.handlers.predict_fn(data, self.model)
                     out, out_type = self.handlers.output_fn(prediction, accept)
             else:
-                # as the cloudserve runtime answers /invocations
+                # as the cloudserve runtime answers /invocations (a request without parameters
+                # gets the environment's default, ServerSettings.default_parameters)
                 instances, parameters = self.model.decode(body, content_type or "application/json")
+                if not parameters:
+                    from cloudserve.serving import ServerSettings
+
+                    with _environment(self.env):
+                        parameters = ServerSettings().default_parameters
                 prediction = self.model.predict(instances, parameters)
                 out, out_type = _encode(prediction, accept)
         except ContainerError:
@@ -190,6 +196,6 @@ class ContainerPool:
                     raise ContainerError(500, message) from exc
             return Container(model_dir, handlers, model, dict(env))
         try:
-            return Container(model_dir, None, load_model(model_dir))
+            return Container(model_dir, None, load_model(model_dir), dict(env))
         except Exception as exc:
             raise ContainerError(500, f"the model did not load: {exc}") from exc

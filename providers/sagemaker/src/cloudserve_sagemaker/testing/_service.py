@@ -10,7 +10,16 @@ moto does not implement (``UpdateEndpoint``, ``ListTrainingJobsForHyperParameter
 - faults: throttling (``ThrottlingException``), 503s, failed endpoints / jobs, and a failure of
   the next ``CreateEndpoint`` (after the model and endpoint config exist);
 - ``InvokeEndpoint`` answered by the deployed model (see ``_container``), with CloudWatch
-  ``AWS/SageMaker`` metrics and S3 data capture written the way SageMaker writes them;
+  ``AWS/SageMaker`` metrics and S3 data capture written the way SageMaker writes them, stamped
+  with the fake's clock (``FakeState.clock``), and degraded variants (``FakeState.degraded``)
+  that fail a share of requests or report added latency;
+- shadow variants (``ShadowProductionVariants``, which moto drops): kept per endpoint config,
+  described back, and mirrored to — the shadow's weight against the production variant's is
+  the share of ``InvokeEndpoint`` requests also sent to it; its answer is discarded, and with
+  data capture on, both answers are captured under their variant with the request's
+  ``InferenceId`` and one shared ``eventId``;
+- ``AddTags`` that overwrites a key already there (moto appends a duplicate) and refuses more
+  than 50 user tags a resource, as SageMaker does;
 - ``InvokeEndpointAsync`` reading its input from S3 and writing the output object;
 - batch transform jobs that really transform their S3 input (Line split, MultiRecord batches);
 - tuning jobs whose trials run the training script with sampled hyperparameters;
@@ -34,6 +43,7 @@ from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from cloudserve.testing.fakes import Degradation
 from cloudserve_sagemaker._validate import has_local_storage
 from cloudserve_sagemaker.testing._container import ContainerError, ContainerPool
 from cloudserve_sagemaker.testing._pricing import FakePriceList
@@ -76,12 +86,26 @@ class RejectedRequest:
     message: str
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What an invocation sent: body, content type, accept, and its ``InferenceId``."""
+
+    body: bytes
+    content_type: str
+    accept: str
+    inference_id: str | None = None
+
+
 @dataclass
 class _Pending:
     polls: int
     final: str
     reason: str | None = None
     rollback: Callable[[], None] | None = None
+
+
+#: SageMaker's limit of user tags a resource (keys starting ``aws:`` do not count)
+MAX_TAGS = 50
 
 
 @dataclass
@@ -101,7 +125,17 @@ class FakeState:
     pending: dict[str, _Pending] = field(default_factory=dict)
     job_countdown: dict[str, int] = field(default_factory=dict)
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: endpoint config name → its ShadowProductionVariants (moto keeps none)
+    shadows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: variant name → injected fault (see ``FakeSageMaker.degrade``)
+    degraded: dict[str, Degradation] = field(default_factory=dict)
+    #: what stamps metrics and captures (seconds since the epoch)
+    clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> datetime:
+        """The fake's time, as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
 
     def operations(self, name: str | None = None) -> list[RecordedRequest]:
         """Recorded requests, all or of one operation."""
@@ -131,11 +165,13 @@ class Middleware:
         self.containers = ContainerPool(workdir / "containers")
         self.workdir = workdir
         self.rng = random.Random(0)
+        self.mirror_rng = random.Random(1)
         self._capture_counter = 0
         self._handlers: dict[str, Callable[[dict[str, Any], str], Any]] = {
             "UpdateEndpoint": self._update_endpoint,
             "ListTrainingJobsForHyperParameterTuningJob": self._list_tuning_trials,
             "CreateMonitoringSchedule": self._create_monitoring_schedule,
+            "AddTags": self._add_tags,
         }
 
     # -- WSGI plumbing --------------------------------------------------------------------------
@@ -253,8 +289,28 @@ class Middleware:
         record.status = int(status_line.split()[0])
         if record.status < 300:
             self._after(op, params, region)
+            described = self._with_shadows(op, out, region)
+            if described is not None:
+                out = described
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(out))))
         start_response(status_line, headers)
         return [out]
+
+    def _with_shadows(self, op: str, out: bytes, region: str) -> bytes | None:
+        """moto's description with the shadow variants it does not keep; None: unchanged."""
+        if op not in ("DescribeEndpointConfig", "DescribeEndpoint"):
+            return None
+        body = json.loads(out)
+        with self.state.lock:
+            rows = self.state.shadows.get(body.get("EndpointConfigName", ""))
+        if not rows:
+            return None
+        if op == "DescribeEndpointConfig":
+            body["ShadowProductionVariants"] = rows
+        else:
+            body["ShadowProductionVariants"] = [_summary(r) for r in rows]
+        return json.dumps(body).encode()
 
     # -- hooks around moto ------------------------------------------------------------------
 
@@ -285,6 +341,9 @@ class Middleware:
                 return _json_error(
                     400, "ValidationException", f'Cannot create already existing {kind} "{arn}".'
                 )
+        shadow = _shadow_refusal(op, params, sm)
+        if shadow is not None:
+            return _json_error(400, "ValidationException", shadow)
         local = _local_storage_refusal(op, params)
         if local is not None:
             return _json_error(400, "ValidationException", local)
@@ -294,6 +353,14 @@ class Middleware:
         return None
 
     def _after(self, op: str, params: dict[str, Any], region: str) -> None:
+        if op == "CreateEndpointConfig" and params.get("ShadowProductionVariants"):
+            with self.state.lock:
+                self.state.shadows[params["EndpointConfigName"]] = [
+                    dict(r) for r in params["ShadowProductionVariants"]
+                ]
+        elif op == "DeleteEndpointConfig":
+            with self.state.lock:
+                self.state.shadows.pop(params["EndpointConfigName"], None)
         if op == "CreateEndpoint":
             name = params["EndpointName"]
             reason, self.state.fail_endpoint = self.state.fail_endpoint, None
@@ -412,6 +479,26 @@ class Middleware:
             json.dumps({"EndpointArn": endpoint.arn}).encode(),
         )
 
+    def _add_tags(self, params: dict[str, Any], region: str) -> tuple[int, dict[str, str], bytes]:
+        arn = params["ResourceArn"]
+        try:
+            resource = _sagemaker(region)._get_resource_from_arn(arn)
+        except Exception:  # moto raises its own not-found errors
+            return _json_error(400, "ValidationException", f"Resource {arn} does not exist.")
+        merged = {t["Key"]: t.get("Value", "") for t in resource.tags}
+        merged.update({t["Key"]: t.get("Value", "") for t in params["Tags"]})
+        user = [k for k in merged if not k.startswith("aws:")]
+        if len(user) > MAX_TAGS:
+            return _json_error(
+                400,
+                "ValidationException",
+                f"Resource {arn} would have {len(user)} tags; a resource can have at most "
+                f"{MAX_TAGS} user tags.",
+            )
+        resource.tags = [{"Key": k, "Value": v} for k, v in merged.items()]
+        body = json.dumps({"Tags": params["Tags"]}).encode()
+        return 200, {"Content-Type": "application/x-amz-json-1.1"}, body
+
     def _create_monitoring_schedule(
         self, params: dict[str, Any], region: str
     ) -> tuple[int, dict[str, str], bytes]:
@@ -487,14 +574,15 @@ class Middleware:
             )
         if op == "InvokeEndpointAsync":
             return self._invoke_async(environ, endpoint, config, variant, region)
-        content_type = environ.get("CONTENT_TYPE") or "application/json"
-        accept = environ.get("HTTP_ACCEPT") or "application/json"
-        started = time.perf_counter()
+        request = _Request(
+            body,
+            environ.get("CONTENT_TYPE") or "application/json",
+            environ.get("HTTP_ACCEPT") or "application/json",
+            environ.get("HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID"),
+        )
         try:
-            container = self._container(config, variant, region)
-            out, out_type = container.invoke(body, content_type, accept)
+            out, out_type = self._answer(region, name, config, variant, request)
         except ContainerError as exc:
-            self._publish(region, name, variant, time.perf_counter() - started, error=exc.status)
             message = (
                 f'Received client error ({exc.status}) from primary with message "{exc.message}".'
             )
@@ -510,9 +598,31 @@ class Middleware:
                 {"Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"},
                 json.dumps(payload).encode(),
             )
-        self._publish(region, name, variant, time.perf_counter() - started)
-        self._capture(region, endpoint, variant, body, content_type, out, out_type)
+        event_id = self._capture(region, endpoint, variant, request, out, out_type)
+        self._mirror(region, endpoint, config, variant, request, event_id)
         return 200, {"Content-Type": out_type, "x-Amzn-Invoked-Production-Variant": variant}, out
+
+    def _answer(
+        self, region: str, endpoint: str, config: Any, variant: str, request: _Request
+    ) -> tuple[bytes, str]:
+        """The variant's model answers the request (or an injected fault fails it); the
+        invocation's datapoints go to CloudWatch either way."""
+        with self.state.lock:
+            fault = self.state.degraded.get(variant)
+            fails = fault is not None and fault.fails_next()
+        added = fault.latency_ms / 1000 if fault is not None else 0.0
+        started = time.perf_counter()
+        try:
+            if fails:
+                raise ContainerError(500, "the model server answered 500 (injected failure)")
+            container = self._container(config, variant, region)
+            answer = container.invoke(request.body, request.content_type, request.accept)
+        except ContainerError as exc:
+            took = time.perf_counter() - started + added
+            self._publish(region, endpoint, variant, took, error=exc.status)
+            raise
+        self._publish(region, endpoint, variant, time.perf_counter() - started + added)
+        return answer
 
     def _pick_variant(self, endpoint: Any, wanted: str | None) -> str | None:
         names = [v["VariantName"] for v in endpoint.production_variants]
@@ -523,9 +633,15 @@ class Middleware:
             weights = [1.0] * len(names)
         return self.rng.choices(names, weights=weights)[0]
 
+    def _rows(self, config: Any) -> list[dict[str, Any]]:
+        """The config's production variants, then its shadow variants."""
+        with self.state.lock:
+            shadows = list(self.state.shadows.get(config.endpoint_config_name, []))
+        return [*config.production_variants, *shadows]
+
     def _container(self, config: Any, variant: str, region: str) -> Any:
         sm = _sagemaker(region)
-        row = next(v for v in config.production_variants if v["VariantName"] == variant)
+        row = next(v for v in self._rows(config) if v["VariantName"] == variant)
         model = sm._models.get(row["ModelName"])
         if model is None:
             raise ContainerError(500, f"model {row['ModelName']} does not exist")
@@ -542,7 +658,7 @@ class Middleware:
     def _health(self, config_name: str, region: str) -> str | None:
         """Why the config's containers would fail SageMaker's ping check, or None."""
         config = _sagemaker(region).endpoint_configs.get(config_name)
-        for row in config.production_variants if config is not None else []:
+        for row in self._rows(config) if config is not None else []:
             try:
                 self._container(config, row["VariantName"], region)
             except ContainerError as exc:
@@ -611,7 +727,7 @@ class Middleware:
             },
         ]
         # moto keeps metric timestamps naive (UTC) and compares them with naive query bounds.
-        stamp = _now().replace(tzinfo=None)
+        stamp = self.state.now().replace(tzinfo=None)
         for d in data:
             d.update({"Dimensions": dims, "Timestamp": stamp})
         cloudwatch_backends[DEFAULT_ACCOUNT_ID][region].put_metric_data("AWS/SageMaker", data)
@@ -621,41 +737,74 @@ class Middleware:
         region: str,
         endpoint: Any,
         variant: str,
-        body: bytes,
-        content_type: str,
+        request: _Request,
         out: bytes,
         out_type: str,
-    ) -> None:
+        event_id: str | None = None,
+    ) -> str | None:
+        """Write the capture of one answered request; its ``eventId`` (None: not captured).
+        A mirrored request's shadow answer passes the production capture's ``event_id``."""
         cfg = endpoint.data_capture_config or {}
         if not cfg.get("EnableCapture"):
-            return
-        with self.state.lock:
-            self._capture_counter += 1
-            n = self._capture_counter
-        # Deterministic sampling: every k-th request for a percentage of 100/k.
-        pct = int(cfg.get("InitialSamplingPercentage", 100))
-        if pct <= 0 or (n * pct) // 100 == ((n - 1) * pct) // 100:
-            return
+            return None
+        if event_id is None:
+            with self.state.lock:
+                self._capture_counter += 1
+                n = self._capture_counter
+            # Deterministic sampling: every k-th request for a percentage of 100/k.
+            pct = int(cfg.get("InitialSamplingPercentage", 100))
+            if pct <= 0 or (n * pct) // 100 == ((n - 1) * pct) // 100:
+                return None
+            event_id = str(uuid.uuid4())
         modes = {o.get("CaptureMode") for o in cfg.get("CaptureOptions", [])}
         capture: dict[str, Any] = {}
         if "Input" in modes:
-            capture["endpointInput"] = _capture_part(body, content_type, "INPUT")
+            capture["endpointInput"] = _capture_part(request.body, request.content_type, "INPUT")
         if "Output" in modes:
             capture["endpointOutput"] = _capture_part(out, out_type, "OUTPUT")
-        when = _now()
-        event = {
-            "captureData": capture,
-            "eventMetadata": {
-                "eventId": str(uuid.uuid4()),
-                "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-            "eventVersion": "0",
-        }
+        when = self.state.now()
+        metadata = {"eventId": event_id, "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if request.inference_id:
+            metadata["inferenceId"] = request.inference_id
+        event = {"captureData": capture, "eventMetadata": metadata, "eventVersion": "0"}
         stamp = f"{when:%Y/%m/%d/%H}/{when:%M-%S-%f}-{uuid.uuid4().hex[:8]}"
         key = f"{endpoint.endpoint_name}/{variant}/{stamp}.jsonl"
         _s3_put(
             cfg["DestinationS3Uri"].rstrip("/") + "/" + key, (json.dumps(event) + "\n").encode()
         )
+        return event_id
+
+    def _mirror(
+        self,
+        region: str,
+        endpoint: Any,
+        config: Any,
+        production: str,
+        request: _Request,
+        event_id: str | None,
+    ) -> None:
+        """Send the request to the config's shadow variant too, for the share its weight
+        gives against the production variant's; the answer is captured, never returned."""
+        with self.state.lock:
+            shadows = list(self.state.shadows.get(config.endpoint_config_name, []))
+        if not shadows:
+            return
+        shadow = shadows[0]
+        base = next(
+            (float(r.get("InitialVariantWeight", 1.0)) for r in config.production_variants
+             if r["VariantName"] == production),
+            1.0,
+        )  # fmt: skip
+        share = float(shadow.get("InitialVariantWeight", 1.0)) / base if base > 0 else 0.0
+        if self.mirror_rng.random() >= share:
+            return
+        variant = shadow["VariantName"]
+        try:
+            out, out_type = self._answer(region, endpoint.endpoint_name, config, variant, request)
+        except ContainerError:
+            return  # the caller already has production's answer; CloudWatch has the error
+        if event_id is not None:
+            self._capture(region, endpoint, variant, request, out, out_type, event_id)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -724,6 +873,38 @@ def _summarise_tuning(tuning: Any, trials: list[dict[str, Any]]) -> None:
     best = pick(scored, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
     tuning.best_training_job = best
     tuning.OverallBestTrainingJob = best
+
+
+def _shadow_refusal(op: str, params: dict[str, Any], sm: Any) -> str | None:
+    """SageMaker's rule for ``ShadowProductionVariants`` (CreateEndpointConfig): with it, one
+    production variant and one shadow variant, whose model must exist."""
+    shadows = params.get("ShadowProductionVariants") if op == "CreateEndpointConfig" else None
+    if not shadows:
+        return None
+    rows = params.get("ProductionVariants", [])
+    if len(rows) != 1 or len(shadows) != 1:
+        return (
+            "If you use ShadowProductionVariants, you can only specify one variant for "
+            "ProductionVariants and one variant for ShadowProductionVariants."
+        )
+    if shadows[0]["VariantName"] == rows[0]["VariantName"]:
+        return f"Variant name {rows[0]['VariantName']} is used more than once."
+    if shadows[0]["ModelName"] not in sm._models:
+        return f'Could not find model "{shadows[0]["ModelName"]}".'
+    return None
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    """A ProductionVariantSummary of a shadow variant as DescribeEndpoint lists it."""
+    weight = float(row.get("InitialVariantWeight", 1.0))
+    count = int(row.get("InitialInstanceCount", 1))
+    return {
+        "VariantName": row["VariantName"],
+        "CurrentWeight": weight,
+        "DesiredWeight": weight,
+        "CurrentInstanceCount": count,
+        "DesiredInstanceCount": count,
+    }
 
 
 def _local_storage_refusal(op: str, params: dict[str, Any]) -> str | None:

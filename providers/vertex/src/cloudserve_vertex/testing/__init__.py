@@ -348,6 +348,9 @@ class FakeVertex:
 class _Handler(BaseHTTPRequestHandler):
     service: FakeVertexService
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: with Nagle on, each keep-alive answer waited for
+    # the client's delayed ACK (~40 ms a request)
+    disable_nagle_algorithm = True
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
