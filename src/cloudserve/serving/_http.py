@@ -254,7 +254,7 @@ class ServingProtocol(HttpToolsProtocol):
             return
         answered = self.cycle is not None and self.cycle.response_complete  # e.g. an early 413
         self._enter(_IDLE if answered else _BUSY)
-        if not answered:
+        if not answered and self.limits.admit is not None:  # only admission reads the ages
             self.received = self.loop.time()
             self.limits.received.append((self.received, self))
         super().on_message_complete()
