@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
 from cloudserve.errors import InvalidRequest
 from cloudserve.packaging import write_manifest
 from cloudserve.serving._model import load_model
-
 from conftest import N_FEATURES, train_data
 
 pytest.importorskip("sklearn", reason="the sklearn extra is not installed")
+joblib = pytest.importorskip("joblib", reason="the sklearn extra is not installed")
 
 
 def _rows(n: int = 50) -> np.ndarray:
