@@ -19,7 +19,8 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = Path(os.environ.get("CLOUDSERVE_DEV_VENV", ROOT / ".venv"))
+# an empty CLOUDSERVE_DEV_VENV means unset (not "the current directory")
+VENV = Path(os.environ.get("CLOUDSERVE_DEV_VENV") or ROOT / ".venv")
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 

@@ -1,4 +1,4 @@
-"""Deploy, predict, canary, monitor, batch-score, tune and delete on Azure ML — offline.
+"""Deploy, predict, shadow, canary, monitor, batch-score, tune and delete on Azure ML — offline.
 
 The real azure-ai-ml MLClient talks HTTP to ``cloudserve_azureml.testing.FakeAzureML``; the
 fake mounts the model as Azure does and answers requests through the uploaded ``score.py`` (a
@@ -95,7 +95,17 @@ def main() -> None:
         pins = [ln.strip("- ") for ln in conda.splitlines() if "==" in ln or "server-http" in ln]
         print("environment:", pins)
 
-        ep = client.deploy(v2, "churn-ep", traffic=20)  # canary beside v1
+        # A shadow first: 20 % of the requests are mirrored to v2, whose answers nobody sees;
+        # both deployments' score.py log each request and the report joins them by request id.
+        ep = client.deploy(v2, "churn-ep", shadow=20)
+        print("shadow:", ep.traffic, {v.name: v.shadow for v in ep.variants})
+        for i in range(50):
+            client.predict("churn-ep", sample_rows(1, seed=i))
+        fake.settle_mirror()  # the fake scores the mirrored copies off the caller's path
+        shadow = client.shadow_report("churn-ep")
+        print(f"shadow report: {shadow.mirrored} mirrored, agreement {shadow.agreement_rate}")
+
+        ep = client.deploy(v2, "churn-ep", traffic=20)  # canary beside v1: mirroring ends
         print("canary:", ep.traffic, "| fake sees:", fake.traffic("churn-ep"))
         print("v2 only:", client.predict("churn-ep", rows, variant="v2").outputs)
 

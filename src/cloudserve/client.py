@@ -209,17 +209,24 @@ class Client:
         self.provider.require(Capability.SHADOW)
         window_s = parse_window(window)
         pairs = self.provider.shadow_pairs(endpoint, window_s)
-        metrics = (
-            self.provider.metrics(endpoint, window_s)
-            if self.provider.supports(Capability.METRICS)
-            else None
-        )
+        production = 0
+        if self.provider.supports(Capability.METRICS):
+            metrics = self.provider.metrics(endpoint, window_s)
+            production = metrics.invocations
+            if metrics.per_variant:
+                # a cloud may count the mirrored copies under the shadow variant (Azure Monitor
+                # does): production is what the variants that are not shadows answered
+                shadows = {v.name for v in self.provider.get_endpoint(endpoint).variants
+                           if v.shadow}  # fmt: skip
+                production = sum(
+                    m.invocations for name, m in metrics.per_variant.items() if name not in shadows
+                )
         report = shadow_report(
             pairs,
             endpoint=endpoint,
             provider=self.provider.name,
             window_s=window_s,
-            production_invocations=metrics.invocations if metrics else 0,
+            production_invocations=production,
         )
         return self._bind(report)
 

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["pack", "unpack"]
+__all__ = ["TaggedState", "pack", "unpack"]
 
 
 def pack(state: dict[str, Any], width: int) -> list[str]:
@@ -33,3 +33,49 @@ def unpack(pieces: Sequence[str]) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError("not a packed JSON object: the JSON is not an object")
     return state
+
+
+class TaggedState:
+    """A JSON object kept in a resource's tags: ``PREFIX00``, ``PREFIX01`` … hold the pieces of
+    :func:`pack` and ``PREFIXn`` their count (no count tag: no state).
+
+    ``cloud`` names the service in messages; ``max_tags`` is its tags-per-resource limit.
+    """
+
+    def __init__(self, prefix: str, *, cloud: str, width: int = 256, max_tags: int = 50):
+        self.prefix, self.cloud, self.width, self.max_tags = prefix, cloud, width, max_tags
+        self.count_tag = prefix + "n"
+
+    def owns(self, key: str) -> bool:
+        """Whether a tag is one of the state's (callers hide these from users)."""
+        return key.startswith(self.prefix)
+
+    def read(self, tags: dict[str, str]) -> dict[str, Any] | None:
+        """The state ``tags`` hold, or None; ``ValueError`` naming the tags when damaged (its
+        message reads on from "the … state")."""
+        if self.count_tag not in tags:
+            return None
+        try:
+            n = int(tags[self.count_tag])
+            return unpack([tags[f"{self.prefix}{i:02d}"] for i in range(n)])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"in the tags {self.prefix}* is damaged: {exc}") from exc
+
+    def tags_for(
+        self, state: dict[str, Any] | None, *, other_tags: int, resource: str
+    ) -> dict[str, str]:
+        """The state's tags (empty for None); ``ValueError`` when they do not fit beside the
+        resource's ``other_tags`` (its message reads on from "the … state")."""
+        if state is None:
+            return {}
+        pieces = pack(state, self.width)
+        room = self.max_tags - other_tags - 1
+        if len(pieces) > room:
+            raise ValueError(
+                f"needs {len(pieces)} tags of {self.width} characters and {resource}"
+                f" has room for {max(room, 0)} ({self.cloud} allows {self.max_tags} tags a"
+                " resource)"
+            )
+        return {self.count_tag: str(len(pieces))} | {
+            f"{self.prefix}{i:02d}": p for i, p in enumerate(pieces)
+        }

@@ -56,6 +56,9 @@ class AzureMLHarness(ProviderHarness):
     ) -> None:
         self.fake.inject(FAULTS[fault], times=times, message=message, retry_after="0.01")
 
+    def settle_shadow(self) -> None:
+        self.fake.settle_mirror()  # the fake scores mirrored copies off the caller's path
+
     def leftover_resources(self) -> list[str]:
         return self.fake.leftovers()
 

@@ -119,7 +119,7 @@ def test_data_capture_writes_and_reads_model_inputs(harness, client, tmp_path):
     )
     (dep,) = harness.fake.deployments("cs-capture")
     inputs = dep["properties"]["dataCollector"]["collections"]["model_inputs"]
-    assert inputs["dataCollectionMode"] == "enabled" and inputs["samplingRate"] == 1.0
+    assert inputs["dataCollectionMode"] == "Enabled" and inputs["samplingRate"] == 1.0
     rows = sample_rows(6, seed=9)
     client.predict("cs-capture", rows)
     assert client.provider.captured_inputs("cs-capture", 3600) == rows

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -65,23 +66,14 @@ def _mounted(root: Path, model_dir: Path, *, file_model: bool) -> Path:
     return mount
 
 
-@pytest.fixture(scope="session", params=["folder", "file"])
-def scoring_url(
-    request: pytest.FixtureRequest,
-    serving_python: Path,
-    model_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    root = tmp_path_factory.mktemp(f"azmlinfsrv-{request.param}")
-    mount = _mounted(root, model_dir, file_model=request.param == "file")
-    code = pkg.scoring_code(root / "code")
+@contextlib.contextmanager
+def _azmlinfsrv(python: Path, code: Path, mount: Path, **env: str) -> Iterator[str]:
+    """``azmlinfsrv`` serving ``code``'s ``score.py`` on a free port until the block ends;
+    yields its scoring URL."""
     port = _free_port()
-    env = clean_env(
-        AZUREML_MODEL_DIR=str(mount), CLOUDSERVE_FRAMEWORK="sklearn", AML_APP_ROOT=str(code)
-    )
     server = subprocess.Popen(
         [
-            str(serving_python.parent / "azmlinfsrv"),
+            str(python.parent / "azmlinfsrv"),
             "--entry_script",
             str(code / pkg.SCORE_NAME),
             "--model_dir",
@@ -90,7 +82,7 @@ def scoring_url(
             str(port),
         ],
         cwd=code,
-        env=env,
+        env=clean_env(AZUREML_MODEL_DIR=str(mount), AML_APP_ROOT=str(code), **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -116,6 +108,20 @@ def scoring_url(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=5)
+
+
+@pytest.fixture(scope="session", params=["folder", "file"])
+def scoring_url(
+    request: pytest.FixtureRequest,
+    serving_python: Path,
+    model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    root = tmp_path_factory.mktemp(f"azmlinfsrv-{request.param}")
+    mount = _mounted(root, model_dir, file_model=request.param == "file")
+    code = pkg.scoring_code(root / "code")
+    with _azmlinfsrv(serving_python, code, mount, CLOUDSERVE_FRAMEWORK="sklearn") as url:
+        yield url
 
 
 def _model(model_dir: Path) -> Any:
@@ -218,3 +224,86 @@ def test_generated_environments_resolve_for_their_python(kind, model_dir):
     report = json.loads(proc.stdout)
     names = {item["metadata"]["name"].lower() for item in report["install"]}
     assert "scikit-learn" in names and not any(n.startswith("cloudserve") for n in names)
+
+
+@pytest.fixture(scope="session")
+def request_log(
+    serving_lines: list[str], model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """``score.py`` with the shadow request log on, under ``azmlinfsrv`` in a venv holding the
+    pip lines a shadow deploy generates (the real ``azureml-ai-monitoring``), its ``Collector``
+    sending to a stand-in for the deployment's data-collector sidecar; yields the scoring URL and
+    what the sidecar received (headers and JSON body of each POST)."""
+    import http.server
+    import threading
+
+    python = reference_venv("azureml-score-log", [*serving_lines, *pkg.capture_requirements()])
+    received: list[dict[str, Any]] = []
+
+    class Sidecar(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    sidecar = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sidecar)
+    threading.Thread(target=sidecar.serve_forever, daemon=True).start()
+    root = tmp_path_factory.mktemp("azmlinfsrv-log")
+    mount = _mounted(root, model_dir, file_model=False)
+    code = pkg.scoring_code(root / "code")
+    config = root / "mdc.json"  # what Azure writes from the deployment's data_collector
+    config.write_text(json.dumps({"collections": {"cloudserve_requests": {"enabled": True}}}))
+    try:
+        with _azmlinfsrv(
+            python,
+            code,
+            mount,
+            CLOUDSERVE_FRAMEWORK="sklearn",
+            CLOUDSERVE_REQUEST_LOG="1",
+            AZUREML_MDC_CONFIG_PATH=str(config),
+            AZUREML_MDC_HOST="127.0.0.1",
+            AZUREML_MDC_PORT=str(sidecar.server_address[1]),
+        ) as url:
+            yield url, received
+    finally:
+        sidecar.shutdown()
+
+
+def _logged(received: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
+    """The request-log row the sidecar received for ``request_id`` (waits up to 20 s)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for post in list(received):
+            if post["headers"].get("ce-type") != "azureml.inference.cloudserve_requests":
+                continue
+            for row in json.loads(post["body"]):
+                if row.get("request_id") == request_id:
+                    return row
+        time.sleep(0.2)
+    raise AssertionError(f"no request-log row for {request_id}: {received}")
+
+
+def test_request_log_rows_reach_the_data_collector_under_azmlinfsrv(request_log, model_dir):
+    url, received = request_log
+    rows = sample_rows(3, seed=14)
+    resp = requests.post(url, json={"instances": rows, "request_id": "rid-1"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    expected = _model(model_dir).predict(rows).tolist()
+    assert resp.json()["predictions"] == expected  # the answer is unchanged by the log
+    row = _logged(received, "rid-1")
+    assert json.loads(row["outputs"])["predictions"] == expected
+    assert row["error"] is None and row["latency_ms"] > 0 and row["ts"] > 0
+    # a body without an id: the client-request-id header names it; a bad request is logged too
+    bad = requests.post(
+        url,
+        json={"instances": [[1.0, 2.0]]},
+        headers={"x-ms-client-request-id": "rid-2"},
+        timeout=30,
+    )
+    assert 400 <= bad.status_code < 500
+    row = _logged(received, "rid-2")
+    assert row["outputs"] is None and row["error"]

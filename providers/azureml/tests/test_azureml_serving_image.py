@@ -21,7 +21,7 @@ IMAGE = "fakeacr.azurecr.io/cloudserve:3"
 
 def custom_model(root: Path) -> cs.ModelSpec:
     d = root / "custom"
-    d.mkdir()
+    d.mkdir(parents=True)
     (d / "summer.py").write_text(
         "from cloudserve.serving import Predictor\n\n"
         "class Summer(Predictor):\n"
@@ -81,3 +81,45 @@ def test_a_pushed_uri_is_recorded_in_an_azureml_target(tmp_path: Path) -> None:
     record_serving_image(file, "azure", IMAGE)
     config = resolve_target("azure", path=file).config
     assert isinstance(config, AzureMLConfig) and config.serving_image == IMAGE
+
+
+def test_a_model_fault_on_the_container_route_is_a_500_not_the_callers_fault(
+    harness: AzureMLHarness, tmp_path: Path
+) -> None:
+    """The runtime image answers a predictor's own failure with 500 (only bad input is a 4xx);
+    Azure wraps it in a 424 carrying that status."""
+    model = custom_model(tmp_path)
+    (Path(model.artifact) / "summer.py").write_text(  # type: ignore[arg-type]
+        "from cloudserve.serving import Predictor\n\n"
+        "class Summer(Predictor):\n"
+        "    def load(self, path):\n        pass\n\n"
+        "    def predict(self, rows):\n"
+        "        if any(r[0] < 0 for r in rows):\n"
+        "            raise RuntimeError('the model broke')\n"
+        "        return [sum(r) for r in rows]\n"
+    )
+    fake = harness.fake
+    provider = AzureMLProvider(fast_config(fake, serving_image=IMAGE), credential=fake.credential())
+    client = Client(provider)
+    client.deploy(model, "cs-img")
+    assert client.predict("cs-img", [[1.0, 2.0]]).outputs == [3.0]
+    with pytest.raises(cs.CloudServeError) as broke:
+        client.predict("cs-img", [[-1.0, 2.0]])
+    assert not isinstance(broke.value, cs.InvalidRequest)
+    assert broke.value.code == "500"  # the container's status, as Azure forwards it
+    assert fake.scoring_requests()[-1].status == 424
+
+
+def test_the_runtime_finds_the_model_as_the_runtime_image_does(tmp_path: Path) -> None:
+    """``AZUREML_MODEL_DIR`` with something other than one model folder is refused with the
+    runtime image's own message (``resolve_azureml_model_dir``)."""
+    from cloudserve_azureml.testing._container import RuntimeContainer
+
+    mount = tmp_path / "azureml-models" / "summer" / "1"
+    for name in ("a", "b"):
+        custom_model(mount / name)
+    with pytest.raises(cs.InvalidRequest, match="neither a model nor one model folder"):
+        RuntimeContainer(mount, None)
+    folder = tmp_path / "one" / "azureml-models" / "summer" / "1"
+    custom_model(folder)  # one folder: the folder model, found inside it
+    assert RuntimeContainer(folder, None).score({}, b'{"instances": [[1, 2]]}')[0] == 200

@@ -107,9 +107,10 @@ def test_good_version_ends_at_100_with_the_old_variant_gone(
     )
     assert report.outcome == "completed", report.summary()
     assert [s.weight for s in report.history if s.decision == "promote"] == [10, 50, 100]
-    assert clock.bakes == 2 and sim.now() == start + 120  # two one-minute bakes, no sleeping
+    # two one-minute bakes, each followed by the 60 s metrics delay, no sleeping
+    assert clock.bakes == 2 and sim.now() == start + 2 * (60 + 60)
     first = report.history[0]
-    assert first.window_s == 60
+    assert first.window_s == 60 + 60 and first.settle_s == 60
     assert first.new.invocations >= 8 and first.current.invocations > first.new.invocations
     assert first.new.invocations + first.current.invocations == 150  # one bake's requests
     assert variants(fake) == {"v2": 100.0}

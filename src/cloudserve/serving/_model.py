@@ -18,6 +18,7 @@ import numpy as np
 from cloudserve import _handler, codecs
 from cloudserve.errors import InvalidRequest
 from cloudserve.packaging import Manifest, custom_manifest_hint, find_artifact, read_manifest
+from cloudserve.serving._input_errors import onnx_rejection, torch_rejection
 from cloudserve.serving._predictor import Predictor
 
 __all__ = ["LoadedModel", "concat_rows", "load_model"]
@@ -244,7 +245,8 @@ class OnnxModel(LoadedModel):
     """An ONNX graph run by ONNX Runtime on the CPU.
 
     The first graph input takes the rows. The first output is returned unless
-    ``parameters={"output": NAME}`` names another (e.g. a classifier's probabilities).
+    ``parameters={"output": NAME}`` names another (e.g. a classifier's probabilities). Rows the
+    graph cannot take are a 400 in ONNX Runtime's words (see :mod:`._input_errors`).
     """
 
     framework = "onnx"
@@ -269,6 +271,9 @@ class OnnxModel(LoadedModel):
         shape = first.shape
         if self.n_features is None and len(shape) == 2 and isinstance(shape[1], int):
             self.n_features = shape[1]
+        # a graph input of unknown rank ([]) or with an open row dimension lets rows of any
+        # width reach the nodes (see _input_errors)
+        self._width_checked = bool(shape) and all(isinstance(d, int) for d in shape[1:])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
@@ -278,11 +283,21 @@ class OnnxModel(LoadedModel):
                 f"output '{name}' is not in the graph; outputs are {self.outputs}",
                 code="bad_parameters",
             )
-        return self.session.run([name], {self.input_name: rows})[0]
+        try:
+            return self.session.run([name], {self.input_name: rows})[0]
+        except Exception as exc:
+            rejection = onnx_rejection(exc, width_checked=self._width_checked)
+            if rejection is None:
+                raise
+            raise rejection from exc
 
 
 class TorchScriptModel(LoadedModel):
-    """A TorchScript module (``torch.jit.save``) run on the CPU under ``inference_mode``."""
+    """A TorchScript module (``torch.jit.save``) run on the CPU under ``inference_mode``.
+
+    Rows the module cannot take (torch's errors about shapes, sizes and dtypes, or its own
+    ``ValueError``) are a 400 in torch's words (see :mod:`._input_errors`).
+    """
 
     framework = "pytorch"
 
@@ -310,7 +325,13 @@ class TorchScriptModel(LoadedModel):
 
     def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
         with self._torch.inference_mode():
-            out = self.module(self._torch.from_numpy(np.ascontiguousarray(rows)))
+            try:
+                out = self.module(self._torch.from_numpy(np.ascontiguousarray(rows)))
+            except Exception as exc:
+                rejection = torch_rejection(exc)
+                if rejection is None:
+                    raise
+                raise rejection from exc
         return out.numpy()
 
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from cloudserve.errors import CloudServeError, InvalidRequest, NotFound, OperationFailed, Timeout
@@ -18,6 +19,7 @@ from cloudserve.resources import Endpoint, EndpointStatus, Variant
 from cloudserve.specs import DeploySpec
 from cloudserve.waiting import ProgressCallback
 from cloudserve_azureml import _packaging as pkg
+from cloudserve_azureml import _shadow
 from cloudserve_azureml._api import PROVIDER, AzureApi
 from cloudserve_azureml._model_registry import delete_if_owned, register
 from cloudserve_azureml._states import endpoint_status
@@ -102,31 +104,56 @@ def deploy(
     dep_name = pkg.deployment_name(spec.variant_name)
     digest = pkg.spec_hash(spec)
     current: dict[str, Any] = {}
+    serving: list[Any] = []  # the live deployments a shadow mirrors (their request log must be on)
+    if spec.shadow and existing is None:
+        raise InvalidRequest(
+            f"a shadow mirrors the requests {spec.endpoint}'s live deployments answer, and"
+            f" {spec.endpoint} does not exist; deploy the live variant first",
+            provider=PROVIDER,
+        )
     if existing is not None:
         current = list_deployments(api, spec.endpoint)
+        if spec.shadow:  # every rule is checked before anything changes
+            serving = _shadow.check(existing, current, dep_name)
         same = current.get(dep_name)
         unchanged = same is not None and (same.tags or {}).get(TAG_HASH) == digest
-        wanted = _traffic_after(existing, current, dep_name, spec.traffic)
-        if unchanged and wanted == dict(existing.traffic or {}):
+        if spec.shadow:
+            done = _shadow.mirror_of(existing) == {dep_name.lower(): spec.shadow} and all(
+                _shadow.logs_requests(d) for d in serving
+            )
+        else:
+            done = _traffic_after(existing, current, dep_name, spec.traffic) == dict(
+                existing.traffic or {}
+            )
+        if unchanged and done:
             return get_endpoint(api, spec.endpoint)
+    # while an endpoint mirrors, every deployment that may answer callers logs its requests
+    request_log = bool(spec.shadow) or bool(existing and _shadow.mirror_of(existing))
     created: list[str] = []
     previous = current.get(dep_name)
     try:
         if existing is None:
             created.append(f"endpoint:{spec.endpoint}")  # before the call: it may half-fail
             _create_endpoint(api, spec, steps)
+        for live in serving:
+            _turn_on_request_log(api, spec.endpoint, live, steps)
         if previous is None or (previous.tags or {}).get(TAG_HASH) != digest:
             if previous is not None:  # a PUT while Azure still works on it is a 409
                 _await_deployment(api, spec.endpoint, dep_name, steps, require_ready=False)
             model_id = register(api, spec.model, owner=spec.endpoint, created=created)
             if previous is None:  # an in-place update must never delete what it updates
                 created.append(f"deployment:{dep_name}")
-            _create_deployment(api, spec, dep_name, model_id, digest, created, steps)
+            _create_deployment(
+                api, spec, dep_name, model_id, digest, created, steps, request_log=request_log
+            )
             if not wait:
                 return get_endpoint(api, spec.endpoint)
         else:
             _await_deployment(api, spec.endpoint, dep_name, steps)
-        _shift_traffic(api, spec, dep_name, steps)
+        if spec.shadow:
+            _mirror(api, spec, dep_name, steps)
+        else:
+            _shift_traffic(api, spec, dep_name, steps)
         if previous is not None and (previous.tags or {}).get(TAG_HASH) != digest:
             _delete_replaced_assets(api, spec.endpoint, previous)
     except Timeout:
@@ -185,7 +212,9 @@ def _await_deployment(
         )
 
 
-def _environment(api: AzureApi, spec: DeploySpec, dep_name: str, created: list[str]) -> Any:
+def _environment(
+    api: AzureApi, spec: DeploySpec, dep_name: str, created: list[str], request_log: bool
+) -> Any:
     from azure.ai.ml.entities import Environment
 
     name = pkg.asset_name("cs", spec.endpoint, dep_name)
@@ -197,7 +226,7 @@ def _environment(api: AzureApi, spec: DeploySpec, dep_name: str, created: list[s
             inference_config=pkg.inference_config(),
         )
     else:
-        conda = pkg.conda_file(_serving_requirements(api, spec))
+        conda = pkg.conda_file(_serving_requirements(api, spec, request_log=request_log))
         env = Environment(
             name=name,
             version=pkg.content_version(conda, api.cfg.environment_image),
@@ -207,14 +236,17 @@ def _environment(api: AzureApi, spec: DeploySpec, dep_name: str, created: list[s
     return api.ensure_asset(api.ml.environments, env, created)
 
 
-def _serving_requirements(api: AzureApi, spec: DeploySpec) -> list[str]:
-    """The scoring environment's pip lines: the inference server and the model's pins."""
+def _serving_requirements(
+    api: AzureApi, spec: DeploySpec, *, request_log: bool = False
+) -> list[str]:
+    """The scoring environment's pip lines: the inference server and the model's pins, and
+    the data collector's packages for data capture or the request log."""
     assert spec.model.artifact is not None  # validate() guarantees it
     pip = [
         pkg.INFERENCE_SERVER,
         *pkg.model_requirements(spec.model.artifact, spec.model.framework),
     ]
-    if spec.data_capture is not None and spec.data_capture.enabled:
+    if request_log or (spec.data_capture is not None and spec.data_capture.enabled):
         pip += pkg.capture_requirements()
     return [*pip, *api.cfg.extra_requirements]
 
@@ -227,6 +259,8 @@ def _create_deployment(
     digest: str,
     created: list[str],
     steps: _Steps,
+    *,
+    request_log: bool = False,
 ) -> None:
     from azure.ai.ml.entities import (
         CodeConfiguration,
@@ -235,13 +269,15 @@ def _create_deployment(
         ProbeSettings,
     )
 
-    env = _environment(api, spec, dep_name, created)
+    env = _environment(api, spec, dep_name, created, request_log)
     code = None
     env_vars = dict(spec.model.env)
     if not spec.model.image:
         code_id = _upload_code(api, spec, dep_name, created)
         code = CodeConfiguration(code=code_id, scoring_script=pkg.SCORE_NAME)
         env_vars.update(pkg.scoring_env_vars(spec))
+        if request_log:
+            env_vars[_shadow.LOG_ENV] = "1"
     probe = ProbeSettings(initial_delay=10, period=10, timeout=2, failure_threshold=30)
     deployment = ManagedOnlineDeployment(
         name=dep_name,
@@ -258,7 +294,7 @@ def _create_deployment(
         ),
         liveness_probe=probe,
         readiness_probe=probe,
-        data_collector=_data_collector(api, spec),
+        data_collector=_data_collector(api, spec, request_log=request_log and not spec.model.image),
         tags={
             **api.cfg.tags,
             **spec.tags,
@@ -266,6 +302,7 @@ def _create_deployment(
             TAG_MODEL: spec.model.name,
             TAG_VERSION: spec.model.version,
             TAG_HASH: digest,
+            **({_shadow.TAG_SHADOW: "true"} if spec.shadow else {}),
         },
     )
     api.lro(
@@ -293,15 +330,19 @@ def _upload_code(api: AzureApi, spec: DeploySpec, dep_name: str, created: list[s
     return str(api.ensure_asset(api.ml._code, asset, created).id)
 
 
-def _data_collector(api: AzureApi, spec: DeploySpec) -> Any:
-    if spec.data_capture is None or not spec.data_capture.enabled:
-        return None
+def _data_collector(api: AzureApi, spec: DeploySpec, *, request_log: bool = False) -> Any:
     from azure.ai.ml.entities import DataCollector, DeploymentCollection
 
-    collections = {"model_inputs": DeploymentCollection(enabled="true")}
-    if spec.data_capture.capture_responses:
-        collections["model_outputs"] = DeploymentCollection(enabled="true")
-    return DataCollector(collections=collections, sampling_rate=spec.data_capture.sampling_rate)
+    collections = _shadow.request_log_collection() if request_log else {}
+    capture = spec.data_capture
+    if capture is not None and capture.enabled:
+        collections["model_inputs"] = DeploymentCollection(enabled="true")
+        if capture.capture_responses:
+            collections["model_outputs"] = DeploymentCollection(enabled="true")
+    if not collections:
+        return None
+    rate = capture.sampling_rate if capture is not None and capture.enabled else 1.0
+    return DataCollector(collections=collections, sampling_rate=rate)
 
 
 def _traffic_after(
@@ -334,6 +375,13 @@ def _shift_traffic(api: AzureApi, spec: DeploySpec, dep_name: str, steps: _Steps
     endpoint = api.sdk(api.ml.online_endpoints.get, spec.endpoint)
     deployments = list_deployments(api, spec.endpoint)
     endpoint.traffic = _traffic_after(endpoint, deployments, dep_name, spec.traffic)
+    # a deployment takes live or mirrored traffic, not both; one about to go takes neither
+    gone = {n.lower() for n in deployments if n != dep_name} if spec.traffic == 100 else set()
+    if spec.traffic:
+        gone.add(dep_name.lower())
+    endpoint.mirror_traffic = {
+        k: v for k, v in _shadow.mirror_of(endpoint).items() if k not in gone
+    }
     api.lro(
         api.ml.online_endpoints.begin_create_or_update,
         endpoint,
@@ -343,6 +391,36 @@ def _shift_traffic(api: AzureApi, spec: DeploySpec, dep_name: str, steps: _Steps
         for name, dep in deployments.items():
             if name != dep_name:
                 delete_deployment(api, spec.endpoint, dep)
+    api.scoring_targets.pop(spec.endpoint, None)
+
+
+def _turn_on_request_log(api: AzureApi, endpoint: str, dep: Any, steps: _Steps) -> None:
+    """A live deployment writes the request log after one in-place (rolling) update; the
+    environment version it used before is removed, as after any in-place update."""
+    before = SimpleNamespace(
+        name=dep.name, environment=dep.environment, code_configuration=None, model=None
+    )
+    if not _shadow.add_request_log(api, dep):
+        return
+    api.lro(
+        api.ml.online_deployments.begin_create_or_update,
+        dep,
+        **steps.lro(f"request log of deployment {dep.name}"),
+    )
+    _delete_replaced_assets(api, endpoint, before)
+
+
+def _mirror(api: AzureApi, spec: DeploySpec, dep_name: str, steps: _Steps) -> None:
+    """Mirror ``spec.shadow`` percent of the endpoint's requests to the new deployment (its
+    live traffic stays 0; ``_shadow.check`` has held the rest to Azure's rules)."""
+    endpoint = api.sdk(api.ml.online_endpoints.get, spec.endpoint)
+    endpoint.traffic = {k: int(v) for k, v in (endpoint.traffic or {}).items()}
+    endpoint.mirror_traffic = {dep_name: spec.shadow}
+    api.lro(
+        api.ml.online_endpoints.begin_create_or_update,
+        endpoint,
+        **steps.lro(f"mirrored traffic of {spec.endpoint}", wait=True),
+    )
     api.scoring_targets.pop(spec.endpoint, None)
 
 
@@ -406,8 +484,9 @@ def list_deployments(api: AzureApi, endpoint: str) -> dict[str, Any]:
     return {d.name: d for d in items}
 
 
-def variant(dep: Any, weight: int) -> Variant:
-    """A deployment as the variant cloudserve shows (name and model from its tags)."""
+def variant(dep: Any, weight: int, *, shadow: int = 0) -> Variant:
+    """A deployment as the variant cloudserve shows (name and model from its tags), with its
+    live share and its mirrored one."""
     tags = dep.tags or {}
     model_ref = str(dep.model or "")
     parts = model_ref.rstrip("/").split("/")
@@ -419,13 +498,18 @@ def variant(dep: Any, weight: int) -> Variant:
         instance_type=dep.instance_type,
         replicas=dep.instance_count or 1,
         status=endpoint_status(dep.provisioning_state),
+        shadow=shadow,
     )
 
 
 def to_endpoint(ep: Any, deployments: dict[str, Any]) -> Endpoint:
     """The typed endpoint of an Azure endpoint and its deployments."""
     traffic = {k.lower(): int(v) for k, v in (ep.traffic or {}).items()}
-    variants = [variant(d, traffic.get(n.lower(), 0)) for n, d in deployments.items()]
+    mirror = _shadow.mirror_of(ep)
+    variants = [
+        variant(d, traffic.get(n.lower(), 0), shadow=mirror.get(n.lower(), 0))
+        for n, d in deployments.items()
+    ]
     return Endpoint(
         name=ep.name,
         provider=PROVIDER,
@@ -473,5 +557,8 @@ def set_traffic(api: AzureApi, endpoint: str, weights: dict[str, int]) -> Endpoi
     if unknown:
         raise InvalidRequest(f"unknown variants: {unknown}", provider=PROVIDER)
     ep.traffic = {by_variant[v]: weights.get(v, 0) for v in by_variant}
+    # a deployment given live traffic stops receiving mirrored traffic (Azure allows one of both)
+    live = {n.lower() for n, w in ep.traffic.items() if w}
+    ep.mirror_traffic = {k: v for k, v in _shadow.mirror_of(ep).items() if k not in live}
     api.lro(api.ml.online_endpoints.begin_create_or_update, ep)
     return get_endpoint(api, endpoint)

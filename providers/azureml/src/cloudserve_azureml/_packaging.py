@@ -388,7 +388,10 @@ def deployment_name(variant: str) -> str:
 
 def spec_hash(spec: DeploySpec) -> str:
     """A short hash of everything that makes a deployment differ (same hash → no-op)."""
-    data = spec.model_dump_json(exclude={"traffic", "keep_on_failure"})
+    # the mirrored share lives on the endpoint, not the deployment (0: the hashes stay as they were)
+    data = spec.model_copy(update={"shadow": 0}).model_dump_json(
+        exclude={"traffic", "keep_on_failure"}
+    )
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 

@@ -4,11 +4,17 @@ The URI, the key and the deployments are fetched once per endpoint and kept (pre
 ARM call), refetched after a 401 or a 404 or when an unknown deployment answers. Large inputs go
 as concurrent chunks below ``max_request_mb``, outputs kept in order. Azure's answers are read by
 :class:`ScoringError` (a 424 carries the scoring container's own status).
+
+Every scoring request carries a fresh request id, in the body (``"request_id"``, which the
+handler's decoding ignores) and in the ``x-ms-client-request-id`` header that Azure's inference
+server reads and echoes back: the id a shadow report joins the live and the mirrored answers by
+(see ``_shadow``).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +76,9 @@ def predict(
             header = scoring_target(api, endpoint, refresh=True).deployment_of(variant)
         if header is None:
             raise NotFound(f"variant {variant} not found on {endpoint}", provider=PROVIDER)
-    chunks = split_for_limit(instances, int(api.cfg.max_request_mb * 1024 * 1024))
+    # what the body holds besides the rows (parameters, the request id) counts against the limit
+    extra = len(_request_body([], parameters, uuid.uuid4().hex)) - len(b'{"instances":[]}')
+    chunks = split_for_limit(instances, int(api.cfg.max_request_mb * 1024 * 1024) - extra)
     start = time.perf_counter()
     if len(chunks) == 1:
         results = [_score_chunk(api, endpoint, chunks[0], header, parameters)]
@@ -101,30 +109,35 @@ def _score_chunk(
     deployment: str | None,
     parameters: dict[str, Any] | None,
 ) -> tuple[list[Any], str | None]:
-    body = _request_body(rows, parameters)
+    rid = uuid.uuid4().hex
+    body = _request_body(rows, parameters, rid)
 
     def attempt() -> tuple[list[Any], str | None]:
         try:
-            return _post_score(api, endpoint, body, deployment)
+            return _post_score(api, endpoint, body, deployment, rid)
         except ScoringError as exc:
             if exc.status not in (401, 404):
                 raise
             # keys rotated or deployments changed since they were cached: fetch once more
             scoring_target(api, endpoint, refresh=True)
-            return _post_score(api, endpoint, body, deployment)
+            return _post_score(api, endpoint, body, deployment, rid)
 
     return api.call(attempt)
 
 
 def _post_score(
-    api: AzureApi, endpoint: str, body: bytes, deployment: str | None
+    api: AzureApi, endpoint: str, body: bytes, deployment: str | None, request_id: str
 ) -> tuple[list[Any], str | None]:
     import requests
 
     from cloudserve.codecs import JSON, decode_predictions
 
     target = scoring_target(api, endpoint)
-    headers = {"Authorization": f"Bearer {target.key}", "Content-Type": JSON}
+    headers = {
+        "Authorization": f"Bearer {target.key}",
+        "Content-Type": JSON,
+        "x-ms-client-request-id": request_id,
+    }
     if deployment:
         headers["azureml-model-deployment"] = deployment
     timeout = api.cfg.request_timeout_ms / 1000 + 5
@@ -135,12 +148,13 @@ def _post_score(
     return outputs, resp.headers.get("azureml-model-deployment")
 
 
-def _request_body(rows: list[Any], parameters: dict[str, Any] | None) -> bytes:
-    """The scoring request: cloudserve's JSON instances body, with ``parameters`` when given."""
-    from cloudserve.codecs import encode_instances
-
-    if not parameters:
-        return encode_instances(rows)
+def _request_body(rows: list[Any], parameters: dict[str, Any] | None, request_id: str) -> bytes:
+    """The scoring request: cloudserve's JSON instances body, with ``parameters`` when given,
+    and the request id."""
     import orjson
 
-    return orjson.dumps({"instances": rows, "parameters": parameters})
+    doc: dict[str, Any] = {"instances": rows}
+    if parameters:
+        doc["parameters"] = parameters
+    doc["request_id"] = request_id
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -19,6 +19,7 @@ from cloudserve.resources import (
     MetricsReport,
     ModelVersion,
     Prediction,
+    ShadowPair,
     TuningJob,
 )
 from cloudserve.specs import BatchSpec, DeploySpec, ModelSpec, TuningSpec
@@ -49,15 +50,10 @@ class AzureMLProvider(Provider):
             Capability.TUNE,
             Capability.PRICING_REFRESH,
             Capability.ROLLOUT,
+            Capability.SHADOW,
         }
     )
     unsupported: ClassVar[dict[Capability, str]] = {
-        Capability.SHADOW: (
-            "managed online endpoints mirror traffic (mirror_traffic, at most 50 % in total) but"
-            " discard the mirrored answers; a shadow report needs both answers joined by request"
-            " id, and Azure does not document that a mirrored copy keeps the original's request"
-            " id in the data collector, so cloudserve does not map it until that is verified"
-        ),
         Capability.AUTOSCALE: (
             "managed online deployments scale through a separate Azure Monitor autoscale "
             "setting, which cloudserve does not manage yet; give a fixed replica count"
@@ -185,6 +181,14 @@ class AzureMLProvider(Provider):
         from cloudserve_azureml import _rollout
 
         _rollout.put_state(self.api, endpoint, state)
+
+    def shadow_pairs(self, endpoint: str, window_s: float) -> list[ShadowPair]:
+        """The shadow's request log joined with the live deployments' by request id (see
+        ``_shadow``)."""
+        from cloudserve_azureml import _shadow
+
+        deployments = _endpoints.list_deployments(self.api, endpoint)
+        return _shadow.shadow_pairs(self.api, endpoint, window_s, deployments)
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -12,49 +12,39 @@ request changes the endpoint.
 
 from __future__ import annotations
 
-import base64
-import json
-import zlib
 from typing import Any
 
 from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
+from cloudserve.packed import TaggedState, pack
 from cloudserve.resources import Endpoint
-from cloudserve_azureml import _endpoints
+from cloudserve_azureml import _endpoints, _shadow
 from cloudserve_azureml._api import PROVIDER, AzureApi
 
 __all__ = ["delete_variant", "get_state", "is_state_tag", "put_state"]
 
-PREFIX = "cloudserve-rollout-"
-COUNT_TAG = PREFIX + "n"
-MAX_TAGS = 50
-MAX_VALUE = 256
+STATE = TaggedState("cloudserve-rollout-", cloud="Azure")
+PREFIX = STATE.prefix
+COUNT_TAG = STATE.count_tag
+MAX_TAGS = STATE.max_tags
+MAX_VALUE = STATE.width
 
 
 def is_state_tag(name: str) -> bool:
     """Whether a tag is one of the rollout state's (hidden from ``Endpoint.tags``)."""
-    return name.startswith(PREFIX)
+    return STATE.owns(name)
 
 
 def encode(state: dict[str, Any]) -> list[str]:
     """The state as tag values of at most 256 characters."""
-    raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
-    text = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode()
-    return [text[i : i + MAX_VALUE] for i in range(0, len(text), MAX_VALUE)]
+    return pack(state, MAX_VALUE)
 
 
 def decode(tags: dict[str, str]) -> dict[str, Any] | None:
     """The state the tags hold, or ``None`` (no count tag: no rollout in progress)."""
-    if COUNT_TAG not in tags:
-        return None
     try:
-        n = int(tags[COUNT_TAG])
-        text = "".join(tags[f"{PREFIX}{i:02d}"] for i in range(n))
-        return json.loads(zlib.decompress(base64.urlsafe_b64decode(text)))
-    except (KeyError, ValueError, zlib.error) as exc:
-        raise OperationFailed(
-            f"the rollout state in the endpoint's tags ({PREFIX}*) is damaged: {exc}",
-            provider=PROVIDER,
-        ) from exc
+        return STATE.read(tags)
+    except ValueError as exc:
+        raise OperationFailed(f"the rollout state {exc}", provider=PROVIDER) from exc
 
 
 def get_state(api: AzureApi, endpoint: str) -> dict[str, Any] | None:
@@ -68,17 +58,10 @@ def put_state(api: AzureApi, endpoint: str, state: dict[str, Any] | None) -> Non
     update, which leaves its traffic as it is."""
     ep = api.sdk(api.ml.online_endpoints.get, endpoint)
     kept = {k: v for k, v in (ep.tags or {}).items() if not is_state_tag(k)}
-    chunks = encode(state) if state is not None else []
-    room = MAX_TAGS - len(kept) - 1
-    if len(chunks) > room:
-        raise OperationFailed(
-            f"the rollout state needs {len(chunks)} tags of {MAX_VALUE} characters and"
-            f" {endpoint} has room for {max(room, 0)} (Azure allows {MAX_TAGS} tags a resource)",
-            provider=PROVIDER,
-        )
-    if chunks:
-        kept[COUNT_TAG] = str(len(chunks))
-        kept.update({f"{PREFIX}{i:02d}": c for i, c in enumerate(chunks)})
+    try:
+        kept |= STATE.tags_for(state, other_tags=len(kept), resource=endpoint)
+    except ValueError as exc:
+        raise OperationFailed(f"the rollout state {exc}", provider=PROVIDER) from None
     if kept == dict(ep.tags or {}):
         return
     ep.tags = kept
@@ -86,8 +69,8 @@ def put_state(api: AzureApi, endpoint: str, state: dict[str, Any] | None) -> Non
 
 
 def delete_variant(api: AzureApi, endpoint: str, variant: str) -> Endpoint:
-    """Delete the deployment behind ``variant`` (it must take no traffic) with the assets
-    cloudserve made for it alone."""
+    """Delete the deployment behind ``variant`` (it must take no live traffic; mirroring to a
+    shadow ends first) with the assets cloudserve made for it alone."""
     ep = api.sdk(api.ml.online_endpoints.get, endpoint)
     deployments = _endpoints.list_deployments(api, endpoint)
     by_variant = {(d.tags or {}).get(_endpoints.TAG_VARIANT, n): d for n, d in deployments.items()}
@@ -95,14 +78,17 @@ def delete_variant(api: AzureApi, endpoint: str, variant: str) -> Endpoint:
     if dep is None:
         raise NotFound(f"{endpoint} has no variant {variant!r}", provider=PROVIDER)
     traffic = {k.lower(): int(v) for k, v in (ep.traffic or {}).items()}
-    mirror = {k.lower(): int(v) for k, v in (getattr(ep, "mirror_traffic", None) or {}).items()}
-    share = traffic.get(dep.name.lower(), 0) + mirror.get(dep.name.lower(), 0)
+    share = traffic.get(dep.name.lower(), 0)
     if share:
         raise InvalidRequest(
             f"variant {variant} of {endpoint} still takes {share}% of the traffic;"
             " set_traffic it to 0 first",
             provider=PROVIDER,
         )
+    mirror = _shadow.mirror_of(ep)
+    if dep.name.lower() in mirror:  # a shadow: mirroring to it ends before it goes
+        ep.mirror_traffic = {k: v for k, v in mirror.items() if k != dep.name.lower()}
+        api.lro(api.ml.online_endpoints.begin_create_or_update, ep)
     _endpoints.delete_deployment(api, endpoint, dep)
     api.scoring_targets.pop(endpoint, None)
     return _endpoints.get_endpoint(api, endpoint)

@@ -48,7 +48,28 @@ def validate_deploy(cfg: AzureMLConfig, spec: DeploySpec, target: str | None = N
     if spec.model.artifact is None:
         raise _bad("Azure ML needs a model artifact to register, also on the container route")
     instance_type(spec.compute)
-    pkg.container_image(spec.model, cfg.serving_image, target)  # no route: refused here
+    image = pkg.container_image(spec.model, cfg.serving_image, target)  # no route: refused here
+    if spec.shadow:
+        _validate_shadow(spec, image)
+
+
+#: Azure's cap on an endpoint's mirrored traffic, in total (safe rollout: "mirror traffic")
+MAX_MIRROR = 50
+
+
+def _validate_shadow(spec: DeploySpec, image: str | None) -> None:
+    """What Azure's ``mirror_traffic`` allows, and what cloudserve's shadow report needs."""
+    if spec.shadow > MAX_MIRROR:
+        raise _bad(
+            f"shadow={spec.shadow}: Azure mirrors at most {MAX_MIRROR}% of an endpoint's"
+            " traffic (mirror_traffic)"
+        )
+    if image:
+        raise _bad(
+            "shadow: the shadow report reads the request log cloudserve's score.py writes; a"
+            f" variant served by an image ({image}) writes none — deploy it with the framework"
+            " route (no image, no serving_image for this model)"
+        )
 
 
 def validate_batch(cfg: AzureMLConfig, spec: BatchSpec) -> None:

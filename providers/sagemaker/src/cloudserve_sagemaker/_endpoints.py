@@ -227,6 +227,12 @@ def check_shadow(api: Api, spec: DeploySpec, current: dict[str, Any] | None) -> 
                 " variant to 100 and delete the others first)",
                 provider=api.name,
             )
+        if any("ServerlessConfig" in r for r in config["ProductionVariants"]):
+            raise InvalidRequest(
+                f"endpoint {spec.endpoint} is serverless; cloudserve mirrors to a shadow from"
+                " instance-backed variants only",
+                provider=api.name,
+            )
     elif shadows and spec.traffic < 100 and spec.variant_name not in shadows:
         raise InvalidRequest(
             f"endpoint {spec.endpoint} has the shadow variant {shadows[0]}; SageMaker holds one"

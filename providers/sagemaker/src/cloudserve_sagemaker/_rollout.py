@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
-from cloudserve.packed import pack, unpack
+from cloudserve.packed import TaggedState, pack
 from cloudserve.resources import Endpoint
 from cloudserve_sagemaker import _endpoints as endpoints
 from cloudserve_sagemaker._api import Api
@@ -44,15 +44,16 @@ __all__ = [
     "put_state",
 ]
 
-PREFIX = "cloudserve:rollout:"
-COUNT_TAG = PREFIX + "n"
-MAX_TAGS = 50
-MAX_VALUE = 256
+STATE = TaggedState("cloudserve:rollout:", cloud="SageMaker")
+PREFIX = STATE.prefix
+COUNT_TAG = STATE.count_tag
+MAX_TAGS = STATE.max_tags
+MAX_VALUE = STATE.width
 
 
 def is_state_tag(key: str) -> bool:
     """Whether a tag is one of the rollout state's (hidden from ``Endpoint.tags``)."""
-    return key.startswith(PREFIX)
+    return STATE.owns(key)
 
 
 def encode(state: dict[str, Any]) -> list[str]:
@@ -62,15 +63,10 @@ def encode(state: dict[str, Any]) -> list[str]:
 
 def decode(tags: dict[str, str]) -> dict[str, Any] | None:
     """The state the tags hold, or ``None`` (no count tag: no rollout in progress)."""
-    if COUNT_TAG not in tags:
-        return None
     try:
-        return unpack([tags[f"{PREFIX}{i:02d}"] for i in range(int(tags[COUNT_TAG]))])
-    except (KeyError, ValueError) as exc:
-        raise OperationFailed(
-            f"the rollout state in the endpoint's tags ({PREFIX}*) is damaged: {exc}",
-            provider="sagemaker",
-        ) from exc
+        return STATE.read(tags)
+    except ValueError as exc:
+        raise OperationFailed(f"the rollout state {exc}", provider="sagemaker") from exc
 
 
 def _arn_and_tags(api: Api, endpoint: str) -> tuple[str, dict[str, str]]:
@@ -88,23 +84,15 @@ def put_state(api: Api, endpoint: str, state: dict[str, Any] | None) -> None:
     itself (config, traffic) is not touched."""
     arn, tags = _arn_and_tags(api, endpoint)
     old = {k for k in tags if is_state_tag(k)}
-    chunks = encode(state) if state is not None else []
-    if chunks:
-        user = [k for k in tags if not is_state_tag(k) and not k.startswith("aws:")]
-        room = MAX_TAGS - len(user) - 1
-        if len(chunks) > room:
-            raise OperationFailed(
-                f"the rollout state needs {len(chunks)} tags of {MAX_VALUE} characters and"
-                f" {endpoint} has room for {max(room, 0)} (SageMaker allows {MAX_TAGS} tags a"
-                " resource)",
-                provider=api.name,
-            )
-        new = {COUNT_TAG: str(len(chunks))}
-        new.update({f"{PREFIX}{i:02d}": c for i, c in enumerate(chunks)})
-        changed = [{"Key": k, "Value": v} for k, v in new.items() if tags.get(k) != v]
-        if changed:
-            api.sm("add_tags", ResourceArn=arn, Tags=changed)
-        old -= set(new)
+    user = [k for k in tags if not is_state_tag(k) and not k.startswith("aws:")]
+    try:
+        new = STATE.tags_for(state, other_tags=len(user), resource=endpoint)
+    except ValueError as exc:
+        raise OperationFailed(f"the rollout state {exc}", provider=api.name) from None
+    changed = [{"Key": k, "Value": v} for k, v in new.items() if tags.get(k) != v]
+    if changed:
+        api.sm("add_tags", ResourceArn=arn, Tags=changed)
+    old -= set(new)
     if old:
         api.sm("delete_tags", ResourceArn=arn, TagKeys=sorted(old))
 

@@ -13,6 +13,7 @@ HTTP, intercepted in-process by ``responses``::
         fake.batch_deployments("csb-churn")      # batch deployment settings
         fake.job("sweep-1"); fake.child_jobs("sweep-1")   # jobs and sweep trials
         fake.retail_prices.set_price("Standard_DS3_v2", 0.31)   # the Retail Prices API
+        fake.settle_mirror(); fake.rejected()    # mirrored copies scored; refused changes
 
 Why ``responses`` and not a local HTTP server: azure-core's bearer-token policy refuses
 non-HTTPS URLs and MLClient builds its ARM, run-history and scoring URLs from Azure's public
@@ -141,6 +142,7 @@ class FakeAzureML:
 
     def stop(self) -> None:
         """Stop intercepting and drop temporary files (idempotent)."""
+        self.service.close()
         if self._mock is not None:
             self._mock.stop()
             self._mock.reset()
@@ -331,6 +333,17 @@ class FakeAzureML:
         """The fake Azure Retail Prices API: its items, ``page_size``, ``set_price``,
         ``remove`` and the ``queries`` it answered (injected faults apply to it too)."""
         return self.service.prices
+
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """(method, url, why) of every change the fake refused with a 400 (a fake that accepts
+        what Azure refuses is a bug; a test can assert nothing else was refused)."""
+        with self.service.lock:
+            return list(self.service.rejected)
+
+    def settle_mirror(self, timeout: float = 30.0) -> None:
+        """Wait until the mirrored copies of the requests answered so far are scored (the
+        fake scores them off the caller's path, as Azure does)."""
+        self.service.settle_mirror(timeout)
 
     def requests_made(self) -> list[tuple[str, str]]:
         """(method, url) of every request the fake saw, in order."""

@@ -212,29 +212,41 @@ class RuntimeContainer:
     """The container route: cloudserve's runtime image serving the model Azure mounted.
 
     ``load_model`` is the fake's model loader (cloudserve's serving runtime by default); the
-    model folder is resolved under ``AZUREML_MODEL_DIR`` as the runtime image resolves it.
+    model under ``AZUREML_MODEL_DIR`` is found with the runtime image's own
+    ``resolve_azureml_model_dir`` (the folder of a folder model).
     """
 
     def __init__(self, model_dir: Path, load_model: Callable[[Path], Any] | None):
+        from cloudserve.serving._location import resolve_azureml_model_dir
+
         if load_model is None:
             from cloudserve.serving import load_model as runtime_load
 
             load_model = runtime_load
-        entries = [p for p in model_dir.iterdir() if not p.name.startswith(".")]
-        folder = entries[0] if len(entries) == 1 and entries[0].is_dir() else model_dir
-        self.model = load_model(folder)
+        self.model = load_model(resolve_azureml_model_dir(model_dir))
 
     def score(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        """One ``/score`` request: JSON ``instances`` in, ``predictions`` out, bad input → 400."""
+        """One ``/score`` request as the runtime answers it: JSON ``instances`` in,
+        ``predictions`` out; the caller's bad input → 400 naming it, the model's own failure →
+        500 (the runtime's ``_failure``: ``InvalidRequest`` is the caller's, anything else the
+        model's)."""
+        from cloudserve.errors import InvalidRequest
+
         json_type = {"Content-Type": "application/json"}
         try:
             payload = json.loads(body or b"{}")
             instances = payload.get("instances") if isinstance(payload, dict) else payload
             if not isinstance(instances, list):
-                raise ValueError("the body needs an 'instances' list")
+                raise InvalidRequest("the body needs an 'instances' list")
             outputs = self.model.predict(instances)
-        except Exception as exc:  # the runtime answers bad input with a 400 naming it
+        except (InvalidRequest, ValueError) as exc:  # ValueError: the body is not JSON
             return 400, json_type, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+        except Exception:
+            doc = {
+                "error": "the model failed on this request; the server log has the details",
+                "code": "model_error",
+            }
+            return 500, json_type, json.dumps(doc).encode()
         if hasattr(outputs, "tolist"):
             outputs = outputs.tolist()
         return 200, json_type, json.dumps({"predictions": outputs}, default=_plain).encode()

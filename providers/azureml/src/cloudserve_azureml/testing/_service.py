@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,6 +151,11 @@ class FakeAzureMLService:
         self.faults = Faults()
         self.scoring: list[ScoringRecord] = []
         self.requests: list[tuple[str, str]] = []
+        self.rejected: list[tuple[str, str, str]] = []  # (method, url, why) of refused changes
+        self._mirror_pool: ThreadPoolExecutor | None = None
+        self._mirroring: set[Future[Response]] = set()
+        # (deployment key, collection) → (blob path, when, record): the collector's open batch
+        self._batches: dict[tuple[str, str], tuple[str, float, dict[str, Any]]] = {}
         self.rng = random.Random(seed)
         self.workdir: Path | None = None
         self._containers: dict[str, Any] = {}
@@ -311,7 +317,14 @@ class FakeAzureMLService:
                     return 403, {"x-ms-error-code": "KeyBasedAuthenticationNotPermitted"}, b""
                 return self.blobs.handle(method, url, headers, body)
             if url.startswith(ARM):
-                return self._arm(method, url, headers, body)
+                answer = self._arm(method, url, headers, body)
+                if method != "GET" and answer[0] == 400:
+                    try:
+                        why = json.loads(answer[2]).get("error", {}).get("message", "")
+                    except ValueError:
+                        why = str(answer[2])[:300]
+                    self.rejected.append((method, url, why))
+                return answer
         return arm_error(404, "NotFound", f"the fake does not serve {method} {url}")
 
     def _consume_fault(self, url: str) -> Any:
@@ -488,6 +501,9 @@ class FakeAzureMLService:
             total = sum(int(v) for v in traffic.values())
             if traffic and total not in (0, 100):
                 return arm_error(400, "BadArgument", f"traffic must sum to 100, got {total}")
+            why = mirror_error(traffic, props.get("mirrorTraffic") or {}, deployments)
+            if why is not None:
+                return arm_error(400, "BadArgument", why)
         if kind in ("onlineendpoints/deployments", "batchendpoints/deployments"):
             parent = key.rsplit("/", 2)[0]
             if self.get(parent) is None:
@@ -531,6 +547,11 @@ class FakeAzureMLService:
             res.setdefault("location", self.location)
         elif kind == "onlineendpoints/deployments":
             props.setdefault("scaleSettings", {"scaleType": "Default"})
+            # ARM answers enums in their canonical case (the SDK sends "enabled", reads "Enabled")
+            for coll in ((props.get("dataCollector") or {}).get("collections") or {}).values():
+                mode = str(coll.get("dataCollectionMode", "")).lower()
+                if mode in ("enabled", "disabled"):
+                    coll["dataCollectionMode"] = mode.capitalize()
             props.setdefault("endpointComputeType", "Managed")
             res.setdefault("location", self.location)
             res.setdefault("sku", {"name": "Default", "capacity": 1})
@@ -824,14 +845,27 @@ class FakeAzureMLService:
             auth = headers.get("Authorization", "")
             if auth not in (f"Bearer {primary}", f"Bearer {secondary}"):
                 return _json(401, {"message": "key is missing or invalid"})
-            deployment = self._route(key, headers.get("azureml-model-deployment"))
+            named = headers.get("azureml-model-deployment")
+            deployment = self._route(key, named)
             if deployment is None:
                 return _json(
                     404, {"message": "no deployment takes traffic or the named one is missing"}
                 )
             dep_key = f"{key}/deployments/{deployment}"
+            # only requests that name no deployment are mirrored
+            mirror = None if named else self._mirror_target(key)
+        status, out_headers, out = self._answer(name, deployment, dep_key, headers, body)
+        if mirror is not None:
+            self._send_mirror(name, mirror, f"{key}/deployments/{mirror}", headers, body)
+        return status, {**out_headers, "azureml-model-deployment": deployment}, out
+
+    def _answer(
+        self, name: str, deployment: str, dep_key: str, headers: Any, body: bytes
+    ) -> Response:
+        """One deployment's answer to a scoring request, counted for Azure Monitor."""
         start = time.perf_counter()
         failing = self._deployment_fault(deployment)
+        out: bytes | str
         if failing:
             status, out_headers, out = (
                 424,
@@ -847,7 +881,46 @@ class FakeAzureMLService:
         latency = (time.perf_counter() - start) * 1000
         with self.lock:
             self.scoring.append(ScoringRecord(self.clock(), name, deployment, status, latency))
-        return status, {**out_headers, "azureml-model-deployment": deployment}, out
+        return status, out_headers, out
+
+    def _mirror_target(self, key: str) -> str | None:
+        """The deployment this request is also sent to: the endpoint's mirror deployment, drawn
+        with its share (called under the lock)."""
+        mirror = self.resources[key]["properties"].get("mirrorTraffic") or {}
+        deps = {d["name"].lower(): d["name"] for d in self.children(key + "/deployments")}
+        for dep, share in mirror.items():
+            if int(share) and self.rng.random() * 100 < int(share) and dep.lower() in deps:
+                return deps[dep.lower()]
+        return None
+
+    def _send_mirror(self, name: str, dep: str, dep_key: str, headers: Any, body: bytes) -> None:
+        """Score a copy of the request on the mirror deployment, off the caller's path; its
+        answer is discarded (``settle_mirror`` waits for the copies in flight)."""
+        copy = dict(headers.items())
+        with self.lock:
+            if self._mirror_pool is None:
+                self._mirror_pool = ThreadPoolExecutor(4, "fake-azureml-mirror")
+            future = self._mirror_pool.submit(self._answer, name, dep, dep_key, copy, body)
+            self._mirroring.add(future)
+        future.add_done_callback(self._mirrored)
+
+    def _mirrored(self, future: Future[Response]) -> None:
+        with self.lock:
+            self._mirroring.discard(future)
+
+    def settle_mirror(self, timeout: float = 30.0) -> None:
+        """Wait until every mirrored copy sent so far has been scored."""
+        with self.lock:
+            pending = list(self._mirroring)
+        if pending:
+            wait(pending, timeout=timeout)
+
+    def close(self) -> None:
+        """Finish the mirrored copies in flight and stop their threads."""
+        with self.lock:
+            pool, self._mirror_pool = self._mirror_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _deployment_fault(self, deployment: str) -> bool:
         """Apply an injected per-deployment fault: sleep its added latency; ``True`` when this
@@ -944,7 +1017,9 @@ class FakeAzureMLService:
     def _collector_sink(self, dep_key: str) -> Callable[[str, list[dict[str, Any]]], None]:
         """Where the deployment's ``Collector(name).collect(df)`` calls write: a JSON Lines blob
         under ``modelDataCollector/ENDPOINT/DEPLOYMENT/NAME/yyyy/MM/dd/HH/``, records in
-        ``"data"`` — only for a collection the deployment's data collector enables."""
+        ``"data"`` — only for a collection the deployment's data collector enables. As Azure's
+        collector does, calls that come within a second of each other (on the fake's clock) are
+        batched into one JSON object, their records together in its ``"data"``."""
 
         def write(name: str, records: list[dict[str, Any]]) -> None:
             with self.lock:
@@ -956,15 +1031,26 @@ class FakeAzureMLService:
                 mode = str(wanted.get("dataCollectionMode", wanted.get("enabled", ""))).lower()
                 if mode not in ("enabled", "true"):
                     return
-                stamp = datetime.now(timezone.utc)
-                path = (
-                    f"modelDataCollector/{dep_key.split('/')[1]}/{dep['name']}/{name}/"
-                    f"{stamp:%Y/%m/%d/%H}/{uuid.uuid4().hex}.jsonl"
-                )
-                line = json.dumps(
-                    {"specversion": "1.0", "time": stamp.isoformat(), "data": records}
-                )
-                self.blobs.put(self.storage_account, self.container, path, (line + "\n").encode())
+                now = self.clock()
+                batch = self._batches.get((dep_key, name))
+                if batch is not None and now - batch[1] < 1.0:
+                    path, _, record = batch
+                    record["data"].extend(records)
+                else:
+                    stamp = datetime.fromtimestamp(now, timezone.utc)
+                    path = (
+                        f"modelDataCollector/{dep_key.split('/')[1]}/{dep['name']}/{name}/"
+                        f"{stamp:%Y/%m/%d/%H}/{uuid.uuid4().hex}.jsonl"
+                    )
+                    record = {
+                        "specversion": "1.0",
+                        "time": stamp.isoformat(),
+                        "correlationid": uuid.uuid4().hex,
+                        "data": list(records),
+                    }
+                    self._batches[(dep_key, name)] = (path, now, record)
+                line = json.dumps(record) + "\n"
+                self.blobs.put(self.storage_account, self.container, path, line.encode())
 
         return write
 
@@ -985,6 +1071,34 @@ class FakeAzureMLService:
 #: Azure Resource Manager's tag limits: 50 tags a resource, a name up to 512 characters and a
 #: value up to 256 (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations)
 MAX_TAGS, MAX_TAG_NAME, MAX_TAG_VALUE = 50, 512, 256
+
+
+#: Azure's cap on an endpoint's mirrored traffic, in total
+MAX_MIRROR = 50
+
+
+def mirror_error(
+    traffic: dict[str, Any], mirror: dict[str, Any], deployments: set[str]
+) -> str | None:
+    """Why Azure refuses an endpoint's ``mirrorTraffic``, or ``None`` (safe rollout, "Test the
+    deployment with mirrored traffic": one deployment at most 50 %, live or mirrored not both;
+    https://learn.microsoft.com/azure/machine-learning/how-to-safely-rollout-online-endpoints)."""
+    unknown = [n for n in mirror if n.lower() not in deployments]
+    if unknown:
+        return f"mirror traffic names deployments that do not exist: {unknown}"
+    shares = {n.lower(): int(v) for n, v in mirror.items()}
+    if any(v < 0 or v > 100 for v in shares.values()):
+        return f"mirror traffic values are percentages: {mirror}"
+    if sum(shares.values()) > MAX_MIRROR:
+        return f"mirror traffic must sum to at most {MAX_MIRROR}, got {sum(shares.values())}"
+    mirrored = [n for n, v in shares.items() if v]
+    if len(mirrored) > 1:
+        return f"traffic can be mirrored to one deployment only, not {mirrored}"
+    live = {n.lower() for n, v in traffic.items() if int(v)}
+    both = [n for n in mirrored if n in live]
+    if both:
+        return f"a deployment takes live or mirrored traffic, not both: {both}"
+    return None
 
 
 def tag_error(tags: dict[str, Any]) -> str | None:

@@ -252,9 +252,7 @@ class FakeVertex:
         evenly spread, every ``1/error_rate``-th answer — and add ``latency_ms`` to the latency
         of each of its answers in the ``prediction_latencies`` series (the answer itself is not
         delayed: time in the series is the fake's clock)."""
-        if not 0 <= error_rate <= 1 or latency_ms < 0:
-            raise ValueError("error_rate is a fraction in 0..1 and latency_ms is not negative")
-        from cloudserve_vertex.testing._service import Degradation
+        from cloudserve.testing.fakes import Degradation
 
         with self.service.lock:
             self.service.degraded[deployed_model] = Degradation(error_rate, latency_ms)

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from cloudserve.testing.fakes import Degradation
 from cloudserve_vertex.testing._batch import number, run_batch
 from cloudserve_vertex.testing._bigquery import FakeBigQuery
 from cloudserve_vertex.testing._billing import FakeBillingCatalog
@@ -79,22 +80,6 @@ class Operation:
         if self.done:
             out.update(self.result)
         return out
-
-
-@dataclass
-class Degradation:
-    """An injected fault of one deployed model: every ``1/error_rate``-th answer fails with
-    500 (spread evenly, so a window sees the rate), and ``latency_ms`` is added to each
-    answer's latency in the published time series."""
-
-    error_rate: float = 0.0
-    latency_ms: float = 0.0
-    answered: int = 0
-
-    def fails_next(self) -> bool:
-        n = self.answered
-        self.answered += 1
-        return int((n + 1) * self.error_rate) > int(n * self.error_rate)
 
 
 @dataclass
