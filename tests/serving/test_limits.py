@@ -279,3 +279,45 @@ def test_what_the_model_loaded_is_frozen_out_of_the_collector(custom_dir: Path):
         assert srv.app.model is not None
         assert gc.get_freeze_count() > 0
     gc.unfreeze()
+
+
+def test_shed_on_arrival_by_the_age_of_the_requests_in_hand(custom_dir: Path):
+    """Admitted requests waiting past the limit (on anything: the loop, the batcher, the
+    model) make the server refuse a share of new ones growing with the age; never while no
+    more than a batch is in hand."""
+    with BackgroundServer(custom_dir, max_queue_ms=20, max_batch_size=4) as srv:
+        batcher = srv.app.batcher
+        assert batcher.overloaded(in_progress=10, oldest_s=0.01) is None
+        assert batcher.overloaded(in_progress=4, oldest_s=5.0) is None  # a batch's worth
+        assert batcher.overloaded(in_progress=10, oldest_s=0.5) == 1  # far past: all refused
+        # 1.5x the limit: about half refused (bounds ~10 standard deviations wide)
+        refused = sum(
+            batcher.overloaded(in_progress=10, oldest_s=0.03) is not None for _ in range(400)
+        )
+        assert 100 < refused < 300, refused
+
+
+def test_the_http_layer_tells_admission_how_long_received_requests_have_waited(
+    slow_recording: Path,
+):
+    with BackgroundServer(slow_recording, max_batch_size=1, max_queue_ms=20) as srv:
+        seen, batcher = srv.app.model.predictor.seen, srv.app.batcher
+        asked: list[tuple[int, float]] = []
+        decide = batcher.overloaded
+
+        def recording(in_progress: int = 0, oldest_s: float = 0.0) -> int | None:
+            asked.append((in_progress, oldest_s))
+            return decide(in_progress, oldest_s)
+
+        batcher.overloaded = recording  # type: ignore[method-assign]
+        first = send_raw(srv.url, [1, 0])
+        wait_until(lambda: seen == [1])  # 1 s in the model
+        queued = [send_raw(srv.url, [i, 0]) for i in (2, 3)]
+        wait_until(lambda: batcher.depth == 2)
+        time.sleep(0.3)
+        last = send_raw(srv.url, [4, 0])
+        answers = [read_response(s) for s in (first, *queued, last)]
+    in_progress, oldest = asked[-1]
+    assert in_progress == 3 and oldest >= 0.3, asked
+    # the wait was the batch in the model: nothing was refused for it
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers), answers

@@ -188,8 +188,11 @@ class ServingApp:
 
     # -- admission on arrival (called by the HTTP protocol once a request's headers are in) ---
 
-    def admit(self, url: bytes, in_progress: int = 0) -> bytes | None:
+    def admit(self, url: bytes, in_progress: int = 0, oldest_s: float = 0.0) -> bytes | None:
         """``None`` to admit the request; else the whole 503 answer to send instead.
+
+        ``in_progress`` and ``oldest_s`` are the HTTP layer's count of requests in hand and the
+        age of the oldest fully received one (see :meth:`Batcher.overloaded`).
 
         Only predict routes are shed, and only while the batcher reports overload; the answer is
         pre-encoded so refusing costs no body read, no decode and no ASGI task.
@@ -197,7 +200,7 @@ class ServingApp:
         batcher = self.batcher
         if batcher is None:
             return None
-        retry_after = batcher.overloaded(in_progress)
+        retry_after = batcher.overloaded(in_progress, oldest_s)
         if retry_after is None or not self._is_predict(url):
             return None
         self.metrics.shed.inc()
@@ -289,7 +292,7 @@ class ServingApp:
             )
         except Exception as exc:  # the server never dies of a request
             status, body, headers = self._failure(exc)
-        respond = scope.get("extensions", {}).get("cloudserve.respond")
+        respond = scope.get("extensions", {}).get("cloudserve", {}).get("respond")
         if respond is not None:  # cloudserve's own protocol: one write (see _http.py)
             respond(status, headers, body)
         else:
@@ -462,7 +465,7 @@ class ServingApp:
         parameters: dict[str, Any],
     ) -> list[Any]:
         assert self.batcher is not None
-        transport = scope.get("extensions", {}).get("cloudserve.transport")
+        transport = scope.get("extensions", {}).get("cloudserve", {}).get("transport")
         if self.cache is None:
             return model.finish(await self.batcher.submit(rows, parameters, transport))
         key = cache_key(model.name, model.version, instances, parameters)

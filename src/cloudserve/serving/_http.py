@@ -8,14 +8,16 @@ uvicorn parses and dispatches; this subclass adds what it leaves open:
   connection's deadline, so a request costs one float store per state, not a timer each;
 - a **header size limit**: past ``max_header_bytes`` the request gets 431 before any route, auth
   or body handling, and the connection is closed without buffering the rest;
-- **shedding on arrival**: when the headers are in, the app's ``admit(path, in_progress)`` may
-  answer at once
-  (503 + Retry-After, pre-encoded) so an overloaded server spends no time on the body, the ASGI
-  task or the decoder of a request it would refuse anyway;
+- **shedding on arrival**: when the headers are in, the app's
+  ``admit(path, in_progress, oldest_s)`` may answer at once (503 + Retry-After, pre-encoded) so
+  an overloaded server spends no time on the body, the ASGI task or the decoder of a request it
+  would refuse anyway. ``in_progress`` counts the requests the app is reading or answering,
+  ``oldest_s`` is how long the oldest fully received one has been waiting for its answer (the
+  server's own queue age, whatever it waits on: the batcher, the model, or the event loop);
 - **disconnect tracking**: the scope carries the transport under
-  ``scope["extensions"]["cloudserve.transport"]`` so the batcher can drop a request whose client
+  ``scope["extensions"]["cloudserve"]["transport"]`` so the batcher can drop a request whose client
   left before the model runs;
-- **one write per answer**: ``scope["extensions"]["cloudserve.respond"](status, headers, body)``
+- **one write per answer**: ``scope["extensions"]["cloudserve"]["respond"](status, headers, body)``
   sends a complete response (status line, headers, ``content-length``, body) in one
   ``transport.write`` instead of uvicorn's two ASGI ``send`` calls and two writes;
 - **graceful drain**: on shutdown an idle keep-alive connection is given ``DRAIN_GRACE_S`` to send
@@ -26,6 +28,7 @@ uvicorn parses and dispatches; this subclass adds what it leaves open:
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import weakref
 from collections.abc import Callable
@@ -59,7 +62,7 @@ class _Limits:
         header_timeout_s: float,
         body_timeout_s: float,
         max_header_bytes: int,
-        admit: Callable[[bytes, int], bytes | None] | None,
+        admit: Callable[[bytes, int, float], bytes | None] | None,
     ):
         self.timeouts = {
             _IDLE: idle_timeout_s,
@@ -69,6 +72,9 @@ class _Limits:
         }
         self.max_header_bytes = max_header_bytes
         self.in_hand = 0  # connections whose request the app is reading or answering
+        # (since, connection) in the order their requests were fully received; an entry is
+        # stale once that connection's ``received`` moved on (see ``oldest``)
+        self.received: collections.deque[tuple[float, ServingProtocol]] = collections.deque()
         self.admit = admit
         self.too_large = _answer(
             b"431 Request Header Fields Too Large",
@@ -78,6 +84,16 @@ class _Limits:
         self.connections: weakref.WeakSet[ServingProtocol] = weakref.WeakSet()
         self._sweeping: asyncio.TimerHandle | None = None
         self.period = max(0.05, min(1.0, min(self.timeouts.values()) / 4))
+
+    def oldest(self, now: float) -> float:
+        """Seconds the oldest fully received, unanswered request has waited (0.0: none)."""
+        received = self.received
+        while received:
+            since, conn = received[0]
+            if conn.received == since and conn.state == _BUSY:
+                return now - since
+            received.popleft()
+        return 0.0
 
     def track(self, conn: ServingProtocol) -> None:
         self.connections.add(conn)
@@ -103,6 +119,7 @@ class ServingProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.state = _IDLE
         self.deadline: float | None = None
+        self.received = 0.0  # when the request in hand was fully received
         self._head_bytes = 0
         self._shed = False
         self._draining = False
@@ -128,10 +145,9 @@ class ServingProtocol(HttpToolsProtocol):
         self.limits.connections.discard(self)
         super().connection_lost(exc)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self.state == _LINGER:
             self.transport.close()
-        return None
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -171,7 +187,9 @@ class ServingProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {"cloudserve.transport": self.transport}
+        # one extension entry, a dict as ASGI wants extension values to be
+        self._ext: dict[object, object] = {"transport": self.transport}
+        self.scope["extensions"] = {"cloudserve": self._ext}
         self._enter(_HEAD)
 
     def on_headers_complete(self) -> None:
@@ -184,7 +202,7 @@ class ServingProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         admit = self.limits.admit
         if admit is not None and (self.cycle is None or self.cycle.response_complete):
-            answer = admit(self.url, self.limits.in_hand)
+            answer = admit(self.url, self.limits.in_hand, self.limits.oldest(self.loop.time()))
             if answer is not None:
                 self._shed = True
                 self._enter(_BODY)
@@ -193,9 +211,7 @@ class ServingProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._draining:
             self.cycle.keep_alive = False
-        self.scope["extensions"]["cloudserve.respond"] = functools.partial(
-            self._respond, self.cycle
-        )
+        self._ext["respond"] = functools.partial(self._respond, self.cycle)
         self._enter(_BODY)
 
     def _respond(
@@ -238,6 +254,9 @@ class ServingProtocol(HttpToolsProtocol):
             return
         answered = self.cycle is not None and self.cycle.response_complete  # e.g. an early 413
         self._enter(_IDLE if answered else _BUSY)
+        if not answered and self.limits.admit is not None:  # only admission reads the ages
+            self.received = self.loop.time()
+            self.limits.received.append((self.received, self))
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -262,7 +281,7 @@ def make_protocol(
     header_timeout_s: float,
     body_timeout_s: float,
     max_header_bytes: int,
-    admit: Callable[[bytes, int], bytes | None] | None = None,
+    admit: Callable[[bytes, int, float], bytes | None] | None = None,
 ) -> type[ServingProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
     limits = _Limits(

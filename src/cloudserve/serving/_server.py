@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -50,7 +51,8 @@ def _config(app: ServingApp, settings: ServerSettings) -> uvicorn.Config:
         server_header=False,
         log_config=None,  # uvicorn's lines go through the root logger: one format, timestamps
         log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.drain_timeout_s,
+        # uvicorn takes whole seconds here; rounding up never cuts a drain short
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         timeout_keep_alive=settings.idle_timeout_s,  # type: ignore[arg-type]
         backlog=2048,
     )
