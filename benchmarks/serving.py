@@ -377,6 +377,11 @@ CEILING_SAME_STACK = textwrap.dedent(
     http = make_protocol(idle_timeout_s=s.idle_timeout_s, header_timeout_s=s.header_timeout_s,
                          body_timeout_s=s.body_timeout_s, max_header_bytes=s.max_header_bytes) \\
         if same else "httptools"
+    # as cloudserve's server does once its model is loaded: move the imports out of the
+    # collector's way (without it this app's full collections walk them: c=16 p99 ~13 ms)
+    import gc
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http=http,
                 lifespan="off", access_log=False, log_level="warning", proxy_headers=False,
                 server_header=not same)
