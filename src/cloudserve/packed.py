@@ -14,6 +14,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from cloudserve.errors import OperationFailed
+
 __all__ = ["TaggedState", "pack", "unpack"]
 
 
@@ -39,11 +41,22 @@ class TaggedState:
     """A JSON object kept in a resource's tags: ``PREFIX00``, ``PREFIX01`` … hold the pieces of
     :func:`pack` and ``PREFIXn`` their count (no count tag: no state).
 
-    ``cloud`` names the service in messages; ``max_tags`` is its tags-per-resource limit.
+    ``what`` names the state and ``provider`` the provider in errors (``OperationFailed``);
+    ``cloud`` names the service and ``max_tags`` its tags-per-resource limit.
     """
 
-    def __init__(self, prefix: str, *, cloud: str, width: int = 256, max_tags: int = 50):
-        self.prefix, self.cloud, self.width, self.max_tags = prefix, cloud, width, max_tags
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        what: str,
+        provider: str,
+        cloud: str,
+        width: int = 256,
+        max_tags: int = 50,
+    ):
+        self.prefix, self.what, self.provider = prefix, what, provider
+        self.cloud, self.width, self.max_tags = cloud, width, max_tags
         self.count_tag = prefix + "n"
 
     def owns(self, key: str) -> bool:
@@ -51,30 +64,33 @@ class TaggedState:
         return key.startswith(self.prefix)
 
     def read(self, tags: dict[str, str]) -> dict[str, Any] | None:
-        """The state ``tags`` hold, or None; ``ValueError`` naming the tags when damaged (its
-        message reads on from "the … state")."""
+        """The state ``tags`` hold, or None; ``OperationFailed`` naming the tags when damaged."""
         if self.count_tag not in tags:
             return None
         try:
             n = int(tags[self.count_tag])
             return unpack([tags[f"{self.prefix}{i:02d}"] for i in range(n)])
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"in the tags {self.prefix}* is damaged: {exc}") from exc
+            raise OperationFailed(
+                f"the {self.what} in the tags {self.prefix}* is damaged: {exc}",
+                provider=self.provider,
+            ) from exc
 
     def tags_for(
         self, state: dict[str, Any] | None, *, other_tags: int, resource: str
     ) -> dict[str, str]:
-        """The state's tags (empty for None); ``ValueError`` when they do not fit beside the
-        resource's ``other_tags`` (its message reads on from "the … state")."""
+        """The state's tags (empty for None); ``OperationFailed`` when they do not fit beside
+        the resource's ``other_tags``."""
         if state is None:
             return {}
         pieces = pack(state, self.width)
         room = self.max_tags - other_tags - 1
         if len(pieces) > room:
-            raise ValueError(
-                f"needs {len(pieces)} tags of {self.width} characters and {resource}"
-                f" has room for {max(room, 0)} ({self.cloud} allows {self.max_tags} tags a"
-                " resource)"
+            raise OperationFailed(
+                f"the {self.what} needs {len(pieces)} tags of {self.width} characters and"
+                f" {resource} has room for {max(room, 0)} ({self.cloud} allows"
+                f" {self.max_tags} tags a resource)",
+                provider=self.provider,
             )
         return {self.count_tag: str(len(pieces))} | {
             f"{self.prefix}{i:02d}": p for i, p in enumerate(pieces)

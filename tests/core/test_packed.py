@@ -31,18 +31,21 @@ def test_tagged_state_round_trip_and_limits() -> None:
 
     import pytest
 
+    from cloudserve.errors import OperationFailed
     from cloudserve.packed import TaggedState
 
-    st = TaggedState("cs:ro:", cloud="Somecloud", width=16, max_tags=10)
+    st = TaggedState(
+        "cs:ro:", what="rollout state", provider="p", cloud="Somecloud", width=16, max_tags=10
+    )
     state = {"steps": [10, 50, 100], "endpoint": "churn"}
     tags = st.tags_for(state, other_tags=2, resource="ep")
     assert all(st.owns(k) for k in tags) and not st.owns("team")
     assert all(len(v) <= 16 for v in tags.values())
     assert st.read({"team": "x", **tags}) == state
     assert st.read({"team": "x"}) is None and st.tags_for(None, other_tags=9, resource="ep") == {}
-    with pytest.raises(ValueError, match=r"cs:ro:\* is damaged"):
+    with pytest.raises(OperationFailed, match=r"rollout state in the tags cs:ro:\* is damaged"):
         st.read({**tags, "cs:ro:00": "garbage"})
     rng = random.Random(0)
     noisy = {"blob": "".join(rng.choice("abcdefghij") for _ in range(400))}  # does not compress
-    with pytest.raises(ValueError, match=r"has room for 7 \(Somecloud allows 10 tags"):
+    with pytest.raises(OperationFailed, match=r"has room for 7 \(Somecloud allows 10 tags"):
         st.tags_for(noisy, other_tags=2, resource="ep")

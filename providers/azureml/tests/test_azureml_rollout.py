@@ -22,14 +22,18 @@ from azureml_harness import fast_config
 
 import cloudserve as cs
 from cloudserve.client import Client
+from cloudserve.packed import pack
 from cloudserve.testing import make_sklearn_model, sample_rows
 from cloudserve_azureml import AzureMLProvider
 from cloudserve_azureml._packaging import deployment_name
-from cloudserve_azureml._rollout import MAX_VALUE, PREFIX, decode, encode
+from cloudserve_azureml._rollout import STATE
 from cloudserve_azureml.testing import FakeAzureML
 
 EP = "cs-ro"
 START = 1_800_000_000.0  # a whole minute, so each one-minute bake fills one metric grain
+
+MAX_VALUE = STATE.width
+PREFIX = STATE.prefix
 
 
 class TrafficClock:
@@ -121,12 +125,12 @@ def test_bake_below_azure_monitor_grain_is_refused_before_any_request(
 
 def test_state_is_chunked_into_tags_azure_accepts(live: Client, fake: FakeAzureML) -> None:
     big = {"history": [{"n": i, "detail": f"figure {i * 7919 % 10007}"} for i in range(400)]}
-    chunks = encode(big)
+    chunks = pack(big, MAX_VALUE)
     assert len(chunks) > 1 and all(len(c) <= MAX_VALUE for c in chunks)
     live.provider.put_rollout_state(EP, big)
     tags = fake.resource(f"onlineEndpoints/{EP}")["tags"]  # type: ignore[index]
     assert all(len(v) <= MAX_VALUE for v in tags.values())
-    assert live.provider.get_rollout_state(EP) == big == decode(tags)
+    assert live.provider.get_rollout_state(EP) == big == STATE.read(tags)
     assert fake.traffic(EP) == {deployment_name("v1"): 100}  # recording it moved no traffic
     assert not [k for k in live.get_endpoint(EP).tags if k.startswith(PREFIX)]
     live.provider.put_rollout_state(EP, None)

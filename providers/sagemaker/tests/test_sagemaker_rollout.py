@@ -26,13 +26,18 @@ pytest.importorskip("moto", reason="the fake SageMaker is moto in server mode")
 
 import cloudserve as cs
 from cloudserve.client import Client
+from cloudserve.packed import pack
 from cloudserve.testing import make_sklearn_model, sample_rows
 from cloudserve.testing.rollout import SimClock, TrafficClock, kill_while_baking
 from cloudserve_sagemaker import SageMakerProvider
-from cloudserve_sagemaker._rollout import COUNT_TAG, MAX_VALUE, PREFIX, decode, encode
+from cloudserve_sagemaker._rollout import STATE
 from cloudserve_sagemaker.testing import FakeSageMaker
 
 EP = "cs-ro"
+
+COUNT_TAG = STATE.count_tag
+MAX_VALUE = STATE.width
+PREFIX = STATE.prefix
 
 
 @pytest.fixture
@@ -140,12 +145,12 @@ def test_state_round_trips_through_tags_sagemaker_accepts(
     live: Client, fake: FakeSageMaker
 ) -> None:
     big = {"history": [{"n": i, "detail": f"figure {i * 7919 % 10007}"} for i in range(300)]}
-    chunks = encode(big)
+    chunks = pack(big, MAX_VALUE)
     assert 1 < len(chunks) < 40 and all(len(c) <= MAX_VALUE for c in chunks)
     live.provider.put_rollout_state(EP, big)
     tags = endpoint_tags(fake)
     assert tags[COUNT_TAG] == str(len(chunks))
-    assert live.provider.get_rollout_state(EP) == big == decode(tags)
+    assert live.provider.get_rollout_state(EP) == big == STATE.read(tags)
     other = SageMakerProvider(live.provider.config)  # another process reads the same state
     assert other.get_rollout_state(EP) == big
     assert variants(fake) == {"v1": 100.0}  # recording it changed no variant

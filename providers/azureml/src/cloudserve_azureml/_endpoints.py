@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from cloudserve.errors import CloudServeError, InvalidRequest, NotFound, OperationFailed, Timeout
+from cloudserve.packed import TaggedState
 from cloudserve.resources import Endpoint, EndpointStatus, Variant
 from cloudserve.specs import DeploySpec
 from cloudserve.waiting import ProgressCallback
@@ -24,6 +25,11 @@ from cloudserve_azureml._api import PROVIDER, AzureApi
 from cloudserve_azureml._model_registry import delete_if_owned, register
 from cloudserve_azureml._states import endpoint_status
 from cloudserve_azureml._validate import instance_type
+
+#: a rollout's state in the endpoint's tags (see _rollout); hidden from ``Endpoint.tags``
+ROLLOUT_STATE = TaggedState(
+    "cloudserve-rollout-", what="rollout state", provider=PROVIDER, cloud="Azure"
+)
 
 __all__ = [
     "TAG_VARIANT",
@@ -517,7 +523,7 @@ def to_endpoint(ep: Any, deployments: dict[str, Any]) -> Endpoint:
         variants=variants,
         url=ep.scoring_uri,
         # the rollout state's tags are cloudserve's bookkeeping, not the user's tags
-        tags={k: v for k, v in (ep.tags or {}).items() if not k.startswith("cloudserve-rollout-")},
+        tags={k: v for k, v in (ep.tags or {}).items() if not ROLLOUT_STATE.owns(k)},
         raw=ep._to_dict() if hasattr(ep, "_to_dict") else ep,
     )
 

@@ -14,54 +14,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
-from cloudserve.packed import TaggedState, pack
+from cloudserve.errors import InvalidRequest, NotFound
 from cloudserve.resources import Endpoint
 from cloudserve_azureml import _endpoints, _shadow
 from cloudserve_azureml._api import PROVIDER, AzureApi
 
-__all__ = ["delete_variant", "get_state", "is_state_tag", "put_state"]
+__all__ = ["STATE", "delete_variant", "get_state", "put_state"]
 
-STATE = TaggedState("cloudserve-rollout-", cloud="Azure")
-PREFIX = STATE.prefix
-COUNT_TAG = STATE.count_tag
-MAX_TAGS = STATE.max_tags
-MAX_VALUE = STATE.width
-
-
-def is_state_tag(name: str) -> bool:
-    """Whether a tag is one of the rollout state's (hidden from ``Endpoint.tags``)."""
-    return STATE.owns(name)
-
-
-def encode(state: dict[str, Any]) -> list[str]:
-    """The state as tag values of at most 256 characters."""
-    return pack(state, MAX_VALUE)
-
-
-def decode(tags: dict[str, str]) -> dict[str, Any] | None:
-    """The state the tags hold, or ``None`` (no count tag: no rollout in progress)."""
-    try:
-        return STATE.read(tags)
-    except ValueError as exc:
-        raise OperationFailed(f"the rollout state {exc}", provider=PROVIDER) from exc
+STATE = _endpoints.ROLLOUT_STATE
 
 
 def get_state(api: AzureApi, endpoint: str) -> dict[str, Any] | None:
     """The rollout state recorded in ``endpoint``'s tags (``NotFound`` without the endpoint)."""
     ep = api.sdk(api.ml.online_endpoints.get, endpoint)
-    return decode(dict(ep.tags or {}))
+    return STATE.read(dict(ep.tags or {}))
 
 
 def put_state(api: AzureApi, endpoint: str, state: dict[str, Any] | None) -> None:
     """Replace the rollout state in ``endpoint``'s tags (``None`` removes it); one endpoint
     update, which leaves its traffic as it is."""
     ep = api.sdk(api.ml.online_endpoints.get, endpoint)
-    kept = {k: v for k, v in (ep.tags or {}).items() if not is_state_tag(k)}
-    try:
-        kept |= STATE.tags_for(state, other_tags=len(kept), resource=endpoint)
-    except ValueError as exc:
-        raise OperationFailed(f"the rollout state {exc}", provider=PROVIDER) from None
+    kept = {k: v for k, v in (ep.tags or {}).items() if not STATE.owns(k)}
+    kept |= STATE.tags_for(state, other_tags=len(kept), resource=endpoint)
     if kept == dict(ep.tags or {}):
         return
     ep.tags = kept

@@ -26,47 +26,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudserve.errors import InvalidRequest, NotFound, OperationFailed
-from cloudserve.packed import TaggedState, pack
+from cloudserve.errors import InvalidRequest, NotFound
+from cloudserve.packed import TaggedState
 from cloudserve.resources import Endpoint
 from cloudserve_sagemaker import _endpoints as endpoints
 from cloudserve_sagemaker._api import Api
 
-__all__ = [
-    "MAX_TAGS",
-    "MAX_VALUE",
-    "PREFIX",
-    "decode",
-    "delete_variant",
-    "encode",
-    "get_state",
-    "is_state_tag",
-    "put_state",
-]
+__all__ = ["STATE", "delete_variant", "get_state", "put_state"]
 
-STATE = TaggedState("cloudserve:rollout:", cloud="SageMaker")
-PREFIX = STATE.prefix
-COUNT_TAG = STATE.count_tag
-MAX_TAGS = STATE.max_tags
-MAX_VALUE = STATE.width
-
-
-def is_state_tag(key: str) -> bool:
-    """Whether a tag is one of the rollout state's (hidden from ``Endpoint.tags``)."""
-    return STATE.owns(key)
-
-
-def encode(state: dict[str, Any]) -> list[str]:
-    """The state as tag values of at most 256 characters."""
-    return pack(state, MAX_VALUE)
-
-
-def decode(tags: dict[str, str]) -> dict[str, Any] | None:
-    """The state the tags hold, or ``None`` (no count tag: no rollout in progress)."""
-    try:
-        return STATE.read(tags)
-    except ValueError as exc:
-        raise OperationFailed(f"the rollout state {exc}", provider="sagemaker") from exc
+#: the rollout state in the endpoint's tags (hidden from ``Endpoint.tags``)
+STATE = TaggedState(
+    "cloudserve:rollout:", what="rollout state", provider="sagemaker", cloud="SageMaker"
+)
 
 
 def _arn_and_tags(api: Api, endpoint: str) -> tuple[str, dict[str, str]]:
@@ -76,19 +47,16 @@ def _arn_and_tags(api: Api, endpoint: str) -> tuple[str, dict[str, str]]:
 
 def get_state(api: Api, endpoint: str) -> dict[str, Any] | None:
     """The rollout state recorded in ``endpoint``'s tags (``NotFound`` without the endpoint)."""
-    return decode(_arn_and_tags(api, endpoint)[1])
+    return STATE.read(_arn_and_tags(api, endpoint)[1])
 
 
 def put_state(api: Api, endpoint: str, state: dict[str, Any] | None) -> None:
     """Replace the rollout state in ``endpoint``'s tags (``None`` removes it); the endpoint
     itself (config, traffic) is not touched."""
     arn, tags = _arn_and_tags(api, endpoint)
-    old = {k for k in tags if is_state_tag(k)}
-    user = [k for k in tags if not is_state_tag(k) and not k.startswith("aws:")]
-    try:
-        new = STATE.tags_for(state, other_tags=len(user), resource=endpoint)
-    except ValueError as exc:
-        raise OperationFailed(f"the rollout state {exc}", provider=api.name) from None
+    old = {k for k in tags if STATE.owns(k)}
+    user = [k for k in tags if not STATE.owns(k) and not k.startswith("aws:")]
+    new = STATE.tags_for(state, other_tags=len(user), resource=endpoint)
     changed = [{"Key": k, "Value": v} for k, v in new.items() if tags.get(k) != v]
     if changed:
         api.sm("add_tags", ResourceArn=arn, Tags=changed)
