@@ -16,7 +16,8 @@ import cloudserve as cs
 from cloudserve.client import Client
 from cloudserve.local import LocalProvider
 from cloudserve.packaging import write_manifest
-from cloudserve.testing.rollout import kill_while_baking
+from cloudserve.testing.rollout import TrafficClock as SharedTrafficClock
+from cloudserve.testing.rollout import WallClock, kill_while_baking
 
 PREDICTOR = """\
 import time
@@ -222,7 +223,9 @@ def test_each_bake_waits_out_the_metrics_delay_before_it_decides(
     client = Client(LaggingLocal(local_config(state_dir)))
     try:
         client.deploy(model(tmp_path, "1"), "ro", variant="v1")
-        clock = WallTraffic(client, "ro", n=120)
+        # real time (the metrics' delay is real time), 120 requests spread over each wait
+        rows = [[float(i), 1.0] for i in range(120)]
+        clock = SharedTrafficClock(WallClock(), client, "ro", rows, requests=120)
         report = client.rollout(
             model(tmp_path, "2"), "ro", steps=[50, 100], bake="1s", gates=gates(), clock=clock
         )
@@ -233,15 +236,3 @@ def test_each_bake_waits_out_the_metrics_delay_before_it_decides(
         assert first.new.invocations >= 8 and first.current.invocations >= 8
     finally:
         client.provider.close()
-
-
-class WallTraffic(TrafficClock):
-    """Requests spread over the whole wait, in real time (the metrics' delay is real time)."""
-
-    def sleep(self, seconds: float) -> None:
-        self.bakes += 1
-        end = time.time() + seconds
-        for i in range(self.n):
-            with contextlib.suppress(cs.CloudServeError):
-                self.client.predict(self.endpoint, [[float(i), 1.0]])
-            time.sleep(max(0.0, (end - time.time()) / (self.n - i)))

@@ -8,7 +8,6 @@ the per-deployment metrics the gates read are the fake's counts of those request
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ import cloudserve as cs
 from cloudserve.client import Client
 from cloudserve.packed import pack
 from cloudserve.testing import make_sklearn_model, sample_rows
+from cloudserve.testing.rollout import SimClock, TrafficClock
 from cloudserve_azureml import AzureMLProvider
 from cloudserve_azureml._packaging import deployment_name
 from cloudserve_azureml._rollout import STATE
@@ -36,50 +36,30 @@ MAX_VALUE = STATE.width
 PREFIX = STATE.prefix
 
 
-class TrafficClock:
-    """The shared clock: a bake sends ``n`` requests spread over its seconds instead of sleeping."""
-
-    def __init__(self, n: int = 200):
-        self.t = START
-        self.n = n
-        self.bakes = 0
-        self.client: Client | None = None
-        self.rows = sample_rows(4)
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        assert self.client is not None
-        self.bakes += 1
-        start, tick = self.t, seconds / (self.n + 1)
-        for i in range(self.n):
-            self.t = start + (i + 1) * tick
-            with contextlib.suppress(cs.CloudServeError):  # what the gates are meant to see
-                self.client.predict(EP, self.rows)
-        self.t = start + seconds
+@pytest.fixture
+def sim() -> SimClock:
+    """The clock the fake stamps scoring with and the provider ends its windows on."""
+    return SimClock(START)
 
 
 @pytest.fixture
-def clock() -> TrafficClock:
-    return TrafficClock()
-
-
-@pytest.fixture
-def fake(tmp_path: Path, clock: TrafficClock):
-    with FakeAzureML(workdir=tmp_path / "fake", in_progress_polls=1, clock=clock.now) as f:
+def fake(tmp_path: Path, sim: SimClock):
+    with FakeAzureML(workdir=tmp_path / "fake", in_progress_polls=1, clock=sim.now) as f:
         yield f
 
 
 @pytest.fixture
-def live(fake: FakeAzureML, clock: TrafficClock, tmp_path: Path) -> Client:
+def live(fake: FakeAzureML, sim: SimClock, tmp_path: Path) -> Client:
     """An endpoint serving version 1 as variant v1, behind a client that shares the clock."""
-    client = Client(
-        AzureMLProvider(fast_config(fake), credential=fake.credential(), clock=clock.now)
-    )
-    clock.client = client
+    client = Client(AzureMLProvider(fast_config(fake), credential=fake.credential(), clock=sim.now))
     client.deploy(spec(tmp_path, "1"), EP, variant="v1")
     return client
+
+
+@pytest.fixture
+def clock(sim: SimClock, live: Client) -> TrafficClock:
+    """The rollout's clock: a bake sends 200 predictions spread over its seconds."""
+    return TrafficClock(sim, live, EP, [sample_rows(4)[0]], requests=200)
 
 
 def spec(root: Path, version: str) -> cs.ModelSpec:
@@ -93,14 +73,14 @@ def gates(**kw: object) -> cs.Gates:
 
 
 def test_good_version_ends_at_100_with_the_old_deployment_gone(
-    live: Client, fake: FakeAzureML, clock: TrafficClock, tmp_path: Path
+    live: Client, fake: FakeAzureML, clock: TrafficClock, sim: SimClock, tmp_path: Path
 ) -> None:
     report = live.rollout(
         spec(tmp_path, "2"), EP, steps=[10, 50, 100], bake="1m", gates=gates(), clock=clock
     )
     assert report.outcome == "completed", report.summary()
     assert [s.weight for s in report.history if s.decision == "promote"] == [10, 50, 100]
-    assert clock.bakes == 2 and clock.t >= START + 120  # two one-minute bakes, no sleeping
+    assert clock.bakes == 2 and sim.now() >= START + 120  # two one-minute bakes, no sleeping
     first = report.history[0]
     assert first.new.invocations >= 10 and first.current.invocations >= 100
     assert first.new.invocations + first.current.invocations == 200  # one bake's requests
