@@ -44,18 +44,22 @@ def start_batch(client: Client, tmp_path: Path, model: ModelSpec) -> BatchJob:
     )
 
 
-def start_sweep(client: Client, tmp_path: Path) -> TuningJob:
-    script = tmp_path / "src" / "train.py"
+def one_trial_sweep(folder: Path) -> TuningSpec:
+    """A one-trial grid over the shared training script, written into ``folder``."""
+    script = folder / "train.py"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(TRAIN_SCRIPT)
-    spec = TuningSpec(
+    return TuningSpec(
         train=TrainSpec(entrypoint=str(script)),
         search_space={"depth": Choice(values=[3])},
         objective=Objective(metric="val_score"),
         max_trials=1,
         strategy="grid",
     )
-    return client.tune(spec)
+
+
+def start_sweep(client: Client, tmp_path: Path) -> TuningJob:
+    return client.tune(one_trial_sweep(tmp_path / "src"))
 
 
 def foreign_job(harness: AzureMLHarness) -> str:
@@ -76,16 +80,7 @@ def foreign_sweep(harness: AzureMLHarness, tmp_path: Path) -> str:
     """A sweep without cloudserve's tag (built the way cloudserve builds its own)."""
     from cloudserve_azureml import _tuning
 
-    script = tmp_path / "theirs" / "train.py"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(TRAIN_SCRIPT)
-    spec = TuningSpec(
-        train=TrainSpec(entrypoint=str(script)),
-        search_space={"depth": Choice(values=[3])},
-        objective=Objective(metric="val_score"),
-        max_trials=1,
-        strategy="grid",
-    )
+    spec = one_trial_sweep(tmp_path / "theirs")
     api = harness.make_provider().api
     trial = _tuning._command_job(api, spec, "their-sweep")(**_tuning.search_space(spec))
     sweep = trial.sweep(
