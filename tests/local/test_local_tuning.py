@@ -121,17 +121,21 @@ def test_pruning_stops_trials_that_fall_behind(client: Client, tmp_path: Path):
     assert job.best_trial in finished
 
 
-def test_grid_covers_every_combination_once(client: Client, tmp_path: Path):
-    spec = cs.TuningSpec(
+def grid_spec(tmp: Path, *, n_high: int, **kw) -> cs.TuningSpec:
+    """A grid over GRID's ``kind`` (a, b) and ``n`` (1..n_high)."""
+    return cs.TuningSpec(
         train=cs.TrainSpec(
-            entrypoint=script(tmp_path, "grid.py", GRID), hyperparameters={"fixed": "yes"}
+            entrypoint=script(tmp, "grid.py", GRID), hyperparameters={"fixed": "yes"}
         ),
-        search_space={"kind": cs.Choice(values=["a", "b"]), "n": cs.IntRange(low=1, high=2)},
+        search_space={"kind": cs.Choice(values=["a", "b"]), "n": cs.IntRange(low=1, high=n_high)},
         objective=cs.Objective(metric="loss", goal="minimize"),
-        max_trials=10,
-        parallel_trials=2,
         strategy="grid",
+        **kw,
     )
+
+
+def test_grid_covers_every_combination_once(client: Client, tmp_path: Path):
+    spec = grid_spec(tmp_path, n_high=2, max_trials=10, parallel_trials=2)
     job = client.tune(spec).wait(timeout=300)
     combos = sorted((t.params["kind"], t.params["n"]) for t in job.trials)
     assert combos == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
@@ -165,15 +169,7 @@ def test_a_second_runner_leaves_a_tuning_job_another_runner_holds(
 
     config = local_config(state_dir)
     provider = LocalProvider(config)
-    spec = cs.TuningSpec(
-        train=cs.TrainSpec(
-            entrypoint=script(tmp_path, "grid.py", GRID), hyperparameters={"fixed": "yes"}
-        ),
-        search_space={"kind": cs.Choice(values=["a", "b"]), "n": cs.IntRange(low=1, high=1)},
-        objective=cs.Objective(metric="loss", goal="minimize"),
-        max_trials=2,
-        strategy="grid",
-    )
+    spec = grid_spec(tmp_path, n_high=1, max_trials=2)
     job_id = "tune-held"
     provider.db.run(
         "INSERT INTO tuning_jobs(id, spec, status, created_at) VALUES (?, ?, ?, ?)",
