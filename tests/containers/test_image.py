@@ -189,3 +189,24 @@ def test_the_sagemaker_providers_container_route_tarball_starts_as_sagemaker_sta
     with run_container(image, "serve", mounts={extracted: "/opt/ml/model"}) as c:
         c.wait_healthy("/ping")
         assert _close(_sagemaker_predict(c), load_model(handed).predict(ROWS))
+
+
+def test_a_transform_jobs_default_parameters_reach_the_image_started_as_sagemaker_starts_it(
+    built_images, model_pair, tmp_path: Path
+):
+    """SageMaker's container route sets ``BatchSpec.parameters`` once in the transform job's
+    environment (``CLOUDSERVE_BATCH_PARAMETERS``): the image run as ``IMAGE serve`` answers a
+    request without parameters with them, and a request's own parameters still win."""
+    import json
+
+    image = built_images("sklearn")
+    _, handed = model_pair("sklearn")
+    env = {"CLOUDSERVE_BATCH_PARAMETERS": json.dumps({"method": "predict_proba"})}
+    with run_container(image, "serve", env=env, mounts={handed: "/opt/ml/model"}) as c:
+        c.wait_healthy("/ping")
+        model = load_model(handed)
+        assert _close(_sagemaker_predict(c), model.predict(ROWS, {"method": "predict_proba"}))
+        body = {"instances": ROWS, "parameters": {"method": "predict"}}
+        r = httpx.post(f"{c.url}/invocations", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        assert _close(r.json()["predictions"], model.predict(ROWS))
