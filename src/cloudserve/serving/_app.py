@@ -27,6 +27,7 @@ path                                           method  contract
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hmac
 import logging
@@ -34,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -52,6 +53,9 @@ from cloudserve.serving._v2 import (
     output_tensor,
     parse_infer_request,
 )
+
+if TYPE_CHECKING:
+    from cloudserve.serving._http import Exchange, FastHandler
 
 __all__ = ["ServingApp"]
 
@@ -100,6 +104,12 @@ class ServingApp:
         self._on_load_failure = on_load_failure
         self._token = settings.token.encode() if settings.token else None
         self._static = self._static_routes()
+        self._fast_routes: dict[bytes, FastHandler] = {
+            path.encode(): functools.partial(self._fast_predict, label)
+            for path, (method, label, handler) in self._static.items()
+            if handler == self._predict
+        }
+        self._content_types: dict[str, list[tuple[bytes, bytes]]] = {}
         self._v2_output: tuple[str, list[int]] | None = None  # infer's datatype and shape
         self._shed_answers: dict[int, bytes] = {}
 
@@ -228,6 +238,73 @@ class ServingApp:
             return found[0] == "POST"
         return path.startswith("/v2/models/") and path.endswith("/infer")
 
+    # -- the HTTP fast path (called by the protocol once a request's headers are in) ---------
+
+    def fast_route(self, url: bytes, method: bytes) -> FastHandler | None:
+        """The handler for a JSON-rows predict request that needs nothing asynchronous, else
+        ``None`` (the request takes the ASGI path: other routes, a model still loading, a
+        prediction cache to consult)."""
+        if method != b"POST" or self.batcher is None or self.cache is not None:
+            return None
+        return self._fast_routes.get(url)
+
+    def _fast_predict(
+        self, label: str, exchange: Exchange, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """``_predict`` without a task or a future: decode and queue now, answer from the
+        batch's callback (see _http.py)."""
+        started = time.perf_counter()
+        content_type = accept = encoding = b""
+        auth = None
+        for key, value in headers:
+            if key == b"content-type":
+                content_type = value
+            elif key == b"accept":
+                accept = value
+            elif key == b"content-encoding":
+                encoding = value
+            elif key == b"authorization":
+                auth = value
+        model, batcher = self.model, self.batcher
+        assert model is not None and batcher is not None
+        accept_type = accept.decode("latin-1")
+
+        def done(outputs: list[Any] | None, exc: BaseException | None) -> None:
+            if exc is None:
+                try:
+                    assert outputs is not None
+                    data, out_type = codecs.encode_response(model.finish(outputs), accept_type)
+                except Exception as err:
+                    status, data, answer_headers = self._failure(err)
+                else:
+                    status, answer_headers = 200, self._content_type(out_type)
+            elif isinstance(exc, ClientGone):  # nobody to answer; 499 as nginx counts it
+                self.metrics.observe(label, 499, time.perf_counter() - started)
+                return
+            else:
+                status, data, answer_headers = self._failure(exc)
+            exchange.respond(status, answer_headers, data)
+            self.metrics.observe(label, status, time.perf_counter() - started)
+
+        try:
+            if self._token is not None:
+                self._check_token(auth)
+            if encoding:
+                codecs.check_content_encoding(encoding.decode("latin-1"))
+            instances, parameters = model.decode(body, content_type.decode("latin-1"))
+            rows = model.prepare(instances)
+            batcher.enqueue(
+                rows, parameters or self.settings.default_parameters, done, exchange.transport
+            )
+        except Exception as exc:  # the server never dies of a request
+            done(None, exc)
+
+    def _content_type(self, media_type: str) -> list[tuple[bytes, bytes]]:
+        headers = self._content_types.get(media_type)
+        if headers is None:
+            headers = self._content_types[media_type] = [(b"content-type", media_type.encode())]
+        return headers
+
     # -- routing ------------------------------------------------------------------------------
 
     def _static_routes(self) -> dict[str, tuple[str, str, Any]]:
@@ -284,12 +361,6 @@ class ServingApp:
         except ClientGone:  # nobody to answer; 499 as nginx counts it
             self.metrics.observe(label, 499, time.perf_counter() - started)
             return
-        except HTTPError as err:
-            status, body, headers = (
-                err.status,
-                _error(err.message, err.code),
-                [*_JSON_HEADERS, *err.headers],
-            )
         except Exception as exc:  # the server never dies of a request
             status, body, headers = self._failure(exc)
         respond = scope.get("extensions", {}).get("cloudserve", {}).get("respond")
@@ -306,17 +377,24 @@ class ServingApp:
     def _authorize(self, scope: Scope) -> None:
         for key, value in scope["headers"]:
             if key == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer" and hmac.compare_digest(
-                    token.strip(), self._token or b""
-                ):
-                    return
-                break
+                self._check_token(value)
+                return
+        self._check_token(None)
+
+    def _check_token(self, value: bytes | None) -> None:
+        if value is not None:
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and hmac.compare_digest(
+                token.strip(), self._token or b""
+            ):
+                return
         raise HTTPError(
             401, "missing or wrong bearer token", "unauthorized", [(b"www-authenticate", b"Bearer")]
         )
 
-    def _failure(self, exc: Exception) -> tuple[int, bytes, list[Any]]:
+    def _failure(self, exc: BaseException) -> tuple[int, bytes, list[Any]]:
+        if isinstance(exc, HTTPError):
+            return exc.status, _error(exc.message, exc.code), [*_JSON_HEADERS, *exc.headers]
         for cls, status in _STATUS_CODES.items():
             if isinstance(exc, cls):
                 # the caller's fault: one log line, no traceback, an id to find it by

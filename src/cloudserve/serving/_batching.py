@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,8 @@ import orjson
 from cloudserve.serving._model import LoadedModel, concat_rows
 
 __all__ = ["Batcher", "ClientGone", "Overloaded"]
+
+log = logging.getLogger("cloudserve.serving")
 
 INLINE_S = 0.005  # batches faster than this run on the event loop, not in the worker thread
 LAG_PROBE_S = 0.005  # how often the event loop's lag is probed
@@ -46,15 +50,21 @@ class ClientGone(Exception):
     """The client closed its connection before its request reached the model."""
 
 
-@dataclass(eq=False)
+#: called once per request with its outputs, or with the exception it ends with
+Done = Callable[[list[Any] | None, BaseException | None], None]
+
+
+@dataclass(eq=False, slots=True)
 class _Item:
     rows: Any
     n: int
     parameters: dict[str, Any]
     key: bytes
-    future: asyncio.Future[list[Any]]
+    done: Done
     transport: Any = None  # the client's connection, when the server tells (see _http.py)
     arrived: float = field(default_factory=time.perf_counter)
+    future: asyncio.Future[list[Any]] | None = None  # set by submit(): the awaiting handler's
+    finished: bool = False
 
     def gone(self) -> bool:
         return self.transport is not None and self.transport.is_closing()
@@ -199,14 +209,33 @@ class Batcher:
         ``transport`` is the client's connection: if it closes before the batch runs, the
         request is dropped and ``ClientGone`` raised.
         """
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+        def done(result: list[Any] | None, exc: BaseException | None) -> None:
+            if not future.done():
+                if exc is not None:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)  # type: ignore[arg-type]
+
+        self.enqueue(rows, parameters, done, transport).future = future
+        return await future
+
+    def enqueue(
+        self, rows: Any, parameters: dict[str, Any], done: Done, transport: Any = None
+    ) -> _Item:
+        """Queue one request's prepared rows without waiting: ``done(outputs, None)`` or
+        ``done(None, error)`` is called once, from the event loop, when its batch has run
+        (``ClientGone`` if ``transport`` closed first). Raises ``Overloaded`` at once when the
+        queue is full. The server's own HTTP fast path uses this: no future, no task."""
         if len(self._queue) >= self.max_queue:  # the hard bound, past admission on arrival
             raise Overloaded(self.overloaded() or 1)
         key = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS) if parameters else b""
-        loop = asyncio.get_running_loop()
-        item = _Item(rows, len(rows), parameters, key, loop.create_future(), transport)
+        item = _Item(rows, len(rows), parameters, key, done, transport)
         self._queue.append(item)
-        self._wakeup.set()
-        return await item.future
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return item
 
     async def _loop(self) -> None:
         # A *turn* is the batcher's share of one pass of the event loop: back-to-back batches
@@ -275,11 +304,11 @@ class Batcher:
     async def _run(self, batch: list[_Item]) -> None:
         live = []
         for it in batch:
-            if it.future.done():  # the handler was cancelled
+            if it.future is not None and it.future.done():  # the handler was cancelled
                 continue
             if it.gone():
                 self._on_gone()
-                it.future.set_exception(ClientGone())
+                _resolve(it, exc=ClientGone())
                 continue
             live.append(it)
         if not live:
@@ -334,10 +363,10 @@ class Batcher:
 
 
 def _resolve(item: _Item, *, result: list[Any] | None = None, exc: Exception | None = None) -> None:
-    if item.future.done():
+    if item.finished:
         return
-    if exc is not None:
-        item.future.set_exception(exc)
-    else:
-        assert result is not None
-        item.future.set_result(result)
+    item.finished = True
+    try:
+        item.done(result, exc)
+    except Exception:  # a failing answer must not stop the batches of everyone else
+        log.exception("answering a request failed")

@@ -22,7 +22,15 @@ uvicorn parses and dispatches; this subclass adds what it leaves open:
   ``transport.write`` instead of uvicorn's two ASGI ``send`` calls and two writes;
 - **graceful drain**: on shutdown an idle keep-alive connection is given ``DRAIN_GRACE_S`` to send
   the request its client may already have in flight (answered with ``Connection: close``) instead
-  of being closed under it, which would reset that client.
+  of being closed under it, which would reset that client;
+- a **fast path** for the app's hottest routes: when the headers are in, ``fast(url, method)``
+  may return a handler; the request then never becomes an ASGI scope, cycle or task. Its body
+  is collected here (up to ``max_body_bytes``), and ``handler(exchange, headers, body)`` runs
+  synchronously once it is complete; the app answers later, from any callback on the event
+  loop, with ``exchange.respond(status, headers, body)`` (one write, as above). uvicorn's own
+  per-request work (the scope, an ``asyncio.Event``, the cycle, the task, its keep-alive timer)
+  was about as much CPU as the whole prediction of one row. Everything else (other routes, a
+  pipelined request behind an unanswered one, ``Expect: 100-continue``) takes the ASGI path.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-__all__ = ["ServingProtocol", "make_protocol"]
+__all__ = ["Exchange", "FastHandler", "ServingProtocol", "make_protocol"]
 
 _IDLE, _HEAD, _BODY, _BUSY, _LINGER = range(5)
 _IN_HAND = (_BODY, _BUSY)  # a request the app is reading or answering
@@ -63,6 +71,8 @@ class _Limits:
         body_timeout_s: float,
         max_header_bytes: int,
         admit: Callable[[bytes, int, float], bytes | None] | None,
+        fast: Callable[[bytes, bytes], FastHandler | None] | None = None,
+        max_body_bytes: int | None = None,
     ):
         self.timeouts = {
             _IDLE: idle_timeout_s,
@@ -76,6 +86,13 @@ class _Limits:
         # stale once that connection's ``received`` moved on (see ``oldest``)
         self.received: collections.deque[tuple[float, ServingProtocol]] = collections.deque()
         self.admit = admit
+        self.fast = fast
+        self.max_body_bytes = max_body_bytes
+        self.body_too_large = _answer(
+            b"413 Content Too Large",
+            "payload_too_large",
+            f"the body is over the {max_body_bytes}-byte limit",
+        )
         self.too_large = _answer(
             b"431 Request Header Fields Too Large",
             "headers_too_large",
@@ -110,6 +127,55 @@ class _Limits:
         )
 
 
+class _NoEvent:
+    """uvicorn's protocol sets its cycle's ``message_event``; a fast-path request has no reader."""
+
+    @staticmethod
+    def set() -> None:
+        return None
+
+
+class Exchange:
+    """One request on the fast path: what uvicorn's protocol reads of a request cycle, and the
+    way to answer it (:meth:`respond`, once)."""
+
+    __slots__ = ("conn", "disconnected", "keep_alive", "response_complete", "response_started")
+    message_event = _NoEvent()
+
+    def __init__(self, conn: ServingProtocol, keep_alive: bool):
+        self.conn = conn
+        self.keep_alive = keep_alive
+        self.response_started = self.response_complete = self.disconnected = False
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The client's connection (closing once the client left)."""
+        return self.conn.transport
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Send the whole answer in one write; nothing happens if the client already left."""
+        if self.disconnected or self.response_started:
+            return
+        self.response_started = True
+        conn = self.conn
+        parts = [STATUS_LINE[status]]
+        for name, value in (*conn.server_state.default_headers, *headers):
+            parts += (name, b": ", value, b"\r\n")
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"content-length: %d\r\n\r\n" % len(body), body)
+        transport = conn.transport
+        transport.write(b"".join(parts))
+        self.response_complete = True
+        if not self.keep_alive:
+            transport.close()
+        conn.on_response_complete()
+
+
+#: the app's handler for a fast-path request: (exchange, headers, body) -> None
+FastHandler = Callable[[Exchange, list[tuple[bytes, bytes]], bytes], None]
+
+
 class ServingProtocol(HttpToolsProtocol):
     """One client connection (see the module docstring); :func:`make_protocol` sets ``limits``."""
 
@@ -123,6 +189,9 @@ class ServingProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._shed = False
         self._draining = False
+        self._fast: FastHandler | None = None  # the handler of the fast-path request being read
+        self._body: list[bytes] = []
+        self._body_size = 0
 
     def _enter(self, state: int) -> None:
         was_busy, busy = self.state in _IN_HAND, state in _IN_HAND
@@ -174,6 +243,8 @@ class ServingProtocol(HttpToolsProtocol):
     def _refuse(self, answer: bytes) -> None:
         """Answer and half-close; keep reading (discarding) briefly so the client reads it."""
         self._enter(_LINGER)
+        self._fast = None
+        self._body = []
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
@@ -186,11 +257,21 @@ class ServingProtocol(HttpToolsProtocol):
     # -- parser callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        # what uvicorn's on_message_begin resets; its ASGI scope is built only for a request
+        # that takes the ASGI path (see _asgi_scope)
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self._enter(_HEAD)
+
+    def _asgi_scope(self) -> None:
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
         super().on_message_begin()
+        self.url, self.headers, self.expect_100_continue = url, headers, expect
+        self.scope["headers"] = headers
         # one extension entry, a dict as ASGI wants extension values to be
         self._ext: dict[object, object] = {"transport": self.transport}
         self.scope["extensions"] = {"cloudserve": self._ext}
-        self._enter(_HEAD)
 
     def on_headers_complete(self) -> None:
         # _head_bytes counts whole reads, so it can include body bytes: look closer only then
@@ -208,6 +289,27 @@ class ServingProtocol(HttpToolsProtocol):
                 self._enter(_BODY)
                 self.transport.write(answer)
                 return
+        fast = self.limits.fast
+        if (
+            fast is not None
+            and not self.expect_100_continue
+            and (self.cycle is None or self.cycle.response_complete)
+        ):
+            handler = fast(self.url, self.parser.get_method())
+            if handler is not None:
+                parser = self.parser
+                keep_alive = (
+                    not self._draining
+                    and parser.get_http_version() != "1.0"
+                    and parser.should_keep_alive()
+                )
+                self.cycle = Exchange(self, keep_alive)  # type: ignore[assignment]
+                self._fast = handler
+                self._body = []
+                self._body_size = 0
+                self._enter(_BODY)
+                return
+        self._asgi_scope()
         super().on_headers_complete()
         if self._draining:
             self.cycle.keep_alive = False
@@ -240,11 +342,31 @@ class ServingProtocol(HttpToolsProtocol):
         return len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) + 16
 
     def on_body(self, body: bytes) -> None:
+        if self._fast is not None:
+            self._body.append(body)
+            self._body_size += len(body)
+            limit = self.limits.max_body_bytes
+            if limit is not None and self._body_size > limit:
+                self._fast = None
+                self._body = []
+                self._refuse(self.limits.body_too_large)
+            return
         if not self._shed and self.state != _LINGER:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self.state == _LINGER:
+            return
+        handler = self._fast
+        if handler is not None:
+            self._fast = None
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            self._body = []
+            self._enter(_BUSY)
+            if self.limits.admit is not None:
+                self.received = self.loop.time()
+                self.limits.received.append((self.received, self))
+            handler(self.cycle, self.headers, body)  # type: ignore[arg-type]
             return
         if self._shed:
             self._shed = False
@@ -262,7 +384,15 @@ class ServingProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         if self.state == _BUSY:
             self._enter(_IDLE)
-        super().on_response_complete()
+        # uvicorn's, without its keep-alive timer per answer: the sweep above times idle
+        # connections out
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
         if self._draining and not self.transport.is_closing():
             self.transport.close()
 
@@ -282,13 +412,17 @@ def make_protocol(
     body_timeout_s: float,
     max_header_bytes: int,
     admit: Callable[[bytes, int, float], bytes | None] | None = None,
+    fast: Callable[[bytes, bytes], FastHandler | None] | None = None,
+    max_body_bytes: int | None = None,
 ) -> type[ServingProtocol]:
-    """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
+    """A protocol class for ``uvicorn.Config(http=...)`` with these limits (and fast path)."""
     limits = _Limits(
         idle_timeout_s=idle_timeout_s,
         header_timeout_s=header_timeout_s,
         body_timeout_s=body_timeout_s,
         max_header_bytes=max_header_bytes,
         admit=admit,
+        fast=fast,
+        max_body_bytes=max_body_bytes,
     )
     return type("ServingProtocol", (ServingProtocol,), {"limits": limits})

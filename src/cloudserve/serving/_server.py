@@ -38,6 +38,8 @@ def _config(app: ServingApp, settings: ServerSettings) -> uvicorn.Config:
         body_timeout_s=settings.body_timeout_s,
         max_header_bytes=settings.max_header_bytes,
         admit=app.admit,
+        fast=app.fast_route,
+        max_body_bytes=settings.max_body_bytes,
     )
     return uvicorn.Config(
         app,
