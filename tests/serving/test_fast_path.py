@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from cloudserve.serving import BackgroundServer
 from tests.serving.conftest import ROWS
 from tests.serving.test_limits import connect, read_all, read_response
+
+from cloudserve.serving import BackgroundServer
 
 
 def post(path: str, rows: list[Any], *, extra: str = "", version: str = "1.1") -> bytes:
