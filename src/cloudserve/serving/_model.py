@@ -202,8 +202,24 @@ class SklearnModel(LoadedModel):
         self.feature_names = _handler.model_feature_names(
             self.model, {"feature_names": self.feature_names}
         )
+        from cloudserve.serving._linear import compile_predict
+
+        # the default method of a linear pipeline, without scikit-learn's per-call checks
+        # (same answers, checked on probe rows here; see _linear.py)
+        self._compiled = compile_predict(self.model)
 
     def _predict(self, rows: np.ndarray, parameters: dict[str, Any]) -> Any:
+        compiled = self._compiled
+        if (
+            compiled is not None
+            and not parameters
+            and isinstance(rows, np.ndarray)
+            and rows.dtype == np.float64
+            and rows.ndim == 2
+            and rows.shape[1] == compiled[1]
+            and np.isfinite(rows).all()
+        ):
+            return compiled[0](rows)
         import sklearn
 
         # scikit-learn re-checks on every call what cannot change between calls: the
