@@ -175,14 +175,14 @@ def send_raw(url: str, row: list[float]) -> socket.socket:
     return sock
 
 
-def test_shed_on_arrival_by_queue_age_before_the_body_is_read(tmp_path: Path):
-    # 20 ms a batch, one request a batch: 20 queued requests drain in 0.4 s, and the queue's
-    # head is older than 50 ms (and than three batch times) well before that.
-    model = recording_model(tmp_path / "m", delay=0.02)
+def test_shed_on_arrival_by_queue_wait_before_the_body_is_read(tmp_path: Path):
+    # 0.3 s a batch, one request a batch: once one request is in the model and one waits, a
+    # new one would wait 0.3-0.6 s, far over 50 ms, for the next 0.3 s at least.
+    model = recording_model(tmp_path / "m", delay=0.3)
     with BackgroundServer(model, max_batch_size=1, max_queue_ms=50) as srv:
         batcher = srv.app.batcher
         assert httpx.post(f"{srv.url}/invocations", json=[[0, 0]]).status_code == 200
-        queued = [send_raw(srv.url, [i, 0]) for i in range(1, 21)]
+        queued = [send_raw(srv.url, [i, 0]) for i in range(1, 6)]
         wait_until(lambda: batcher.overloaded() is not None)
         sock = connect(srv.url)
         # Headers only: the answer must come without the body ever being sent.
@@ -191,12 +191,65 @@ def test_shed_on_arrival_by_queue_age_before_the_body_is_read(tmp_path: Path):
             b"Content-Length: 1000\r\n\r\n"
         )
         answer = read_response(sock)
+        sock.close()  # its body will never come: do not keep the drain waiting for it
         answers = [read_response(q) for q in queued]
         metrics = httpx.get(f"{srv.url}/metrics").text
     assert answer.startswith(b"HTTP/1.1 503"), answer
     assert b"retry-after: " in answer.lower() and b'"code":"overloaded"' in answer
-    assert all(a.startswith(b"HTTP/1.1 200") for a in answers)  # what was admitted is served
-    assert "cloudserve_shed_requests_total 1.0" in metrics
+    served = [a for a in answers if a.startswith(b"HTTP/1.1 200")]
+    refused = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
+    assert len(served) + len(refused) == len(answers)  # what was admitted is served
+    assert 1 <= len(served) <= 2, answers  # one in the model (and one waiting), then refused
+    assert all(b"retry-after: " in a.lower() for a in refused)
+    assert f"cloudserve_shed_requests_total {1 + len(refused)}.0" in metrics
+
+
+def test_a_refused_request_whose_body_never_comes_does_not_hold_the_drain(tmp_path: Path):
+    model = recording_model(tmp_path / "m", delay=0.3)
+    srv = BackgroundServer(model, max_batch_size=1, max_queue_ms=50, drain_timeout_s=60)
+    with srv:
+        assert httpx.post(f"{srv.url}/invocations", json=[[0, 0]]).status_code == 200
+        queued = [send_raw(srv.url, [i, 0]) for i in range(1, 4)]
+        wait_until(lambda: srv.app.batcher.overloaded() is not None)
+        sock = connect(srv.url)
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n"
+        )
+        assert read_response(sock).startswith(b"HTTP/1.1 503")
+        for q in queued:
+            read_response(q)
+        started = time.monotonic()
+    # the drain closed the refused connection instead of waiting the 60 s for its body
+    assert time.monotonic() - started < 20
+    assert sock.recv(100) == b""
+    sock.close()
+
+
+def test_a_full_batch_waiting_refuses_once_the_wait_passes_the_limit(custom_dir: Path):
+    """Admission when the model is the bottleneck: the next model call always has a full batch
+    waiting, and a new request is refused once what it would wait (the batch in the model, then
+    each full batch ahead) passes ``max_queue_ms``."""
+    from cloudserve.serving._batching import Batcher, _Item
+
+    batcher = Batcher(None, max_batch_size=4, max_wait_ms=2, max_queue=100, max_queue_ms=20)  # type: ignore[arg-type]
+    batcher._batch_s = 0.008
+
+    def queue(n: int) -> None:
+        batcher._queue.clear()
+        batcher._queue.extend(_Item([[0]], 1, {}, b"", lambda *_: None) for _ in range(n))
+
+    queue(3)
+    assert batcher.overloaded() is None  # the next model call takes it
+    queue(4)
+    assert batcher.overloaded() is None  # 8 ms in the model + one batch ahead: 16 ms
+    queue(8)
+    assert batcher.overloaded() == 1  # 8 + 2 x 8 = 24 ms: refused
+    batcher._running_since = time.perf_counter() - 0.006  # the batch in the model is 3/4 done
+    assert batcher.overloaded() is None  # 2 + 16 = 18 ms
+    queue(100)
+    assert batcher.overloaded() is not None  # the hard bound
+    batcher._executor.shutdown()
 
 
 def test_a_slow_first_batch_does_not_make_its_queue_look_old(slow_recording: Path):

@@ -168,23 +168,20 @@ class Batcher:
             # than a batch of clients at a time, as in a closed loop, is never refused for this.
             return 1
         queue = self._queue
-        if not queue:
+        waiting = len(queue)
+        if waiting < self.max_batch_size:
+            return None  # the next model call takes it
+        # A full batch already waits: a new request waits for the batch in the model, then for
+        # every full batch ahead of it. Refuse once that wait passes ``max_queue_ms``: this is
+        # what bounds the latency of what is admitted when the model is the bottleneck, while
+        # the model still gets full batches back to back (one always waits). Per batch: its own
+        # time or the busy cycle (the batch plus the loop's other work), whichever is longer.
+        per_batch = max(self._batch_s or 0.0, self._cycle_s or 0.0)
+        running = time.perf_counter() - self._running_since if self._running_since else 0.0
+        wait = max(0.0, per_batch - running) + (waiting // self.max_batch_size) * per_batch
+        if waiting < self.max_queue and wait <= self.max_queue_s:
             return None
-        now = time.perf_counter()
-        # Age counts only once more than a batch waits (the next model call would not clear
-        # the backlog), and only past a few cycles (a batch in the model, then the loop's other
-        # work; or the running batch so far, if longer): the queue head always waits for the
-        # cycle in progress. A closed-loop client population never trips this; a queue that
-        # keeps growing does.
-        max_age = self._max_age(now)
-        if len(queue) < self.max_queue and (
-            len(queue) <= self.max_batch_size  # the next model call clears the backlog
-            or now - queue[0].arrived < max_age
-        ):
-            return None
-        batch_s = max(self._batch_s or 0.0, self._cycle_s or 0.0) or 0.001
-        batches_ahead = len(queue) / self.max_batch_size + 1
-        return max(1, round(batches_ahead * batch_s))
+        return max(1, round(wait))
 
     def _max_wait_in_hand(self) -> float:
         """How long a received request may wait for its answer: the batch in the model so far
@@ -192,14 +189,6 @@ class Batcher:
         cycles do not extend it: long passes are what this limit is there to cut."""
         running = time.perf_counter() - self._running_since if self._running_since else 0.0
         return max(self.max_queue_s + running, 3 * (self._batch_s or 0.0))
-
-    def _max_age(self, now: float | None = None) -> float:
-        """How long a request may wait: ``max_queue_ms``, or three cycles (a batch in the
-        model, then the loop's other work; or the running batch so far, if longer)."""
-        if now is None:
-            now = time.perf_counter()
-        running = now - self._running_since if self._running_since else 0.0
-        return max(self.max_queue_s, 3 * max(self._batch_s or 0.0, self._cycle_s or 0.0, running))
 
     async def submit(
         self, rows: Any, parameters: dict[str, Any], transport: Any = None

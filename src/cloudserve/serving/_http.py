@@ -399,7 +399,10 @@ class ServingProtocol(HttpToolsProtocol):
     def shutdown(self) -> None:
         """Drain: finish what is in flight; give an idle connection a short grace, then close."""
         self._draining = True
-        if self.state == _IDLE:
+        if self._shed or self.state == _LINGER:
+            # refused (503, 431, 408) and answered already: nothing in flight to finish
+            self.transport.close()
+        elif self.state == _IDLE:
             self.deadline = self.loop.time() + DRAIN_GRACE_S
         elif self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
