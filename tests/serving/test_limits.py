@@ -305,15 +305,17 @@ def test_a_request_whose_client_left_is_not_sent_to_the_model(slow_recording: Pa
 
 def test_shed_on_arrival_when_the_event_loop_runs_late(custom_dir: Path):
     """Requests waiting unread in the sockets show in no queue: a late event loop sheds too,
-    once the server has more requests in hand than a batch (never a closed loop's few)."""
+    once the server has more requests in hand than a batch (never a closed loop's few), while
+    the requests' own work is what keeps it busy."""
     with BackgroundServer(custom_dir, max_queue_ms=20, max_batch_size=4) as srv:
         batcher = srv.app.batcher
         assert batcher.overloaded(in_progress=10) is None
         loop = batcher._task.get_loop()  # the server thread's event loop
         stop = time.monotonic() + 1.0
 
-        def hog() -> None:  # a server too busy to keep its passes short
+        def hog() -> None:  # a server too busy with its requests' work to keep passes short
             time.sleep(0.05)
+            batcher.note_work(0.05)
             if time.monotonic() < stop:
                 loop.call_soon(hog)
 
@@ -340,14 +342,34 @@ def test_shed_on_arrival_by_the_age_of_the_requests_in_hand(custom_dir: Path):
     more than a batch is in hand."""
     with BackgroundServer(custom_dir, max_queue_ms=20, max_batch_size=4) as srv:
         batcher = srv.app.batcher
-        assert batcher.overloaded(in_progress=10, oldest_s=0.01) is None
-        assert batcher.overloaded(in_progress=4, oldest_s=5.0) is None  # a batch's worth
-        assert batcher.overloaded(in_progress=10, oldest_s=0.5) == 1  # far past: all refused
+        # the HTTP work every request costs (refused or not) is the bottleneck: no refusing
+        assert batcher.work_share() < 0.25
+        assert batcher.overloaded(in_progress=10, oldest_s=0.5) is None
+
+        def decided(in_progress: int, oldest_s: float) -> int | None:
+            batcher.note_work(1.0)  # the requests' own work is the bottleneck
+            return batcher.overloaded(in_progress=in_progress, oldest_s=oldest_s)
+
+        assert decided(10, 0.01) is None
+        assert decided(4, 5.0) is None  # a batch's worth
+        assert decided(10, 0.5) == 1  # far past: all refused
         # 1.5x the limit: about half refused (bounds ~10 standard deviations wide)
-        refused = sum(
-            batcher.overloaded(in_progress=10, oldest_s=0.03) is not None for _ in range(400)
-        )
+        refused = sum(decided(10, 0.03) is not None for _ in range(400))
         assert 100 < refused < 300, refused
+
+
+def test_the_work_share_is_the_recent_time_spent_on_the_requests_own_work():
+    from cloudserve.serving._batching import WORK_S, Batcher
+
+    batcher = Batcher(None, max_batch_size=4, max_wait_ms=2, max_queue=100)  # type: ignore[arg-type]
+    assert batcher.work_share() == 0.0
+    batcher.note_work(WORK_S / 2)
+    assert 0.45 < batcher.work_share() <= 0.5
+    batcher._work_at -= WORK_S  # one time constant later, with no more work: e^-1 of it
+    assert 0.15 < batcher.work_share() < 0.2
+    batcher._running_since = time.perf_counter() - 10 * WORK_S  # a long batch in the model
+    assert batcher.work_share() == 1.0
+    batcher._executor.shutdown()
 
 
 def test_the_http_layer_tells_admission_how_long_received_requests_have_waited(

@@ -271,6 +271,7 @@ class ServingApp:
 
         def done(outputs: list[Any] | None, exc: BaseException | None) -> None:
             if exc is None:
+                encoding_started = time.perf_counter()
                 try:
                     assert outputs is not None
                     data, out_type = codecs.encode_response(model.finish(outputs), accept_type)
@@ -278,6 +279,7 @@ class ServingApp:
                     status, data, answer_headers = self._failure(err)
                 else:
                     status, answer_headers = 200, self._content_type(out_type)
+                batcher.note_work(time.perf_counter() - encoding_started)
             elif isinstance(exc, ClientGone):  # nobody to answer; 499 as nginx counts it
                 self.metrics.observe(label, 499, time.perf_counter() - started)
                 return
@@ -298,6 +300,8 @@ class ServingApp:
             )
         except Exception as exc:  # the server never dies of a request
             done(None, exc)
+            return
+        batcher.note_work(time.perf_counter() - started)  # decoding: what a refusal saves
 
     def _content_type(self, media_type: str) -> list[tuple[bytes, bytes]]:
         headers = self._content_types.get(media_type)
