@@ -34,7 +34,11 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Larger bodies get 413.")] = 6 * 1024 * 1024,
     max_queue: Annotated[int, typer.Option(help="Queued requests beyond this get 503.")] = 1024,
     max_queue_ms: Annotated[
-        float, typer.Option(help="Oldest queued request older than this (ms): new ones get 503.")
+        float,
+        typer.Option(
+            help="A new request that would wait longer than this (ms) behind full batches "
+            "gets 503 (only while the requests' own work is the bottleneck)."
+        ),
     ] = 20.0,
     idle_timeout: Annotated[
         float, typer.Option(help="Seconds before a connection with no request is closed.")

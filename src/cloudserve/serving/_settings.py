@@ -61,7 +61,7 @@ class ServerSettings(BaseModel):
     max_queue_ms: float = Field(
         default=20.0,
         gt=0,
-        description="oldest waiting request older than this and 3 batch cycles → 503",
+        description="a new request's wait behind full batches over this → 503",
     )
     idle_timeout_s: float = Field(
         default=75.0, gt=0, description="close a connection with no request in progress"
