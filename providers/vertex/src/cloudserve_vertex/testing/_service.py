@@ -884,10 +884,7 @@ class FakeVertexService:
             return json_reply(job)
 
     def get_batch_job(self, job_id: str, **_: Any) -> Reply:
-        with self.lock:
-            job = self.batch_jobs.get(job_id)
-            if job is None:
-                raise ApiError(404, f"BatchPredictionJob {job_id} not found.")
+        job = self._job(self.batch_jobs, "BatchPredictionJob", job_id)
         self._advance(job, lambda j: run_batch(j, self))
         return json_reply(job)
 
@@ -897,11 +894,16 @@ class FakeVertexService:
         return _page(_filtered(jobs, query.get("filter", "")), query, "batchPredictionJobs")
 
     def cancel_batch_job(self, job_id: str, **_: Any) -> Reply:
-        with self.lock:
-            job = self.batch_jobs.get(job_id)
-            if job is None:
-                raise ApiError(404, f"BatchPredictionJob {job_id} not found.")
+        job = self._job(self.batch_jobs, "BatchPredictionJob", job_id)
         return self._cancel(job)
+
+    def _job(self, table: dict[str, dict[str, Any]], kind: str, job_id: str) -> dict[str, Any]:
+        """A batch or tuning job by id, or the API's 404 naming its kind."""
+        with self.lock:
+            job = table.get(job_id)
+        if job is None:
+            raise ApiError(404, f"{kind} {job_id} not found.")
+        return job
 
     def _cancel(self, job: dict[str, Any]) -> Reply:
         """``:cancel``: a job not yet ended goes CANCELLING (CANCELLED at its next read); an
@@ -918,10 +920,7 @@ class FakeVertexService:
         return json_reply({})
 
     def delete_batch_job(self, job_id: str, **_: Any) -> Reply:
-        with self.lock:
-            job = self.batch_jobs.get(job_id)
-            if job is None:
-                raise ApiError(404, f"BatchPredictionJob {job_id} not found.")
+        job = self._job(self.batch_jobs, "BatchPredictionJob", job_id)
 
         def effect() -> dict[str, Any]:
             self.batch_jobs.pop(job_id, None)
@@ -990,19 +989,13 @@ class FakeVertexService:
         return _page(_filtered(jobs, query.get("filter", "")), query, "hyperparameterTuningJobs")
 
     def cancel_tuning_job(self, job_id: str, **_: Any) -> Reply:
-        with self.lock:
-            job = self.tuning_jobs.get(job_id)
-            if job is None:
-                raise ApiError(404, f"HyperparameterTuningJob {job_id} not found.")
+        job = self._job(self.tuning_jobs, "HyperparameterTuningJob", job_id)
         return self._cancel(job)
 
     def get_tuning_job(self, job_id: str, **_: Any) -> Reply:
         from cloudserve_vertex.testing._trials import run_trials
 
-        with self.lock:
-            job = self.tuning_jobs.get(job_id)
-            if job is None:
-                raise ApiError(404, f"HyperparameterTuningJob {job_id} not found.")
+        job = self._job(self.tuning_jobs, "HyperparameterTuningJob", job_id)
         self._advance(job, lambda j: run_trials(j, self))
         return json_reply(job)
 
