@@ -12,9 +12,15 @@ from cloudserve.client import Client
 
 
 @pytest.fixture
-def harness(tmp_path: Path):
+def harness_class() -> type[AzureMLHarness]:
+    """The harness ``harness`` starts; a test module overrides this to use another one."""
+    return AzureMLHarness
+
+
+@pytest.fixture
+def harness(tmp_path: Path, harness_class: type[AzureMLHarness]):
     """A fresh fake workspace per test (the real MLClient talks to it)."""
-    h = AzureMLHarness()
+    h = harness_class()
     h.start(tmp_path)
     yield h
     h.stop()

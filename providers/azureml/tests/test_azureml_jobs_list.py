@@ -26,11 +26,8 @@ class SlowJobsHarness(AzureMLHarness):
 
 
 @pytest.fixture
-def harness(tmp_path: Path):
-    h = SlowJobsHarness()
-    h.start(tmp_path)
-    yield h
-    h.stop()
+def harness_class() -> type[AzureMLHarness]:
+    return SlowJobsHarness
 
 
 @pytest.fixture
