@@ -127,6 +127,28 @@ class _Limits:
         )
 
 
+def _response(
+    status: int,
+    default_headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]],
+    keep_alive: bool,
+    body: bytes,
+    *,
+    head: bool = False,
+) -> bytes:
+    """A whole HTTP/1.1 response: status line, headers, ``content-length`` and the body (none
+    for a HEAD request), for one ``transport.write``."""
+    parts = [STATUS_LINE[status]]
+    for name, value in (*default_headers, *headers):
+        parts += (name, b": ", value, b"\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"content-length: %d\r\n\r\n" % len(body))
+    if not head:
+        parts.append(body)
+    return b"".join(parts)
+
+
 class _NoEvent:
     """uvicorn's protocol sets its cycle's ``message_event``; a fast-path request has no reader."""
 
@@ -158,14 +180,10 @@ class Exchange:
             return
         self.response_started = True
         conn = self.conn
-        parts = [STATUS_LINE[status]]
-        for name, value in (*conn.server_state.default_headers, *headers):
-            parts += (name, b": ", value, b"\r\n")
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts += (b"content-length: %d\r\n\r\n" % len(body), body)
         transport = conn.transport
-        transport.write(b"".join(parts))
+        transport.write(
+            _response(status, conn.server_state.default_headers, headers, self.keep_alive, body)
+        )
         self.response_complete = True
         if not self.keep_alive:
             transport.close()
@@ -323,15 +341,10 @@ class ServingProtocol(HttpToolsProtocol):
         if cycle.disconnected or cycle.response_started:
             return
         cycle.response_started = True
-        parts = [STATUS_LINE[status]]
-        for name, value in (*cycle.default_headers, *headers):
-            parts += (name, b": ", value, b"\r\n")
-        if not cycle.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"content-length: %d\r\n\r\n" % len(body))
-        if cycle.scope["method"] != "HEAD":
-            parts.append(body)
-        self.transport.write(b"".join(parts))
+        head = cycle.scope["method"] == "HEAD"
+        self.transport.write(
+            _response(status, cycle.default_headers, headers, cycle.keep_alive, body, head=head)
+        )
         cycle.response_complete = True
         cycle.message_event.set()
         if not cycle.keep_alive:
