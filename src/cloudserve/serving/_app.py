@@ -291,13 +291,10 @@ class ServingApp:
         try:
             if self._token is not None:
                 self._check_token(auth)
-            if encoding:
-                codecs.check_content_encoding(encoding.decode("latin-1"))
-            instances, parameters = model.decode(body, content_type.decode("latin-1"))
-            rows = model.prepare(instances)
-            batcher.enqueue(
-                rows, parameters or self.settings.default_parameters, done, exchange.transport
+            _, rows, parameters = self._decoded(
+                model, body, content_type.decode("latin-1"), encoding.decode("latin-1")
             )
+            batcher.enqueue(rows, parameters, done, exchange.transport)
         except Exception as exc:  # the server never dies of a request
             done(None, exc)
             return
@@ -527,16 +524,23 @@ class ServingApp:
         self._receiving += 1
         try:
             body = await self._read_body(scope, receive)
-            content_type, accept = _header(scope, b"content-type"), _header(scope, b"accept")
-            codecs.check_content_encoding(_header(scope, b"content-encoding"))
-            instances, parameters = model.decode(body, content_type)
-            parameters = parameters or self.settings.default_parameters
-            rows = model.prepare(instances)
+            instances, rows, parameters = self._decoded(
+                model, body, _header(scope, b"content-type"), _header(scope, b"content-encoding")
+            )
         finally:
             self._receiving -= 1
         outputs = await self._outputs(scope, model, instances, rows, parameters)
-        data, out_type = codecs.encode_response(outputs, accept)
-        return 200, data, [(b"content-type", out_type.encode())]
+        data, out_type = codecs.encode_response(outputs, _header(scope, b"accept"))
+        return 200, data, self._content_type(out_type)
+
+    def _decoded(
+        self, model: LoadedModel, body: bytes, content_type: str, encoding: str
+    ) -> tuple[Any, Any, dict[str, Any]]:
+        """A predict request's ``(instances, prepared rows, parameters)``, on either path."""
+        if encoding:
+            codecs.check_content_encoding(encoding)
+        instances, parameters = model.decode(body, content_type)
+        return instances, model.prepare(instances), parameters or self.settings.default_parameters
 
     async def _outputs(
         self,
