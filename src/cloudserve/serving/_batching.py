@@ -113,6 +113,7 @@ class Batcher:
         self._lag_probe: asyncio.TimerHandle | None = None
         self._cycle_s: float | None = None  # time from one busy turn to the next (see _loop)
         self._work_s = 0.0  # the requests' own work, exponentially weighted (see work_share)
+        self._work_new = 0.0  # noted since the last fold
         self._work_at = time.perf_counter()
         # the model's own time for recent batches (no thread hand-off), for INLINE_S
         self._model_times: collections.deque[float] = collections.deque(maxlen=15)
@@ -214,19 +215,24 @@ class Batcher:
 
     def note_work(self, seconds: float) -> None:
         """Count ``seconds`` of a request's own work done outside the model (decoding,
-        encoding) towards :meth:`work_share`."""
+        encoding) towards :meth:`work_share`. One addition per request: the decay is applied
+        once per batch (see :meth:`_fold_work`)."""
+        self._work_new += seconds
+
+    def _fold_work(self) -> None:
         now = time.perf_counter()
-        self._work_s = self._work_s * math.exp((self._work_at - now) / WORK_S) + seconds
+        self._work_s = self._work_s * math.exp((self._work_at - now) / WORK_S) + self._work_new
+        self._work_new = 0.0
         self._work_at = now
 
     def work_share(self) -> float:
         """The share of recent wall time (exponentially weighted over ``WORK_S``) spent on the
         requests' own work: running batches, and what :meth:`note_work` was told. 0.0 to 1.0."""
+        self._fold_work()
         work = self._work_s
         if self._running_since:  # the batch in the model counts as it runs
             work += time.perf_counter() - self._running_since
-        elapsed = time.perf_counter() - self._work_at
-        return min(1.0, work * math.exp(-elapsed / WORK_S) / WORK_S)
+        return min(1.0, work / WORK_S)
 
     def _max_wait_in_hand(self) -> float:
         """How long a received request may wait for its answer: the batch in the model so far
@@ -361,6 +367,7 @@ class Batcher:
             self._running_since = 0.0
             elapsed = time.perf_counter() - started
             self.note_work(elapsed)
+            self._fold_work()
             prev = self._batch_s
             self._batch_s = elapsed if prev is None else 0.8 * prev + 0.2 * elapsed
         self._on_batch(len(outputs))
